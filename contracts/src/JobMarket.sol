@@ -24,6 +24,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint256 internal constant MAX_VERIFIERS = 7;
     uint256 internal constant MAX_WINDOW = 30 days;
     uint8 internal constant FLAG_REOPENED = 1;
+    uint8 internal constant FLAG_CHALLENGED = 2;
 
     uint256 internal constant S_OPEN = 1 << uint8(JobState.Open);
     uint256 internal constant S_ASSIGNED = 1 << uint8(JobState.Assigned);
@@ -34,9 +35,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     IERC20 private immutable _token;
     IProviderRegistry private immutable _registry;
 
+    /// @dev Everything settlement reads is in the first slot of Params (see IJobMarket.Params).
     Params private _params;
     address private _treasury;
-    uint256 private _jobCount;
+    /// @dev Job counter and the registry's profile count cached beside it: creating a job reads one
+    /// slot and calls the registry only when a request names a profile beyond the cached count.
+    uint64 private _jobCount;
+    uint16 private _profilesKnown;
     /// @dev Audit pool and protocol fees share one slot: settlement touches both.
     uint128 private _auditPool;
     uint128 private _protocolFees;
@@ -83,8 +88,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc IJobMarket
     function createJob(JobRequest calldata request) external nonReentrant returns (uint256 jobId) {
         jobId = _jobCount + 1;
-        _jobCount = jobId;
-        uint256 escrow = _create(jobId, request, _registry.profileCount());
+        _jobCount = uint64(jobId);
+        uint256 escrow = _create(jobId, request, _profileCount(request.profile));
         _token.safeTransferFrom(msg.sender, address(this), escrow);
     }
 
@@ -126,6 +131,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
         if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
         uint256 bond = _params.challengeBond;
+        j.flags |= FLAG_CHALLENGED;
         _bonds[jobId] = bond;
         _totalBonds += bond;
         _startAudit(j);
@@ -409,12 +415,21 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _createMany(JobRequest[] calldata requests) private returns (uint256 firstJobId, uint256 total) {
         uint256 n = requests.length;
         if (n == 0) revert JobMarketInvalidBatch(0, 0);
-        uint256 profiles = _registry.profileCount();
+        uint256 profiles = _profileCount(type(uint8).max);
         firstJobId = _jobCount + 1;
         for (uint256 i; i < n; ++i) {
             total += _create(firstJobId + i, requests[i], profiles);
         }
-        _jobCount = firstJobId + n - 1;
+        _jobCount = uint64(firstJobId + n - 1);
+    }
+
+    /// @dev Profiles are only ever added, so a cached count is a lower bound; it is refreshed
+    /// from the registry when `profileId` lies beyond it (or always, for `type(uint8).max`).
+    function _profileCount(uint8 profileId) private returns (uint256 count) {
+        count = _profilesKnown;
+        if (profileId < count) return count;
+        count = _registry.profileCount();
+        _profilesKnown = uint16(count);
     }
 
     function _create(uint256 jobId, JobRequest calldata r, uint256 profiles) private returns (uint256 escrow) {
@@ -722,7 +737,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _payVerifiers(uint256 jobId, Job storage j, uint256 mask, Tally memory t) private {
         uint256 honest = JobLib.popcount(mask);
         if (honest == 0) return; // any bond is returned at close
-        uint256 budget = _bonds[jobId];
+        uint256 budget = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
         if (budget != 0) {
             _bonds[jobId] = 0;
             _totalBonds -= budget;
@@ -814,7 +829,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             t.fees += fee;
         }
         uint256 refund = JobLib.escrow(j) - executorPay - fee;
-        uint256 bond = _bonds[jobId];
+        uint256 bond = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
         if (bond != 0) {
             _bonds[jobId] = 0;
             _totalBonds -= bond;

@@ -15,7 +15,8 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     using SafeERC20 for IERC20;
 
     /// @dev Hot fields first: `stake`, `locked` and the counters share one slot, so a lock,
-    /// release or slash is a single storage write.
+    /// release or slash is a single storage write; everything an assignment checks is in the
+    /// second slot, which is why profiles are capped at 64.
     struct ProviderData {
         uint96 stake;
         uint96 locked;
@@ -25,13 +26,14 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         uint16 vramGiB;
         uint40 unbondAt;
         bool registered;
+        uint64 profileMask;
         uint96 unbonding;
-        uint256 profileMask;
         bytes32 gpuModel;
         string endpoint;
     }
 
     uint40 internal constant MAX_UNBONDING_PERIOD = 365 days;
+    uint16 internal constant MAX_PROFILES = 64;
 
     IERC20 private immutable _token;
     address private _market;
@@ -187,7 +189,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     /// @inheritdoc IProviderRegistry
     function addProfile(bytes32 descriptor) external onlyOwner returns (uint8 id) {
         uint16 count = _profileCount;
-        if (descriptor == bytes32(0) || count == 256 || _knownProfiles[descriptor]) {
+        if (descriptor == bytes32(0) || count == MAX_PROFILES || _knownProfiles[descriptor]) {
             revert ProviderRegistryInvalidProfile(descriptor);
         }
         id = uint8(count);
@@ -269,14 +271,12 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     }
 
     function _setTerms(ProviderData storage p, Terms calldata terms) private {
-        uint256 count = _profileCount;
-        bool unknownBit = count < 256 && (terms.profileMask >> count) != 0;
-        if (terms.pricePerUnit == 0 || terms.profileMask == 0 || unknownBit) {
+        if (terms.pricePerUnit == 0 || terms.profileMask == 0 || (terms.profileMask >> _profileCount) != 0) {
             revert ProviderRegistryInvalidTerms(terms.profileMask, terms.pricePerUnit);
         }
         p.pricePerUnit = terms.pricePerUnit;
         p.vramGiB = terms.vramGiB;
-        p.profileMask = terms.profileMask;
+        p.profileMask = uint64(terms.profileMask);
         p.gpuModel = terms.gpuModel;
         p.endpoint = terms.endpoint;
     }

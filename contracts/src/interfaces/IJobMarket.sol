@@ -44,7 +44,7 @@ interface IJobMarket {
 
     /// @notice A job as stored (two slots).
     /// @param deadline Meaning depends on the state (see JobState); unix seconds.
-    /// @param flags Bit 0: reopened after a no-show (a second no-show expires the job).
+    /// @param flags Bit 0: reopened after a no-show (a second no-show expires the job); bit 1: challenged.
     /// @param participants Executors (indices below `replicas`) plus assigned verifiers.
     /// @param commitMask Bit i set when participant i committed.
     /// @param revealMask Bit i set when participant i revealed.
@@ -91,9 +91,9 @@ interface IJobMarket {
         uint32 challengeWindow; //      seconds after a commit to challenge or audit
         uint32 verifierAssignWindow; // seconds to assign verifiers once an audit starts
         uint32 revealWindow; //         seconds to reveal once all commitments are in
-        uint32 reassignWindow; //       accept window of a job reopened after a no-show
         uint32 maxAcceptWindow;
         uint32 maxExecWindow;
+        uint32 reassignWindow; //       accept window of a job reopened after a no-show
         uint96 challengeBond; //        bond a requester posts to challenge
     }
 

@@ -54,7 +54,7 @@ interface IProviderRegistry {
     error ProviderRegistryAlreadyRegistered(address provider);
     /// @notice `provider` has not registered; call `register` first.
     error ProviderRegistryNotRegistered(address provider);
-    /// @notice The terms are unusable: a zero price, an empty profile mask or an unknown profile bit.
+    /// @notice The terms are unusable: a zero price, an empty profile mask or a bit for an undefined profile.
     error ProviderRegistryInvalidTerms(uint256 profileMask, uint80 pricePerUnit);
     /// @notice Amount must be non-zero.
     error ProviderRegistryZeroAmount();
@@ -74,7 +74,7 @@ interface IProviderRegistry {
     error ProviderRegistryInsufficientVram(address provider, uint16 vramGiB, uint16 requiredGiB);
     /// @notice The provider asks more per unit than the job's maximum.
     error ProviderRegistryPriceTooHigh(address provider, uint80 pricePerUnit, uint80 maxPricePerUnit);
-    /// @notice No more determinism profiles fit (256 at most), or the descriptor is zero or known.
+    /// @notice No more determinism profiles fit (64 at most), or the descriptor is zero or known.
     error ProviderRegistryInvalidProfile(bytes32 descriptor);
     /// @notice The unbonding period is below twice the JobMarket's longest job lifetime, or above the cap.
     error ProviderRegistryInvalidUnbondingPeriod(uint40 period, uint256 minimum, uint256 maximum);

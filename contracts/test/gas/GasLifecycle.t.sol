@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {MarketFixture} from "../utils/MarketFixture.sol";
+import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
+import {JobLib} from "../../src/libraries/JobLib.sol";
+
+/// @notice One test per lifecycle path, unbatched and in batches of 20: `forge snapshot` records
+/// each path's gas in .gas-snapshot, and every test also records gas per job in snapshots/.
+/// Setup (providers registered and staked, earlier jobs settled so balances are warm, as on a
+/// running market) happens in setUp and is not measured.
+contract GasLifecycleTest is MarketFixture {
+    uint256 internal constant BATCH = 20;
+    bytes32 internal constant GOOD = keccak256("correct output");
+    bytes32 internal constant BAD = keccak256("fabricated output");
+
+    address internal p0;
+    address[] internal trio;
+    address[] internal verifiers;
+
+    function setUp() public override {
+        super.setUp();
+        p0 = newProvider("p0", PRICE);
+        trio.push(p0);
+        trio.push(newProvider("p1", PRICE));
+        trio.push(newProvider("p2", PRICE));
+        verifiers.push(newProvider("v0", PRICE));
+        verifiers.push(newProvider("v1", PRICE));
+        verifiers.push(newProvider("v2", PRICE));
+        setAuditBps(0);
+        // A steady-state market: every account already holds a credit, the pools are non-zero.
+        uint256 id = createJob(1);
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+    }
+
+    // ---------------------------------------------------------------- replicas = 1, optimistic
+
+    function test_gas_replicas1_settled() public {
+        vm.startSnapshotGas("replicas1_settled_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    function test_gas_replicas1_settled_batch20() public {
+        IJobMarket.JobRequest[] memory reqs = _requests(1);
+        vm.startSnapshotGas("replicas1_settled_batch20");
+        vm.prank(requester);
+        uint256 first = market.createJobs(reqs);
+        (uint256[] memory ids, address[][] memory ps) = _batch(first, one(p0));
+        vm.prank(matcher);
+        market.assignBatch(ids, ps);
+        _commitBatch(p0, ids, GOOD);
+        skipTime(10 minutes + 1);
+        market.finalizeBatch(ids);
+        uint256 gasUsed = vm.stopSnapshotGas();
+        vm.snapshotValue("replicas1_settled_batch20_per_job", gasUsed / BATCH);
+        assertEq(uint8(market.state(ids[BATCH - 1])), uint8(IJobMarket.JobState.Settled));
+    }
+
+    // ---------------------------------------------------------------- replicas = 3, majority
+
+    function test_gas_replicas3_honest() public {
+        vm.startSnapshotGas("replicas3_honest_per_job");
+        uint256 id = createJob(3);
+        assignJob(id, trio);
+        for (uint256 i; i < 3; ++i) commitAs(trio[i], id, GOOD);
+        for (uint256 i; i < 3; ++i) revealAs(trio[i], id, GOOD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    function test_gas_replicas3_honest_batch20() public {
+        IJobMarket.JobRequest[] memory reqs = _requests(3);
+        vm.startSnapshotGas("replicas3_honest_batch20");
+        vm.prank(requester);
+        uint256 first = market.createJobs(reqs);
+        (uint256[] memory ids, address[][] memory ps) = _batch(first, trio);
+        vm.prank(matcher);
+        market.assignBatch(ids, ps);
+        for (uint256 i; i < 3; ++i) _commitBatch(trio[i], ids, GOOD);
+        for (uint256 k; k < BATCH; ++k) {
+            for (uint256 i; i < 3; ++i) revealAs(trio[i], ids[k], GOOD);
+        }
+        market.finalizeBatch(ids);
+        uint256 gasUsed = vm.stopSnapshotGas();
+        vm.snapshotValue("replicas3_honest_batch20_per_job", gasUsed / BATCH);
+    }
+
+    function test_gas_replicas3_oneWrong() public {
+        vm.startSnapshotGas("replicas3_one_wrong_per_job");
+        uint256 id = createJob(3);
+        assignJob(id, trio);
+        commitAs(trio[0], id, GOOD);
+        commitAs(trio[1], id, GOOD);
+        commitAs(trio[2], id, BAD);
+        revealAs(trio[0], id, GOOD);
+        revealAs(trio[1], id, GOOD);
+        revealAs(trio[2], id, BAD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(registry.provider(trio[2]).jobsSlashed, 1);
+    }
+
+    // ---------------------------------------------------------------- audits and challenges
+
+    function test_gas_replicas1_audited_cheater() public {
+        setAuditBps(10_000);
+        vm.startSnapshotGas("replicas1_audited_cheater_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(p0));
+        commitAs(p0, id, BAD);
+        nextBlock();
+        market.drawAudit(id);
+        _auditWith(id, GOOD);
+        revealAs(p0, id, BAD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Refunded));
+    }
+
+    function test_gas_replicas1_challenge_lost() public {
+        vm.startSnapshotGas("replicas1_challenge_lost_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        vm.prank(requester);
+        market.challenge(id);
+        _auditWith(id, GOOD);
+        revealAs(p0, id, GOOD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    // ---------------------------------------------------------------- no-show
+
+    function test_gas_noShow_reopened_settled() public {
+        vm.startSnapshotGas("no_show_reopened_settled_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(trio[2]));
+        skipTime(1 hours + 1);
+        market.expire(id);
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    function test_gas_expired_unassigned_batch20() public {
+        IJobMarket.JobRequest[] memory reqs = _requests(1);
+        vm.startSnapshotGas("expired_unassigned_batch20");
+        vm.prank(requester);
+        uint256 first = market.createJobs(reqs);
+        (uint256[] memory ids,) = _batch(first, one(p0));
+        skipTime(1 hours + 1);
+        market.expireBatch(ids);
+        uint256 gasUsed = vm.stopSnapshotGas();
+        vm.snapshotValue("expired_unassigned_batch20_per_job", gasUsed / BATCH);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    function _create1() private returns (uint256) {
+        return createJob(1);
+    }
+
+    function _requests(uint8 replicas) private pure returns (IJobMarket.JobRequest[] memory reqs) {
+        reqs = new IJobMarket.JobRequest[](BATCH);
+        for (uint256 i; i < BATCH; ++i) reqs[i] = request(replicas);
+    }
+
+    function _batch(uint256 first, address[] memory providers)
+        private
+        pure
+        returns (uint256[] memory ids, address[][] memory ps)
+    {
+        ids = new uint256[](BATCH);
+        ps = new address[][](BATCH);
+        for (uint256 i; i < BATCH; ++i) {
+            ids[i] = first + i;
+            ps[i] = providers;
+        }
+    }
+
+    function _commitBatch(address p, uint256[] memory ids, bytes32 digest) private {
+        bytes32[] memory hashes = new bytes32[](ids.length);
+        bytes32[] memory seals = new bytes32[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            hashes[i] = JobLib.resultHash(ids[i], digest);
+            seals[i] = JobLib.seal(p, ids[i], digest);
+        }
+        vm.prank(p);
+        market.commitBatch(ids, hashes, seals);
+    }
+
+    function _auditWith(uint256 id, bytes32 digest) private {
+        vm.prank(matcher);
+        market.assignVerifiers(id, verifiers);
+        for (uint256 i; i < 3; ++i) commitAs(verifiers[i], id, digest);
+        for (uint256 i; i < 3; ++i) revealAs(verifiers[i], id, digest);
+    }
+}

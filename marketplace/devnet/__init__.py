@@ -1,0 +1,1 @@
+"""The local devnet: Anvil and the processes that run against it."""

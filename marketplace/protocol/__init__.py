@@ -1,0 +1,1 @@
+"""Protocol SDK: contract artifacts and bindings, typed client, job spec and hashing."""

@@ -1,0 +1,84 @@
+"""Signing and sending transactions with a local key: nonce tracking, gas estimation, reverts
+decoded into ContractRevert before anything is broadcast."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError
+from web3.types import TxParams, TxReceipt
+
+from marketplace.protocol.errors import ChainError, TransactionFailed, decode_revert
+
+# Headroom over eth_estimateGas: storage refunds and warm/cold differences between the
+# estimate and inclusion must not run a transaction out of gas.
+_GAS_HEADROOM = 1.25
+
+
+def connect(rpc_url: str, expected_chain_id: int | None = None) -> Web3:
+    """A Web3 connected to `rpc_url`, checked to serve `expected_chain_id` when given."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        chain_id = w3.eth.chain_id
+    except Exception as exc:  # requests raises several types; all mean unreachable
+        raise ChainError(f"cannot reach the RPC at {rpc_url}: {exc}; start the node or fix the URL") from exc
+    if expected_chain_id is not None and chain_id != expected_chain_id:
+        raise ChainError(
+            f"{rpc_url} serves chain {chain_id}, the deployment is on chain {expected_chain_id}; "
+            "point at the right RPC or use that chain's deployment file"
+        )
+    return w3
+
+
+class Signer:
+    """Sends transactions from one local key in nonce order; safe to share between threads."""
+
+    def __init__(self, w3: Web3, account: LocalAccount) -> None:
+        self.w3 = w3
+        self.account = account
+        self._lock = threading.Lock()
+        self._nonce: int | None = None
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def transact(self, call: ContractFunction | ContractConstructor, value: int = 0) -> TxReceipt:
+        """Estimates, signs, sends and waits for `call`; raises ContractRevert on a revert."""
+        with self._lock:
+            params: TxParams = {"from": self.account.address, "value": Web3.to_wei(value, "wei")}
+            try:
+                gas = call.estimate_gas(params)
+            except ContractLogicError as exc:
+                raise (decode_revert(_revert_data(exc)) or TransactionFailed(str(exc))) from exc
+            if self._nonce is None:
+                self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
+            params["gas"] = int(gas * _GAS_HEADROOM)
+            params["nonce"] = self._nonce
+            tx = call.build_transaction(params)
+            signed = self.account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self._nonce += 1
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise TransactionFailed(
+                f"transaction {tx_hash.hex()} reverted on-chain after a successful estimate; "
+                "state changed in between: re-read the job and retry"
+            )
+        return receipt
+
+    def reset_nonce(self) -> None:
+        """Forget the tracked nonce (after a node restart or an external send from this key)."""
+        with self._lock:
+            self._nonce = None
+
+
+def _revert_data(exc: ContractLogicError) -> Any:
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):  # some nodes wrap it: {"data": "0x..."}
+        data = data.get("data")
+    return data
