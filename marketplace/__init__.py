@@ -1,0 +1,1 @@
+"""depin-compute marketplace: protocol SDK, relayer, HTTP API and the `depin` CLI."""

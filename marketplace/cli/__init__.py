@@ -1,0 +1,1 @@
+"""The `depin` command-line interface."""

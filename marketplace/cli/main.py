@@ -1,0 +1,27 @@
+"""Entry point of the `depin` command."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+
+app = typer.Typer(name="depin", no_args_is_help=True)
+
+
+# A callback keeps `depin` a command group even while it has a single command.
+@app.callback()
+def main() -> None:
+    """GPU compute marketplace settled by smart contracts."""
+
+
+@app.command("version")
+def show_version() -> None:
+    """Print the installed depin-compute version."""
+    try:
+        typer.echo(version("depin-compute"))
+    except PackageNotFoundError:
+        typer.echo("depin-compute (not installed)")
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()

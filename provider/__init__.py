@@ -1,0 +1,1 @@
+"""Provider agent, Celery workers and the PyTorch job runtime."""

@@ -1,0 +1,39 @@
+"""Test-suite wiring shared by unit, contract and integration tests.
+
+ape's pytest plugin is loaded through its entry point in every pytest run; as soon as
+any test is collected it connects to the default network (Anvil via ape-foundry, see
+ape-config.yaml) and wraps each test in chain-snapshot isolation. Only tests/contracts
+need a chain, so its runner is dropped when no contract test is collected: then
+`pytest tests/unit` starts nothing.
+"""
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parent.parent
+_CONTRACT_TESTS = _ROOT / "tests" / "contracts"
+
+# The same environment `make test` sets, so a bare `pytest` run behaves alike: the solc
+# facade instead of a downloaded compiler, the npm Anvil for ape-foundry, no model hub.
+os.environ.setdefault("SOLCX_BINARY_PATH", str(_ROOT / "tools" / "solc"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["PATH"] = os.pathsep.join(
+    [str(_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin"), os.environ["PATH"]]
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    # Mark before `-m` filtering runs, decide after it: `-m "not contracts"` starts no chain.
+    for item in items:
+        if _CONTRACT_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.contracts)
+    yield
+    runner = config.pluginmanager.get_plugin("ape-test")
+    if runner is not None and not any(item.get_closest_marker("contracts") for item in items):
+        config.pluginmanager.unregister(runner)
