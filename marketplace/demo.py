@@ -36,7 +36,9 @@ def _table(cast: Cast, result: PathResult) -> Table:
     table.add_row("audit pool + protocol fees", _tokens(result.to_pools), "")
     table.add_row("burned", _tokens(-result.burned) if result.burned else "·", "")
     balance += result.to_pools + result.burned
-    table.caption = "conserved: every token accounted for" if balance == 0 else f"IMBALANCE {balance}"
+    table.caption = (
+        "conserved: every token accounted for" if balance == 0 else f"IMBALANCE {balance}"
+    )
     return table
 
 
@@ -48,8 +50,12 @@ def main() -> int:
         console.print(f"[bold]Anvil[/] at {node.url}, chain {w3.eth.chain_id}")
         cast = setup(w3, owner)
         d = cast.deployment
-        console.print(f"ComputeToken {d.token}\nProviderRegistry {d.registry}\nJobMarket {d.market}")
-        console.print(f"{len(cast.providers)} providers staked {1000:,} tokens each; prices per unit equal.\n")
+        console.print(
+            f"ComputeToken {d.token}\nProviderRegistry {d.registry}\nJobMarket {d.market}"
+        )
+        console.print(
+            f"{len(cast.providers)} providers staked {1000:,} tokens each; prices per unit equal.\n"
+        )
         failures = 0
         for title, path in PATHS:
             result = walk(cast, title, path)
@@ -57,7 +63,9 @@ def main() -> int:
             console.print(table)
             failures += table.caption != "conserved: every token accounted for"
             console.print()
-    console.print("Anvil stopped." if failures == 0 else f"[red]{failures} path(s) out of balance[/]")
+    console.print(
+        "Anvil stopped." if failures == 0 else f"[red]{failures} path(s) out of balance[/]"
+    )
     return 1 if failures else 0
 
 

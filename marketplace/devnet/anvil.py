@@ -15,7 +15,9 @@ from web3 import Web3
 
 from marketplace.protocol.errors import ChainError, ConfigError
 
-_REPO_ANVIL = Path(__file__).resolve().parents[2] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+_REPO_ANVIL = (
+    Path(__file__).resolve().parents[2] / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+)
 
 
 def anvil_binary() -> str:
@@ -65,7 +67,9 @@ class Anvil:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ChainError(f"anvil exited with code {self.proc.returncode}; see {self.log_file}")
+                raise ChainError(
+                    f"anvil exited with code {self.proc.returncode}; see {self.log_file}"
+                )
             try:
                 if w3.eth.chain_id == self.chain_id:
                     return self
@@ -88,7 +92,10 @@ class Anvil:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

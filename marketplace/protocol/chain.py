@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError
-from web3.types import TxParams, TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt
 
 from marketplace.protocol.errors import ChainError, TransactionFailed, decode_revert
 
@@ -25,7 +25,9 @@ def connect(rpc_url: str, expected_chain_id: int | None = None) -> Web3:
     try:
         chain_id = w3.eth.chain_id
     except Exception as exc:  # requests raises several types; all mean unreachable
-        raise ChainError(f"cannot reach the RPC at {rpc_url}: {exc}; start the node or fix the URL") from exc
+        raise ChainError(
+            f"cannot reach the RPC at {rpc_url}: {exc}; start the node or fix the URL"
+        ) from exc
     if expected_chain_id is not None and chain_id != expected_chain_id:
         raise ChainError(
             f"{rpc_url} serves chain {chain_id}, the deployment is on chain {expected_chain_id}; "
@@ -58,9 +60,9 @@ class Signer:
             if self._nonce is None:
                 self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
             params["gas"] = int(gas * _GAS_HEADROOM)
-            params["nonce"] = self._nonce
+            params["nonce"] = Nonce(self._nonce)
             tx = call.build_transaction(params)
-            signed = self.account.sign_transaction(tx)
+            signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             self._nonce += 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)

@@ -12,7 +12,7 @@ from enum import IntEnum
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -125,7 +125,13 @@ class ProviderTerms:
         model = self.gpu_model.encode()
         if len(model) > 32:
             raise ConfigError(f"gpu model name {self.gpu_model!r} exceeds 32 bytes; shorten it")
-        return (self.profile_mask, model.ljust(32, b"\0"), self.vram_gib, self.price_per_unit, self.endpoint)
+        return (
+            self.profile_mask,
+            model.ljust(32, b"\0"),
+            self.vram_gib,
+            self.price_per_unit,
+            self.endpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,8 @@ class ProviderRecord:
 
     @classmethod
     def from_tuple(cls, t: Sequence[Any]) -> ProviderRecord:
-        return cls(*t[:10], t[10].rstrip(b"\0").decode(errors="replace"), t[11])
+        model = t[10].rstrip(b"\0").decode(errors="replace")
+        return cls(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], model, t[11])
 
     @property
     def free_stake(self) -> int:
@@ -157,7 +164,9 @@ class ProviderRecord:
 class Market:
     """The three contracts of one deployment, read and written through one optional key."""
 
-    def __init__(self, w3: Web3, deployment: Deployment, account: LocalAccount | None = None) -> None:
+    def __init__(
+        self, w3: Web3, deployment: Deployment, account: LocalAccount | None = None
+    ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.signer = Signer(w3, account) if account is not None else None
@@ -166,7 +175,9 @@ class Market:
         self.market = self._contract("JobMarket", deployment.market)
 
     def _contract(self, name: str, address: str) -> Contract:
-        return self.w3.eth.contract(address=to_checksum_address(address), abi=artifacts.load(name).abi)
+        return self.w3.eth.contract(
+            address=to_checksum_address(address), abi=artifacts.load(name).abi
+        )
 
     def as_account(self, account: LocalAccount) -> Market:
         """The same deployment driven by another key."""
@@ -221,7 +232,9 @@ class Market:
         return self._send(self.registry.functions.withdrawUnbonded())
 
     def provider(self, account: str) -> ProviderRecord:
-        return ProviderRecord.from_tuple(self.registry.functions.provider(to_checksum_address(account)).call())
+        return ProviderRecord.from_tuple(
+            self.registry.functions.provider(to_checksum_address(account)).call()
+        )
 
     def total_staked(self) -> int:
         return int(self.registry.functions.totalStaked().call())
@@ -264,7 +277,9 @@ class Market:
     # ------------------------------------------------------------------ matcher
 
     def assign(self, job_id: int, providers: Sequence[str]) -> TxReceipt:
-        return self._send(self.market.functions.assign(job_id, [to_checksum_address(p) for p in providers]))
+        return self._send(
+            self.market.functions.assign(job_id, [to_checksum_address(p) for p in providers])
+        )
 
     def assign_batch(self, assignments: Sequence[tuple[int, Sequence[str]]]) -> TxReceipt:
         ids = [job_id for job_id, _ in assignments]
@@ -273,7 +288,9 @@ class Market:
 
     def assign_verifiers(self, job_id: int, verifiers: Sequence[str]) -> TxReceipt:
         return self._send(
-            self.market.functions.assignVerifiers(job_id, [to_checksum_address(v) for v in verifiers])
+            self.market.functions.assignVerifiers(
+                job_id, [to_checksum_address(v) for v in verifiers]
+            )
         )
 
     # ------------------------------------------------------------------ providers

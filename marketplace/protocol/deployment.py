@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from marketplace.protocol import artifacts
 from marketplace.protocol.chain import Signer
-from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.errors import ChainError, ConfigError
 
 # Determinism profiles defined at deployment, in id order. A profile names everything that
 # must match for two executions to be compared bit for bit (docs/protocol.md).
@@ -115,13 +116,18 @@ def deploy(
         art = artifacts.load(name)
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         receipt = signer.transact(factory.constructor(*args))
-        return to_checksum_address(receipt["contractAddress"])
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {name} produced no contract address; check the node")
+        return to_checksum_address(address)
 
     token = create("ComputeToken", owner)
     registry = create("ProviderRegistry", token, owner, period)
     market = create("JobMarket", token, registry, owner, treasury or owner, params.as_tuple())
-    reg = w3.eth.contract(address=registry, abi=artifacts.load("ProviderRegistry").abi)
-    mkt = w3.eth.contract(address=market, abi=artifacts.load("JobMarket").abi)
+    reg = w3.eth.contract(
+        address=to_checksum_address(registry), abi=artifacts.load("ProviderRegistry").abi
+    )
+    mkt = w3.eth.contract(address=to_checksum_address(market), abi=artifacts.load("JobMarket").abi)
     signer.transact(reg.functions.setMarket(market))
     for name in profiles:
         signer.transact(reg.functions.addProfile(profile_descriptor(name)))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_abi.abi import decode
+from eth_utils.abi import function_signature_to_4byte_selector
 
 from marketplace.protocol import artifacts
 
@@ -30,17 +30,17 @@ class TransactionFailed(DepinError, RuntimeError):
 
 # What a user should do about each contract error; the decoded arguments are shown beside it.
 _HINTS: dict[str, str] = {
-    "JobMarketUnexpectedState": "the job is not in a state that allows this; check `state(jobId)`",
-    "JobMarketNotMatcher": "only an authorised matcher may assign; ask the owner to call setMatcher",
+    "JobMarketUnexpectedState": "the job's state does not allow this; check `state(jobId)`",
+    "JobMarketNotMatcher": "only a matcher may assign; the owner authorises one with setMatcher",
     "JobMarketNotRequester": "only the job's requester may do this; use the requester's key",
-    "JobMarketNotParticipant": "this key is not assigned to the job; use the assigned provider's key",
+    "JobMarketNotParticipant": "this key is not assigned to the job; sign as the assigned provider",
     "JobMarketInvalidReplicas": "replicas must be between 1 and 5",
     "JobMarketInvalidAmount": "units and max price must be non-zero and the collateral fit 96 bits",
     "JobMarketInvalidWindow": "pick a window between 1 second and the maximum shown",
     "JobMarketUnknownProfile": "use a determinism profile the ProviderRegistry defines",
     "JobMarketInvalidBatch": "pass non-empty arrays of equal length",
     "JobMarketWrongProviderCount": "assign exactly as many providers as the job needs",
-    "JobMarketDuplicateProvider": "each provider may appear once per job, verifiers exclude executors",
+    "JobMarketDuplicateProvider": "a provider appears once per job; verifiers exclude executors",
     "JobMarketProviderExcluded": "this provider missed its deadline on the job; pick another",
     "JobMarketVerifiersAssigned": "the audit already has its verifiers",
     "JobMarketAlreadyCommitted": "this provider already committed a result to the job",
@@ -48,7 +48,7 @@ _HINTS: dict[str, str] = {
     "JobMarketRevealMismatch": "reveal exactly the digest that was committed, from the same key",
     "JobMarketDeadlinePassed": "the deadline has passed; the job must be expired or finalized",
     "JobMarketDeadlineNotReached": "wait until the deadline shown has passed",
-    "JobMarketAuditNotDrawable": "the audit draw needs the block after the commit; retry next block",
+    "JobMarketAuditNotDrawable": "the draw needs the block after the commit; retry next block",
     "JobMarketInvalidParams": "fix the parameter named in the message",
     "JobMarketNothingToWithdraw": "nothing is credited to this account yet",
     "JobMarketZeroAddress": "pass a non-zero address",
@@ -68,7 +68,7 @@ _HINTS: dict[str, str] = {
     "ProviderRegistryPriceTooHigh": "the provider asks more than the job's max price per unit",
     "ProviderRegistryInvalidProfile": "use a new non-zero descriptor; at most 64 profiles",
     "ProviderRegistryInvalidUnbondingPeriod": "choose a period within the bounds shown",
-    "ERC20InsufficientAllowance": "approve the contract for at least the amount shown, or use a permit",
+    "ERC20InsufficientAllowance": "approve at least the amount shown, or use a permit",
     "ERC20InsufficientBalance": "the account holds fewer tokens than needed; fund it first",
     "OwnableUnauthorizedAccount": "only the contract owner may do this",
 }
@@ -115,7 +115,11 @@ def decode_revert(data: bytes | str | None) -> ContractRevert | None:
     """The custom error encoded in `data`, or None if it matches no shipped ABI."""
     if data is None:
         return None
-    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+    raw = (
+        bytes.fromhex(data[2:] if data.startswith("0x") else data)
+        if isinstance(data, str)
+        else data
+    )
     if len(raw) < 4:
         return None
     entry = _error_table().get(raw[:4])

@@ -6,8 +6,9 @@ contract stores `commitment(...)` and accepts a reveal only when both recompute.
 
 from __future__ import annotations
 
-from eth_abi import encode
-from eth_utils import keccak, to_canonical_address
+from eth_abi.abi import encode
+from eth_utils.address import to_canonical_address
+from eth_utils.crypto import keccak
 
 
 def _digest_bytes(digest: bytes) -> bytes:
