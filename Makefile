@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build test snapshot demo lint redis clean distclean
+.PHONY: bootstrap build artifacts test snapshot demo lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ redis: $(VENV_STAMP)
 
 build: $(NODE_STAMP)
 	cd contracts && forge build
+
+# The ABIs and bytecode the SDK ships; tests/unit/test_artifacts.py fails when they are stale.
+artifacts: build $(VENV_STAMP)
+	$(PY) -m marketplace.protocol.artifacts
 
 test: bootstrap
 	cd contracts && forge test
