@@ -102,10 +102,11 @@ def deploy(
     params: MarketParams | None = None,
     unbonding_period: int | None = None,
     profiles: tuple[str, ...] = DEFAULT_PROFILES,
+    write_to: Path | None = None,
 ) -> Deployment:
     """Deploys ComputeToken, ProviderRegistry and JobMarket owned by `deployer`, links them,
-    defines `profiles` and authorises `matchers`. The unbonding period defaults to twice the
-    longest job lifetime plus a day."""
+    defines `profiles` and authorises `matchers`; writes the deployment file to `write_to` when
+    given. The unbonding period defaults to twice the longest job lifetime plus a day."""
     params = params or MarketParams()
     period = unbonding_period or 2 * params.max_job_lifetime() + DAY
     signer = Signer(w3, deployer)
@@ -133,7 +134,7 @@ def deploy(
         signer.transact(reg.functions.addProfile(profile_descriptor(name)))
     for matcher in matchers:
         signer.transact(mkt.functions.setMatcher(to_checksum_address(matcher), True))
-    return Deployment(
+    deployment = Deployment(
         chain_id=w3.eth.chain_id,
         token=token,
         registry=registry,
@@ -142,3 +143,6 @@ def deploy(
         deployer=owner,
         profiles=list(profiles),
     )
+    if write_to is not None:
+        deployment.write(write_to)
+    return deployment
