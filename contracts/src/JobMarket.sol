@@ -576,7 +576,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev The single source of randomness: swap for a VRF on chains where block hashes are weak.
     /// A hash older than 256 blocks is gone; the job is then audited, so a late draw never helps a cheater.
     function _randomness(uint32 commitBlock) internal view returns (bytes32) {
-        uint256 age = uint32(uint32(block.number) - commitBlock);
+        uint256 age;
+        unchecked {
+            age = uint32(uint32(block.number) - commitBlock); // commitBlock holds the low 32 bits
+        }
         return blockhash(block.number - age);
     }
 
