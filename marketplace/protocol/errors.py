@@ -8,6 +8,7 @@ from typing import Any
 
 from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 
 from marketplace.protocol import artifacts
 
@@ -126,5 +127,8 @@ def decode_revert(data: bytes | str | None) -> ContractRevert | None:
     if entry is None:
         return None
     name, types, names = entry
-    values = decode(types, raw[4:])
+    values = [
+        to_checksum_address(v) if t == "address" else v
+        for t, v in zip(types, decode(types, raw[4:]), strict=True)
+    ]
     return ContractRevert(name, dict(zip(names, values, strict=True)))
