@@ -89,7 +89,9 @@ def main() -> dict[str, object]:
     batch.add_column(f"vs {PUBLISHED_REFERENCE:,} reference", justify="right")
     batch.add_row("unbatched", f"{baseline:,}", "1.00x", f"{baseline / PUBLISHED_REFERENCE:.2f}x")
     for n, gas in batched.items():
-        batch.add_row(str(n), f"{gas:,}", f"{gas / baseline:.2f}x", f"{gas / PUBLISHED_REFERENCE:.2f}x")
+        batch.add_row(
+            str(n), f"{gas:,}", f"{gas / baseline:.2f}x", f"{gas / PUBLISHED_REFERENCE:.2f}x"
+        )
     console.print(batch)
     result: dict[str, object] = {
         "paths": paths,
