@@ -25,6 +25,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint256 internal constant MAX_WINDOW = 30 days;
     uint8 internal constant FLAG_REOPENED = 1;
     uint8 internal constant FLAG_CHALLENGED = 2;
+    uint8 internal constant FLAG_DRAWN = 4;
 
     uint256 internal constant S_OPEN = 1 << uint8(JobState.Open);
     uint256 internal constant S_ASSIGNED = 1 << uint8(JobState.Assigned);
@@ -345,8 +346,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function auditSelected(uint256 jobId) external view returns (bool) {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
+        if (j.flags & FLAG_DRAWN != 0) return false;
         uint32 commitBlock = _participants[jobId][0].commitBlock;
-        if (commitBlock == 0) return false;
+        if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
         return _auditSelected(jobId, commitBlock);
     }
 
@@ -564,12 +566,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         Participant storage executor = _participants[jobId][0];
+        if (j.flags & FLAG_DRAWN != 0) return false; // drawn already: not selected
         uint32 commitBlock = executor.commitBlock;
-        if (commitBlock == 0) return false; // drawn already: not selected
         if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
         audited = _auditSelected(jobId, commitBlock);
+        // Record a clear draw: a later one could find the hash aged out and force an audit.
         if (audited) _startAudit(j);
-        else executor.commitBlock = 0; // a later draw would find the hash gone and force an audit
+        else j.flags |= FLAG_DRAWN;
         emit AuditDrawn(jobId, audited);
     }
 
@@ -604,8 +607,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
         if (block.timestamp <= j.deadline) revert JobMarketDeadlineNotReached(jobId, j.deadline);
         if (s == JobState.Auditing) return _auditTimedOut(jobId, j);
-        uint32 commitBlock = _participants[jobId][0].commitBlock;
-        if (commitBlock != 0) {
+        if (j.flags & FLAG_DRAWN == 0) {
+            uint32 commitBlock = _participants[jobId][0].commitBlock;
             // Nobody drew the audit during the window: draw it now, without a storage write when clear.
             if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
             if (_auditSelected(jobId, commitBlock)) {
@@ -614,7 +617,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
                 return;
             }
         }
-        _settleUnverified(jobId, j);
+        _settleUnverified(jobId, j, _emptyTally());
     }
 
     function _expireDue(uint256 jobId) private {
@@ -627,14 +630,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         } else if (s == JobState.Auditing) {
             _auditTimedOut(jobId, j);
         } else {
-            uint256 compensation = _slashMissingCommits(jobId, j);
+            Tally memory t = _emptyTally();
+            _slashMissingCommits(jobId, j, t);
             if (j.commitMask != 0) {
                 _startReveal(jobId, j);
             } else if (j.flags & FLAG_REOPENED == 0) {
                 _reopen(jobId, j);
             } else {
-                Tally memory t = _emptyTally();
-                t.refunded = compensation;
                 _close(jobId, j, JobState.Expired, bytes32(0), 0, t);
             }
         }
@@ -644,11 +646,12 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// verifiers that did not commit are slashed and the rest reveal (or, if none committed, the
     /// result stands).
     function _auditTimedOut(uint256 jobId, Job storage j) private {
+        Tally memory t = _emptyTally();
         if (j.participants != j.replicas) {
-            _slashMissingCommits(jobId, j);
+            _slashMissingCommits(jobId, j, t);
             if (j.commitMask > 1) return _startReveal(jobId, j);
         }
-        _settleUnverified(jobId, j);
+        _settleUnverified(jobId, j, t);
     }
 
     function _reopen(uint256 jobId, Job storage j) private {
@@ -662,12 +665,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev Slashes every participant that owed a commit and did not make it and excludes it from a
-    /// reopened job; they take no further part. Returns the requester compensation credited.
-    function _slashMissingCommits(uint256 jobId, Job storage j) private returns (uint256 compensation) {
+    /// reopened job; they take no further part. The amounts moved are added to `t`.
+    function _slashMissingCommits(uint256 jobId, Job storage j, Tally memory t) private {
         uint256 n = j.participants;
         uint256 mask = j.commitMask;
         uint96 collateral = JobLib.collateral(j);
-        Tally memory t = _emptyTally();
         uint256 reward;
         for (uint256 i; i < n; ++i) {
             if (mask & (1 << i) != 0) continue;
@@ -677,20 +679,19 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
         // No honest party is known yet: the reward share funds future audits.
         if (reward != 0) _auditPool += uint128(reward);
-        return t.refunded;
+        t.fees += reward;
     }
 
     // ================================================================ resolution
 
     /// @dev The result was never checked by anyone else (no audit selected, or no verifier took
     /// part): the executor is paid and any challenge bond is returned.
-    function _settleUnverified(uint256 jobId, Job storage j) private {
+    function _settleUnverified(uint256 jobId, Job storage j, Tally memory t) private {
         address executor = _participants[jobId][0].provider;
         uint256 pay = uint256(j.units) * j.clearingPrice;
         _credit(jobId, executor, pay);
         _registry.releaseCollateral(jobId, executor, JobLib.collateral(j), true);
-        Tally memory t = _emptyTally();
-        t.paid = pay;
+        t.paid += pay;
         _close(jobId, j, JobState.Settled, bytes32(0), pay, t);
     }
 

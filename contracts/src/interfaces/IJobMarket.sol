@@ -44,7 +44,8 @@ interface IJobMarket {
 
     /// @notice A job as stored (two slots).
     /// @param deadline Meaning depends on the state (see JobState); unix seconds.
-    /// @param flags Bit 0: reopened after a no-show (a second no-show expires the job); bit 1: challenged.
+    /// @param flags Bit 0: reopened after a no-show (a second no-show expires the job); bit 1:
+    /// challenged; bit 2: the audit draw ran and did not select the job.
     /// @param participants Executors (indices below `replicas`) plus assigned verifiers.
     /// @param commitMask Bit i set when participant i committed.
     /// @param revealMask Bit i set when participant i revealed.
@@ -72,7 +73,7 @@ interface IJobMarket {
 
     /// @notice One executor or verifier of a job.
     /// @param commitment First 8 bytes of keccak256(resultHash, seal); zero before the commit.
-    /// @param commitBlock Block of the commit (its hash seeds the audit draw); zero once drawn.
+    /// @param commitBlock Low 32 bits of the commit's block number (its hash seeds the audit draw).
     struct Participant {
         address provider;
         uint64 commitment;
@@ -174,9 +175,11 @@ interface IJobMarket {
     event ProviderSlashed(uint256 indexed jobId, address indexed provider, uint256 amount);
     /// @notice Job `jobId` failed to get commits from every executor and was reopened.
     event JobReopened(uint256 indexed jobId, uint32 acceptBy);
-    /// @notice Job `jobId` reached terminal state `state`. `paid` went to providers and verifiers,
-    /// `refunded` (including slash compensation) to the requester, `fees` to treasury and audit pool,
-    /// `burned` was destroyed.
+    /// @notice Job `jobId` reached terminal state `state`. Totals of the closing transaction: `paid`
+    /// went to providers and verifiers, `refunded` (escrow, bond and slash compensation) to the
+    /// requester, `fees` to treasury and audit pool (slash reward shares with nobody to reward
+    /// included), `burned` was destroyed. Slashes in earlier transactions of the job (a no-show
+    /// before a reopen or a reveal phase) are in their own ProviderSlashed and Credited events.
     event JobClosed(
         uint256 indexed jobId, JobState state, bytes32 digest, uint256 paid, uint256 refunded, uint256 fees, uint256 burned
     );

@@ -1,0 +1,1 @@
+"""The relayer service: listener, provider index, matcher (pure), submitter, keeper, store."""
