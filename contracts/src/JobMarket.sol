@@ -741,10 +741,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _payVerifiers(uint256 jobId, Job storage j, uint256 mask, Tally memory t) private {
         uint256 honest = JobLib.popcount(mask);
         if (honest == 0) return; // any bond is returned at close
-        uint256 budget = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
-        if (budget != 0) {
+        uint256 bond = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
+        uint256 budget = bond;
+        if (bond != 0) {
             _bonds[jobId] = 0;
-            _totalBonds -= budget;
+            _totalBonds -= bond;
         } else {
             uint256 wanted = honest * uint256(j.units) * j.maxPricePerUnit;
             uint256 pool = _auditPool;
@@ -753,8 +754,12 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
         uint256 share = budget / honest;
         t.paid += _payEach(jobId, mask, share);
-        // Rounding dust stays in the audit pool.
-        if (budget != share * honest) _auditPool += uint128(budget - share * honest);
+        // Rounding dust goes to the audit pool; only dust of a bond is new money there.
+        uint256 dust = budget - share * honest;
+        if (dust != 0) {
+            _auditPool += uint128(dust);
+            if (bond != 0) t.fees += dust;
+        }
     }
 
     /// @dev Splits slashed rewards among `mask`; with nobody to reward they fund future audits.

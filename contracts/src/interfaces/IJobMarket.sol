@@ -111,7 +111,8 @@ interface IJobMarket {
     error JobMarketNotParticipant(uint256 jobId, address caller);
     /// @notice Replicas must be 1..5.
     error JobMarketInvalidReplicas(uint8 replicas);
-    /// @notice Units and max price must be non-zero, and the escrow must fit in 96 bits.
+    /// @notice Units and max price must be non-zero, and the collateral (collateral multiple x units x
+    /// max price) must fit in 96 bits.
     error JobMarketInvalidAmount(uint32 units, uint80 maxPricePerUnit);
     /// @notice A window is zero or above its maximum.
     error JobMarketInvalidWindow(uint32 window, uint32 maximum);

@@ -132,11 +132,13 @@ abstract contract UnitBase is MarketFixture {
         assertTrue(market.drawAudit(id), "audit drawn");
     }
 
-    /// @notice Funds the audit pool with `amount` (the pool has no direct deposit: a no-show slash
-    /// credits its reward share to the pool). Returns the pool increase.
+    uint256 private _poolFunders;
+
+    /// @notice Funds the audit pool (it has no direct deposit: a no-show slash credits its reward
+    /// share to the pool, here 30% of the collateral) and cancels that job. Returns the increase.
     function fundPoolBySlash() internal returns (uint256 added) {
         uint256 before = market.auditPool();
-        address lazy = newProvider("pool-funder", PRICE);
+        address lazy = newProvider(string.concat("pool-funder-", vm.toString(_poolFunders++)), PRICE);
         uint256 id = assignedJob(lazy);
         skipTime(1 hours + 1);
         market.expire(id);
