@@ -473,8 +473,7 @@ contract InvariantsTest is MarketFixture {
     }
 }
 
-/// @notice Regression for what invariant_3_jobClosedFiguresAccountForTheClose found (fixed in
-/// b44192a): a lost challenge splits the bond among the honest verifiers and sends the rounding
+/// @notice Regression for what invariant_3_jobClosedFiguresAccountForTheClose found: a lost challenge splits the bond among the honest verifiers and sends the rounding
 /// dust to the audit pool; JobClosed.fees ("to treasury and audit pool") must include it, so the
 /// closing transaction's figures add up to escrow + bond exactly (they were 1 wei short).
 contract JobClosedAccountingTest is MarketFixture {
