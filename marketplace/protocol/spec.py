@@ -339,6 +339,8 @@ class JobSpec(BaseModel):
             raise SpecError(
                 f"the spec is not UTF-8 text (byte {exc.start}); save it as UTF-8"
             ) from None
+        if _nesting_depth(text) > MAX_JSON_DEPTH:
+            raise SpecError("JSON nested too deeply; parameters are flat")
         try:
             parsed = json.loads(
                 text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
@@ -403,3 +405,30 @@ def _describe(error: ErrorDetails) -> str:
     help_ = _FIELD_HELP.get(field)
     msg = error["msg"].replace("valid tuple", "valid list")
     return f"{where}: {msg}, got {_short(error['input'])}" + (f"; write {help_}" if help_ else "")
+
+
+# A spec is an object of flat fields; anything deeper is refused before the parser sees it, so
+# the outcome never depends on the interpreter's recursion limit.
+MAX_JSON_DEPTH = 8
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside string literals."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
