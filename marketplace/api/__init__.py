@@ -1,0 +1,1 @@
+"""The relayer's HTTP API: artifact store, provider heartbeats, health and metrics."""

@@ -1,0 +1,711 @@
+"""The relayer's HTTP API in a real uvicorn process, exercised over loopback HTTP.
+
+The server runs `uvicorn --factory marketplace.api.app:create_app` configured only through
+`DEPIN_API_*` variables, on a socket this module binds first (passed by file descriptor, so no
+port can be taken in between). Every wait is bounded; the process is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi import APIRouter, FastAPI
+from pydantic import ValidationError
+
+from marketplace.api.app import create_app
+from marketplace.api.settings import ApiSettings
+from marketplace.devnet.anvil import free_port
+from marketplace.protocol.artifact_client import (
+    ArtifactClient,
+    ArtifactCorrupted,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactTooLarge,
+    RelayerUnreachable,
+    sha256_hex,
+)
+from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.heartbeat import MemoryLivenessBook, SignedHeartbeat, sign_heartbeat
+
+pytestmark = pytest.mark.integration
+
+CHAIN = 31337
+MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+LIMIT = 64 * 1024
+INTERVAL = 5
+STARTUP_SECONDS = 30.0
+
+# ---------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    root: Path
+    log: Path
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_API_")}
+    env.update(
+        DEPIN_API_ARTIFACT_ROOT=str(root),
+        DEPIN_API_MAX_ARTIFACT_BYTES=str(LIMIT),
+        DEPIN_API_CHAIN_ID=str(CHAIN),
+        DEPIN_API_MARKET_ADDRESS=MARKET.lower(),
+        DEPIN_API_HEARTBEAT_INTERVAL=str(INTERVAL),
+    )
+    env.update(extra)
+    return env
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the API exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"the API did not answer /healthz within {STARTUP_SECONDS} s:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("api")
+    root, log = base / "artifacts", base / "server.log"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "marketplace.api.app:create_app",
+        "--fd",
+        str(sock.fileno()),
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=_env(root), pass_fds=[sock.fileno()], stdout=out, stderr=out
+        )
+    sock.close()
+    try:
+        _wait_ready(url, proc, log)
+        yield Server(url=url, root=root, log=log)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[ArtifactClient]:
+    with ArtifactClient(server.url, timeout=10) as c:
+        yield c
+
+
+def artifact(size: int = 4096) -> tuple[bytes, str]:
+    data = os.urandom(size)
+    return data, sha256_hex(data)
+
+
+def stored_path(server: Server, sha: str) -> Path:
+    return server.root / sha[:2] / sha[2:]
+
+
+# ---------------------------------------------------------------------- artifacts
+
+
+def test_put_get_round_trip(server: Server, client: ArtifactClient, http: httpx.Client) -> None:
+    data, sha = artifact(20_000)
+    assert client.put(data) == sha
+    assert client.get(sha) == data
+    assert client.exists(sha)
+    assert stored_path(server, sha).read_bytes() == data
+
+    response = http.get(f"/artifacts/{sha}")
+    assert response.status_code == 200
+    assert response.content == data
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-length"] == str(len(data))
+    assert response.headers["etag"] == f'"{sha}"'
+
+    head = http.head(f"/artifacts/{sha}")
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(data))
+    assert head.content == b""
+
+
+def test_download_streams_to_a_file(client: ArtifactClient, tmp_path: Path) -> None:
+    data, sha = artifact(LIMIT)
+    client.put(data)
+    dest = client.download(sha, tmp_path / "sub" / "input.bin")
+    assert dest.read_bytes() == data
+    assert [p.name for p in dest.parent.iterdir()] == ["input.bin"]
+
+
+def test_empty_artifact_is_allowed(client: ArtifactClient) -> None:
+    sha = client.put(b"")
+    assert sha == sha256_hex(b"")
+    assert client.get(sha) == b""
+
+
+def test_same_content_twice_is_idempotent(
+    server: Server, client: ArtifactClient, http: httpx.Client
+) -> None:
+    data, sha = artifact()
+    first = http.put(f"/artifacts/{sha}", content=data)
+    assert first.status_code == 201
+    assert first.json() == {"sha256": sha, "size": len(data), "created": True}
+    assert first.headers["location"] == f"/artifacts/{sha}"
+    count = http.get("/healthz").json()["artifacts"]
+
+    second = http.put(f"/artifacts/{sha}", content=data)
+    assert second.status_code == 200
+    assert second.json()["created"] is False
+    assert client.put(data) == sha
+    assert http.get("/healthz").json()["artifacts"] == count
+    assert stored_path(server, sha).read_bytes() == data
+
+
+def test_wrong_hash_is_rejected(server: Server, http: httpx.Client) -> None:
+    data, sha = artifact()
+    _, other = artifact()
+    response = http.put(f"/artifacts/{other}", content=data)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert sha in detail and other in detail and "sha256 of exactly the bytes" in detail
+    assert http.get(f"/artifacts/{other}").status_code == 404
+    assert not stored_path(server, other).exists()
+    assert list((server.root / "tmp").iterdir()) == []
+
+
+def test_artifact_at_the_limit_is_accepted(client: ArtifactClient) -> None:
+    data, sha = artifact(LIMIT)
+    assert client.put(data) == sha
+
+
+def test_oversize_with_content_length_gets_413(server: Server, http: httpx.Client) -> None:
+    data, sha = artifact(LIMIT + 1)
+    response = http.put(f"/artifacts/{sha}", content=data)
+    assert response.status_code == 413
+    assert f"limit of {LIMIT} bytes" in response.json()["detail"]
+    assert "DEPIN_API_MAX_ARTIFACT_BYTES" in response.json()["detail"]
+    assert not stored_path(server, sha).exists()
+
+
+def test_oversize_streamed_without_length_gets_413(server: Server, http: httpx.Client) -> None:
+    data, sha = artifact(LIMIT + 10_000)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), 8192):
+            yield data[start : start + 8192]
+
+    response = http.put(f"/artifacts/{sha}", content=chunks())
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert response.status_code == 413
+    assert "more than" in response.json()["detail"]
+    assert not stored_path(server, sha).exists()
+    assert list((server.root / "tmp").iterdir()) == []
+
+
+def test_client_reports_oversize(client: ArtifactClient) -> None:
+    with pytest.raises(ArtifactTooLarge, match=f"limit of {LIMIT} bytes"):
+        client.put(os.urandom(LIMIT * 2))
+
+
+def test_corrupted_file_is_detected_on_get(
+    server: Server, client: ArtifactClient, http: httpx.Client
+) -> None:
+    data, sha = artifact()
+    client.put(data)
+    path = stored_path(server, sha)
+    path.write_bytes(b"\x00" + data[1:])
+    before = _samples(http.get("/metrics").text).get("depin_artifact_corrupt_total", 0.0)
+
+    response = http.get(f"/artifacts/{sha}")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert "corrupt" in detail and "quarantine" in detail and f"PUT /artifacts/{sha}" in detail
+    assert not path.exists()
+    assert [p.name.split(".")[0] for p in (server.root / "quarantine").iterdir()].count(sha) == 1
+    after = _samples(http.get("/metrics").text)["depin_artifact_corrupt_total"]
+    assert after == before + 1
+
+    with pytest.raises(ArtifactNotFound):
+        client.get(sha)
+    # Uploading the true bytes restores it.
+    assert http.put(f"/artifacts/{sha}", content=data).status_code == 201
+    assert client.get(sha) == data
+
+
+def test_corruption_reported_to_the_client(server: Server, client: ArtifactClient) -> None:
+    data, sha = artifact()
+    client.put(data)
+    stored_path(server, sha).write_bytes(data + b"!")
+    with pytest.raises(ArtifactCorrupted, match="quarantine"):
+        client.get(sha)
+    assert not client.exists(sha)
+
+
+def test_corruption_detected_on_head(server: Server, client: ArtifactClient) -> None:
+    data, sha = artifact()
+    client.put(data)
+    stored_path(server, sha).write_bytes(data[:-1])
+    # HEAD verifies too, so a client that asks before uploading re-uploads a rotten copy.
+    assert not client.exists(sha)
+    client.put(data)
+    assert client.exists(sha)
+
+
+def test_unknown_hash_is_404(client: ArtifactClient, http: httpx.Client) -> None:
+    _, sha = artifact()
+    response = http.get(f"/artifacts/{sha}")
+    assert response.status_code == 404
+    assert "upload it first" in response.json()["detail"]
+    assert http.head(f"/artifacts/{sha}").status_code == 404
+    assert not client.exists(sha)
+    with pytest.raises(ArtifactNotFound, match=sha):
+        client.get(sha)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["abc", "0x" + "ab" * 32, "AB" * 32, "g" * 64, "a" * 65, "." * 64, "%00" + "a" * 63],
+)
+def test_malformed_hash_is_400(http: httpx.Client, name: str) -> None:
+    response = http.get(f"/artifacts/{name}")
+    assert response.status_code == 400
+    assert "64 lowercase hex characters" in response.json()["detail"]
+    assert http.put(f"/artifacts/{name}", content=b"x").status_code == 400
+    head = http.head(f"/artifacts/{name}")
+    assert head.status_code == 400
+    assert "64 lowercase hex" in head.headers["x-depin-error"]
+
+
+@pytest.mark.parametrize("name", ["..%2F..%2Fserver.log", "..%2fartifacts%2ftmp", "%2e%2e"])
+def test_path_traversal_serves_nothing(http: httpx.Client, name: str) -> None:
+    response = http.get(f"/artifacts/{name}")
+    assert response.status_code in (400, 404)
+    assert "detail" in response.json()
+
+
+def test_client_refuses_malformed_hash_locally(client: ArtifactClient) -> None:
+    with pytest.raises(ArtifactError, match="drop the 0x prefix"):
+        client.get("0x" + "ab" * 32)
+    with pytest.raises(ArtifactError, match="lowercase"):
+        client.get("AB" * 32)
+
+
+def test_client_verifies_what_the_server_sends() -> None:
+    data, sha = artifact()
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=data + b"tampered")
+
+    transport = httpx.MockTransport(lying)
+    with (
+        ArtifactClient("http://relayer.test", transport=transport) as c,
+        pytest.raises(ArtifactCorrupted, match=r"relayer at http://relayer\.test"),
+    ):
+        c.get(sha)
+
+
+def test_client_download_leaves_nothing_on_mismatch(tmp_path: Path) -> None:
+    _, sha = artifact()
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"other bytes")
+
+    transport = httpx.MockTransport(lying)
+    with (
+        ArtifactClient("http://relayer.test", transport=transport) as c,
+        pytest.raises(ArtifactCorrupted),
+    ):
+        c.download(sha, tmp_path / "out.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_client_caps_download_size(client: ArtifactClient, server: Server) -> None:
+    data, sha = artifact(10_000)
+    client.put(data)
+    with (
+        ArtifactClient(server.url, max_bytes=1000) as small,
+        pytest.raises(ArtifactTooLarge, match="max_bytes"),
+    ):
+        small.get(sha)
+
+
+def test_unreachable_relayer_names_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with ArtifactClient(url, timeout=2) as c, pytest.raises(RelayerUnreachable) as caught:
+        c.put(b"data")
+    message = str(caught.value)
+    assert url in message and "depin relayer run" in message
+    assert isinstance(caught.value, ConnectionError)
+
+
+# ---------------------------------------------------------------------- heartbeats
+
+
+def heartbeat(account: LocalAccount, **overrides: Any) -> SignedHeartbeat:
+    fields: dict[str, Any] = {
+        "chain_id": CHAIN,
+        "market": MARKET,
+        "timestamp": int(time.time()),
+        "load": 0,
+        "capacity": 2,
+        "profiles": [0],
+        "endpoint": None,
+    }
+    fields.update(overrides)
+    return sign_heartbeat(account, **fields)
+
+
+def post(http: httpx.Client, hb: SignedHeartbeat | bytes) -> httpx.Response:
+    body = hb if isinstance(hb, bytes) else hb.model_dump_json().encode()
+    return http.post("/heartbeats", content=body, headers={"content-type": "application/json"})
+
+
+def liveness(http: httpx.Client) -> dict[str, dict[str, Any]]:
+    body = http.get("/providers/liveness").json()
+    assert body["interval"] == INTERVAL and body["missed"] == 3
+    return {p["provider"]: p for p in body["providers"]}
+
+
+def test_heartbeat_accepted_then_listed_as_live(http: httpx.Client) -> None:
+    account = Account.create()
+    hb = heartbeat(account, load=1, capacity=4, profiles=[1, 0], endpoint="http://10.1.2.3:8080")
+    response = post(http, hb)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["provider"] == account.address and body["status"] == "accepted"
+    assert body["live_until"] == hb.heartbeat.timestamp + 3 * INTERVAL
+
+    entry = liveness(http)[account.address]
+    assert entry["live"] is True
+    assert entry["last_seen"] == hb.heartbeat.timestamp
+    assert entry["heartbeat"]["load"] == 1
+    assert entry["heartbeat"]["profiles"] == [0, 1]
+    assert entry["heartbeat"]["endpoint"] == "http://10.1.2.3:8080"
+
+
+def test_heartbeat_older_than_held_is_409_and_duplicate_is_200(http: httpx.Client) -> None:
+    account = Account.create()
+    now = int(time.time())
+    first = heartbeat(account, timestamp=now)
+    assert post(http, first).json()["status"] == "accepted"
+    assert post(http, first).json()["status"] == "duplicate"
+    older = post(http, heartbeat(account, timestamp=now - 1))
+    assert older.status_code == 409
+    assert older.json()["reason"] == "replay"
+    assert "current time" in older.json()["detail"]
+    assert post(http, heartbeat(account, timestamp=now + 1)).json()["status"] == "accepted"
+
+
+def test_heartbeat_with_bad_signature_is_rejected(http: httpx.Client) -> None:
+    account, forger = Account.create(), Account.create()
+    hb = heartbeat(account)
+    forged = heartbeat(forger)
+    swapped = SignedHeartbeat(heartbeat=hb.heartbeat, signature=forged.signature)
+    response = post(http, swapped)
+    assert response.status_code == 403
+    assert response.json()["reason"] == "signer"
+    assert account.address in response.json()["detail"]
+
+    garbage = SignedHeartbeat(heartbeat=hb.heartbeat, signature="0x1234")
+    response = post(http, garbage)
+    assert response.status_code == 403
+    assert response.json()["reason"] == "signature"
+    assert account.address not in liveness(http)
+
+
+def test_heartbeat_for_wrong_chain_is_rejected(http: httpx.Client) -> None:
+    account = Account.create()
+    response = post(http, heartbeat(account, chain_id=1))
+    assert response.status_code == 400
+    assert response.json()["reason"] == "chain"
+    assert f"serves chain {CHAIN}" in response.json()["detail"]
+    response = post(http, heartbeat(account, market=account.address))
+    assert response.status_code == 400
+    assert response.json()["reason"] == "market"
+    assert account.address not in liveness(http)
+
+
+def test_stale_and_future_heartbeats_are_rejected(http: httpx.Client) -> None:
+    account = Account.create()
+    stale = post(http, heartbeat(account, timestamp=int(time.time()) - 3600))
+    assert stale.status_code == 400
+    assert stale.json()["reason"] == "stale"
+    assert "NTP" in stale.json()["detail"]
+    future = post(http, heartbeat(account, timestamp=int(time.time()) + 3600))
+    assert future.status_code == 400
+    assert future.json()["reason"] == "future"
+    assert account.address not in liveness(http)
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"{}", b'{"heartbeat": 1, "signature": ""}'])
+def test_malformed_heartbeat_is_422(http: httpx.Client, body: bytes) -> None:
+    response = post(http, body)
+    assert response.status_code == 422
+    assert response.json()["reason"] == "malformed"
+    assert "malformed heartbeat" in response.json()["detail"]
+
+
+def test_oversize_heartbeat_is_413(http: httpx.Client) -> None:
+    response = post(http, b"{" + b" " * 20_000 + b"}")
+    assert response.status_code == 413
+
+
+# ---------------------------------------------------------------------- metrics
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+_VALUE = r"(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)"
+_HELP_LINE = re.compile(rf"# HELP ({_NAME}) .*")
+_TYPE_LINE = re.compile(rf"# TYPE ({_NAME}) (counter|gauge|histogram|summary|untyped)")
+_SAMPLE_LINE = re.compile(rf"({_NAME})(\{{{_LABEL}(?:,{_LABEL})*\}})? ({_VALUE})")
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Parses exposition text strictly; returns `name{labels}` -> value (`name` if no labels)."""
+    assert text.endswith("\n")
+    types: dict[str, str] = {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            assert _HELP_LINE.fullmatch(line), line
+        elif line.startswith("# TYPE "):
+            match = _TYPE_LINE.fullmatch(line)
+            assert match, line
+            assert match[1] not in types, f"{match[1]} typed twice"
+            types[match[1]] = match[2]
+        else:
+            match = _SAMPLE_LINE.fullmatch(line)
+            assert match, f"not an exposition line: {line!r}"
+            name = match[1]
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in types or types.get(family) == "histogram", f"{name} has no TYPE"
+            key = name + (match[2] or "")
+            assert key not in samples, f"{key} appears twice"
+            samples[key] = float(match[3])
+    return samples
+
+
+def test_metrics_parse_and_move(http: httpx.Client, client: ArtifactClient) -> None:
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    before = _samples(response.text)
+
+    data, sha = artifact(1000)
+    client.put(data)
+    client.get(sha)
+    http.get("/artifacts/nothex")
+    assert post(http, heartbeat(Account.create())).status_code == 200
+    assert post(http, heartbeat(Account.create(), chain_id=5)).status_code == 400
+    after = _samples(http.get("/metrics").text)
+
+    def moved(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    route = '{route="/artifacts/{sha256}",method="%s",status="%s"}'
+    assert moved("depin_http_requests_total" + route % ("PUT", "201")) == 1
+    assert moved("depin_http_requests_total" + route % ("GET", "200")) == 1
+    assert moved("depin_http_requests_total" + route % ("GET", "400")) == 1
+    metrics_route = 'depin_http_requests_total{route="/metrics",method="GET",status="200"}'
+    assert moved(metrics_route) == 1
+    assert moved("depin_artifacts_stored") == 1
+    assert moved("depin_artifact_stored_bytes") == 1000
+    assert moved("depin_artifact_uploaded_bytes_total") == 1000
+    assert moved("depin_heartbeats_accepted_total") == 1
+    assert moved('depin_heartbeats_rejected_total{reason="chain"}') == 1
+    assert moved('depin_providers_heartbeating{state="live"}') >= 1
+    count = 'depin_http_request_duration_seconds_count{route="/artifacts/{sha256}"}'
+    assert moved(count) == 3
+    inf = 'depin_http_request_duration_seconds_bucket{route="/artifacts/{sha256}",le="+Inf"}'
+    assert after[inf] == after[count]
+
+
+def test_histogram_buckets_are_cumulative(http: httpx.Client) -> None:
+    samples = _samples(http.get("/metrics").text)
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for key, value in samples.items():
+        match = re.fullmatch(r'depin_http_request_duration_seconds_bucket\{(.*),le="(.*)"\}', key)
+        if match:
+            buckets.setdefault(match[1], []).append((float(match[2]), value))
+    assert buckets
+    for series in buckets.values():
+        counts = [v for _, v in sorted(series)]
+        assert counts == sorted(counts)
+
+
+def test_healthz_reports_configuration(http: httpx.Client) -> None:
+    body = http.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["max_artifact_bytes"] == LIMIT
+    assert body["chain_id"] == CHAIN and body["market"] == MARKET
+
+
+def test_unknown_route_is_counted_once_as_unmatched(http: httpx.Client) -> None:
+    assert http.get("/no/such/route").status_code == 404
+    text = http.get("/metrics").text
+    assert 'route="unmatched",method="GET",status="404"' in text
+    assert "/no/such/route" not in text
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def test_python_m_marketplace_api_serves(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "main.log"
+    env = _env(tmp_path / "artifacts", DEPIN_API_PORT=str(port))
+    env.pop("DEPIN_API_CHAIN_ID")
+    env.pop("DEPIN_API_MARKET_ADDRESS")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "marketplace.api"], env=env, stdout=out, stderr=out
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, proc, log)
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["chain_id"] is None
+        response = httpx.post(f"{url}/heartbeats", content=b"{}", timeout=5)
+        assert response.status_code == 503
+        assert "DEPIN_API_CHAIN_ID" in response.json()["detail"]
+        data = json.dumps({"hello": "world"}).encode()
+        with ArtifactClient(url, timeout=5) as c:
+            assert c.get(c.put(data)) == data
+    finally:
+        _stop(proc)
+
+
+# ---------------------------------------------------------------------- wiring (in process)
+
+
+def _settings(tmp_path: Path, **overrides: Any) -> ApiSettings:
+    fields: dict[str, Any] = {
+        "artifact_root": tmp_path / "artifacts",
+        "chain_id": CHAIN,
+        "market_address": MARKET,
+    }
+    fields.update(overrides)
+    return ApiSettings(**fields)
+
+
+def _call(app: FastAPI, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request to `app` in process (no server): for wiring that needs custom arguments."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            return await c.request(method, url, **kwargs)
+
+    return asyncio.run(go())
+
+
+class _Registered:
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = {a.lower() for a in addresses}
+
+    def is_registered(self, address: str) -> bool:
+        return address.lower() in self.addresses
+
+
+def test_provider_source_refuses_unregistered_providers(tmp_path: Path) -> None:
+    known, stranger = Account.create(), Account.create()
+    book = MemoryLivenessBook()
+    app = create_app(_settings(tmp_path), provider_source=_Registered(known.address), liveness=book)
+    accepted = _call(app, "POST", "/heartbeats", content=heartbeat(known).model_dump_json())
+    assert accepted.status_code == 200
+    refused = _call(app, "POST", "/heartbeats", content=heartbeat(stranger).model_dump_json())
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "unregistered"
+    assert "depin provider register" in refused.json()["detail"]
+    # The book given to the app is the one it writes: the matcher reads the same object.
+    assert set(book.snapshot()) == {known.address}
+    assert book.is_live(known.address, int(time.time()), INTERVAL)
+
+
+def test_routers_are_included(tmp_path: Path) -> None:
+    router = APIRouter(prefix="/jobs")
+
+    @router.get("/count")
+    def count() -> dict[str, int]:
+        return {"jobs": 0}
+
+    app = create_app(_settings(tmp_path), routers=[router])
+    assert _call(app, "GET", "/jobs/count").json() == {"jobs": 0}
+    assert 'route="/jobs/count"' in _call(app, "GET", "/metrics").text
+
+
+def test_settings_read_the_deployment_file(tmp_path: Path) -> None:
+    path = tmp_path / "deployment.json"
+    Deployment(
+        chain_id=1337,
+        token=MARKET,
+        registry=MARKET,
+        market=MARKET.lower(),
+        block=1,
+        deployer=MARKET,
+    ).write(path)
+    settings = ApiSettings(artifact_root=tmp_path, deployment_file=path)
+    assert settings.chain_id == 1337 and settings.market_address == MARKET
+    explicit = ApiSettings(artifact_root=tmp_path, deployment_file=path, chain_id=5)
+    assert explicit.chain_id == 5
+
+
+def test_settings_name_a_bad_market_address(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="JobMarket's 0x-prefixed 20-byte address"):
+        ApiSettings(artifact_root=tmp_path, market_address="0x1234")
+
+
+def test_settings_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPIN_API_ARTIFACT_ROOT", str(tmp_path))
+    monkeypatch.setenv("DEPIN_API_MAX_ARTIFACT_BYTES", "123")
+    monkeypatch.setenv("DEPIN_API_HEARTBEAT_MAX_SKEW", "7")
+    monkeypatch.setenv("DEPIN_API_PORT", "9999")
+    settings = ApiSettings()
+    assert settings.artifact_root == tmp_path
+    assert (settings.max_artifact_bytes, settings.heartbeat_max_skew) == (123, 7)
+    assert settings.port == 9999
