@@ -1,0 +1,267 @@
+"""The relayer's transaction submitter: batches assignments and keeper calls from one key.
+
+- One ordered queue per key: every Submitter sharing a key (the client's Signer address) takes
+  the same lock, so that key's transactions go out one at a time, in call order.
+- Batching: items are sent in batches of at most `max_batch` per transaction.
+- Reverts: a batch that reverts with a decoded error naming one of its jobs loses that job;
+  otherwise it is bisected until the offending items stand alone. Dropped items are logged
+  with the decoded error and returned, and the rest are sent, so one stale job never blocks
+  the others.
+- Transient failures (connection refused or reset, node restarting, nonce too low / too high,
+  receipt not found in time) are retried with exponential backoff after `signer.reset_nonce()`,
+  so the next attempt reads the 'pending' nonce afresh.
+- Nonces: the Signer tracks them locally; each `submit_*` call first re-reads the 'pending'
+  count, so a new process, a gap left by a lost transaction or a send from another process
+  with the same key do not wedge the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
+from web3.types import TxReceipt
+
+from marketplace.protocol.chain import Signer
+from marketplace.protocol.client import Market
+from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
+from marketplace.relayer.keeper import JobView, KeeperPlan
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Substrings of node errors that mean "try again with a fresh nonce / in a moment".
+_TRANSIENT_MESSAGES = (
+    "nonce too low",
+    "nonce too high",
+    "nonce has already been used",
+    "already known",
+    "replacement transaction underpriced",
+    "connection",
+    "timed out",
+)
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(address: str) -> threading.Lock:
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(address.lower(), threading.Lock())
+
+
+@dataclass(frozen=True)
+class Landed:
+    """One mined transaction: which call, which jobs, and its receipt."""
+
+    kind: str
+    job_ids: list[int]
+    receipt: TxReceipt
+
+    @property
+    def tx_hash(self) -> str:
+        return "0x" + bytes(self.receipt["transactionHash"]).hex()
+
+    @property
+    def block(self) -> int:
+        return int(self.receipt["blockNumber"])
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An item left out: the decoded error name (or the failure type) and its message."""
+
+    kind: str
+    job_id: int
+    error: str
+    message: str
+
+
+@dataclass
+class SubmitResult:
+    landed: list[Landed] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+
+    @property
+    def receipts(self) -> list[TxReceipt]:
+        return [tx.receipt for tx in self.landed]
+
+    def landed_ids(self, kind: str | None = None) -> list[int]:
+        return [j for tx in self.landed if kind in (None, tx.kind) for j in tx.job_ids]
+
+    def dropped_ids(self, kind: str | None = None) -> list[int]:
+        return [d.job_id for d in self.dropped if kind in (None, d.kind)]
+
+    def extend(self, other: SubmitResult) -> None:
+        self.landed.extend(other.landed)
+        self.dropped.extend(other.dropped)
+
+
+class RetriesExhausted(ChainError):
+    """A transaction kept failing for transient reasons after every retry."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` means the node was unreachable or the nonce is stale (retry after a reset)."""
+    if isinstance(exc, ContractRevert | TransactionFailed | ConfigError):
+        return False
+    if isinstance(
+        exc,
+        requests.exceptions.RequestException
+        | ConnectionError
+        | TimeoutError
+        | TimeExhausted
+        | TransactionNotFound,
+    ):
+        return True
+    if isinstance(exc, Web3RPCError | ValueError):
+        text = str(exc).lower()
+        return any(m in text for m in _TRANSIENT_MESSAGES)
+    return False
+
+
+class Submitter:
+    """Sends the relayer's batched calls through `market`'s key."""
+
+    def __init__(
+        self,
+        market: Market,
+        *,
+        max_batch: int = 50,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if market.signer is None:
+            raise ConfigError("the submitter needs a client with a key (Market(..., account))")
+        if max_batch < 1:
+            raise ConfigError("max_batch must be at least 1")
+        self.market = market
+        self.signer: Signer = market.signer
+        self.max_batch = max_batch
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        self._lock = _key_lock(self.signer.address)
+
+    # ------------------------------------------------------------------ public
+
+    def submit_assignments(self, assignments: Sequence[tuple[int, Sequence[str]]]) -> SubmitResult:
+        """Assigns each job its providers with `assignBatch`, in batches."""
+        providers = {job_id: list(ps) for job_id, ps in assignments}
+
+        def send(ids: list[int]) -> TxReceipt:
+            return self.market.assign_batch([(j, providers[j]) for j in ids])
+
+        with self._lock:
+            self.signer.reset_nonce()
+            return self._submit("assign", [j for j, _ in assignments], send)
+
+    def submit_keeper(self, plan: KeeperPlan) -> SubmitResult:
+        """Sends a keeper plan: audit draws first (they are time-critical), then finalizations,
+        then expiries; each list re-batched to `max_batch`."""
+        result = SubmitResult()
+        calls: list[tuple[str, Callable[[list[int]], TxReceipt]]] = [
+            ("draw_audits", self.market.draw_audits),
+            ("finalize", self.market.finalize_batch),
+            ("expire", self.market.expire_batch),
+        ]
+        with self._lock:
+            self.signer.reset_nonce()
+            for kind, send in calls:
+                ids = plan.ids(kind)
+                if ids:
+                    result.extend(self._submit(kind, ids, send))
+        return result
+
+    # ------------------------------------------------------------------ batching
+
+    def _submit(
+        self, kind: str, ids: list[int], send: Callable[[list[int]], TxReceipt]
+    ) -> SubmitResult:
+        result = SubmitResult()
+        for start in range(0, len(ids), self.max_batch):
+            self._send_batch(kind, ids[start : start + self.max_batch], send, result)
+        return result
+
+    def _send_batch(
+        self,
+        kind: str,
+        ids: list[int],
+        send: Callable[[list[int]], TxReceipt],
+        result: SubmitResult,
+    ) -> None:
+        """Sends `ids` as one call; on a revert drops the offender(s) and sends the rest."""
+        pending = list(ids)
+        while pending:
+            try:
+                receipt = self._with_retries(lambda: send(pending))
+            except (ContractRevert, TransactionFailed) as exc:
+                culprit = _named_job(exc, pending)
+                if len(pending) == 1 or culprit is not None:
+                    bad = pending[0] if culprit is None else culprit
+                    self._drop(kind, bad, exc, result)
+                    pending.remove(bad)
+                    continue
+                mid = len(pending) // 2
+                self._send_batch(kind, pending[:mid], send, result)
+                self._send_batch(kind, pending[mid:], send, result)
+                return
+            result.landed.append(Landed(kind, list(pending), receipt))
+            log.info("%s landed for jobs %s in block %s", kind, pending, receipt["blockNumber"])
+            return
+
+    def _drop(self, kind: str, job_id: int, exc: Exception, result: SubmitResult) -> None:
+        name = exc.name if isinstance(exc, ContractRevert) else type(exc).__name__
+        log.warning("%s dropped job %d: %s", kind, job_id, exc)
+        result.dropped.append(Dropped(kind, job_id, name, str(exc)))
+
+    def _with_retries(self, attempt: Callable[[], T]) -> T:
+        delay = self.backoff
+        for n in range(self.retries + 1):
+            try:
+                return attempt()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if n == self.retries:
+                    raise RetriesExhausted(
+                        f"gave up after {self.retries + 1} attempts: {exc}; "
+                        "check that the RPC is up and the key's pending nonce"
+                    ) from exc
+                log.warning("transient failure (%s); retrying in %.2f s", exc, delay)
+                self.signer.reset_nonce()
+                self._sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+
+def _named_job(exc: Exception, ids: list[int]) -> int | None:
+    """The job a decoded revert names, when it is one of `ids`."""
+    if isinstance(exc, ContractRevert):
+        value: Any = exc.values.get("jobId")
+        if isinstance(value, int) and value in ids:
+            return value
+    return None
+
+
+def read_job_views(market: Market, job_ids: Sequence[int]) -> list[JobView]:
+    """The keeper's inputs read from the contracts (`Market.job` and the executor's commit
+    block for Committed jobs)."""
+    views: list[JobView] = []
+    for job_id in job_ids:
+        job = market.job(job_id)
+        commit_block = 0
+        if job.commit_mask & 1:
+            commit_block = market.participants(job_id)[0].commit_block
+        views.append(JobView.of(job_id, job, commit_block))
+    return views
