@@ -1,0 +1,444 @@
+"""Read endpoints over the relayer's store: jobs, providers and the listener's position.
+
+    GET /jobs                 jobs, newest first; filters ``state`` (name, e.g. ``open``),
+                              ``requester``, ``provider`` (any round, executor or verifier);
+                              pagination ``limit`` (1-500, default 50) and ``offset``
+    GET /jobs/{id}            one job with its current round's participants and its event
+                              history in chain order; 404 unknown
+    GET /providers            registered providers by address
+    GET /providers/{address}  one provider (registered or not, as long as an event named it);
+                              400 malformed address, 404 unknown
+    GET /status               the listener's checkpoint and the number of jobs in each state
+
+Everything comes from the store the listener fills, so it is as current as the checkpoint.
+Token amounts (and the 256-bit profile mask) are decimal strings: they exceed the range of a
+JavaScript number. Addresses are checksummed. ``credited`` is the sum of the market's
+``Credited`` events to the address (payments, refunds, bonds returned), what it could withdraw
+had it never withdrawn. Liveness (``last_heartbeat``, ``live``) comes from the heartbeat book
+when one is given, else it is null.
+
+Errors are ``{"detail": "<what went wrong>"}`` like the rest of the API.
+
+    app = create_app(settings, liveness=book, routers=[chain_router(store, book)])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from marketplace.protocol.client import JobState
+from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.relayer.store import (
+    Checkpoint,
+    HistoryRow,
+    JobRow,
+    ParticipantRow,
+    ProviderRow,
+    Store,
+)
+
+__all__ = [
+    "HistoryOut",
+    "JobDetail",
+    "JobOut",
+    "JobsPage",
+    "ParticipantOut",
+    "ProfileOut",
+    "ProviderOut",
+    "StatusOut",
+    "chain_router",
+]
+
+#: Most jobs one page of GET /jobs returns.
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+_STATES = [s.name.lower() for s in JobState if s is not JobState.NONE]
+
+
+def _amount(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# ---------------------------------------------------------------------- response models
+
+
+class JobOut(BaseModel):
+    """A job as its events describe it."""
+
+    job_id: int
+    state: str
+    requester: str
+    spec_hash: str
+    replicas: int
+    units: int
+    max_price_per_unit: str
+    profile: int
+    min_vram_gib: int
+    accept_window: int
+    exec_window: int
+    escrow: str
+    collateral: str
+    fee_bps: int
+    clearing_price: str
+    accept_by: int
+    #: The current state's deadline when an event carried it; null while committed/auditing.
+    deadline: int | None
+    round: int
+    challenged: bool
+    audited: bool | None
+    digest: str | None
+    paid: str | None
+    refunded: str | None
+    fees: str | None
+    burned: str | None
+    created_block: int
+    closed_block: int | None
+    last_event: str
+    last_block: int
+
+    @classmethod
+    def of(cls, row: JobRow) -> JobOut:
+        return cls(**_job_fields(row))
+
+
+def _job_fields(row: JobRow) -> dict[str, Any]:
+    return {
+        "job_id": row.job_id,
+        "state": row.state.name.lower(),
+        "requester": row.requester,
+        "spec_hash": row.spec_hash,
+        "replicas": row.replicas,
+        "units": row.units,
+        "max_price_per_unit": str(row.max_price_per_unit),
+        "profile": row.profile,
+        "min_vram_gib": row.min_vram_gib,
+        "accept_window": row.accept_window,
+        "exec_window": row.exec_window,
+        "escrow": str(row.escrow),
+        "collateral": str(row.collateral),
+        "fee_bps": row.fee_bps,
+        "clearing_price": str(row.clearing_price),
+        "accept_by": row.accept_by,
+        "deadline": row.deadline,
+        "round": row.round,
+        "challenged": row.challenged,
+        "audited": row.audited,
+        "digest": row.digest,
+        "paid": _amount(row.paid),
+        "refunded": _amount(row.refunded),
+        "fees": _amount(row.fees),
+        "burned": _amount(row.burned),
+        "created_block": row.created_block,
+        "closed_block": row.closed_block,
+        "last_event": row.last_event,
+        "last_block": row.last_block,
+    }
+
+
+class ParticipantOut(BaseModel):
+    """An executor (index < replicas) or verifier of the job's current round."""
+
+    index: int
+    provider: str
+    verifier: bool
+    price_per_unit: str
+    deadline: int
+    collateral: str
+    assigned_block: int
+    commit_block: int | None
+    result_hash: str | None
+    revealed_digest: str | None
+    #: Amount slashed from this participant, null if not slashed.
+    slashed: str | None
+    released: bool
+
+    @classmethod
+    def of(cls, row: ParticipantRow) -> ParticipantOut:
+        return cls(
+            index=row.index,
+            provider=row.provider,
+            verifier=row.verifier,
+            price_per_unit=str(row.price_per_unit),
+            deadline=row.deadline,
+            collateral=str(row.collateral),
+            assigned_block=row.assigned_block,
+            commit_block=row.commit_block,
+            result_hash=row.result_hash,
+            revealed_digest=row.revealed_digest,
+            slashed=_amount(row.slashed),
+            released=row.released,
+        )
+
+
+class HistoryOut(BaseModel):
+    """One event of a job and the state it left the job in."""
+
+    event: str
+    state: str
+    account: str | None
+    amount: str | None
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+    @classmethod
+    def of(cls, row: HistoryRow) -> HistoryOut:
+        return cls(
+            event=row.event,
+            state=row.state.name.lower(),
+            account=row.account,
+            amount=_amount(row.amount),
+            block_number=row.block_number,
+            tx_hash=row.tx_hash,
+            log_index=row.log_index,
+        )
+
+
+class JobDetail(JobOut):
+    participants: list[ParticipantOut]
+    history: list[HistoryOut]
+
+
+class JobsPage(BaseModel):
+    #: Jobs matching the filters, all pages together.
+    total: int
+    limit: int
+    offset: int
+    jobs: list[JobOut]
+
+
+class ProfileOut(BaseModel):
+    id: int
+    descriptor: str | None
+
+
+class ProviderOut(BaseModel):
+    address: str
+    registered: bool
+    stake: str
+    locked: str
+    #: stake - locked - unbonding (never below 0): what new jobs can lock.
+    free_stake: str
+    unbonding: str
+    unbond_at: int
+    price_per_unit: str
+    vram_gib: int
+    gpu_model: str
+    endpoint: str
+    profile_mask: str
+    profiles: list[ProfileOut]
+    jobs_done: int
+    jobs_slashed: int
+    #: Sum of the market's Credited events to this address.
+    credited: str
+    registered_block: int | None
+    last_block: int | None
+    #: Unix time of the last heartbeat in the liveness book; null without a book or heartbeat.
+    last_heartbeat: int | None
+    #: Whether that heartbeat is recent enough; null without a book.
+    live: bool | None
+
+
+class StatusOut(BaseModel):
+    chain_id: int | None
+    market: str | None
+    registry: str | None
+    #: Last block whose events are all applied; null before the listener bound the store.
+    block_number: int | None
+    block_hash: str | None
+    jobs: int
+    #: Jobs per state name, every state listed.
+    jobs_by_state: dict[str, int]
+    providers: int
+
+
+# ---------------------------------------------------------------------- the router
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _address(value: str, what: str) -> str | JSONResponse:
+    body = value[2:]
+    mixed = body != body.lower() and body != body.upper()
+    if not is_hex_address(value) or (mixed and not is_checksum_address(value)):
+        return _error(
+            400,
+            f"{what} {value!r} is not an address; give 0x and 40 hex digits "
+            "(all lower case, or with a valid EIP-55 checksum)",
+        )
+    return to_checksum_address(value)
+
+
+def chain_router(
+    store: Store,
+    liveness: LivenessBook | None = None,
+    *,
+    heartbeat_interval: int = 15,
+    heartbeat_missed: int = 3,
+    clock: Callable[[], float] = time.time,
+) -> APIRouter:
+    """The read endpoints over `store`; `liveness` adds each provider's heartbeat state
+    (live when its last heartbeat is within `heartbeat_missed` x `heartbeat_interval` s)."""
+    router = APIRouter(tags=["chain"])
+
+    def credited(address: str | None = None) -> dict[str, int]:
+        query = select(HistoryRow.account, HistoryRow.amount).where(HistoryRow.event == "Credited")
+        if address is not None:
+            query = query.where(HistoryRow.account == address)
+        totals: dict[str, int] = {}
+        with store.session() as s:
+            for account, amount in s.execute(query):
+                if account is not None and amount is not None:
+                    totals[account] = totals.get(account, 0) + int(amount)
+        return totals
+
+    def provider_out(
+        row: ProviderRow, profiles: dict[int, str], credits: dict[str, int], now: int
+    ) -> ProviderOut:
+        last: int | None = None
+        live: bool | None = None
+        if liveness is not None:
+            hb = liveness.last(row.address)
+            last = hb.timestamp if hb is not None else None
+            live = liveness.is_live(row.address, now, heartbeat_interval, heartbeat_missed)
+        mask = row.profile_mask
+        return ProviderOut(
+            address=row.address,
+            registered=row.registered,
+            stake=str(row.stake),
+            locked=str(row.locked),
+            free_stake=str(row.free_stake),
+            unbonding=str(row.unbonding),
+            unbond_at=row.unbond_at,
+            price_per_unit=str(row.price_per_unit),
+            vram_gib=row.vram_gib,
+            gpu_model=row.gpu_model,
+            endpoint=row.endpoint,
+            profile_mask=str(mask),
+            profiles=[
+                ProfileOut(id=i, descriptor=profiles.get(i))
+                for i in range(mask.bit_length())
+                if mask >> i & 1
+            ],
+            jobs_done=row.jobs_done,
+            jobs_slashed=row.jobs_slashed,
+            credited=str(credits.get(row.address, 0)),
+            registered_block=row.registered_block,
+            last_block=row.last_block,
+            last_heartbeat=last,
+            live=live,
+        )
+
+    @router.get("/jobs", response_model=JobsPage)
+    def list_jobs(
+        state: str | None = None,
+        requester: str | None = None,
+        provider: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JobsPage | JSONResponse:
+        conditions: list[Any] = []
+        if state is not None:
+            if state.lower() not in _STATES:
+                return _error(400, f"unknown job state {state!r}; use one of {', '.join(_STATES)}")
+            conditions.append(JobRow.state == JobState[state.upper()])
+        if requester is not None:
+            checked = _address(requester, "requester")
+            if isinstance(checked, JSONResponse):
+                return checked
+            conditions.append(JobRow.requester == checked)
+        if provider is not None:
+            checked = _address(provider, "provider")
+            if isinstance(checked, JSONResponse):
+                return checked
+            conditions.append(
+                JobRow.job_id.in_(
+                    select(ParticipantRow.job_id).where(ParticipantRow.provider == checked)
+                )
+            )
+        with store.session() as s:
+            total = s.scalar(select(func.count()).select_from(JobRow).where(*conditions)) or 0
+            rows = list(
+                s.scalars(
+                    select(JobRow)
+                    .where(*conditions)
+                    .order_by(JobRow.job_id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+        return JobsPage(
+            total=int(total), limit=limit, offset=offset, jobs=[JobOut.of(r) for r in rows]
+        )
+
+    @router.get("/jobs/{job_id}", response_model=JobDetail)
+    def get_job(job_id: int) -> JobDetail | JSONResponse:
+        row = store.job(job_id)
+        if row is None:
+            return _error(
+                404,
+                f"no job {job_id} in the relayer's index; it may not exist yet or the listener "
+                "has not reached its block (see GET /status)",
+            )
+        return JobDetail(
+            **_job_fields(row),
+            participants=[ParticipantOut.of(p) for p in store.participants(job_id)],
+            history=[HistoryOut.of(h) for h in store.history(job_id)],
+        )
+
+    @router.get("/providers", response_model=list[ProviderOut])
+    def list_providers() -> list[ProviderOut]:
+        profiles, credits, now = store.profiles(), credited(), int(clock())
+        return [provider_out(r, profiles, credits, now) for r in store.providers()]
+
+    @router.get("/providers/{address}", response_model=ProviderOut)
+    def get_provider(address: str) -> ProviderOut | JSONResponse:
+        checked = _address(address, "provider")
+        if isinstance(checked, JSONResponse):
+            return checked
+        row = store.provider(checked)
+        if row is None:
+            return _error(
+                404,
+                f"no provider {checked} in the relayer's index; register it "
+                "(`depin provider register`) and wait for the listener to reach the event",
+            )
+        return provider_out(row, store.profiles(), credited(checked), int(clock()))
+
+    @router.get("/status", response_model=StatusOut)
+    def status() -> StatusOut:
+        with store.session() as s:
+            checkpoint = s.scalars(select(Checkpoint).limit(1)).first()
+            counts = {
+                state: int(n)
+                for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            }
+            providers = s.scalar(
+                select(func.count())
+                .select_from(ProviderRow)
+                .where(ProviderRow.registered.is_(True))
+            )
+        by_state = {name: counts.get(JobState[name.upper()], 0) for name in _STATES}
+        return StatusOut(
+            chain_id=checkpoint.chain_id if checkpoint else None,
+            market=checkpoint.market_address if checkpoint else None,
+            registry=checkpoint.registry_address if checkpoint else None,
+            block_number=checkpoint.block_number if checkpoint else None,
+            block_hash=checkpoint.block_hash if checkpoint else None,
+            jobs=sum(by_state.values()),
+            jobs_by_state=by_state,
+            providers=int(providers or 0),
+        )
+
+    return router
