@@ -4,7 +4,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
+from marketplace.cli import relayer
+
 app = typer.Typer(name="depin", no_args_is_help=True)
+app.add_typer(relayer.app, name="relayer")
 
 
 # A callback keeps `depin` a command group even while it has a single command.

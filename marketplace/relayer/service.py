@@ -1,0 +1,335 @@
+"""The relayer service: one loop that follows the chain, matches, assigns and keeps.
+
+Each `step()`:
+
+1. the listener applies what became final since the last step;
+2. provider views are built from the store (registry terms, free stake = stake - locked -
+   unbonding, counters, load = participations in live jobs) and liveness (heartbeats, only
+   when `require_heartbeats`);
+3. the jobs the store shows Open (after the listener caught up) and the audits without
+   verifiers (Auditing, no verifier in the round) go to one `matcher.match` call, audits first,
+   so that stake is never counted twice between them; providers excluded from a job by an
+   earlier no-show are excluded again;
+4. assignments go out through the `Submitter` (`assignBatch`, stale jobs dropped), verifiers
+   through `Market.assign_verifiers`;
+5. the keeper reads the chain's view of every non-terminal job and submits the draws,
+   finalizations and expiries that are due.
+
+Nothing is assigned twice: jobs this relayer assigned stay out of matching until the listener's
+checkpoint passes the block they were assigned in, and a job the store still shows Open but the
+chain does not is dropped by the submitter with the contract's error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from eth_account.signers.local import LocalAccount
+from sqlalchemy import func, select
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from marketplace.protocol.chain import connect
+from marketplace.protocol.client import JobState, Market
+from marketplace.protocol.deployment import Deployment, MarketParams
+from marketplace.protocol.errors import ChainError, ContractRevert, TransactionFailed
+from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.relayer import keeper
+from marketplace.relayer.listener import Listener
+from marketplace.relayer.matcher import OpenJob, ProviderView, match
+from marketplace.relayer.settings import RelayerSettings
+from marketplace.relayer.store import JobRow, MarketParamsRow, ParticipantRow, Store
+from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
+
+__all__ = ["Relayer", "StepReport"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TERMINAL = (JobState.SETTLED, JobState.REFUNDED, JobState.EXPIRED)
+
+
+@dataclass
+class StepReport:
+    """What one cycle did."""
+
+    #: New events the listener applied.
+    events: int = 0
+    #: The listener's checkpoint block after the poll.
+    checkpoint: int = 0
+    #: Open jobs considered / audits needing verifiers considered.
+    open_jobs: int = 0
+    audits: int = 0
+    #: Job ids whose executors / verifiers landed on chain in this step.
+    assigned: list[int] = field(default_factory=list)
+    verifiers_assigned: list[int] = field(default_factory=list)
+    #: Keeper calls that landed, per kind ("draw_audits", "finalize", "expire").
+    drawn: list[int] = field(default_factory=list)
+    finalized: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    #: Items the chain refused (stale or no longer valid), with the decoded error.
+    dropped: list[Dropped] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "events": self.events,
+            "checkpoint": self.checkpoint,
+            "open_jobs": self.open_jobs,
+            "audits": self.audits,
+            "assigned": self.assigned,
+            "verifiers_assigned": self.verifiers_assigned,
+            "drawn": self.drawn,
+            "finalized": self.finalized,
+            "expired": self.expired,
+            "dropped": [
+                {"kind": d.kind, "job_id": d.job_id, "error": d.error} for d in self.dropped
+            ],
+        }
+
+
+class Relayer:
+    """The relayer of one deployment. Built from `settings`, or from explicit parts (`market`
+    with the matcher key, `store`) that take precedence over the settings' ones."""
+
+    def __init__(
+        self,
+        settings: RelayerSettings | None = None,
+        *,
+        market: Market | None = None,
+        store: Store | None = None,
+        liveness: LivenessBook | None = None,
+        confirmations: int | None = None,
+        max_batch: int | None = None,
+        require_heartbeats: bool | None = None,
+        heartbeat_interval: int | None = None,
+        heartbeat_missed: int | None = None,
+        poll_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if settings is None and (market is None or store is None):
+            raise ChainError("give the relayer its settings, or both a keyed market and a store")
+        s = settings
+        if market is None:
+            assert s is not None
+            deployment = Deployment.load(s.deployment_file)
+            w3 = connect(s.rpc_url, deployment.chain_id)
+            account: LocalAccount = s.account()
+            market = Market(w3, deployment, account)
+        if store is None:
+            assert s is not None
+            path = s.sqlite_path()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            store = Store(s.db_url)
+        self.market = market
+        self.w3: Web3 = market.w3
+        self.deployment = market.deployment
+        self.store = store
+        self.liveness = liveness
+        self.clock = clock
+        self.confirmations = _pick(confirmations, s.confirmations if s else None, 1)
+        self.max_batch = _pick(max_batch, s.max_batch if s else None, 50)
+        self.require_heartbeats = _pick(
+            require_heartbeats, s.require_heartbeats if s else None, False
+        )
+        self.heartbeat_interval = _pick(heartbeat_interval, s.heartbeat_interval if s else None, 15)
+        self.heartbeat_missed = _pick(heartbeat_missed, s.heartbeat_missed if s else None, 3)
+        self.poll_interval = _pick(poll_interval, s.poll_interval if s else None, 1.0)
+        self.listener = Listener(self.w3, self.deployment, store, confirmations=self.confirmations)
+        self.submitter = Submitter(market, max_batch=self.max_batch)
+        #: job id -> block its assignment landed in, until the listener's checkpoint passes it.
+        self._in_flight: dict[int, int] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ one cycle
+
+    def step(self) -> StepReport:
+        report = StepReport()
+        report.events = self.listener.poll_once()
+        checkpoint = self.store.checkpoint(self.deployment.chain_id)
+        report.checkpoint = checkpoint.block_number if checkpoint is not None else 0
+        self._in_flight = {j: b for j, b in self._in_flight.items() if b > report.checkpoint}
+
+        params = self._params()
+        providers = self._provider_views()
+        open_jobs = self._open_jobs()
+        audits = self._audits(params.verifiers)
+        report.open_jobs, report.audits = len(open_jobs), len(audits)
+        audit_ids = {a.job_id for a in audits}
+        chosen = match([*audits, *open_jobs], providers)
+
+        for a in chosen:
+            if a.job_id not in audit_ids:
+                continue
+            try:
+                receipt = self.market.assign_verifiers(a.job_id, a.providers)
+            except (ContractRevert, TransactionFailed) as exc:
+                name = exc.name if isinstance(exc, ContractRevert) else type(exc).__name__
+                log.warning("assignVerifiers dropped job %d: %s", a.job_id, exc)
+                report.dropped.append(Dropped("assign_verifiers", a.job_id, name, str(exc)))
+                self.submitter.signer.reset_nonce()
+                continue
+            report.verifiers_assigned.append(a.job_id)
+            self._in_flight[a.job_id] = int(receipt["blockNumber"])
+
+        executors = [(a.job_id, list(a.providers)) for a in chosen if a.job_id not in audit_ids]
+        if executors:
+            result = self.submitter.submit_assignments(executors)
+            for tx in result.landed:
+                for job_id in tx.job_ids:
+                    self._in_flight[job_id] = tx.block
+            report.assigned = result.landed_ids()
+            report.dropped.extend(result.dropped)
+
+        live_ids = [j.job_id for j in self.store.jobs() if j.state not in _TERMINAL]
+        if live_ids:
+            head = self.w3.eth.get_block("latest")
+            views = read_job_views(self.market, live_ids)
+            plan = keeper.plan(views, int(head["timestamp"]), int(head["number"]), self.max_batch)
+            if not plan.empty:
+                result = self.submitter.submit_keeper(plan)
+                report.drawn = result.landed_ids("draw_audits")
+                report.finalized = result.landed_ids("finalize")
+                report.expired = result.landed_ids("expire")
+                report.dropped.extend(result.dropped)
+        return report
+
+    def run(self, stop: threading.Event, max_backoff: float = 60.0) -> None:
+        """Runs `step()` every `poll_interval` seconds until `stop` is set, backing off
+        (doubling up to `max_backoff`) while the RPC fails."""
+        backoff = self.poll_interval
+        while not stop.is_set():
+            try:
+                report = self.step()
+            except (ChainError, OSError, Web3Exception) as exc:
+                log.warning("relayer step failed (%s); retrying in %.1f s", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, max_backoff)
+                continue
+            backoff = self.poll_interval
+            if report.assigned or report.verifiers_assigned or report.finalized or report.expired:
+                log.info("step: %s", report.as_dict())
+            stop.wait(self.poll_interval)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _params(self) -> MarketParams:
+        with self.store.session() as s:
+            row = s.get(MarketParamsRow, 1)
+            return MarketParams(**row.params) if row is not None else MarketParams()
+
+    def _provider_views(self) -> list[ProviderView]:
+        loads = self._loads()
+        now = int(self.clock())
+        views: list[ProviderView] = []
+        for p in self.store.providers():
+            views.append(
+                ProviderView(
+                    address=p.address,
+                    profile_mask=p.profile_mask,
+                    vram_gib=p.vram_gib,
+                    price_per_unit=p.price_per_unit,
+                    free_stake=p.free_stake,
+                    unbonding=p.unbond_at != 0,
+                    registered=p.registered,
+                    live=self._live(p.address, p.last_heartbeat, now),
+                    jobs_done=p.jobs_done,
+                    jobs_slashed=p.jobs_slashed,
+                    load=loads.get(p.address, 0),
+                )
+            )
+        return views
+
+    def _live(self, address: str, last_heartbeat: float | None, now: int) -> bool:
+        if not self.require_heartbeats:
+            return True
+        window = self.heartbeat_interval * self.heartbeat_missed
+        if self.liveness is not None and self.liveness.is_live(
+            address, now, self.heartbeat_interval, self.heartbeat_missed
+        ):
+            return True
+        return last_heartbeat is not None and now - last_heartbeat <= window
+
+    def _loads(self) -> dict[str, int]:
+        """Active participations per provider: current round of a live job, not released."""
+        query = (
+            select(ParticipantRow.provider, func.count())
+            .join(JobRow, JobRow.job_id == ParticipantRow.job_id)
+            .where(
+                JobRow.state.not_in(_TERMINAL),
+                ParticipantRow.round == JobRow.round,
+                ParticipantRow.released.is_(False),
+                ParticipantRow.slashed.is_(None),
+            )
+            .group_by(ParticipantRow.provider)
+        )
+        with self.store.session() as s:
+            return {str(p): int(n) for p, n in s.execute(query)}
+
+    def _excluded(self, jobs: list[JobRow]) -> dict[int, set[str]]:
+        """Providers that missed their deadline in an earlier round of each job (no-shows)."""
+        reopened = {j.job_id: j.round for j in jobs if j.round > 0}
+        if not reopened:
+            return {}
+        query = select(ParticipantRow).where(
+            ParticipantRow.job_id.in_(reopened), ParticipantRow.commit_block.is_(None)
+        )
+        out: dict[int, set[str]] = {}
+        with self.store.session() as s:
+            for p in s.scalars(query):
+                if p.round < reopened[p.job_id]:
+                    out.setdefault(p.job_id, set()).add(p.provider)
+        return out
+
+    def _open_jobs(self) -> list[OpenJob]:
+        jobs = [j for j in self.store.jobs(JobState.OPEN) if j.job_id not in self._in_flight]
+        excluded = self._excluded(jobs)
+        return [
+            OpenJob(
+                job_id=j.job_id,
+                profile=j.profile,
+                units=j.units,
+                max_price_per_unit=j.max_price_per_unit,
+                replicas=j.replicas,
+                min_vram_gib=j.min_vram_gib,
+                collateral=j.collateral,  # multiple (snapshotted at creation) x units x max price
+                exclude=frozenset(excluded.get(j.job_id, ())),
+            )
+            for j in jobs
+        ]
+
+    def _audits(self, verifiers: int) -> list[OpenJob]:
+        audits: list[OpenJob] = []
+        for j in self.store.jobs(JobState.AUDITING):
+            if j.job_id in self._in_flight:
+                continue
+            participants = self.store.participants(j.job_id)
+            if any(p.verifier for p in participants):
+                continue
+            audits.append(
+                OpenJob(
+                    job_id=j.job_id,
+                    profile=j.profile,
+                    units=j.units,
+                    max_price_per_unit=j.max_price_per_unit,
+                    replicas=verifiers,
+                    min_vram_gib=j.min_vram_gib,
+                    collateral=j.collateral,
+                    exclude=frozenset(p.provider for p in participants),
+                )
+            )
+        return audits
+
+
+def _pick(explicit: T | None, configured: T | None, default: T) -> T:
+    if explicit is not None:
+        return explicit
+    return configured if configured is not None else default

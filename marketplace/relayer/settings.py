@@ -1,0 +1,142 @@
+"""Settings of the relayer service, read from `DEPIN_RELAYER_*` environment variables.
+
+    DEPIN_RELAYER_RPC_URL             JSON-RPC endpoint of the chain (http://127.0.0.1:8545)
+    DEPIN_RELAYER_DEPLOYMENT_FILE     deployment JSON written by `depin devnet up` / `deploy`
+    DEPIN_RELAYER_KEYSTORE_FILE       encrypted JSON keystore of the matcher key, with
+    DEPIN_RELAYER_KEYSTORE_PASSWORD   its password; or instead
+    DEPIN_RELAYER_PRIVATE_KEY         the matcher key as 0x-prefixed hex (devnets, tests)
+    DEPIN_RELAYER_DB_URL              SQLAlchemy URL of the relayer database
+                                      (sqlite in ~/.local/share/depin/relayer.sqlite3)
+    DEPIN_RELAYER_CONFIRMATIONS       blocks left unapplied behind the head (1)
+    DEPIN_RELAYER_POLL_INTERVAL       seconds between two cycles (1.0)
+    DEPIN_RELAYER_MAX_BATCH           most jobs per transaction (50)
+    DEPIN_RELAYER_REQUIRE_HEARTBEATS  match only providers with a recent heartbeat (false)
+    DEPIN_RELAYER_HEARTBEAT_INTERVAL  seconds between a provider's heartbeats (15)
+    DEPIN_RELAYER_HEARTBEAT_MISSED    missed intervals after which a provider is not live (3)
+
+Exactly one key source is required by `RelayerSettings`: a keystore file with its password, or a
+private key. `StoreSettings` reads only the database URL (for read-only commands).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marketplace.protocol.errors import ConfigError
+
+__all__ = ["RelayerSettings", "StoreSettings", "default_data_dir", "default_db_url"]
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "depin"
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'relayer.sqlite3'}"
+
+
+class StoreSettings(BaseSettings):
+    """Where the relayer database lives; enough for read-only commands (`relayer status`)."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPIN_RELAYER_", extra="ignore")
+
+    #: SQLAlchemy URL of the relayer database (created when missing).
+    db_url: str = Field(default_factory=default_db_url)
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of a `sqlite:///` URL (None for other databases or in-memory)."""
+        prefix = "sqlite:///"
+        if self.db_url.startswith(prefix) and self.db_url != prefix + ":memory:":
+            rest = self.db_url[len(prefix) :]
+            return Path(rest) if rest else None
+        return None
+
+
+class RelayerSettings(StoreSettings):
+    """Configuration of the relayer service; every field has a `DEPIN_RELAYER_` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPIN_RELAYER_", extra="forbid")
+
+    #: JSON-RPC endpoint of the chain the deployment lives on.
+    rpc_url: str = "http://127.0.0.1:8545"
+    #: The deployment file naming the contracts.
+    deployment_file: Path = Path("deployment.json")
+    #: Encrypted JSON keystore (eth-account / geth format) of the matcher key.
+    keystore_file: Path | None = None
+    #: Password of `keystore_file`.
+    keystore_password: SecretStr | None = None
+    #: The matcher key as hex, instead of a keystore.
+    private_key: SecretStr | None = None
+    #: Blocks left unapplied behind the head (reorg safety); 0 follows the head.
+    confirmations: Annotated[int, Field(ge=0)] = 1
+    #: Seconds between two cycles.
+    poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    #: Most jobs per transaction.
+    max_batch: Annotated[int, Field(ge=1)] = 50
+    #: When true only providers live in the liveness book (or the store's heartbeats) are matched.
+    require_heartbeats: bool = False
+    #: Seconds between two heartbeats of a provider.
+    heartbeat_interval: Annotated[int, Field(ge=1)] = 15
+    #: A provider silent for this many intervals is not live.
+    heartbeat_missed: Annotated[int, Field(ge=1)] = 3
+
+    @field_validator("deployment_file", "keystore_file")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @model_validator(mode="after")
+    def _one_key(self) -> RelayerSettings:
+        has_keystore = self.keystore_file is not None
+        has_key = self.private_key is not None
+        if has_keystore == has_key:
+            raise ValueError(
+                "give the matcher key exactly one way: DEPIN_RELAYER_KEYSTORE_FILE with "
+                "DEPIN_RELAYER_KEYSTORE_PASSWORD, or DEPIN_RELAYER_PRIVATE_KEY"
+                + (" (both are set; unset one)" if has_key else " (neither is set)")
+            )
+        if has_keystore and self.keystore_password is None:
+            raise ValueError(
+                "DEPIN_RELAYER_KEYSTORE_FILE needs DEPIN_RELAYER_KEYSTORE_PASSWORD to decrypt it"
+            )
+        return self
+
+    def account(self) -> LocalAccount:
+        """The matcher key, decrypted from the keystore or parsed from the private key."""
+        if self.private_key is not None:
+            try:
+                account: LocalAccount = Account.from_key(self.private_key.get_secret_value())
+            except Exception as exc:
+                raise ConfigError(
+                    f"DEPIN_RELAYER_PRIVATE_KEY is not a usable key ({type(exc).__name__}); "
+                    "give the 32-byte key as 0x-prefixed hex"
+                ) from None
+            return account
+        assert self.keystore_file is not None and self.keystore_password is not None
+        try:
+            keystore = json.loads(self.keystore_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no keystore at {self.keystore_file}; fix DEPIN_RELAYER_KEYSTORE_FILE"
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(
+                f"{self.keystore_file} is not a JSON keystore ({exc}); "
+                "point DEPIN_RELAYER_KEYSTORE_FILE at an encrypted eth-account keystore"
+            ) from None
+        try:
+            key = Account.decrypt(keystore, self.keystore_password.get_secret_value())
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot decrypt {self.keystore_file} ({exc}); "
+                "check DEPIN_RELAYER_KEYSTORE_PASSWORD"
+            ) from None
+        decrypted: LocalAccount = Account.from_key(key)
+        return decrypted

@@ -1,0 +1,188 @@
+"""The relayer service against a real Anvil: assignment, restart without double assignment,
+finalization and expiry by the keeper, settings and the status command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from pydantic import ValidationError
+from typer.testing import CliRunner
+from web3 import Web3
+
+from marketplace.cli.main import app as cli
+from marketplace.devnet import scenarios
+from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.protocol.client import JobRequest, JobState
+from marketplace.relayer.service import Relayer
+from marketplace.relayer.settings import RelayerSettings
+from marketplace.relayer.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+def request(replicas: int = 1, tag: int = 0, **kw: int) -> JobRequest:
+    return JobRequest(
+        spec_hash=hashlib.sha256(f"relayer-job-{tag}".encode()).digest(),
+        units=scenarios.UNITS,
+        max_price_per_unit=scenarios.PRICE,
+        replicas=replicas,
+        **kw,
+    )
+
+
+@pytest.fixture
+def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
+    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+        cast = scenarios.setup(w3, funded_account(w3), providers=7)
+        scenarios.set_audit_rate(cast, 0)
+        yield cast
+
+
+def settings_for(cast: scenarios.Cast, tmp_path: Path) -> RelayerSettings:
+    deployment_file = tmp_path / "deployment.json"
+    cast.deployment.write(deployment_file)
+    assert cast.matcher.signer is not None
+    return RelayerSettings(
+        rpc_url=str(cast.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
+        deployment_file=deployment_file,
+        private_key="0x" + bytes(cast.matcher.signer.account.key).hex(),
+        db_url=f"sqlite:///{tmp_path / 'relayer.sqlite3'}",
+        confirmations=0,
+    )
+
+
+def assigned_counts(store: Store, job_ids: list[int]) -> dict[int, int]:
+    return {j: Counter(h.event for h in store.history(j))["ProviderAssigned"] for j in job_ids}
+
+
+def test_relayer_assigns_restarts_finalizes_and_expires(
+    cast: scenarios.Cast, tmp_path: Path
+) -> None:
+    settings = settings_for(cast, tmp_path)
+    singles = cast.requester.create_jobs([request(1, i) for i in range(10)])
+    triples = cast.requester.create_jobs([request(3, 100 + i) for i in range(2)])
+    (too_big,) = cast.requester.create_jobs([request(1, 999, min_vram_gib=80, accept_window=60)])
+
+    relayer = Relayer(settings)
+    report = relayer.step()
+    assert sorted(report.assigned) == sorted(singles + triples)
+    assert report.dropped == []
+    assert all(cast.owner.state(j) == JobState.ASSIGNED for j in singles + triples)
+    assert cast.owner.state(too_big) == JobState.OPEN
+    relayer.close()
+    del relayer
+
+    # A new relayer on the same database: nothing again, and new jobs get assigned.
+    later = cast.requester.create_jobs([request(1, 200 + i) for i in range(3)])
+    relayer = Relayer(settings)
+    report = relayer.step()
+    assert sorted(report.assigned) == sorted(later) and report.dropped == []
+    report = relayer.step()
+    assert report.assigned == [] and report.dropped == []
+    every = singles + triples + later
+    counts = assigned_counts(relayer.store, every)
+    assert counts == {j: 3 if j in triples else 1 for j in every}
+
+    # Providers commit (and the triples reveal); time passes; the keeper settles and expires.
+    by_address = {p.address: p for p in cast.providers.values()}
+    for j in every:
+        for part in cast.owner.participants(j):
+            by_address[part.provider].commit(j, scenarios.GOOD)
+    for j in triples:
+        for part in cast.owner.participants(j):
+            by_address[part.provider].reveal(j, scenarios.GOOD)
+    advance(cast.w3, cast.owner.params().challenge_window + 1)
+    report = relayer.step()
+    assert sorted(report.finalized) == sorted(every)
+    assert report.expired == [too_big]
+    assert all(cast.owner.state(j) == JobState.SETTLED for j in every)
+    assert cast.owner.state(too_big) == JobState.EXPIRED
+
+    relayer.step()  # the store catches up with the closes
+    assert {j.job_id: j.state for j in relayer.store.jobs()} == {
+        **{j: JobState.SETTLED for j in every},
+        too_big: JobState.EXPIRED,
+    }
+    relayer.close()
+
+    result = CliRunner().invoke(cli, ["relayer", "status", "--json", "--db-url", settings.db_url])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["jobs"] == {"settled": len(every), "expired": 1}
+    assert status["checkpoints"][0]["market"] == cast.deployment.market
+    assert len(status["providers"]) == 7
+
+
+def test_require_heartbeats_matches_only_live_providers(
+    cast: scenarios.Cast, tmp_path: Path
+) -> None:
+    from marketplace.protocol.heartbeat import MemoryLivenessBook, sign_heartbeat
+
+    settings = replace_settings(settings_for(cast, tmp_path), require_heartbeats=True)
+    book = MemoryLivenessBook()
+    now = int(cast.w3.eth.get_block("latest")["timestamp"])
+    carol = cast.providers["carol"]
+    assert carol.signer is not None
+    hb = sign_heartbeat(
+        carol.signer.account,
+        chain_id=cast.deployment.chain_id,
+        market=cast.deployment.market,
+        timestamp=now,
+        load=0,
+        capacity=4,
+        profiles=[0],
+    )
+    book.record(carol.address, hb.heartbeat)
+    jobs = cast.requester.create_jobs([request(1, 300 + i) for i in range(2)])
+    relayer = Relayer(settings, liveness=book, clock=lambda: float(now))
+    report = relayer.step()
+    assert sorted(report.assigned) == jobs
+    assert all(cast.owner.participants(j)[0].provider == carol.address for j in jobs)
+    relayer.close()
+
+
+def replace_settings(settings: RelayerSettings, **changes: object) -> RelayerSettings:
+    return settings.model_copy(update=changes)
+
+
+# ---------------------------------------------------------------------- settings, no chain
+
+
+def test_settings_need_exactly_one_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("PRIVATE_KEY", "KEYSTORE_FILE", "KEYSTORE_PASSWORD"):
+        monkeypatch.delenv(f"DEPIN_RELAYER_{name}", raising=False)
+    with pytest.raises(ValidationError, match="exactly one way"):
+        RelayerSettings()
+    key = Account.create()
+    keystore = tmp_path / "key.json"
+    keystore.write_text(json.dumps(Account.encrypt(key.key, "pw", iterations=2)))
+    with pytest.raises(ValidationError, match="both are set"):
+        RelayerSettings(private_key="0x" + key.key.hex(), keystore_file=keystore)
+    with pytest.raises(ValidationError, match="KEYSTORE_PASSWORD"):
+        RelayerSettings(keystore_file=keystore)
+
+    monkeypatch.setenv("DEPIN_RELAYER_KEYSTORE_FILE", str(keystore))
+    monkeypatch.setenv("DEPIN_RELAYER_KEYSTORE_PASSWORD", "pw")
+    monkeypatch.setenv("DEPIN_RELAYER_CONFIRMATIONS", "3")
+    settings = RelayerSettings()
+    assert settings.account().address == key.address
+    assert settings.confirmations == 3 and settings.max_batch == 50
+    assert not settings.require_heartbeats
+    bad = RelayerSettings(keystore_file=keystore, keystore_password="wrong")
+    with pytest.raises(Exception, match="KEYSTORE_PASSWORD"):
+        bad.account()
+
+
+def test_run_without_a_key_exits_1_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PRIVATE_KEY", "KEYSTORE_FILE", "KEYSTORE_PASSWORD"):
+        monkeypatch.delenv(f"DEPIN_RELAYER_{name}", raising=False)
+    result = CliRunner().invoke(cli, ["relayer", "run"])
+    assert result.exit_code == 1
+    assert "DEPIN_RELAYER_PRIVATE_KEY" in result.output
