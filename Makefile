@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build artifacts test snapshot demo lint redis clean distclean
+.PHONY: bootstrap build artifacts test snapshot demo bench lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -61,6 +61,12 @@ snapshot: $(NODE_STAMP)
 
 demo: bootstrap
 	$(PY) -m marketplace.demo
+
+# Each benchmark prints ratios against a baseline measured in the same run and writes bench/results/.
+bench: bootstrap
+	$(PY) -m bench.gas
+	$(PY) -m bench.matcher
+	$(PY) -m bench.assign
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
