@@ -1,4 +1,4 @@
-"""`depin relayer`: run the relayer loop, or show what its database knows.
+"""`depin relayer`: run the relayer loop (and its HTTP API), or show what its database knows.
 
 Configuration comes from `DEPIN_RELAYER_*` variables (see marketplace.relayer.settings); the
 options below override them.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
@@ -54,9 +55,20 @@ def run(
     confirmations: Annotated[
         int | None, typer.Option("--confirmations", help="Blocks behind the head to apply.")
     ] = None,
+    api_host: Annotated[
+        str | None, typer.Option("--api-host", help="API interface (DEPIN_RELAYER_API_HOST).")
+    ] = None,
+    api_port: Annotated[
+        int | None, typer.Option("--api-port", help="API port (DEPIN_RELAYER_API_PORT).")
+    ] = None,
+    no_api: Annotated[
+        bool, typer.Option("--no-api", help="Run only the loop, without the HTTP API.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Follow the chain, assign open jobs and run the keeper until Ctrl-C."""
+    """Follow the chain, assign open jobs, run the keeper and serve the HTTP API (artifacts,
+    heartbeats, jobs, metrics) until Ctrl-C or SIGTERM."""
+    from marketplace.protocol.heartbeat import MemoryLivenessBook
     from marketplace.relayer.service import Relayer  # web3 import kept off `--help`
 
     overrides: dict[str, Any] = {
@@ -66,40 +78,116 @@ def run(
             "deployment_file": deployment_file,
             "db_url": db_url,
             "confirmations": confirmations,
+            "api_host": api_host,
+            "api_port": api_port,
         }.items()
         if v is not None
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = RelayerSettings(**overrides)
-        relayer = Relayer(settings)
+        relayer = Relayer(settings, liveness=MemoryLivenessBook())
     except ValidationError as exc:
         raise _fail(_validation_message(exc)) from None
     except DepinError as exc:
         raise _fail(str(exc)) from None
 
+    server: Any = None
+    sock: socket.socket | None = None
+    if not no_api:
+        import uvicorn
+
+        from marketplace.relayer.service import api_app
+
+        try:
+            sock = _listen(settings.api_host, settings.api_port)
+            api = api_app(relayer, settings)
+        except (OSError, DepinError, ValidationError) as exc:
+            relayer.close()
+            if sock is not None:
+                sock.close()
+            where = f"{settings.api_host}:{settings.api_port}"
+            raise _fail(f"cannot serve the API on {where}: {exc}") from None
+        server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False))
+    elif relayer.require_heartbeats:
+        logging.getLogger(__name__).warning(
+            "--no-api with require_heartbeats: providers are matched only on heartbeats "
+            "recorded in the database; set DEPIN_RELAYER_REQUIRE_HEARTBEATS=false otherwise"
+        )
+
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    def loop() -> None:
+        try:
+            relayer.run(stop)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            stop.set()
+
+    def serve() -> None:
+        assert server is not None and sock is not None
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    started = {
+    started: dict[str, Any] = {
         "market": relayer.deployment.market,
         "chain_id": relayer.deployment.chain_id,
         "matcher": relayer.submitter.signer.address,
         "db_url": relayer.store.url,
+        "require_heartbeats": relayer.require_heartbeats,
     }
+    if sock is not None:
+        host, port = sock.getsockname()[:2]
+        started["api"] = f"http://{host}:{port}"
     typer.echo(json.dumps({"started": started}) if as_json else f"relayer started: {started}")
+    threads = [threading.Thread(target=loop, name="relayer-loop", daemon=True)]
+    if server is not None:
+        threads.append(threading.Thread(target=serve, name="relayer-api", daemon=True))
     try:
-        relayer.run(stop)
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
+        for t in threads:
+            t.start()
+        while not stop.wait(0.5):
+            pass
     finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        for t in threads:
+            t.join(timeout=15)
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if sock is not None:
+            sock.close()
         relayer.close()
+    for error in errors:
+        if isinstance(error, DepinError):
+            raise _fail(str(error))
+        if not (isinstance(error, SystemExit) and not error.code):
+            raise _fail(f"relayer failed: {type(error).__name__}: {error}")
     typer.echo(json.dumps({"stopped": True}) if as_json else "relayer stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, bound here so a taken port fails with a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def status_data(store: Store) -> dict[str, Any]:

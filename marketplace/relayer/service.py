@@ -4,8 +4,9 @@ Each `step()`:
 
 1. the listener applies what became final since the last step;
 2. provider views are built from the store (registry terms, free stake = stake - locked -
-   unbonding, counters, load = participations in live jobs) and liveness (heartbeats, only
-   when `require_heartbeats`);
+   unbonding, counters, load = participations in live jobs) and liveness (heartbeats, unless
+   `require_heartbeats` is turned off: providers silent for `heartbeat_missed` intervals are
+   not matched, DESIGN section 4);
 3. the jobs the store shows Open (after the listener caught up) and the audits without
    verifiers (Auditing, no verifier in the round) go to one `matcher.match` call, audits first,
    so that stake is never counted twice between them; providers excluded from a job by an
@@ -18,6 +19,10 @@ Each `step()`:
 Nothing is assigned twice: jobs this relayer assigned stay out of matching until the listener's
 checkpoint passes the block they were assigned in, and a job the store still shows Open but the
 chain does not is dropped by the submitter with the contract's error.
+
+`api_app(relayer, settings)` builds the HTTP API served next to the loop (`depin relayer run`):
+artifacts, POST /heartbeats into the relayer's own liveness book, /metrics, and the read
+endpoints over its store.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -38,7 +45,7 @@ from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ChainError, ContractRevert, TransactionFailed
-from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.relayer import keeper
 from marketplace.relayer.listener import Listener
 from marketplace.relayer.matcher import OpenJob, ProviderView, match
@@ -46,7 +53,7 @@ from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.store import JobRow, MarketParamsRow, ParticipantRow, Store
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 
-__all__ = ["Relayer", "StepReport"]
+__all__ = ["Relayer", "StepReport", "StoreProviders", "api_app"]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +143,7 @@ class Relayer:
         self.confirmations = _pick(confirmations, s.confirmations if s else None, 1)
         self.max_batch = _pick(max_batch, s.max_batch if s else None, 50)
         self.require_heartbeats = _pick(
-            require_heartbeats, s.require_heartbeats if s else None, False
+            require_heartbeats, s.require_heartbeats if s else None, True
         )
         self.heartbeat_interval = _pick(heartbeat_interval, s.heartbeat_interval if s else None, 15)
         self.heartbeat_missed = _pick(heartbeat_missed, s.heartbeat_missed if s else None, 3)
@@ -327,6 +334,50 @@ class Relayer:
                 )
             )
         return audits
+
+
+class StoreProviders:
+    """The API's `ProviderSource` over the relayer's store: registered per the indexed events."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def is_registered(self, address: str) -> bool:
+        row = self.store.provider(to_checksum_address(address))
+        return row is not None and bool(row.registered)
+
+
+def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
+    """The HTTP API of `relayer`: heartbeats land in `relayer.liveness` (created if None, so the
+    matcher reads the same book), checked against its deployment and its registered providers;
+    jobs, providers and status come from its store."""
+    from marketplace.api.app import create_app
+    from marketplace.api.chain_routes import chain_router
+    from marketplace.api.settings import ApiSettings
+
+    if relayer.liveness is None:
+        relayer.liveness = MemoryLivenessBook()
+    api_settings = ApiSettings(
+        artifact_root=settings.artifact_root,
+        chain_id=relayer.deployment.chain_id,
+        market_address=relayer.deployment.market,
+        heartbeat_interval=relayer.heartbeat_interval,
+        heartbeat_missed=relayer.heartbeat_missed,
+        host=settings.api_host,
+        port=settings.api_port,
+    )
+    router = chain_router(
+        relayer.store,
+        relayer.liveness,
+        heartbeat_interval=relayer.heartbeat_interval,
+        heartbeat_missed=relayer.heartbeat_missed,
+    )
+    return create_app(
+        api_settings,
+        provider_source=StoreProviders(relayer.store),
+        liveness=relayer.liveness,
+        routers=[router],
+    )
 
 
 def _pick(explicit: T | None, configured: T | None, default: T) -> T:

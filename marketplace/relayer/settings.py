@@ -10,9 +10,12 @@
     DEPIN_RELAYER_CONFIRMATIONS       blocks left unapplied behind the head (1)
     DEPIN_RELAYER_POLL_INTERVAL       seconds between two cycles (1.0)
     DEPIN_RELAYER_MAX_BATCH           most jobs per transaction (50)
-    DEPIN_RELAYER_REQUIRE_HEARTBEATS  match only providers with a recent heartbeat (false)
+    DEPIN_RELAYER_REQUIRE_HEARTBEATS  match only providers with a recent heartbeat (true)
     DEPIN_RELAYER_HEARTBEAT_INTERVAL  seconds between a provider's heartbeats (15)
     DEPIN_RELAYER_HEARTBEAT_MISSED    missed intervals after which a provider is not live (3)
+    DEPIN_RELAYER_API_HOST            interface `depin relayer run` serves its API on (127.0.0.1)
+    DEPIN_RELAYER_API_PORT            port of that API (8700)
+    DEPIN_RELAYER_ARTIFACT_ROOT       artifact store directory (~/.local/share/depin/artifacts)
 
 Exactly one key source is required by `RelayerSettings`: a keystore file with its password, or a
 private key. `StoreSettings` reads only the database URL (for read-only commands).
@@ -81,13 +84,19 @@ class RelayerSettings(StoreSettings):
     #: Most jobs per transaction.
     max_batch: Annotated[int, Field(ge=1)] = 50
     #: When true only providers live in the liveness book (or the store's heartbeats) are matched.
-    require_heartbeats: bool = False
+    require_heartbeats: bool = True
     #: Seconds between two heartbeats of a provider.
     heartbeat_interval: Annotated[int, Field(ge=1)] = 15
     #: A provider silent for this many intervals is not live.
     heartbeat_missed: Annotated[int, Field(ge=1)] = 3
+    #: Interface the HTTP API (artifacts, heartbeats, jobs, metrics) binds.
+    api_host: str = "127.0.0.1"
+    #: Port of the HTTP API; 0 picks a free one.
+    api_port: Annotated[int, Field(ge=0, le=65535)] = 8700
+    #: Directory of the API's content-addressed artifact store (created if missing).
+    artifact_root: Path = Field(default_factory=lambda: default_data_dir() / "artifacts")
 
-    @field_validator("deployment_file", "keystore_file")
+    @field_validator("deployment_file", "keystore_file", "artifact_root")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()

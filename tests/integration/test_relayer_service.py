@@ -45,7 +45,10 @@ def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
         yield cast
 
 
-def settings_for(cast: scenarios.Cast, tmp_path: Path) -> RelayerSettings:
+def settings_for(
+    cast: scenarios.Cast, tmp_path: Path, *, require_heartbeats: bool | None = False
+) -> RelayerSettings:
+    """Settings of a relayer over `cast`; `require_heartbeats=None` keeps the default (True)."""
     deployment_file = tmp_path / "deployment.json"
     cast.deployment.write(deployment_file)
     assert cast.matcher.signer is not None
@@ -55,6 +58,7 @@ def settings_for(cast: scenarios.Cast, tmp_path: Path) -> RelayerSettings:
         private_key="0x" + bytes(cast.matcher.signer.account.key).hex(),
         db_url=f"sqlite:///{tmp_path / 'relayer.sqlite3'}",
         confirmations=0,
+        **({} if require_heartbeats is None else {"require_heartbeats": require_heartbeats}),
     )
 
 
@@ -120,14 +124,22 @@ def test_relayer_assigns_restarts_finalizes_and_expires(
     assert len(status["providers"]) == 7
 
 
-def test_require_heartbeats_matches_only_live_providers(
+def test_by_default_only_heartbeating_providers_are_matched(
     cast: scenarios.Cast, tmp_path: Path
 ) -> None:
     from marketplace.protocol.heartbeat import MemoryLivenessBook, sign_heartbeat
 
-    settings = replace_settings(settings_for(cast, tmp_path), require_heartbeats=True)
+    settings = settings_for(cast, tmp_path, require_heartbeats=None)
+    assert settings.require_heartbeats  # DESIGN: silent providers are not matched
     book = MemoryLivenessBook()
     now = int(cast.w3.eth.get_block("latest")["timestamp"])
+    jobs = cast.requester.create_jobs([request(1, 300 + i) for i in range(2)])
+    relayer = Relayer(settings, liveness=book, clock=lambda: float(now))
+    assert relayer.require_heartbeats
+    report = relayer.step()
+    assert report.assigned == [] and report.open_jobs == 2
+    assert all(cast.owner.state(j) == JobState.OPEN for j in jobs)
+
     carol = cast.providers["carol"]
     assert carol.signer is not None
     hb = sign_heartbeat(
@@ -140,8 +152,6 @@ def test_require_heartbeats_matches_only_live_providers(
         profiles=[0],
     )
     book.record(carol.address, hb.heartbeat)
-    jobs = cast.requester.create_jobs([request(1, 300 + i) for i in range(2)])
-    relayer = Relayer(settings, liveness=book, clock=lambda: float(now))
     report = relayer.step()
     assert sorted(report.assigned) == jobs
     assert all(cast.owner.participants(j)[0].provider == carol.address for j in jobs)
@@ -174,7 +184,8 @@ def test_settings_need_exactly_one_key(monkeypatch: pytest.MonkeyPatch, tmp_path
     settings = RelayerSettings()
     assert settings.account().address == key.address
     assert settings.confirmations == 3 and settings.max_batch == 50
-    assert not settings.require_heartbeats
+    assert settings.require_heartbeats
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8700)
     bad = RelayerSettings(keystore_file=keystore, keystore_password="wrong")
     with pytest.raises(Exception, match="KEYSTORE_PASSWORD"):
         bad.account()
