@@ -347,9 +347,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.flags & FLAG_DRAWN != 0) return false;
-        uint32 commitBlock = _participants[jobId][0].commitBlock;
-        if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
-        return _auditSelected(jobId, commitBlock);
+        return _auditSelected(jobId);
     }
 
     /// @inheritdoc IJobMarket
@@ -565,11 +563,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _drawAudit(uint256 jobId) private returns (bool audited) {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
-        Participant storage executor = _participants[jobId][0];
         if (j.flags & FLAG_DRAWN != 0) return false; // drawn already: not selected
-        uint32 commitBlock = executor.commitBlock;
-        if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
-        audited = _auditSelected(jobId, commitBlock);
+        audited = _auditSelected(jobId);
         // Record a clear draw: a later one could find the hash aged out and force an audit.
         if (audited) _startAudit(j);
         else j.flags |= FLAG_DRAWN;
@@ -586,7 +581,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         return blockhash(block.number - age);
     }
 
-    function _auditSelected(uint256 jobId, uint32 commitBlock) private view returns (bool) {
+    /// @dev The audit draw of a Committed job; it needs the block after the commit.
+    function _auditSelected(uint256 jobId) private view returns (bool) {
+        uint32 commitBlock = _participants[jobId][0].commitBlock;
+        if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
         bytes32 seed = _randomness(commitBlock);
         if (seed == bytes32(0)) return true;
         return uint256(keccak256(abi.encode(seed, jobId))) % BPS < _params.auditBps;
@@ -608,10 +606,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (block.timestamp <= j.deadline) revert JobMarketDeadlineNotReached(jobId, j.deadline);
         if (s == JobState.Auditing) return _auditTimedOut(jobId, j);
         if (j.flags & FLAG_DRAWN == 0) {
-            uint32 commitBlock = _participants[jobId][0].commitBlock;
             // Nobody drew the audit during the window: draw it now, without a storage write when clear.
-            if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
-            if (_auditSelected(jobId, commitBlock)) {
+            if (_auditSelected(jobId)) {
                 _startAudit(j);
                 emit AuditDrawn(jobId, true);
                 return;
