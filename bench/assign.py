@@ -26,7 +26,7 @@ def main() -> dict[str, float]:
         w3 = connect(node.url)
         cast = scenarios.setup(w3, funded_account(w3))
         alice = cast.providers["alice"].address
-        request = scenarios._request(1)
+        request = scenarios.job_request(1)
 
         single_ids = cast.requester.create_jobs([request] * JOBS)
         start = time.perf_counter()

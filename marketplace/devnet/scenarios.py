@@ -136,7 +136,7 @@ def set_audit_rate(cast: Cast, audit_bps: int) -> None:
     cast.owner.set_params(replace(cast.owner.params(), audit_bps=audit_bps))
 
 
-def _request(replicas: int) -> JobRequest:
+def job_request(replicas: int) -> JobRequest:
     return JobRequest(
         spec_hash=hashlib.sha256(b'{"kind":"matmul","version":1}').digest(),
         units=UNITS,
@@ -156,7 +156,7 @@ def optimistic_settled(cast: Cast) -> int:
     """replicas=1: commit, no audit drawn, settled after the challenge window."""
     set_audit_rate(cast, 0)
     alice = cast.providers["alice"]
-    job = cast.requester.create_job(_request(1))
+    job = cast.requester.create_job(job_request(1))
     cast.matcher.assign(job, [alice.address])
     alice.commit(job, GOOD)
     _finish_window(cast, cast.owner.params().challenge_window)
@@ -167,7 +167,7 @@ def optimistic_settled(cast: Cast) -> int:
 def replicas3_honest(cast: Cast) -> int:
     """replicas=3: three providers agree; each is paid."""
     trio = [cast.providers[n] for n in ("alice", "bob", "carol")]
-    job = cast.requester.create_job(_request(3))
+    job = cast.requester.create_job(job_request(3))
     cast.matcher.assign(job, [p.address for p in trio])
     for p in trio:
         p.commit(job, GOOD)
@@ -180,7 +180,7 @@ def replicas3_honest(cast: Cast) -> int:
 def replicas3_one_wrong(cast: Cast) -> int:
     """replicas=3: one provider reveals another digest and is slashed."""
     alice, bob, dave = (cast.providers[n] for n in ("alice", "bob", "dave"))
-    job = cast.requester.create_job(_request(3))
+    job = cast.requester.create_job(job_request(3))
     cast.matcher.assign(job, [alice.address, bob.address, dave.address])
     alice.commit(job, GOOD)
     bob.commit(job, GOOD)
@@ -197,7 +197,7 @@ def audit_catches_cheater(cast: Cast) -> int:
     set_audit_rate(cast, 10_000)
     cheater = cast.providers["erin"]
     verifiers = [cast.providers[n] for n in ("alice", "bob", "carol")]
-    job = cast.requester.create_job(_request(1))
+    job = cast.requester.create_job(job_request(1))
     cast.matcher.assign(job, [cheater.address])
     cheater.commit(job, BAD)
     mine(cast.w3)
@@ -218,7 +218,7 @@ def challenge_lost(cast: Cast) -> int:
     set_audit_rate(cast, 0)
     alice = cast.providers["alice"]
     verifiers = [cast.providers[n] for n in ("bob", "carol", "dave")]
-    job = cast.requester.create_job(_request(1))
+    job = cast.requester.create_job(job_request(1))
     cast.matcher.assign(job, [alice.address])
     alice.commit(job, GOOD)
     cast.requester.challenge(job)
@@ -236,7 +236,7 @@ def no_show(cast: Cast) -> int:
     """An assigned provider never commits: slashed, the job reopens and another settles it."""
     set_audit_rate(cast, 0)
     frank, bob = cast.providers["frank"], cast.providers["bob"]
-    job = cast.requester.create_job(_request(1))
+    job = cast.requester.create_job(job_request(1))
     cast.matcher.assign(job, [frank.address])
     _finish_window(cast, cast.requester.job(job).exec_window)
     cast.keeper.expire(job)
@@ -251,7 +251,7 @@ def unbond_then_slashed(cast: Cast) -> int:
     """A provider asks to unbond while running a job, then cheats: the unbonding stake is
     still slashed, and only the rest leaves after the delay."""
     grace, alice, bob = (cast.providers[n] for n in ("grace", "alice", "bob"))
-    job = cast.requester.create_job(_request(3))
+    job = cast.requester.create_job(job_request(3))
     cast.matcher.assign(job, [grace.address, alice.address, bob.address])
     free = grace.provider(grace.address).free_stake
     grace.request_unbond(free)
