@@ -11,6 +11,9 @@
                                403 bad signature / signer / unregistered, 409 not newer,
                                413 body above 16 KiB, 503 no chain configured
     GET  /providers/liveness   each provider's last heartbeat and whether it is live
+    POST /results, GET /jobs/{id}/results
+                               signed notices of where providers put their encrypted results
+                               (marketplace.api.results)
     GET  /healthz              liveness of the API itself and what it is configured for
     GET  /metrics              Prometheus text exposition
 
@@ -45,6 +48,7 @@ from marketplace.api.artifacts import (
     PendingArtifact,
 )
 from marketplace.api.metrics import CONTENT_TYPE, Counter, Histogram, Registry
+from marketplace.api.results import results_router
 from marketplace.api.settings import ApiSettings
 from marketplace.protocol.artifact_client import REASON_HEADER, check_sha256
 from marketplace.protocol.heartbeat import (
@@ -419,6 +423,7 @@ def create_app(
 
     # ---------------------------------------------------------------- extensions
 
+    app.include_router(results_router(settings))
     # The include point for endpoints owned by other relayer parts (jobs, providers from chain).
     for router in routers:
         app.include_router(router)

@@ -1,0 +1,110 @@
+"""Settings of a provider (agent, Celery workers, CLI), read from `DEPIN_PROVIDER_*` variables.
+
+    DEPIN_PROVIDER_RPC_URL              JSON-RPC endpoint of the chain (http://127.0.0.1:8545)
+    DEPIN_PROVIDER_DEPLOYMENT_FILE      deployment JSON (deployment.json)
+    DEPIN_PROVIDER_KEYSTORE_FILE        encrypted JSON keystore of the provider key, with
+    DEPIN_PROVIDER_KEYSTORE_PASSWORD    its password; or instead
+    DEPIN_PROVIDER_PRIVATE_KEY          the key as 0x-prefixed hex (devnets, tests)
+    DEPIN_PROVIDER_RELAYER_URL          relayer API: artifacts, heartbeats, result notices
+                                        (http://127.0.0.1:8700)
+    DEPIN_PROVIDER_BROKER_URL           Redis URL of the Celery broker and result backend
+                                        (redis://127.0.0.1:6379/0)
+    DEPIN_PROVIDER_QUEUE                Celery queue of this provider's jobs (depin-jobs)
+    DEPIN_PROVIDER_DB_URL               agent database (sqlite in ~/.local/share/depin/)
+    DEPIN_PROVIDER_CONFIRMATIONS        blocks left unapplied behind the head (1)
+    DEPIN_PROVIDER_POLL_INTERVAL        seconds between two agent cycles (1.0)
+    DEPIN_PROVIDER_HEARTBEAT_INTERVAL   seconds between heartbeats (15)
+    DEPIN_PROVIDER_CAPACITY             jobs the workers run at once, announced in heartbeats (1)
+    DEPIN_PROVIDER_TASK_TIME_LIMIT      seconds a job may run before the worker kills it (3300)
+    DEPIN_PROVIDER_VISIBILITY_TIMEOUT   seconds before Redis redelivers an unacknowledged task;
+                                        above the task time limit (3600)
+    DEPIN_PROVIDER_MAX_DELIVERIES       deliveries of one task (worker crashes included) before
+                                        the agent gives the job up (3)
+    DEPIN_PROVIDER_RESEND_AFTER         seconds the agent waits for a queued task before sending
+                                        it again (same task id; the task is idempotent) (600)
+    DEPIN_PROVIDER_BEHAVIOR             honest | lazy | copycat | no-show (honest; the others are
+                                        test aids for the demo and the tests)
+
+Two providers may share one Redis server when their queues differ; `depin devnet up` names a
+queue per provider.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from eth_account.signers.local import LocalAccount
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marketplace.protocol.keys import load_account
+
+__all__ = ["Behavior", "ProviderSettings"]
+
+Behavior = Literal["honest", "lazy", "copycat", "no-show"]
+
+
+def _data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "depin"
+
+
+class ProviderSettings(BaseSettings):
+    """Configuration of one provider; every field has a `DEPIN_PROVIDER_` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPIN_PROVIDER_", extra="forbid")
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    deployment_file: Path = Path("deployment.json")
+    keystore_file: Path | None = None
+    keystore_password: SecretStr | None = None
+    private_key: SecretStr | None = None
+    relayer_url: str = "http://127.0.0.1:8700"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] = "depin-jobs"
+    #: SQLAlchemy URL of the agent's database; by default one file per provider address.
+    db_url: str | None = None
+    confirmations: Annotated[int, Field(ge=0)] = 1
+    poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    heartbeat_interval: Annotated[int, Field(ge=1)] = 15
+    capacity: Annotated[int, Field(ge=1, le=1024)] = 1
+    task_time_limit: Annotated[int, Field(ge=1)] = 3_300
+    visibility_timeout: Annotated[int, Field(ge=1)] = 3_600
+    max_deliveries: Annotated[int, Field(ge=1, le=100)] = 3
+    resend_after: Annotated[float, Field(gt=0)] = 600.0
+    #: Test aid: how the agent behaves. Anything but "honest" gets the provider slashed.
+    behavior: Behavior = "honest"
+
+    @field_validator("deployment_file", "keystore_file")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @model_validator(mode="after")
+    def _check(self) -> ProviderSettings:
+        if self.visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                f"DEPIN_PROVIDER_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must exceed "
+                f"DEPIN_PROVIDER_TASK_TIME_LIMIT ({self.task_time_limit} s), or Redis hands a "
+                "running job to a second worker; raise the timeout or lower the limit"
+            )
+        return self
+
+    def account(self) -> LocalAccount:
+        """The provider key, from the keystore or the private key."""
+        return load_account(
+            keystore_file=self.keystore_file,
+            password=None
+            if self.keystore_password is None
+            else self.keystore_password.get_secret_value(),
+            private_key=None if self.private_key is None else self.private_key.get_secret_value(),
+            env_prefix="DEPIN_PROVIDER_",
+        )
+
+    def database_url(self, address: str) -> str:
+        """The agent database URL: `db_url`, or a SQLite file named after the provider."""
+        if self.db_url is not None:
+            return self.db_url
+        path = _data_dir() / f"provider-{address.lower()}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
