@@ -5,9 +5,11 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from marketplace.cli import relayer
+from provider import cli as provider_cli
 
 app = typer.Typer(name="depin", no_args_is_help=True)
 app.add_typer(relayer.app, name="relayer")
+app.add_typer(provider_cli.app, name="provider")
 
 
 # A callback keeps `depin` a command group even while it has a single command.

@@ -1,0 +1,666 @@
+"""`depin provider`: register, stake, unbond, withdraw, status, and run the agent and workers.
+
+Configuration comes from `DEPIN_PROVIDER_*` variables (see provider.settings); the options
+below override them. Amounts are whole tokens, decimals allowed ("1000", "0.5").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+from pydantic import SecretStr, ValidationError
+from web3.logs import DISCARD
+
+from marketplace.protocol.chain import connect
+from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
+from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.errors import ConfigError, DepinError
+from provider.settings import ProviderSettings
+
+app = typer.Typer(
+    name="provider", no_args_is_help=True, help="Sell compute: register, stake, run the agent."
+)
+
+#: The token's decimals: one token is 10**18 base units.
+DECIMALS = 18
+_ONE = 10**DECIMALS
+_UINT96_MAX = 2**96 - 1  # stake amounts
+_UINT80_MAX = 2**80 - 1  # price per unit
+_UINT16_MAX = 2**16 - 1  # VRAM GiB
+_GPU_MODEL_BYTES = 32
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RpcOpt = Annotated[
+    str | None, typer.Option("--rpc-url", help="JSON-RPC URL (DEPIN_PROVIDER_RPC_URL).")
+]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option("--deployment", help="Deployment file (DEPIN_PROVIDER_DEPLOYMENT_FILE)."),
+]
+KeystoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--keystore",
+        help="Encrypted keystore of the provider key (DEPIN_PROVIDER_KEYSTORE_FILE); its "
+        "password comes from DEPIN_PROVIDER_KEYSTORE_PASSWORD or a prompt.",
+    ),
+]
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--broker-url", help="Redis URL of the Celery broker (DEPIN_PROVIDER_BROKER_URL)."
+    ),
+]
+QueueOpt = Annotated[
+    str | None,
+    typer.Option("--queue", help="Celery queue of this provider (DEPIN_PROVIDER_QUEUE)."),
+]
+RelayerOpt = Annotated[
+    str | None,
+    typer.Option("--relayer-url", help="Relayer API URL (DEPIN_PROVIDER_RELAYER_URL)."),
+]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+# Settings fields whose option has another name.
+_OPTIONS = {
+    "deployment_file": "--deployment",
+    "keystore_file": "--keystore",
+    "capacity": "--concurrency",
+}
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """A pydantic error of ProviderSettings, each field named by its variable."""
+    parts = []
+    for e in exc.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["loc"]:
+            field = str(e["loc"][0])
+            option = _OPTIONS.get(field, "--" + field.replace("_", "-"))
+            msg = f"DEPIN_PROVIDER_{field.upper()} / {option}: {msg}"
+        parts.append(msg)
+    return "; ".join(parts)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turns configuration and chain errors into `error: ...` on stderr and exit code 1."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise _fail(_validation_message(exc)) from None
+    except DepinError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _settings(**options: Any) -> ProviderSettings:
+    """ProviderSettings from the environment with the options that were given on top."""
+    overrides = {k: v for k, v in options.items() if v is not None}
+    if "keystore_file" in overrides:
+        overrides["private_key"] = None  # an explicit --keystore wins over a key in the env
+    return ProviderSettings(**overrides)
+
+
+def _account(settings: ProviderSettings) -> LocalAccount:
+    """The provider key; asks for the keystore password on a terminal when none is set."""
+    if (
+        settings.keystore_file is not None
+        and settings.keystore_password is None
+        and settings.private_key is None
+        and sys.stdin.isatty()
+    ):
+        password = typer.prompt(f"password of {settings.keystore_file}", hide_input=True)
+        settings = settings.model_copy(update={"keystore_password": SecretStr(password)})
+    return settings.account()
+
+
+def parse_tokens(text: str, *, what: str = "amount", maximum: int = _UINT96_MAX) -> int:
+    """Base units of `text` given in whole tokens ("1000", "0.5"); positive, at most 18
+    decimals, at most `maximum` base units."""
+    try:
+        value = Decimal(text.strip().replace("_", ""))
+    except InvalidOperation:
+        raise ConfigError(
+            f"{what} {text!r} is not a number; give whole tokens like 1000 or 0.5"
+        ) from None
+    if not value.is_finite() or value <= 0:
+        raise ConfigError(f"{what} {text!r} must be a positive number of tokens, like 1000 or 0.5")
+    units = value.scaleb(DECIMALS)
+    if units != units.to_integral_value():
+        raise ConfigError(
+            f"{what} {text!r} has more than {DECIMALS} decimals; the token has {DECIMALS}"
+        )
+    if units > maximum:
+        raise ConfigError(
+            f"{what} {text!r} exceeds the contract's limit of {format_tokens(maximum)}"
+        )
+    return int(units)
+
+
+def format_tokens(units: int) -> str:
+    """`units` base units as tokens, exactly, without trailing zeros: "1000", "0.5"."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), _ONE)
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:0{DECIMALS}d}".rstrip("0")
+
+
+def profile_mask(names: list[str], defined: list[str]) -> int:
+    """The registry's profile bit mask of `names`; ids are positions in `defined`."""
+    mask = 0
+    for name in names:
+        if name not in defined:
+            known = ", ".join(defined) or "none"
+            raise ConfigError(
+                f"the deployment defines no profile {name!r} (it defines: {known}); pass "
+                "--profile with one of those, or use the deployment that defines it"
+            )
+        mask |= 1 << defined.index(name)
+    return mask
+
+
+def profile_names(mask: int, defined: list[str]) -> list[str]:
+    """The names of the bits set in `mask`; bits the deployment file does not name as `#id`."""
+    names = []
+    for bit in range(mask.bit_length()):
+        if mask >> bit & 1:
+            names.append(defined[bit] if bit < len(defined) else f"#{bit}")
+    return names
+
+
+def _gpu_model(name: str) -> str:
+    """`name` cut to the registry's 32 bytes on a character boundary."""
+    raw = name.encode()[:_GPU_MODEL_BYTES]
+    return raw.decode(errors="ignore")
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+@dataclass
+class _Session:
+    market: Market
+    deployment: Deployment
+
+
+def _connect(settings: ProviderSettings, account: LocalAccount | None) -> _Session:
+    deployment = Deployment.load(settings.deployment_file)
+    w3 = connect(settings.rpc_url, deployment.chain_id)
+    return _Session(Market(w3, deployment, account), deployment)
+
+
+def _chain_time(market: Market) -> int:
+    return int(market.w3.eth.get_block("latest")["timestamp"])
+
+
+def _tx(receipt: Any) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def _terms_data(record: ProviderRecord, defined: list[str]) -> dict[str, Any]:
+    return {
+        "profiles": profile_names(record.profile_mask, defined),
+        "price_per_unit": format_tokens(record.price_per_unit),
+        "gpu_model": record.gpu_model,
+        "vram_gib": record.vram_gib,
+        "endpoint": record.endpoint,
+    }
+
+
+# ---------------------------------------------------------------------- chain commands
+
+
+@app.command("register")
+def register(
+    price: Annotated[
+        str, typer.Option("--price", help="Price per unit of work, in tokens (e.g. 0.001).")
+    ],
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint", help="Public URL of this provider, if any; --update keeps the old one."
+        ),
+    ] = None,
+    profiles: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            help="Determinism profile to offer, by name; repeat for several. Default: the "
+            "profile of the detected device.",
+        ),
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="If already registered, replace the terms.")
+    ] = False,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register this machine's hardware (GPU model and VRAM, or CPU) and terms on-chain."""
+    with _errors():
+        settings = _settings(
+            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
+        )
+        price_units = parse_tokens(price, what="price", maximum=_UINT80_MAX)
+        session = _connect(settings, _account(settings))
+        from provider.runtime.device import hardware, profile_name  # torch: slow to import
+
+        hw = hardware()
+        names = list(profiles) if profiles else [profile_name()]
+        mask = profile_mask(names, session.deployment.profiles)
+        market = session.market
+        current = market.provider(market.address)
+        registered = current.registered
+        if registered and not update:
+            raise ConfigError(
+                f"{market.address} is already registered; pass --update to replace its terms, "
+                "or see them with `depin provider status`"
+            )
+        if endpoint is None:
+            endpoint = current.endpoint if registered else ""
+        terms = ProviderTerms(
+            profile_mask=mask,
+            price_per_unit=price_units,
+            vram_gib=min(hw.vram_gib, _UINT16_MAX),
+            gpu_model=_gpu_model(hw.model),
+            endpoint=endpoint,
+        )
+        receipt = market.update_terms(terms) if registered else market.register(terms)
+    action = "updated" if registered else "registered"
+    data = {
+        "address": market.address,
+        "action": action,
+        "tx": _tx(receipt),
+        "profiles": names,
+        "price_per_unit": format_tokens(terms.price_per_unit),
+        "gpu_model": terms.gpu_model,
+        "vram_gib": terms.vram_gib,
+        "endpoint": terms.endpoint,
+    }
+    _emit(
+        as_json,
+        data,
+        f"{action} {market.address}: {', '.join(names)} at {data['price_per_unit']} tokens/unit, "
+        f"{terms.gpu_model} {terms.vram_gib} GiB",
+    )
+
+
+@app.command("stake")
+def stake(
+    amount: Annotated[str, typer.Argument(help="Tokens to stake, e.g. 1000 or 0.5.")],
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stake tokens from the wallet (approves the registry first when needed)."""
+    with _errors():
+        units = parse_tokens(amount)
+        settings = _settings(
+            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
+        )
+        market = _connect(settings, _account(settings)).market
+        me = market.address
+        if not market.provider(me).registered:
+            raise ConfigError(f"{me} is not registered; run `depin provider register` first")
+        balance = market.balance_of(me)
+        if balance < units:
+            raise ConfigError(
+                f"the wallet {me} holds {format_tokens(balance)} tokens, fewer than "
+                f"{format_tokens(units)}; fund it or stake less"
+            )
+        receipt = market.stake(units)
+        record = market.provider(me)
+    data = {
+        "address": me,
+        "staked": format_tokens(units),
+        "stake": format_tokens(record.stake),
+        "free_stake": format_tokens(record.free_stake),
+        "tx": _tx(receipt),
+    }
+    _emit(
+        as_json,
+        data,
+        f"staked {data['staked']} tokens; stake now {data['stake']} ({data['free_stake']} free)",
+    )
+
+
+@app.command("unbond")
+def unbond(
+    amount: Annotated[
+        str | None, typer.Argument(help="Tokens to unbond, e.g. 400; omit with --cancel.")
+    ] = None,
+    cancel: Annotated[
+        bool, typer.Option("--cancel", help="Cancel the pending unbond; the stake stays.")
+    ] = False,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Request to unbond stake (withdrawable after the unbonding period), or cancel it."""
+    with _errors():
+        if cancel == (amount is not None):
+            raise ConfigError("give an AMOUNT to unbond, or --cancel, not both")
+        units = parse_tokens(amount) if amount is not None else 0
+        settings = _settings(
+            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
+        )
+        market = _connect(settings, _account(settings)).market
+        me = market.address
+        before = market.provider(me)
+        _check_unbond(me, before, None if cancel else units)
+        receipt = market.cancel_unbond() if cancel else market.request_unbond(units)
+        record = market.provider(me)
+    data: dict[str, Any]
+    if cancel:
+        data = {
+            "address": me,
+            "cancelled": format_tokens(before.unbonding),
+            "free_stake": format_tokens(record.free_stake),
+            "tx": _tx(receipt),
+        }
+        text = f"unbond of {data['cancelled']} tokens cancelled; {data['free_stake']} free"
+    else:
+        data = {
+            "address": me,
+            "unbonding": format_tokens(record.unbonding),
+            "unlock_at": record.unbond_at,
+            "unlock_time": _when(record.unbond_at),
+            "tx": _tx(receipt),
+        }
+        text = (
+            f"unbonding {data['unbonding']} tokens; withdraw them with `depin provider "
+            f"withdraw` after {data['unlock_time']}"
+        )
+    _emit(as_json, data, text)
+
+
+def _check_unbond(me: str, record: ProviderRecord, units: int | None) -> None:
+    """The registry's unbond checks, said in tokens: request `units`, or cancel when None."""
+    if not record.registered:
+        raise ConfigError(f"{me} is not registered; run `depin provider register` first")
+    if units is None:
+        if record.unbond_at == 0:
+            raise ConfigError("no unbond is pending; request one with `depin provider unbond N`")
+        return
+    if record.unbond_at != 0:
+        raise ConfigError(
+            f"an unbond of {format_tokens(record.unbonding)} tokens is pending until "
+            f"{_when(record.unbond_at)}; cancel it with `depin provider unbond --cancel`, or "
+            "withdraw it once unlocked"
+        )
+    if units > record.free_stake:
+        raise ConfigError(
+            f"the free stake is {format_tokens(record.free_stake)} tokens (stake "
+            f"{format_tokens(record.stake)}, locked {format_tokens(record.locked)}); "
+            "unbond at most that"
+        )
+
+
+@app.command("withdraw")
+def withdraw(
+    earnings_only: Annotated[
+        bool, typer.Option("--earnings-only", help="Withdraw only the market earnings.")
+    ] = False,
+    stake_only: Annotated[
+        bool, typer.Option("--stake-only", help="Withdraw only the unbonded stake.")
+    ] = False,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw earnings and unlocked unbonded stake.
+
+    Earnings are the market credits of settled jobs; unbonded stake moves once its unlock time
+    has passed. Having nothing to withdraw is not an error.
+    """
+    with _errors():
+        if earnings_only and stake_only:
+            raise ConfigError("--earnings-only and --stake-only exclude each other; give one")
+        settings = _settings(
+            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
+        )
+        market = _connect(settings, _account(settings)).market
+        me = market.address
+        earnings = 0 if stake_only else market.withdraw()
+        unbonded = 0
+        pending: dict[str, Any] | None = None
+        if not earnings_only:
+            record = market.provider(me)
+            if record.unbond_at != 0 and record.unbond_at > _chain_time(market):
+                pending = {
+                    "amount": format_tokens(record.unbonding),
+                    "unlock_at": record.unbond_at,
+                    "unlock_time": _when(record.unbond_at),
+                }
+            elif record.unbond_at != 0:
+                receipt = market.withdraw_unbonded()
+                events = market.registry.events.Unbonded().process_receipt(receipt, errors=DISCARD)
+                unbonded = sum(int(e["args"]["amount"]) for e in events)
+        balance = market.balance_of(me)
+    data = {
+        "address": me,
+        "earnings": format_tokens(earnings),
+        "stake": format_tokens(unbonded),
+        "pending_unbond": pending,
+        "wallet": format_tokens(balance),
+    }
+    moved = [
+        f"{format_tokens(n)} tokens of {what}"
+        for n, what in ((earnings, "earnings"), (unbonded, "unbonded stake"))
+        if n
+    ]
+    text = (
+        f"withdrew {' and '.join(moved)}; wallet now {data['wallet']}"
+        if moved
+        else "nothing to withdraw"
+    )
+    if pending is not None:
+        text += f"; {pending['amount']} tokens of stake unlock at {pending['unlock_time']}"
+    _emit(as_json, data, text)
+
+
+@app.command("status")
+def status(
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Provider to show; no key needed. Default: own key."),
+    ] = None,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show stake, locked collateral, unbonding, earnings, wallet balance, jobs and terms."""
+    with _errors():
+        if address is not None and not is_address(address):
+            raise ConfigError(f"--address {address!r} is not an address; give 0x and 40 hex")
+        settings = _settings(
+            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
+        )
+        who = to_checksum_address(address) if address else _account(settings).address
+        session = _connect(settings, None)
+        market = session.market
+        record = market.provider(who)
+        credits = market.credits(who)
+        balance = market.balance_of(who)
+        now = _chain_time(market)
+    unbonding = (
+        {
+            "amount": format_tokens(record.unbonding),
+            "unlock_at": record.unbond_at,
+            "unlock_time": _when(record.unbond_at),
+            "unlocked": record.unbond_at <= now,
+        }
+        if record.unbond_at
+        else None
+    )
+    data: dict[str, Any] = {
+        "address": who,
+        "registered": record.registered,
+        "stake": format_tokens(record.stake),
+        "locked": format_tokens(record.locked),
+        "unbonding": unbonding,
+        "free_stake": format_tokens(record.free_stake),
+        "earnings": format_tokens(credits),
+        "wallet": format_tokens(balance),
+        "jobs_done": record.jobs_done,
+        "jobs_slashed": record.jobs_slashed,
+        "terms": _terms_data(record, session.deployment.profiles) if record.registered else None,
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    lines = [f"provider {who}" + ("" if record.registered else " (not registered)")]
+    lines.append(f"  stake {data['stake']}  locked {data['locked']}  free {data['free_stake']}")
+    if unbonding is not None:
+        state = "unlocked, withdraw it" if unbonding["unlocked"] else "unlocks"
+        lines.append(f"  unbonding {unbonding['amount']} ({state} {unbonding['unlock_time']})")
+    lines.append(f"  earnings {data['earnings']}  wallet {data['wallet']}")
+    lines.append(f"  jobs done {record.jobs_done}  slashed {record.jobs_slashed}")
+    if data["terms"] is not None:
+        t = data["terms"]
+        lines.append(f"  profiles {', '.join(t['profiles']) or 'none'}")
+        lines.append(
+            f"  price {t['price_per_unit']}/unit  gpu {t['gpu_model']} {t['vram_gib']} GiB  "
+            f"endpoint {t['endpoint'] or '-'}"
+        )
+    typer.echo("\n".join(lines))
+
+
+# ---------------------------------------------------------------------- processes
+
+
+@app.command("run")
+def run(
+    behavior: Annotated[
+        str | None,
+        typer.Option(
+            "--behavior",
+            help="honest (default) | lazy | copycat | no-show. TEST AIDS ONLY: every "
+            "behaviour but honest cheats or skips work and gets the provider slashed "
+            "(DEPIN_PROVIDER_BEHAVIOR).",
+        ),
+    ] = None,
+    relayer_url: RelayerOpt = None,
+    broker_url: BrokerOpt = None,
+    queue: QueueOpt = None,
+    confirmations: Annotated[
+        int | None,
+        typer.Option("--confirmations", help="Blocks behind the head left unapplied."),
+    ] = None,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option("--poll-interval", help="Seconds between two agent cycles."),
+    ] = None,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the provider agent until Ctrl-C or SIGTERM.
+
+    It watches the chain for assignments and audits, queues the work for the workers, commits
+    and reveals on time and heartbeats to the relayer.
+    """
+    with _errors():
+        settings = _settings(
+            rpc_url=rpc_url,
+            deployment_file=deployment_file,
+            keystore_file=keystore,
+            behavior=behavior,
+            relayer_url=relayer_url,
+            broker_url=broker_url,
+            queue=queue,
+            confirmations=confirmations,
+            poll_interval=poll_interval,
+        )
+        address = _account(settings).address  # a missing or wrong key fails before start
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from provider.agent import run_agent  # celery, torch: kept off the other commands
+
+    started = {
+        "address": address,
+        "behavior": settings.behavior,
+        "queue": settings.queue,
+        "relayer_url": settings.relayer_url,
+    }
+    if settings.behavior != "honest":
+        logging.getLogger(__name__).warning(
+            "behaviour %r is a test aid: this provider will be slashed", settings.behavior
+        )
+    typer.echo(json.dumps({"started": started}) if as_json else f"agent started: {started}")
+    with _errors():
+        run_agent(settings)
+    typer.echo(json.dumps({"stopped": True}) if as_json else "agent stopped")
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Jobs run at once (DEPIN_PROVIDER_CAPACITY, which heartbeats announce).",
+        ),
+    ] = None,
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", help="Celery log level: debug, info, warning, error.")
+    ] = "info",
+    broker_url: BrokerOpt = None,
+    queue: QueueOpt = None,
+    relayer_url: RelayerOpt = None,
+    rpc_url: RpcOpt = None,
+    deployment_file: DeploymentOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a Celery worker that executes this provider's jobs from the queue."""
+    with _errors():
+        if loglevel.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"--loglevel {loglevel!r}: use debug, info, warning or error")
+        settings = _settings(
+            capacity=concurrency,
+            broker_url=broker_url,
+            queue=queue,
+            relayer_url=relayer_url,
+            rpc_url=rpc_url,
+            deployment_file=deployment_file,
+            keystore_file=keystore,
+        )
+    from provider.worker import run_worker  # celery, torch: kept off the other commands
+
+    started = {"queue": settings.queue, "concurrency": settings.capacity}
+    typer.echo(json.dumps({"started": started}) if as_json else f"worker started: {started}")
+    with _errors():
+        run_worker(settings, concurrency=settings.capacity, loglevel=loglevel.upper())

