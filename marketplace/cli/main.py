@@ -4,11 +4,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from marketplace.cli import relayer
+from marketplace.cli import devnet, job, relayer, wallet
 from provider import cli as provider_cli
 
 app = typer.Typer(name="depin", no_args_is_help=True)
 app.add_typer(relayer.app, name="relayer")
+app.add_typer(job.app, name="job")
+app.add_typer(wallet.app, name="wallet")
+app.add_typer(devnet.app, name="devnet")
 app.add_typer(provider_cli.app, name="provider")
 
 

@@ -251,13 +251,15 @@ class World:
         timeout: float = STEP_TIMEOUT,
         what: str = "the condition",
     ) -> None:
-        """Steps the relayer and the agents until `until()` holds."""
+        """Steps the relayer and the agents until `until()` holds, mining a block per round as
+        a chain with a block time would (audit draws need a block after the commit)."""
         deadline = time.monotonic() + timeout
         agents = list(self.agents.values()) if agents is None else agents
         while not until():
             if time.monotonic() > deadline:
                 logs = "\n".join(w.log.read_text(errors="replace")[-3000:] for w in self.workers)
                 raise AssertionError(f"timed out waiting for {what}; worker logs:\n{logs}")
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
             self.relayer.step()
             for agent in agents:
                 agent.step()

@@ -1,0 +1,706 @@
+"""The one-command devnet: Anvil, Redis, the contracts, the relayer and N provider agents with
+their Celery workers, on one machine (DESIGN section 5).
+
+    with Devnet.up(DevnetConfig(dir=tmp, providers=2)) as devnet:
+        market = devnet.requester()          # a Market bound to the funded requester key
+        market.create_job(...)
+        devnet.status()["healthy"]
+
+`Devnet.up` starts, in order: Anvil (state kept in `<dir>/anvil-state.json`), a Redis server
+(append-only file in `<dir>/redis`), the deployment (`<dir>/deployment.json`), the relayer, then
+per provider a funded, registered and staked key with its agent and one Celery worker, and a
+funded requester wallet. Every child runs in its own process group with its output in
+`<dir>/logs/<name>.log`; `<dir>/state.json` records them after every step, so `down` (here or
+in another process, `Devnet.attach(dir).down()`) can stop whatever was started, even by an `up`
+that crashed.
+
+Devnet only: the keystores under `<dir>/keys/` share the password "devnet" and the state file
+holds the deployer key (the token owner), so the faucet can mint. Never reuse these keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import redis
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+from web3.types import RPCEndpoint
+
+from marketplace.devnet import processes
+from marketplace.devnet.anvil import anvil_binary, free_port, funded_account
+from marketplace.devnet.state import (
+    STATE_FILE,
+    DevnetState,
+    ProcessRecord,
+    ProviderRecord,
+    WalletRecord,
+)
+from marketplace.protocol.client import Market, ProviderTerms
+from marketplace.protocol.deployment import Deployment, MarketParams, deploy
+from marketplace.protocol.errors import ConfigError, DepinError
+from marketplace.protocol.keys import load_keystore, write_keystore
+
+__all__ = [
+    "BEHAVIORS",
+    "DEVNET_PARAMS",
+    "DEVNET_PASSWORD",
+    "Devnet",
+    "DevnetConfig",
+    "DevnetError",
+]
+
+TOKEN = 10**18
+#: Password of every devnet keystore. Devnet only: the keys hold nothing of value.
+DEVNET_PASSWORD = "devnet"
+CHAIN_ID = 31337
+PRICE_PER_UNIT = 10**15
+PROVIDER_STAKE = 1_000 * TOKEN
+REQUESTER_TOKENS = 10_000 * TOKEN
+#: scrypt work factor of the devnet keystores: low, so services start fast. Devnet only.
+KEYSTORE_ITERATIONS = 2**12
+#: Windows short enough that a demo job settles in about a minute; 30 % of jobs audited.
+DEVNET_PARAMS = MarketParams(
+    audit_bps=3_000,
+    challenge_window=8,
+    verifier_assign_window=30,
+    reveal_window=30,
+    reassign_window=60,
+)
+BEHAVIORS = ("honest", "lazy", "copycat", "no-show")
+#: Seconds between provider heartbeats (relayer and agents agree on it).
+HEARTBEAT_INTERVAL = 2
+
+
+class DevnetError(DepinError, RuntimeError):
+    """A step of `up` failed (everything started before it was stopped), or `down` left a
+    process running. `step` names the step, `log` the log file to read."""
+
+    def __init__(self, message: str, *, step: str = "", log: Path | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.log = log
+
+
+@dataclass(frozen=True)
+class DevnetConfig:
+    """What `Devnet.up` starts. The binaries and ports are for tests; None picks the default."""
+
+    dir: Path = Path(".devnet")
+    #: Provider agents (each with its Celery worker).
+    providers: int = 2
+    #: The first `lazy` providers are lazy, the next `copycat` copycats, the next `no_show`
+    #: no-shows; the rest honest (DEPIN_PROVIDER_BEHAVIOR).
+    lazy: int = 0
+    copycat: int = 0
+    no_show: int = 0
+    #: Jobs each provider's Celery worker runs at once (its --concurrency and the capacity the
+    #: agent announces).
+    workers_per_provider: int = 1
+    #: Share of single-replica jobs audited, in basis points.
+    audit_bps: int = DEVNET_PARAMS.audit_bps
+    #: Market parameters; DEVNET_PARAMS with `audit_bps` when None.
+    params: MarketParams | None = None
+    #: Wipe a stopped devnet found in `dir` instead of refusing to start.
+    fresh: bool = False
+    #: Wait until every provider agent heartbeats to the relayer.
+    wait_for_providers: bool = True
+    #: Seconds each step may take to become healthy.
+    timeout: float = 60.0
+    python: str = sys.executable
+    anvil_binary: str | None = None
+    redis_binary: str | None = None
+    anvil_port: int | None = None
+    redis_port: int | None = None
+    api_port: int | None = None
+
+    def behaviors(self) -> list[str]:
+        """The behavior of provider 1..N, in order."""
+        counts = (self.lazy, self.copycat, self.no_show)
+        if self.providers < 0 or min(counts) < 0:
+            raise ConfigError("provider counts must not be negative")
+        if sum(counts) > self.providers:
+            raise ConfigError(
+                f"--lazy + --copycat + --no-show ({sum(counts)}) exceeds --providers "
+                f"({self.providers}); raise --providers"
+            )
+        if self.workers_per_provider < 1:
+            raise ConfigError("--workers-per-provider must be at least 1")
+        out = ["lazy"] * self.lazy + ["copycat"] * self.copycat + ["no-show"] * self.no_show
+        return out + ["honest"] * (self.providers - len(out))
+
+    def market_params(self) -> MarketParams:
+        if self.params is not None:
+            return self.params
+        if not 0 <= self.audit_bps <= 10_000:
+            raise ConfigError(f"--audit-rate {self.audit_bps} is not between 0 and 10000 bps")
+        return replace(DEVNET_PARAMS, audit_bps=self.audit_bps)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a child: ours without any DEPIN_ setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def _tail(log: Path | None, lines: int = 15) -> str:
+    if log is None:
+        return ""
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(text)
+
+
+class Devnet:
+    """A devnet described by its state file; started by `up` or found by `attach`."""
+
+    def __init__(self, directory: Path, state: DevnetState) -> None:
+        self.dir = directory
+        self.state = state
+        self._popen: dict[int, subprocess.Popen[bytes]] = {}
+        self._w3: Web3 | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def up(
+        cls, config: DevnetConfig | None = None, *, progress: Callable[[str], None] | None = None
+    ) -> Devnet:
+        """Starts a devnet in `config.dir`; on any failure stops what it started and raises
+        DevnetError naming the step and its log. `progress` receives one line per step."""
+        config = config or DevnetConfig()
+        behaviors = config.behaviors()
+        params = config.market_params()
+        directory = config.dir.expanduser().resolve()
+        _prepare_dir(directory, fresh=config.fresh)
+        devnet = cls(
+            directory,
+            DevnetState(dir=str(directory), created=_now(), keystore_password=DEVNET_PASSWORD),
+        )
+        say = progress or (lambda _line: None)
+        try:
+            devnet._start(config, behaviors, params, say)
+        except BaseException as exc:
+            left = devnet._stop_all()
+            if left and isinstance(exc, DevnetError):
+                raise DevnetError(
+                    f"{exc}; could not stop {_names(left)}", step=exc.step, log=exc.log
+                ) from exc
+            raise
+        return devnet
+
+    @classmethod
+    def attach(cls, directory: Path = Path(".devnet")) -> Devnet:
+        """The devnet whose state is in `directory` (started elsewhere, e.g. `up --detach`)."""
+        directory = directory.expanduser().resolve()
+        return cls(directory, DevnetState.load(directory))
+
+    def down(self, *, clean: bool = False, timeout: float = 10.0) -> None:
+        """Stops every recorded process group (last started first: SIGTERM, up to `timeout`
+        seconds, then SIGKILL) and forgets the pids. Chain state and logs stay on disk unless
+        `clean`. Stopping a stopped devnet does nothing."""
+        left = self._stop_all(timeout=timeout)
+        if left:
+            raise DevnetError(
+                f"could not stop {_names(left)}; kill their process groups by hand "
+                f"(pgids {[r.pgid for r in left]})",
+                step="down",
+            )
+        if clean and (self.dir / STATE_FILE).exists():
+            shutil.rmtree(self.dir)
+
+    def __enter__(self) -> Devnet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    # ------------------------------------------------------------------ clients
+
+    @property
+    def w3(self) -> Web3:
+        if self._w3 is None:
+            self._w3 = Web3(Web3.HTTPProvider(self.state.rpc_url, request_kwargs={"timeout": 10}))
+        return self._w3
+
+    @property
+    def deployment(self) -> Deployment:
+        return Deployment.load(Path(self.state.deployment_file))
+
+    @property
+    def deployment_file(self) -> Path:
+        return Path(self.state.deployment_file)
+
+    @property
+    def api_url(self) -> str:
+        return self.state.api_url
+
+    def owner(self) -> Market:
+        """The deployment driven by the deployer key (token owner: mints, sets parameters)."""
+        return Market(self.w3, self.deployment, Account.from_key(self.state.deployer["key"]))
+
+    def requester_account(self) -> LocalAccount:
+        if self.state.requester is None:
+            raise ConfigError(f"the devnet in {self.dir} has no requester wallet yet")
+        return load_keystore(Path(self.state.requester.keystore), self.state.keystore_password)
+
+    def requester(self) -> Market:
+        """The deployment driven by the funded requester wallet."""
+        return Market(self.w3, self.deployment, self.requester_account())
+
+    def provider_addresses(self) -> dict[str, str]:
+        """Provider name -> address, in start order."""
+        return {p.name: p.address for p in self.state.providers}
+
+    def provider_account(self, name: str) -> LocalAccount:
+        for p in self.state.providers:
+            if p.name == name:
+                return load_keystore(Path(p.keystore), self.state.keystore_password)
+        raise ConfigError(f"no provider {name!r}; the devnet has {list(self.provider_addresses())}")
+
+    def fund(self, address: str, *, ether: int = 100, tokens: int = 0) -> None:
+        """Gives `address` `ether` ETH (anvil_setBalance) and mints it `tokens` whole tokens.
+        Devnet only."""
+        checksummed = to_checksum_address(address)
+        if ether:
+            self.w3.provider.make_request(
+                RPCEndpoint("anvil_setBalance"), [checksummed, hex(ether * TOKEN)]
+            )
+        if tokens:
+            self.owner().mint(checksummed, tokens * TOKEN)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, *, timeout: float = 3.0) -> dict[str, Any]:
+        """What runs and answers: each process, the chain head, the relayer API and each
+        provider's liveness. `healthy` is true when all of it is."""
+        procs = [
+            {
+                "name": r.name,
+                "role": r.role,
+                "pid": r.pid,
+                "alive": processes.process_alive(r),
+                "log": r.log,
+            }
+            for r in self.state.processes
+        ]
+        chain: dict[str, Any] = {"rpc_url": self.state.rpc_url, "head": None}
+        try:
+            w3 = Web3(Web3.HTTPProvider(self.state.rpc_url, request_kwargs={"timeout": timeout}))
+            chain["head"] = w3.eth.block_number
+            chain["chain_id"] = w3.eth.chain_id
+        except Exception as exc:
+            chain["error"] = f"{type(exc).__name__}: {exc}"
+        relayer: dict[str, Any] = {"api_url": self.state.api_url, "healthz": None, "status": None}
+        live: dict[str, bool] = {}
+        if self.state.api_url:
+            try:
+                with httpx.Client(base_url=self.state.api_url, timeout=timeout) as http:
+                    relayer["healthz"] = http.get("/healthz").raise_for_status().json()
+                    relayer["status"] = http.get("/status").raise_for_status().json()
+                    book = http.get("/providers/liveness").raise_for_status().json()
+                live = {p["provider"].lower(): bool(p["live"]) for p in book["providers"]}
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                relayer["error"] = f"{type(exc).__name__}: {exc}"
+        providers = [
+            {**asdict(p), "live": live.get(p.address.lower(), False)} for p in self.state.providers
+        ]
+        healthy = (
+            self.state.phase == "up"
+            and all(p["alive"] for p in procs)
+            and chain["head"] is not None
+            and relayer["healthz"] is not None
+            and all(p["live"] for p in providers)
+        )
+        return {
+            "dir": str(self.dir),
+            "phase": self.state.phase,
+            "healthy": healthy,
+            "created": self.state.created,
+            "chain": chain,
+            "deployment": self.state.deployment,
+            "redis_url": self.state.redis_url,
+            "relayer": relayer,
+            "processes": procs,
+            "providers": providers,
+            "requester": None if self.state.requester is None else asdict(self.state.requester),
+        }
+
+    def exited(self) -> list[tuple[ProcessRecord, int]]:
+        """Children of this process (started by `up` here) that have exited, with their codes."""
+        out = []
+        for record in self.state.processes:
+            proc = self._popen.get(record.pid)
+            if proc is not None and proc.poll() is not None:
+                out.append((record, proc.returncode))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _write(self) -> None:
+        self.state.write(self.dir)
+
+    def _stop_all(self, timeout: float = 10.0) -> list[ProcessRecord]:
+        left = processes.stop_groups(self.state.processes, timeout=timeout)
+        for proc in self._popen.values():
+            proc.poll()
+        self.state.processes = left
+        self.state.phase = "down"
+        if self.dir.exists():
+            self._write()
+        return left
+
+    def _spawn(
+        self, name: str, role: str, command: list[str], env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.dir / "logs" / f"{name}.log"
+        try:
+            proc, record = processes.spawn(
+                name, role, command, env=_child_env(env), log=log, cwd=self.dir
+            )
+        except OSError as exc:
+            raise DevnetError(
+                f"cannot start {name} ({command[0]}): {exc}", step=name, log=log
+            ) from exc
+        self._popen[proc.pid] = proc
+        self.state.processes.append(record)
+        self._write()
+        return proc, log
+
+    def _wait(
+        self,
+        step: str,
+        proc: subprocess.Popen[bytes] | None,
+        log: Path | None,
+        ready: Callable[[], bool],
+        timeout: float,
+        what: str,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise DevnetError(
+                    f"{step} exited with code {proc.returncode} before {what}; see {log}\n"
+                    f"{_tail(log)}",
+                    step=step,
+                    log=log,
+                )
+            try:
+                if ready():
+                    return
+            except DevnetError:
+                raise
+            except Exception:
+                pass  # not answering yet
+            if time.monotonic() > deadline:
+                raise DevnetError(
+                    f"{step}: not {what} within {timeout:.0f} s; see {log}\n{_tail(log)}",
+                    step=step,
+                    log=log,
+                )
+            time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def _step(self, step: str, log: Path | None = None) -> Iterator[None]:
+        """Turns any error of a step into a DevnetError naming it (and its log)."""
+        try:
+            yield
+        except DevnetError:
+            raise
+        except Exception as exc:
+            where = f"; see {log}" if log is not None else ""
+            raise DevnetError(
+                f"{step} failed: {type(exc).__name__}: {exc}{where}", step=step, log=log
+            ) from exc
+
+    def _start(
+        self,
+        config: DevnetConfig,
+        behaviors: list[str],
+        params: MarketParams,
+        say: Callable[[str], None],
+    ) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write()
+        with self._step("anvil"):
+            self._start_anvil(config)
+        say(f"anvil     {self.state.rpc_url} (chain {CHAIN_ID})")
+        with self._step("redis"):
+            self._start_redis(config)
+        say(f"redis     {self.state.redis_url}")
+        with self._step("deploy"):
+            deployer, matcher = self._deploy(params)
+        say(f"contracts market {self.state.deployment['market']}")
+        with self._step("relayer"):
+            self._start_relayer(config, matcher)
+        say(f"relayer   {self.state.api_url}")
+        owner = Market(self.w3, self.deployment, deployer)
+        for index, behavior in enumerate(behaviors, start=1):
+            name = f"provider-{index}"
+            with self._step(name):
+                record = self._start_provider(config, owner, name, behavior)
+            say(f"{name:<9} {record.address} ({behavior}, queue {record.queue})")
+        with self._step("requester"):
+            requester = self._fund_requester(owner)
+        say(f"requester {requester.address} ({REQUESTER_TOKENS // TOKEN} tokens)")
+
+        if self.state.providers and config.wait_for_providers:
+            self._wait_providers(config.timeout)
+            say(f"providers {len(self.state.providers)} live")
+        for record_, code in self.exited():
+            raise DevnetError(
+                f"{record_.name} exited with code {code}; see {record_.log}\n"
+                f"{_tail(Path(record_.log))}",
+                step=record_.name,
+                log=Path(record_.log),
+            )
+        self.state.phase = "up"
+        self._write()
+
+    def _start_anvil(self, config: DevnetConfig) -> None:
+        """Anvil with automine plus a block every second, so deadlines pass on an idle chain;
+        its state is dumped to anvil-state.json every 10 s and on exit."""
+        port = config.anvil_port or free_port()
+        self.state.rpc_url = f"http://127.0.0.1:{port}"
+        command = [
+            config.anvil_binary or anvil_binary(),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--chain-id", str(CHAIN_ID),
+            "--block-time", "1",
+            "--mixed-mining",
+            "--state", str(self.dir / "anvil-state.json"),
+            "--state-interval", "10",
+        ]  # fmt: skip
+        proc, log = self._spawn("anvil", "anvil", command, {})
+        self._wait(
+            "anvil",
+            proc,
+            log,
+            lambda: self.w3.eth.chain_id == CHAIN_ID,
+            config.timeout,
+            f"answering on {self.state.rpc_url}",
+        )
+        self.state.chain_id = CHAIN_ID
+
+    def _start_redis(self, config: DevnetConfig) -> None:
+        """The Celery broker of every provider (one queue each), append-only, loopback only."""
+        port = config.redis_port or free_port()
+        self.state.redis_url = f"redis://127.0.0.1:{port}/0"
+        (self.dir / "redis").mkdir(parents=True, exist_ok=True)
+        command = [
+            config.redis_binary or processes.redis_binary(),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir / "redis"),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        proc, log = self._spawn("redis", "redis", command, {})
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            self._wait(
+                "redis",
+                proc,
+                log,
+                lambda: bool(client.ping()),
+                config.timeout,
+                f"answering PING on {self.state.redis_url}",
+            )
+        finally:
+            client.close()
+
+    def _deploy(self, params: MarketParams) -> tuple[LocalAccount, LocalAccount]:
+        """The contracts, owned by a fresh deployer; returns (deployer, matcher)."""
+        deployer = funded_account(self.w3, ether=10_000)
+        matcher = funded_account(self.w3, ether=1_000)
+        deployment_file = self.dir / "deployment.json"
+        deployment = deploy(
+            self.w3,
+            deployer,
+            matchers=(matcher.address,),
+            params=params,
+            write_to=deployment_file,
+        )
+        self.state.deployment_file = str(deployment_file)
+        self.state.deployment = {
+            "token": deployment.token,
+            "registry": deployment.registry,
+            "market": deployment.market,
+            "block": deployment.block,
+        }
+        self.state.params = asdict(params)
+        self.state.matcher = matcher.address
+        self.state.deployer = {"address": deployer.address, "key": "0x" + deployer.key.hex()}
+        self._write()
+        return deployer, matcher
+
+    def _start_relayer(self, config: DevnetConfig, matcher: LocalAccount) -> None:
+        """`depin relayer run` (matcher, keeper, HTTP API); ready when /healthz answers."""
+        port = config.api_port or free_port()
+        self.state.api_url = f"http://127.0.0.1:{port}"
+        env = {
+            "DEPIN_RELAYER_RPC_URL": self.state.rpc_url,
+            "DEPIN_RELAYER_DEPLOYMENT_FILE": self.state.deployment_file,
+            "DEPIN_RELAYER_PRIVATE_KEY": "0x" + matcher.key.hex(),
+            "DEPIN_RELAYER_DB_URL": f"sqlite:///{self.dir / 'relayer.sqlite3'}",
+            "DEPIN_RELAYER_CONFIRMATIONS": "0",
+            "DEPIN_RELAYER_POLL_INTERVAL": "0.25",
+            "DEPIN_RELAYER_API_PORT": str(port),
+            "DEPIN_RELAYER_ARTIFACT_ROOT": str(self.dir / "artifacts"),
+            "DEPIN_RELAYER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
+        }
+        command = [config.python, "-m", "marketplace.cli.main", "relayer", "run"]
+        proc, log = self._spawn("relayer", "relayer", command, env)
+        with httpx.Client(base_url=self.state.api_url, timeout=2) as http:
+            self._wait(
+                "relayer",
+                proc,
+                log,
+                lambda: http.get("/healthz").status_code == 200,
+                config.timeout,
+                f"serving {self.state.api_url}/healthz",
+            )
+
+    def _start_provider(
+        self, config: DevnetConfig, owner: Market, name: str, behavior: str
+    ) -> ProviderRecord:
+        """A fresh key, funded, registered (CPU profile) and staked here; then its agent and
+        its Celery worker, on its own queue of the shared Redis."""
+        key = funded_account(self.w3)
+        owner.mint(key.address, PROVIDER_STAKE)
+        provider = owner.as_account(key)
+        provider.register(
+            ProviderTerms(profile_mask=0b1, price_per_unit=PRICE_PER_UNIT, gpu_model="cpu")
+        )
+        provider.stake(PROVIDER_STAKE)
+        keystore = write_keystore(
+            key, DEVNET_PASSWORD, self.dir / "keys" / f"{name}.json", iterations=KEYSTORE_ITERATIONS
+        )
+        record = ProviderRecord(name, key.address, behavior, str(keystore), f"depin-{name}")
+        self.state.providers.append(record)
+        self._write()
+        (self.dir / "db").mkdir(exist_ok=True)
+        env = {
+            "DEPIN_PROVIDER_RPC_URL": self.state.rpc_url,
+            "DEPIN_PROVIDER_DEPLOYMENT_FILE": self.state.deployment_file,
+            "DEPIN_PROVIDER_KEYSTORE_FILE": str(keystore),
+            "DEPIN_PROVIDER_KEYSTORE_PASSWORD": DEVNET_PASSWORD,
+            "DEPIN_PROVIDER_RELAYER_URL": self.state.api_url,
+            "DEPIN_PROVIDER_BROKER_URL": self.state.redis_url,
+            "DEPIN_PROVIDER_QUEUE": record.queue,
+            "DEPIN_PROVIDER_DB_URL": f"sqlite:///{self.dir / 'db' / name}.sqlite3",
+            "DEPIN_PROVIDER_CONFIRMATIONS": "0",
+            "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
+            "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
+            "DEPIN_PROVIDER_CAPACITY": str(config.workers_per_provider),
+            "DEPIN_PROVIDER_TASK_TIME_LIMIT": "300",
+            "DEPIN_PROVIDER_VISIBILITY_TIMEOUT": "600",
+            "DEPIN_PROVIDER_BEHAVIOR": behavior,
+        }
+        cli = [config.python, "-m", "marketplace.cli.main", "provider"]
+        self._spawn(f"{name}-agent", "agent", [*cli, "run"], env)
+        worker = [*cli, "worker", "--concurrency", str(config.workers_per_provider)]
+        self._spawn(f"{name}-worker", "worker", worker, env)
+        return record
+
+    def _fund_requester(self, owner: Market) -> LocalAccount:
+        """A requester wallet with ETH and tokens, in keys/requester.json."""
+        requester = funded_account(self.w3)
+        owner.mint(requester.address, REQUESTER_TOKENS)
+        keystore = write_keystore(
+            requester,
+            DEVNET_PASSWORD,
+            self.dir / "keys" / "requester.json",
+            iterations=KEYSTORE_ITERATIONS,
+        )
+        self.state.requester = WalletRecord(requester.address, str(keystore))
+        self._write()
+        return requester
+
+    def _wait_providers(self, timeout: float) -> None:
+        wanted = {p.address.lower() for p in self.state.providers}
+        seen: set[str] = set()
+
+        def all_live() -> bool:
+            for record, code in self.exited():
+                raise DevnetError(
+                    f"{record.name} exited with code {code} before its provider was live; "
+                    f"see {record.log}\n{_tail(Path(record.log))}",
+                    step=record.name,
+                    log=Path(record.log),
+                )
+            book = httpx.get(f"{self.state.api_url}/providers/liveness", timeout=2).json()
+            seen.clear()
+            seen.update(p["provider"].lower() for p in book["providers"] if p["live"])
+            return wanted <= seen
+
+        try:
+            self._wait("providers", None, None, all_live, timeout, "all heartbeating")
+        except DevnetError as exc:
+            if exc.step != "providers":
+                raise
+            silent = [p for p in self.state.providers if p.address.lower() not in seen]
+            logs = ", ".join(str(self.dir / "logs" / f"{p.name}-agent.log") for p in silent)
+            raise DevnetError(
+                f"providers {[p.name for p in silent]} sent no heartbeat within {timeout:.0f} s; "
+                f"see {logs}",
+                step="providers",
+                log=self.dir / "logs" / f"{silent[0].name}-agent.log" if silent else None,
+            ) from None
+
+
+def _names(records: list[ProcessRecord]) -> str:
+    return ", ".join(f"{r.name} (pid {r.pid})" for r in records)
+
+
+def _prepare_dir(directory: Path, *, fresh: bool) -> None:
+    """Refuses a directory with a running devnet or unrelated files; wipes a stopped devnet
+    when `fresh`."""
+    if not directory.exists() or not any(directory.iterdir()):
+        return
+    if not (directory / STATE_FILE).exists():
+        raise ConfigError(f"{directory} is not empty and holds no devnet; choose another --dir")
+    try:
+        old = DevnetState.load(directory)
+    except ConfigError:
+        old = None
+    if old is not None and any(processes.group_alive(r.pgid) for r in old.processes):
+        raise ConfigError(
+            f"a devnet already runs in {directory}; stop it with "
+            f"`depin devnet down --dir {directory}` first"
+        )
+    if not fresh:
+        raise ConfigError(
+            f"{directory} holds a stopped devnet; pass --fresh to replace it, or "
+            f"`depin devnet down --clean --dir {directory}` to delete it"
+        )
+    shutil.rmtree(directory)

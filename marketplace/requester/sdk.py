@@ -1,0 +1,871 @@
+"""The requester SDK: submit jobs, follow them, fetch and verify their results.
+
+`Requester` binds one wallet to one deployment and one relayer. The `depin job` commands are a
+thin layer over it; scripts use it directly::
+
+    with Requester.from_settings() as req:
+        job = req.submit("matmul", parameters={"n": 256, "seed": 7}, max_price_per_unit=10**15)
+        req.wait(job, timeout=600)
+        print(req.result(job, out=Path("out.safetensors")).outputs["c"].shape)
+
+Nothing here trusts the relayer with money or results: it stores artifacts (hash-checked on
+both sides), indexes jobs and forwards result notices, while escrow goes straight to the
+JobMarket and a result counts only when its digest matches the commitment the contract stores
+for the provider that produced it.
+
+Every check that can fail runs before the first transaction (inputs, kind, parameters, profile,
+windows, chain id, token and ETH balance, relayer reachability while uploading), so a refused
+submission moves no funds and creates no job.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+
+import httpx
+import numpy as np
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+from safetensors.numpy import save as st_save
+from web3 import Web3
+from web3.logs import DISCARD
+
+from marketplace.protocol.artifact_client import (
+    ArtifactClient,
+    ArtifactError,
+    ArtifactNotFound,
+    RelayerUnreachable,
+)
+from marketplace.protocol.chain import connect
+from marketplace.protocol.client import Job, JobRequest, JobState, Market
+from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.results import ResultError, decrypt_result, public_key_hex, verify_result
+from marketplace.protocol.spec import ParamValue
+from marketplace.requester.errors import (
+    InputError,
+    InsufficientFunds,
+    JobNotFound,
+    NotRequester,
+    RequesterError,
+    ResultRejected,
+    ResultUnavailable,
+    WaitTimeout,
+    WrongState,
+)
+from marketplace.requester.inputs import DEFAULT_PROFILE, JobDraft, PreparedJob, prepare
+from marketplace.requester.settings import RequesterSettings
+
+__all__ = [
+    "RESULT_STATES",
+    "Balances",
+    "JobResult",
+    "JobStatus",
+    "JobSummary",
+    "ParticipantStatus",
+    "Requester",
+    "format_tokens",
+    "write_outputs",
+]
+
+#: States in which an executor has committed, so a result may be downloaded.
+RESULT_STATES: Final = frozenset(
+    {JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING, JobState.SETTLED}
+)
+TOKEN_DECIMALS: Final = 18
+#: Seconds a permit signed for `createJobsWithPermit` stays valid.
+PERMIT_LIFETIME: Final = 3_600
+#: Blocks per eth_getLogs request when scanning for the requester's jobs (public RPCs cap it).
+LOG_CHUNK: Final = 10_000
+
+Until = Literal["result", "terminal"]
+
+
+def format_tokens(amount: int, decimals: int = TOKEN_DECIMALS) -> str:
+    """`amount` base units as a decimal token amount without trailing zeros ("1.5")."""
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**decimals)
+    digits = f"{frac:0{decimals}d}".rstrip("0")
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
+def _tx(receipt: Mapping[str, Any]) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ParticipantStatus:
+    provider: str
+    #: Executor of the job (index < replicas) rather than an audit verifier.
+    executor: bool
+    committed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "executor": self.executor, "committed": self.committed}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as the chain sees it, with the relayer's event history when it answers."""
+
+    job_id: int
+    state: JobState
+    requester: str
+    #: Deadline of the current state (unix seconds; 0 when the state has none).
+    deadline: int
+    replicas: int
+    units: int
+    max_price_per_unit: int
+    clearing_price: int
+    escrow: int
+    profile: str
+    participants: tuple[ParticipantStatus, ...]
+    #: Providers whose result notice the relayer holds; None when the relayer did not answer.
+    results: tuple[str, ...] | None = None
+    #: The relayer's event history of the job (GET /jobs/{id}); None when it has none.
+    history: tuple[Mapping[str, Any], ...] | None = None
+
+    @property
+    def result_available(self) -> bool:
+        """An executor committed and announced its result: `Requester.result` can fetch it."""
+        return self.state in RESULT_STATES and bool(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; token amounts as decimal strings (they exceed a JSON number's range)."""
+        return {
+            "job_id": self.job_id,
+            "state": self.state.name.lower(),
+            "terminal": self.state.terminal,
+            "result_available": self.result_available,
+            "requester": self.requester,
+            "deadline": self.deadline,
+            "replicas": self.replicas,
+            "units": self.units,
+            "max_price_per_unit": str(self.max_price_per_unit),
+            "clearing_price": str(self.clearing_price),
+            "escrow": str(self.escrow),
+            "profile": self.profile,
+            "participants": [p.to_dict() for p in self.participants],
+            "results": None if self.results is None else list(self.results),
+            "history": None if self.history is None else [dict(h) for h in self.history],
+        }
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A decrypted result whose digest matched its provider's on-chain commitment."""
+
+    job_id: int
+    provider: str
+    digest: bytes
+    outputs: Mapping[str, np.ndarray[Any, Any]]
+    #: Failure code of a job that could not run as specified ("" when it ran).
+    failure: str = ""
+    message: str = ""
+    #: Where the outputs were written (None when not asked, or for a failed job).
+    path: Path | None = None
+    #: (provider, reason) of every announced result that did not verify.
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "ok": self.ok,
+            "provider": self.provider,
+            "digest": "0x" + self.digest.hex(),
+            "failure": self.failure or None,
+            "message": self.message or None,
+            "outputs": {
+                name: {"dtype": str(a.dtype), "shape": list(a.shape)}
+                for name, a in sorted(self.outputs.items())
+            },
+            "path": None if self.path is None else str(self.path),
+            "rejected": [{"provider": p, "reason": r} for p, r in self.rejected],
+        }
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One of the requester's jobs, as listed."""
+
+    job_id: int
+    state: JobState
+    units: int
+    replicas: int
+    max_price_per_unit: int
+    escrow: int
+    spec_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "state": self.state.name.lower(),
+            "units": self.units,
+            "replicas": self.replicas,
+            "max_price_per_unit": str(self.max_price_per_unit),
+            "escrow": str(self.escrow),
+            "spec_hash": self.spec_hash,
+        }
+
+
+@dataclass(frozen=True)
+class Balances:
+    address: str
+    #: Native balance for gas, in wei.
+    eth: int
+    #: ComputeToken in the wallet, in base units.
+    tokens: int
+    #: Withdrawable credits in the JobMarket (refunds, returned bonds), in base units.
+    credits: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "eth": str(self.eth),
+            "tokens": str(self.tokens),
+            "credits": str(self.credits),
+        }
+
+
+def write_outputs(
+    outputs: Mapping[str, np.ndarray[Any, Any]],
+    out: Path,
+    *,
+    job_id: int,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Writes a result's outputs to `out` and returns the file written.
+
+    - `out` an existing directory: ``<out>/job-<id>.safetensors``;
+    - `out` ending in ``.npy``: the single output array with `numpy.save` (refused when the
+      result has several outputs, since .npy holds one array);
+    - anything else: a safetensors file of every output by name, with `metadata` (job id,
+      provider, digest), readable with ``safetensors.numpy.load_file``.
+
+    Safetensors is the default because results are named tensors (the digest covers the names)
+    and it loads without pickle. The file appears atomically (temp file + rename).
+    """
+    out = Path(out).expanduser()
+    if out.is_dir():
+        out = out / f"job-{job_id}.safetensors"
+    if out.suffix.lower() == ".npy":
+        if len(outputs) != 1:
+            raise InputError(
+                f"job {job_id} has {len(outputs)} outputs ({', '.join(sorted(outputs))}) and a "
+                ".npy file holds one array; write a .safetensors file instead"
+            )
+        (array,) = outputs.values()
+        data = _npy_bytes(array)
+    else:
+        arrays = {n: np.ascontiguousarray(a) for n, a in outputs.items()}
+        data = bytes(st_save(arrays, metadata=dict(metadata or {})))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _npy_bytes(array: np.ndarray[Any, Any]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+@dataclass
+class _Relayer:
+    """The relayer's JSON endpoints (jobs, result notices); artifacts go via ArtifactClient."""
+
+    base_url: str
+    timeout: float
+    _http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        try:
+            return self._http.get(path, params=params or None)
+        except httpx.TransportError as exc:
+            raise RelayerUnreachable(
+                f"the relayer at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); "
+                "start it (`depin relayer run`) or set DEPIN_REQUESTER_RELAYER_URL"
+            ) from exc
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class Requester:
+    """One wallet's view of one deployment: submit, follow, fetch results, challenge, cancel."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: LocalAccount,
+        relayer_url: str,
+        *,
+        poll_interval: float = 1.0,
+        http_timeout: float = 30.0,
+    ) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account
+        self.market = Market(w3, deployment, account)
+        self.artifacts = ArtifactClient(relayer_url, timeout=http_timeout)
+        self.relayer_url = relayer_url.rstrip("/")
+        self.poll_interval = poll_interval
+        self._relayer = _Relayer(relayer_url, http_timeout)
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        rpc_url: str,
+        deployment: Deployment | Path,
+        account: LocalAccount,
+        relayer_url: str,
+        poll_interval: float = 1.0,
+    ) -> Requester:
+        """Connects to `rpc_url`, refusing a node that serves another chain than the deployment
+        (ChainError naming both ids) or does not answer (ChainError)."""
+        if isinstance(deployment, Path):
+            deployment = Deployment.load(deployment)
+        w3 = connect(rpc_url, expected_chain_id=deployment.chain_id)
+        return cls(w3, deployment, account, relayer_url, poll_interval=poll_interval)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RequesterSettings | None = None, *, account: LocalAccount | None = None
+    ) -> Requester:
+        """A requester configured from `DEPIN_REQUESTER_*` (or `settings`)."""
+        settings = settings if settings is not None else RequesterSettings()
+        return cls.connect(
+            rpc_url=settings.rpc_url,
+            deployment=settings.deployment_file,
+            account=account if account is not None else settings.account(),
+            relayer_url=settings.relayer_url,
+            poll_interval=settings.poll_interval,
+        )
+
+    def close(self) -> None:
+        self.artifacts.close()
+        self._relayer.close()
+
+    def __enter__(self) -> Requester:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.account.address
+
+    # ---------------------------------------------------------------- submit
+
+    def prepare(self, draft: JobDraft) -> PreparedJob:
+        """Validates `draft` into a spec, its artifacts and the on-chain request (no I/O but
+        reading input files)."""
+        return prepare(
+            draft, public_key=public_key_hex(self.account), profiles=self.deployment.profiles
+        )
+
+    def submit(
+        self,
+        kind: str,
+        *,
+        max_price_per_unit: int,
+        inputs: Sequence[Path] = (),
+        sentences: Sequence[str] | None = None,
+        model: str | Path | None = None,
+        parameters: Mapping[str, ParamValue] | None = None,
+        units: int | None = None,
+        replicas: int = 1,
+        profile: str = DEFAULT_PROFILE,
+        accept_window: int = 3_600,
+        exec_window: int = 3_600,
+        min_vram_gib: int = 0,
+        use_permit: bool = True,
+    ) -> int:
+        """Uploads the job's inputs and spec, escrows its payment and creates it; returns its id.
+
+        See `marketplace.requester.inputs` for what each kind takes and its default units."""
+        draft = JobDraft(
+            kind=kind,
+            max_price_per_unit=max_price_per_unit,
+            inputs=tuple(Path(p) for p in inputs),
+            sentences=None if sentences is None else tuple(sentences),
+            model=model,
+            parameters=dict(parameters or {}),
+            units=units,
+            replicas=replicas,
+            profile=profile,
+            accept_window=accept_window,
+            exec_window=exec_window,
+            min_vram_gib=min_vram_gib,
+        )
+        return self.submit_many([draft], use_permit=use_permit)[0]
+
+    def submit_many(self, drafts: Sequence[JobDraft], *, use_permit: bool = True) -> list[int]:
+        """Creates every job of `drafts` in one transaction (one token pull); returns their ids.
+
+        All checks run first, for every draft; a failure raises before anything is paid. With
+        `use_permit` the escrow is authorised by an ERC-2612 permit signed here and passed to
+        `createJobsWithPermit`, saving the approve transaction; an existing allowance that
+        covers the escrow is used as it is."""
+        if not drafts:
+            raise InputError("no jobs to submit")
+        jobs = [self.prepare(d) for d in drafts]
+        self._check_windows(jobs)
+        total = sum(self.market.escrow_for(j.request) for j in jobs)
+        self._check_funds(total)
+        self._upload(jobs)
+        requests = [j.request for j in jobs]
+        allowance = int(
+            self.market.token.functions.allowance(self.address, self.market.market.address).call()
+        )
+        if not use_permit or allowance >= total:
+            return self.market.create_jobs(requests)
+        return self._create_with_permit(requests, total)
+
+    def _check_windows(self, jobs: Sequence[PreparedJob]) -> None:
+        params = self.market.params()
+        for job in jobs:
+            r = job.request
+            if r.accept_window > params.max_accept_window:
+                raise InputError(
+                    f"the accept window of {r.accept_window} s exceeds the market's maximum of "
+                    f"{params.max_accept_window} s; shorten it"
+                )
+            if r.exec_window > params.max_exec_window:
+                raise InputError(
+                    f"the exec window of {r.exec_window} s exceeds the market's maximum of "
+                    f"{params.max_exec_window} s; shorten it"
+                )
+
+    def _check_funds(self, escrow: int, what: str = "the escrow") -> None:
+        tokens = self.market.balance_of(self.address)
+        if tokens < escrow:
+            raise InsufficientFunds(
+                f"{self.address} holds {format_tokens(tokens)} tokens but {what} is "
+                f"{format_tokens(escrow)}; fund the wallet (`depin wallet faucet` on a devnet) "
+                "or lower the max price, units or replicas"
+            )
+        if self.w3.eth.get_balance(to_checksum_address(self.address)) == 0:
+            raise InsufficientFunds(
+                f"{self.address} has no ETH to pay gas; send it some (`depin wallet faucet` on "
+                "a devnet)"
+            )
+
+    def _upload(self, jobs: Sequence[PreparedJob]) -> None:
+        """Puts every input and spec in the relayer's store (idempotent: content-addressed)."""
+        for job in jobs:
+            for sha in job.referenced:
+                if not self.artifacts.exists(sha):
+                    raise InputError(
+                        f"artifact {sha} is not in the relayer's store at {self.relayer_url}; "
+                        "pass the module file itself so it is uploaded"
+                    )
+            for sha, data in job.artifacts.items():
+                stored = self.artifacts.put(data)
+                if stored != sha:  # the client hashes what it sends; a mismatch is a bug here
+                    raise ArtifactError(f"uploaded artifact {stored} was expected as {sha}")
+            self.artifacts.put(job.spec_bytes)
+
+    def _create_with_permit(self, requests: Sequence[JobRequest], value: int) -> list[int]:
+        signer = self.market.signer
+        assert signer is not None  # Market was built with the account
+        token = self.market.token
+        spender = self.market.market.address
+        _, name, version, chain_id, verifying, _, _ = token.functions.eip712Domain().call()
+        nonce = int(token.functions.nonces(self.address).call())
+        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_LIFETIME
+        typed = encode_typed_data(
+            full_message={
+                "types": {
+                    "EIP712Domain": [
+                        {"name": "name", "type": "string"},
+                        {"name": "version", "type": "string"},
+                        {"name": "chainId", "type": "uint256"},
+                        {"name": "verifyingContract", "type": "address"},
+                    ],
+                    "Permit": [
+                        {"name": "owner", "type": "address"},
+                        {"name": "spender", "type": "address"},
+                        {"name": "value", "type": "uint256"},
+                        {"name": "nonce", "type": "uint256"},
+                        {"name": "deadline", "type": "uint256"},
+                    ],
+                },
+                "primaryType": "Permit",
+                "domain": {
+                    "name": name,
+                    "version": version,
+                    "chainId": chain_id,
+                    "verifyingContract": verifying,
+                },
+                "message": {
+                    "owner": self.address,
+                    "spender": spender,
+                    "value": value,
+                    "nonce": nonce,
+                    "deadline": deadline,
+                },
+            }
+        )
+        signed = self.account.sign_message(typed)
+        receipt = signer.transact(
+            self.market.market.functions.createJobsWithPermit(
+                [r.as_tuple() for r in requests],
+                value,
+                deadline,
+                signed.v,
+                signed.r.to_bytes(32, "big"),
+                signed.s.to_bytes(32, "big"),
+            )
+        )
+        events = self.market.market.events.JobCreated().process_receipt(receipt, errors=DISCARD)
+        return [int(e["args"]["jobId"]) for e in events]
+
+    # ---------------------------------------------------------------- follow
+
+    def _job(self, job_id: int) -> Job:
+        job = self.market.job(job_id)
+        if job.state is JobState.NONE:
+            raise JobNotFound(
+                f"no job {job_id} on chain {self.deployment.chain_id} at market "
+                f"{self.deployment.market}; check the id (`depin job list`)"
+            )
+        return job
+
+    def _notices(self, job_id: int) -> list[dict[str, Any]]:
+        """The relayer's result notices of the job (RelayerUnreachable when it does not answer)."""
+        response = self._relayer.get(f"/jobs/{job_id}/results")
+        if response.status_code != 200:
+            raise RequesterError(
+                f"the relayer at {self.relayer_url} answered {response.status_code} for the "
+                f"results of job {job_id}: {response.text[:300]}"
+            )
+        results = response.json().get("results", [])
+        return [n for n in results if isinstance(n, dict)]
+
+    def status(self, job_id: int) -> JobStatus:
+        """The job's state from the chain, with the relayer's history and result notices when
+        it answers (without them when it does not: the chain alone is authoritative)."""
+        job = self._job(job_id)
+        participants = tuple(
+            ParticipantStatus(p.provider, i < job.replicas, p.commitment != 0)
+            for i, p in enumerate(self.market.participants(job_id))
+        )
+        results: tuple[str, ...] | None
+        history: tuple[Mapping[str, Any], ...] | None = None
+        try:
+            results = tuple(str(n.get("provider")) for n in self._notices(job_id))
+            response = self._relayer.get(f"/jobs/{job_id}")
+            if response.status_code == 200:
+                history = tuple(response.json().get("history", []))
+        except (RelayerUnreachable, RequesterError, ValueError):
+            results = None
+        return JobStatus(
+            job_id=job_id,
+            state=job.state,
+            requester=job.requester,
+            deadline=job.deadline,
+            replicas=job.replicas,
+            units=job.units,
+            max_price_per_unit=job.max_price_per_unit,
+            clearing_price=job.clearing_price,
+            escrow=job.escrow,
+            profile=self._profile_name(job.profile),
+            participants=participants,
+            results=results,
+            history=history,
+        )
+
+    def _profile_name(self, profile_id: int) -> str:
+        profiles = self.deployment.profiles
+        return profiles[profile_id] if profile_id < len(profiles) else f"#{profile_id}"
+
+    def wait(
+        self,
+        job_id: int,
+        *,
+        until: Until = "result",
+        timeout: float = 3_600.0,
+        poll_interval: float | None = None,
+        on_state: Callable[[JobState], None] | None = None,
+    ) -> JobStatus:
+        """Polls the chain until the job's result is available (`until="result"`: an executor
+        committed and its notice reached the relayer) or the job is terminal (either way, a
+        terminal state ends the wait). `on_state` is called with each new state. Raises
+        WaitTimeout after `timeout` seconds."""
+        interval = self.poll_interval if poll_interval is None else poll_interval
+        deadline = time.monotonic() + timeout
+        seen: JobState | None = None
+        while True:
+            state = self._job(job_id).state
+            if state != seen:
+                seen = state
+                if on_state is not None:
+                    on_state(state)
+            if state.terminal:
+                break
+            if until == "result" and state in RESULT_STATES:
+                try:
+                    if self._notices(job_id):
+                        break
+                except (RelayerUnreachable, RequesterError, ValueError):
+                    pass  # the relayer may come back before the timeout
+            if time.monotonic() >= deadline:
+                what = "a result" if until == "result" else "a terminal state"
+                raise WaitTimeout(
+                    f"job {job_id} is still {state.name.lower()} after {timeout:.0f} s waiting "
+                    f"for {what}; wait longer (`depin job status {job_id}`) or cancel it while "
+                    "it is open"
+                )
+            time.sleep(interval)
+        return self.status(job_id)
+
+    # ---------------------------------------------------------------- results
+
+    def result(self, job_id: int, out: Path | None = None) -> JobResult:
+        """Downloads, decrypts and verifies the job's result; writes its outputs to `out` when
+        given (see `write_outputs`).
+
+        Each announced result is tried, executors first: it must decrypt with this wallet's key
+        and its digest must equal what that provider committed on-chain under the job's
+        profile. The first that verifies is returned; ResultRejected lists why each failed. A
+        job that could not run as specified returns a result with `failure` set (nothing is
+        written)."""
+        job = self._job(job_id)
+        if job.requester != self.address:
+            raise NotRequester(
+                f"job {job_id} belongs to {job.requester}; its result is encrypted to that "
+                "wallet's key, load it instead"
+            )
+        if job.state not in RESULT_STATES and not job.state.terminal:
+            raise ResultUnavailable(
+                f"job {job_id} is {job.state.name.lower()}: no result committed yet; wait for "
+                f"it (`depin job status {job_id}`)"
+            )
+        profile = self._profile_name(job.profile)
+        participants = self.market.participants(job_id)
+        committed = {p.provider: p.commitment for p in participants if p.commitment != 0}
+        order = {p.provider: i for i, p in enumerate(participants)}
+        notices = [n for n in self._notices(job_id) if isinstance(n.get("provider"), str)]
+        if not notices:
+            raise ResultUnavailable(
+                f"no provider has announced a result of job {job_id} yet (state "
+                f"{job.state.name.lower()}); wait for it (`depin job wait`)"
+            )
+        notices.sort(key=lambda n: order.get(to_checksum_address(n["provider"]), len(order)))
+        rejected: list[tuple[str, str]] = []
+        for notice in notices:
+            provider = to_checksum_address(notice["provider"])
+            commitment = committed.get(provider)
+            if commitment is None:
+                rejected.append((provider, "not a participant with a commitment on this job"))
+                continue
+            try:
+                artifact = str(notice.get("artifact"))
+                payload = decrypt_result(self.account, self.artifacts.get(artifact))
+                digest = verify_result(
+                    payload,
+                    job_id=job_id,
+                    provider=provider,
+                    commitment=commitment,
+                    profile=profile,
+                )
+            except (ResultError, ArtifactError, ArtifactNotFound) as exc:
+                rejected.append((provider, str(exc)))
+                continue
+            path = None
+            if out is not None and not payload.failure:
+                path = write_outputs(
+                    payload.outputs,
+                    out,
+                    job_id=job_id,
+                    metadata={
+                        "job_id": str(job_id),
+                        "provider": provider,
+                        "digest": "0x" + digest.hex(),
+                        "profile": profile,
+                    },
+                )
+            return JobResult(
+                job_id=job_id,
+                provider=provider,
+                digest=digest,
+                outputs=payload.outputs,
+                failure=payload.failure,
+                message=payload.message,
+                path=path,
+                rejected=tuple(rejected),
+            )
+        reasons = "; ".join(f"{p}: {r}" for p, r in rejected)
+        raise ResultRejected(
+            f"no announced result of job {job_id} verifies ({reasons}); wait for another "
+            f"provider's result, or challenge the job (`depin job challenge {job_id}`) while it "
+            "is committed"
+        )
+
+    # ---------------------------------------------------------------- act
+
+    def challenge(self, job_id: int) -> str:
+        """Challenges a committed job (replicas = 1), posting the bond; returns the tx hash.
+
+        Verifiers re-run the job; the bond returns with a reward if the executor is caught."""
+        job = self._mine(job_id, "challenge")
+        if job.state is not JobState.COMMITTED:
+            raise WrongState(
+                f"job {job_id} is {job.state.name.lower()}; only a committed job (replicas = 1, "
+                "within its challenge window) can be challenged"
+            )
+        if int(self.w3.eth.get_block("latest")["timestamp"]) > job.deadline:
+            raise WrongState(
+                f"the challenge window of job {job_id} closed at {job.deadline}; it settles as "
+                "committed"
+            )
+        self._check_funds(self.market.params().challenge_bond, "the challenge bond")
+        return _tx(self.market.challenge(job_id))
+
+    def cancel(self, job_id: int) -> str:
+        """Cancels an open job; its full escrow is credited back (see `withdraw`). Returns the
+        tx hash."""
+        job = self._mine(job_id, "cancel")
+        if job.state is not JobState.OPEN:
+            raise WrongState(
+                f"job {job_id} is {job.state.name.lower()}; only an open (unassigned) job can be "
+                "cancelled"
+            )
+        return _tx(self.market.cancel(job_id))
+
+    def withdraw(self) -> int:
+        """Moves the wallet's market credits (refunds, returned bonds) to the wallet; returns
+        the amount (0 when nothing was credited)."""
+        return self.market.withdraw()
+
+    def _mine(self, job_id: int, action: str) -> Job:
+        job = self._job(job_id)
+        if job.requester != self.address:
+            raise NotRequester(
+                f"job {job_id} belongs to {job.requester}; only its requester may {action} it"
+            )
+        return job
+
+    # ---------------------------------------------------------------- read
+
+    def balances(self, address: str | None = None) -> Balances:
+        """ETH, token balance and market credits of `address` (default: this wallet)."""
+        who = to_checksum_address(address or self.address)
+        return Balances(
+            who,
+            int(self.w3.eth.get_balance(who)),
+            self.market.balance_of(who),
+            self.market.credits(who),
+        )
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
+        source: Literal["auto", "relayer", "chain"] = "auto",
+    ) -> list[JobSummary]:
+        """This wallet's jobs, newest first. From the relayer's index (GET /jobs?requester=)
+        when it serves one, else (`auto`) by scanning the market's JobCreated logs for this
+        requester; states come from the chain either way."""
+        if source != "chain":
+            try:
+                jobs = self._jobs_from_relayer(limit)
+            except (RelayerUnreachable, RequesterError):
+                if source == "relayer":
+                    raise
+            else:
+                return [j for j in jobs if state is None or j.state is state][:limit]
+        jobs = self._jobs_from_chain()
+        return [j for j in jobs if state is None or j.state is state][:limit]
+
+    def _jobs_from_relayer(self, limit: int) -> list[JobSummary]:
+        response = self._relayer.get("/jobs", requester=self.address, limit=min(limit, 500))
+        if response.status_code != 200:
+            raise RequesterError(
+                f"the relayer at {self.relayer_url} serves no job index ({response.status_code})"
+            )
+        out: list[JobSummary] = []
+        for j in response.json().get("jobs", []):
+            job_id = int(j["job_id"])
+            out.append(
+                JobSummary(
+                    job_id=job_id,
+                    state=self.market.state(job_id),
+                    units=int(j["units"]),
+                    replicas=int(j["replicas"]),
+                    max_price_per_unit=int(j["max_price_per_unit"]),
+                    escrow=int(j["escrow"]),
+                    spec_hash=str(j["spec_hash"]).removeprefix("0x"),
+                )
+            )
+        return out
+
+    def _jobs_from_chain(self) -> list[JobSummary]:
+        event = self.market.market.events.JobCreated()
+        head = int(self.w3.eth.block_number)
+        out: list[JobSummary] = []
+        start = self.deployment.block
+        while start <= head:
+            end = min(head, start + LOG_CHUNK - 1)
+            logs = event.get_logs(
+                argument_filters={"requester": self.address}, from_block=start, to_block=end
+            )
+            for log in logs:
+                args = log["args"]
+                request = args["request"]
+                job_id = int(args["jobId"])
+                out.append(
+                    JobSummary(
+                        job_id=job_id,
+                        state=self.market.state(job_id),
+                        units=int(request["units"]),
+                        replicas=int(request["replicas"]),
+                        max_price_per_unit=int(request["maxPricePerUnit"]),
+                        escrow=int(args["escrow"]),
+                        spec_hash=bytes(args["specHash"]).hex(),
+                    )
+                )
+            start = end + 1
+        out.sort(key=lambda j: j.job_id, reverse=True)
+        return out

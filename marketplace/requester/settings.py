@@ -1,0 +1,69 @@
+"""Settings of the requester SDK and the `depin job` / `depin wallet` commands, read from
+`DEPIN_REQUESTER_*` variables.
+
+    DEPIN_REQUESTER_RPC_URL            JSON-RPC endpoint of the chain (http://127.0.0.1:8545)
+    DEPIN_REQUESTER_DEPLOYMENT_FILE    deployment JSON (deployment.json)
+    DEPIN_REQUESTER_RELAYER_URL        relayer API: artifacts, jobs, result notices
+                                       (http://127.0.0.1:8700)
+    DEPIN_REQUESTER_KEYSTORE_FILE      encrypted JSON keystore of the wallet, with
+    DEPIN_REQUESTER_KEYSTORE_PASSWORD  its password; or instead
+    DEPIN_REQUESTER_PRIVATE_KEY        the key as 0x-prefixed hex (devnets, tests)
+    DEPIN_REQUESTER_WALLET_DIR         where `depin wallet new|import` put keystores
+                                       (~/.local/share/depin/wallets)
+    DEPIN_REQUESTER_POLL_INTERVAL      seconds between two polls of `wait` (1.0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from eth_account.signers.local import LocalAccount
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marketplace.protocol.keys import load_account
+
+__all__ = ["ENV_PREFIX", "RequesterSettings", "default_wallet_dir"]
+
+ENV_PREFIX = "DEPIN_REQUESTER_"
+
+
+def default_wallet_dir() -> Path:
+    """Where wallets live unless told otherwise (beside the other depin data)."""
+    return Path.home() / ".local" / "share" / "depin" / "wallets"
+
+
+class RequesterSettings(BaseSettings):
+    """Configuration of one requester; every field has a `DEPIN_REQUESTER_` variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    deployment_file: Path = Path("deployment.json")
+    relayer_url: str = "http://127.0.0.1:8700"
+    keystore_file: Path | None = None
+    keystore_password: SecretStr | None = None
+    private_key: SecretStr | None = None
+    wallet_dir: Path = Field(default_factory=default_wallet_dir)
+    poll_interval: Annotated[float, Field(gt=0)] = 1.0
+
+    @field_validator("deployment_file", "keystore_file", "wallet_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    def wallet_path(self, name: str) -> Path:
+        """The keystore file of wallet `name` in `wallet_dir`."""
+        return self.wallet_dir / f"{name}.json"
+
+    def account(self) -> LocalAccount:
+        """The requester key, from the keystore or the private key."""
+        return load_account(
+            keystore_file=self.keystore_file,
+            password=None
+            if self.keystore_password is None
+            else self.keystore_password.get_secret_value(),
+            private_key=None if self.private_key is None else self.private_key.get_secret_value(),
+            env_prefix=ENV_PREFIX,
+        )

@@ -1,0 +1,252 @@
+"""`depin devnet` with real processes: `up --detach` brings Anvil, Redis, the deployment and the
+relayer up and records them; `status --json` agrees; `down` leaves no process in any recorded
+process group and a second `down` does nothing; a failing step stops what was already started;
+the foreground `up` stops everything on SIGTERM; with providers, every agent heartbeats."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from web3 import Web3
+
+from marketplace.devnet.manager import Devnet, DevnetConfig, DevnetError
+from marketplace.devnet.state import DevnetState
+from marketplace.protocol.deployment import Deployment
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "marketplace.cli.main", "devnet"]
+UP_SECONDS = 60
+
+
+def _depin(*args: str, timeout: float = UP_SECONDS) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_")}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def _assert_groups_gone(pgids: list[int]) -> None:
+    for pgid in pgids:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pgid, 0)
+
+
+def _kill_leftovers(pgids: list[int]) -> None:
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def test_up_detached_status_and_down(tmp_path: Path) -> None:
+    directory = tmp_path / "devnet"
+    up = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = DevnetState.load(directory)
+    pgids = [p.pgid for p in state.processes]
+    try:
+        assert state.phase == "up"
+        assert [p.name for p in state.processes] == ["anvil", "redis", "relayer"]
+        for p in state.processes:
+            assert p.pgid == p.pid and Path(p.log).is_file() and p.command
+            assert Path(p.log).parent == directory / "logs"
+        assert state.chain_id == 31337 and state.keystore_password == "devnet"
+        assert state.deployer["address"] and state.deployer["key"].startswith("0x")
+        assert state.requester is not None and Path(state.requester.keystore).is_file()
+        assert state.params["challenge_window"] == 8 and state.params["audit_bps"] == 3_000
+
+        w3 = Web3(Web3.HTTPProvider(state.rpc_url))
+        assert w3.eth.chain_id == 31337
+        deployment = Deployment.load(Path(state.deployment_file))
+        assert state.deployment["market"] == deployment.market
+        assert w3.eth.get_code(Web3.to_checksum_address(deployment.market))
+
+        client = redis.Redis.from_url(state.redis_url, socket_timeout=2)
+        assert client.ping()
+        client.close()
+        healthz = httpx.get(f"{state.api_url}/healthz", timeout=5).json()
+        assert healthz["status"] == "ok" and healthz["market"] == deployment.market
+
+        # The Python API over the same directory: the requester is funded.
+        devnet = Devnet.attach(directory)
+        requester = devnet.requester()
+        assert requester.address == state.requester.address
+        assert requester.balance_of(requester.address) == 10_000 * 10**18
+        assert w3.eth.get_balance(requester.address) > 0
+
+        status = _depin("status", "--dir", str(directory), "--json", timeout=20)
+        assert status.returncode == 0, status.stdout + status.stderr
+        data: dict[str, Any] = json.loads(status.stdout)
+        assert data["healthy"] is True and data["phase"] == "up"
+        assert data["chain"]["head"] >= deployment.block
+        assert all(p["alive"] for p in data["processes"])
+        assert data["relayer"]["healthz"]["status"] == "ok"
+        assert data["relayer"]["status"]["chain_id"] == 31337
+        assert data["providers"] == []
+
+        # A second `up` on a running devnet is refused and starts nothing.
+        again = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
+        assert again.returncode == 1 and "already runs" in again.stderr
+        assert [p.pgid for p in DevnetState.load(directory).processes] == pgids
+
+        down = _depin("down", "--dir", str(directory), timeout=40)
+        assert down.returncode == 0, down.stdout + down.stderr
+        _assert_groups_gone(pgids)
+        after = DevnetState.load(directory)
+        assert after.phase == "down" and after.processes == []
+        assert (directory / "anvil-state.json").is_file()  # the chain stays on disk
+        assert (directory / "logs" / "relayer.log").is_file()
+
+        second = _depin("down", "--dir", str(directory), timeout=20)
+        assert second.returncode == 0 and "nothing running" in second.stdout
+        status = _depin("status", "--dir", str(directory), "--json", timeout=20)
+        assert status.returncode == 1 and json.loads(status.stdout)["healthy"] is False
+
+        clean = _depin("down", "--dir", str(directory), "--clean", timeout=20)
+        assert clean.returncode == 0 and not directory.exists()
+    finally:
+        _kill_leftovers(pgids)
+
+
+def _recording_pgids(directory: Path, seen: list[int]) -> Any:
+    """A `progress` callback that records every started process group as `up` goes."""
+
+    def progress(_line: str) -> None:
+        for p in DevnetState.load(directory).processes:
+            if p.pgid not in seen:
+                seen.append(p.pgid)
+
+    return progress
+
+
+def test_a_failing_step_stops_what_was_started(tmp_path: Path) -> None:
+    # The relayer's API port is taken: Anvil, Redis and the deployment are up by then.
+    directory = tmp_path / "devnet"
+    seen: list[int] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        config = DevnetConfig(dir=directory, providers=0, api_port=taken.getsockname()[1])
+        try:
+            with pytest.raises(DevnetError) as failed:
+                Devnet.up(config, progress=_recording_pgids(directory, seen))
+        finally:
+            _kill_leftovers(seen)
+    assert failed.value.step == "relayer"
+    assert failed.value.log == directory / "logs" / "relayer.log"
+    assert str(failed.value.log) in str(failed.value)
+    assert len(seen) == 2  # anvil and redis were running
+    _assert_groups_gone(seen)
+    state = DevnetState.load(directory)
+    assert state.phase == "down" and state.processes == []
+
+    # A binary that does not exist: the step is named and Anvil is stopped.
+    second = tmp_path / "second"
+    seen = []
+    bad = DevnetConfig(dir=second, providers=0, redis_binary=str(tmp_path / "no-redis-server"))
+    try:
+        with pytest.raises(DevnetError, match="cannot start redis") as failed:
+            Devnet.up(bad, progress=_recording_pgids(second, seen))
+    finally:
+        _kill_leftovers(seen)
+    assert failed.value.step == "redis"
+    assert len(seen) == 1
+    _assert_groups_gone(seen)
+    assert DevnetState.load(second).processes == []
+
+
+def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    directory = tmp_path / "devnet"
+    log = tmp_path / "up.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "up", "--providers", "0", "--dir", str(directory)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    pgids: list[int] = []
+    try:
+        deadline = time.monotonic() + UP_SECONDS
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            if (directory / "state.json").exists():
+                state = DevnetState.load(directory)
+                pgids = [p.pgid for p in state.processes]
+                if state.phase == "up" and "Ctrl-C" in log.read_text():
+                    break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+        assert "devnet stopped" in log.read_text()
+        _assert_groups_gone([proc.pid, *pgids])
+        assert DevnetState.load(directory).processes == []
+    finally:
+        _kill_leftovers([proc.pid, *pgids])
+        if proc.poll() is None:
+            proc.wait(timeout=10)
+
+
+def _provider_commands_exist() -> bool:
+    root = Path(__file__).resolve().parents[2]
+    if not ((root / "provider/agent.py").exists() and (root / "provider/worker.py").exists()):
+        return False
+    out = subprocess.run(
+        [sys.executable, "-m", "marketplace.cli.main", "provider", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    return " run " in out and " worker " in out
+
+
+def test_up_with_two_providers_heartbeats_both(tmp_path: Path) -> None:
+    if not _provider_commands_exist():
+        pytest.skip("`depin provider run` / `depin provider worker` not available yet")
+    directory = tmp_path / "devnet"
+    seen: list[int] = []
+    config = DevnetConfig(dir=directory, providers=2, lazy=1, timeout=45)
+    try:
+        with Devnet.up(config, progress=_recording_pgids(directory, seen)) as devnet:
+            names = [p.name for p in devnet.state.processes]
+            assert names == [
+                "anvil",
+                "redis",
+                "relayer",
+                "provider-1-agent",
+                "provider-1-worker",
+                "provider-2-agent",
+                "provider-2-worker",
+            ]
+            assert [p.behavior for p in devnet.state.providers] == ["lazy", "honest"]
+            assert [p.queue for p in devnet.state.providers] == [
+                "depin-provider-1",
+                "depin-provider-2",
+            ]
+            book = httpx.get(f"{devnet.api_url}/providers/liveness", timeout=5).json()
+            live = {p["provider"].lower() for p in book["providers"] if p["live"]}
+            assert {a.lower() for a in devnet.provider_addresses().values()} <= live
+            market = devnet.owner()
+            for address in devnet.provider_addresses().values():
+                assert market.provider(address).stake == 1_000 * 10**18
+            status = devnet.status()
+            assert status["healthy"], status
+        _assert_groups_gone(seen)
+    finally:
+        _kill_leftovers(seen)

@@ -1,0 +1,114 @@
+"""Cheating providers run by the real agent are slashed through the real contracts; the honest
+ones they run beside are paid and never slashed."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace.devnet import scenarios
+from marketplace.protocol.client import JobState, ProviderTerms
+from tests.provider.conftest import PARAMS, World, direct_digest
+
+pytestmark = pytest.mark.integration
+
+
+def _cheapest(world: World, name: str) -> None:
+    """Makes `name` the matcher's first choice (lowest ask)."""
+    world.cast.providers[name].update_terms(
+        ProviderTerms(profile_mask=0b1, price_per_unit=scenarios.PRICE // 2, gpu_model="cpu")
+    )
+
+
+def _idle(world: World, job: int) -> bool:
+    """Whether the job only waits on a window: no duty left to compute, commit or reveal (a
+    copycat's commitment has no digest to reveal)."""
+    pending = [
+        d
+        for a in world.agents.values()
+        for d in a.ledger.all()
+        if d.job_id == job
+        and (d.status in ("queued", "computed") or (d.status == "committed" and d.digest))
+    ]
+    if world.state(job) == JobState.COMMITTED:
+        pending = [d for d in pending if d.status != "committed"]
+    return not pending and world.state(job) in (JobState.COMMITTED, JobState.REVEALING)
+
+
+def _settle(world: World, job: int) -> None:
+    """Drives the job to a terminal state, moving the clock past each window it waits on."""
+    for _ in range(4):
+        world.drive(
+            lambda: world.state(job).terminal or _idle(world, job),
+            what=f"job {job} to wait on a window",
+        )
+        if world.state(job).terminal:
+            return
+        world.advance(max(PARAMS.challenge_window, PARAMS.reveal_window) + 1)
+    world.drive(lambda: world.state(job).terminal, what=f"job {job} to close")
+
+
+def _slashed(world: World, name: str) -> int:
+    return world.cast.owner.provider(world.cast.providers[name].address).jobs_slashed
+
+
+@pytest.mark.providers(4)
+def test_lazy_executor_is_caught_by_the_audit_and_slashed(world: World) -> None:
+    scenarios.set_audit_rate(world.cast, 10_000)
+    _cheapest(world, "alice")
+    world.start_worker()
+    world.agent("alice", "lazy")
+    for name in ("bob", "carol", "dave"):
+        world.agent(name)
+    stake = world.cast.owner.provider(world.cast.providers["alice"].address).stake
+
+    job = world.submit_matmul(48, seed=3)
+    world.drive(lambda: world.state(job) == JobState.AUDITING, what="the audit")
+    _settle(world, job)
+
+    # A caught cheater's job is refunded in full; the verifiers are paid from its slash.
+    assert world.state(job) == JobState.REFUNDED
+    alice = world.cast.owner.provider(world.cast.providers["alice"].address)
+    assert (alice.jobs_slashed, alice.locked) == (1, 0)
+    assert alice.stake < stake
+    for name in ("bob", "carol", "dave"):
+        assert _slashed(world, name) == 0
+        assert world.cast.owner.credits(world.cast.providers[name].address) > 0
+    assert world.cast.owner.credits(world.cast.providers["alice"].address) == 0
+    verifier = world.cast.providers["bob"].address
+    assert world.result_digest(job, verifier) == direct_digest(48, 3)
+
+
+@pytest.mark.providers(3)
+def test_copycat_replica_cannot_reveal_and_is_slashed(world: World) -> None:
+    world.start_worker()
+    world.agent("alice", "copycat")
+    world.agent("bob")
+    world.agent("carol")
+
+    job = world.submit_matmul(48, seed=5, replicas=3)
+    world.drive(lambda: len(world.commits(job)) == 3, what="three commits")
+    _settle(world, job)
+
+    assert world.state(job) == JobState.SETTLED
+    assert _slashed(world, "alice") == 1
+    assert (_slashed(world, "bob"), _slashed(world, "carol")) == (0, 0)
+    copycat = world.agents["alice"].ledger.all()
+    assert [d.status for d in copycat] == ["closed"] and copycat[0].digest is None
+
+
+@pytest.mark.providers(2)
+def test_no_show_is_slashed_and_the_job_is_reassigned(world: World) -> None:
+    _cheapest(world, "alice")
+    world.start_worker()
+    world.agent("alice", "no-show")
+    world.agent("bob")
+
+    job = world.submit_matmul(32, seed=9)
+    world.drive(lambda: world.state(job) == JobState.ASSIGNED, what="the assignment")
+    world.advance(3_600 + 1)  # the job's execution window
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, what="the reassigned commit")
+    _settle(world, job)
+
+    assert world.state(job) == JobState.SETTLED
+    assert (_slashed(world, "alice"), _slashed(world, "bob")) == (1, 0)
+    assert world.commits(job) == [world.cast.providers["bob"].address]
