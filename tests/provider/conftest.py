@@ -37,7 +37,12 @@ from marketplace.devnet.anvil import Anvil, free_port, funded_account
 from marketplace.protocol.artifact_client import ArtifactClient
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.protocol.deployment import MarketParams
-from marketplace.protocol.results import decrypt_result, public_key_hex, verify_result
+from marketplace.protocol.results import (
+    ResultPayload,
+    decrypt_result,
+    public_key_hex,
+    verify_result,
+)
 from marketplace.protocol.spec import JobSpec
 from marketplace.relayer.service import Relayer
 from marketplace.relayer.store import Store
@@ -222,17 +227,32 @@ class World:
         return ArtifactClient(self.api_url)
 
     def submit_matmul(self, n: int, seed: int, *, replicas: int = 1, iterations: int = 1) -> int:
-        spec = JobSpec(
-            version=1,
-            kind="matmul",
-            model="",
-            inputs=(),
-            parameters={"n": n, "seed": seed, "iterations": iterations},
-            profile=PROFILE,
-            units=1,
-            requester_public_key=public_key_hex(self.requester_key),
+        return self.submit(
+            "matmul", "", (), {"n": n, "seed": seed, "iterations": iterations}, replicas=replicas
         )
+
+    def submit(
+        self,
+        kind: str,
+        model: str,
+        inputs: tuple[bytes, ...],
+        parameters: dict[str, Any],
+        *,
+        replicas: int = 1,
+    ) -> int:
+        """Uploads `inputs` and the spec, then creates the job as the requester."""
         with self.artifacts() as store:
+            hashes = tuple(store.put(data) for data in inputs)
+            spec = JobSpec(
+                version=1,
+                kind=kind,  # type: ignore[arg-type]
+                model=model,
+                inputs=hashes,
+                parameters=parameters,
+                profile=PROFILE,
+                units=1,
+                requester_public_key=public_key_hex(self.requester_key),
+            )
             store.put(spec.canonical_json())
         return self.cast.requester.create_job(
             JobRequest(
@@ -272,12 +292,16 @@ class World:
         self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
-    def result_digest(self, job_id: int, provider: str) -> bytes:
-        """Downloads, decrypts and verifies `provider`'s announced result of `job_id`."""
+    def result(self, job_id: int, provider: str) -> ResultPayload:
+        """Downloads and decrypts `provider`'s announced result of `job_id`."""
         notices = httpx.get(f"{self.api_url}/jobs/{job_id}/results").json()["results"]
         notice = next(n for n in notices if n["provider"] == provider)
         with self.artifacts() as store:
-            payload = decrypt_result(self.requester_key, store.get(notice["artifact"]))
+            return decrypt_result(self.requester_key, store.get(notice["artifact"]))
+
+    def result_digest(self, job_id: int, provider: str) -> bytes:
+        """`result` verified against the provider's on-chain commitment; returns the digest."""
+        payload = self.result(job_id, provider)
         participants = self.cast.owner.participants(job_id)
         commitment = next(p.commitment for p in participants if p.provider == provider)
         return verify_result(
