@@ -103,7 +103,7 @@ def test_api_keeps_the_newest_notice_per_provider(tmp_path: Path) -> None:
             market=MARKET,
             job_id=3,
             artifact=artifact,
-            timestamp=timestamp,
+            timestamp=t,
         )
         return client.post("/results", content=signed.model_dump_json()).status_code
 
