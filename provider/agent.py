@@ -436,6 +436,8 @@ def _made_up_digest(job_id: int) -> bytes:
 
 def run_agent(settings: ProviderSettings) -> None:
     """Runs the agent of `settings` until SIGTERM or SIGINT."""
+    # httpx logs every request at INFO: a line per heartbeat would drown the agent's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     agent = Agent.from_settings(settings)
     stop = threading.Event()
 
