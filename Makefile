@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build artifacts test snapshot demo bench lint redis clean distclean
+.PHONY: bootstrap build artifacts test snapshot demo paths bench lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,8 +59,16 @@ test: bootstrap
 snapshot: $(NODE_STAMP)
 	cd contracts && FOUNDRY_PROFILE=gas forge snapshot $(GAS_SNAPSHOT_ARGS)
 
+# The devnet with real processes (Anvil, Redis, relayer, 4 honest + 1 lazy provider with their
+# Celery workers) runs a batch of embed jobs; prints the settlement; exits 0 only when every
+# check passes and no process is left. Extra flags: make demo DEMO_ARGS="--jobs 12 --keep".
 demo: bootstrap
-	$(PY) -m marketplace.demo
+	$(PY) -m marketplace.demo $(DEMO_ARGS)
+
+# Every job lifecycle path (challenge lost, no-show, unbond then slash, ...) driven directly
+# against the contracts on a fresh Anvil, with a conservation table per path.
+paths: bootstrap
+	$(PY) -m marketplace.devnet.paths
 
 # Each benchmark prints ratios against a baseline measured in the same run and writes bench/results/.
 bench: bootstrap

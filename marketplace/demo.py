@@ -1,72 +1,862 @@
-"""`make demo`: a fresh Anvil, the contracts deployed, and one job walked through each
-lifecycle path, printing who paid and who was paid."""
+"""`make demo`: the marketplace end to end, with real processes and a real model.
+
+A devnet comes up (Anvil, Redis, the contracts, the relayer, honest providers and one lazy one,
+each with its Celery worker), a requester submits a batch of all-MiniLM-L6-v2 embedding jobs in
+one transaction (replicas 1 and 3, every single-replica job audited), the jobs are followed to a
+terminal state, and the books are closed: per provider stake before and after, jobs, earnings
+and slashes; what the requester escrowed and got back; fees, the audit pool and burned tokens;
+a conservation check across every token holder and both contracts. One result is downloaded,
+decrypted, verified against the provider's on-chain commitment and compared with a local run of
+the same model. Then everything is stopped and the demo checks that no process is left.
+
+    python -m marketplace.demo [--providers 5] [--jobs 8] [--audit-bps 10000] [--keep]
+
+`run_demo` does the work and returns a `DemoReport`; tests/integration/test_e2e.py runs it with a
+smaller batch and asserts on the report. Exit status 0 only when every check passes.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
+import shutil
+import signal
 import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from rich.console import Console
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from marketplace.devnet.anvil import Anvil, funded_account
-from marketplace.devnet.scenarios import PATHS, TOKEN, Cast, PathResult, setup, walk
-from marketplace.protocol.chain import connect
+from marketplace.devnet import processes
+from marketplace.devnet.manager import PRICE_PER_UNIT, Devnet, DevnetConfig, DevnetError
+from marketplace.protocol.client import JobState, Market
+from marketplace.protocol.errors import DepinError
+from marketplace.requester import (
+    DEFAULT_PROFILE,
+    JobDraft,
+    JobResult,
+    Requester,
+    RequesterError,
+    format_tokens,
+)
+
+__all__ = [
+    "SENTENCES",
+    "Books",
+    "Conservation",
+    "DemoConfig",
+    "DemoError",
+    "DemoReport",
+    "Holding",
+    "LocalCheck",
+    "ProviderLine",
+    "conservation",
+    "follow",
+    "job_drafts",
+    "local_check",
+    "main",
+    "read_books",
+    "run_demo",
+]
+
+TOKEN = 10**18
+#: Replicas of the jobs after the first round (cycled); see `replicas_for`.
+REPLICAS = (3, 3, 1)
+SENTENCES_PER_JOB = 4
+#: What the requester embeds: short sentences, four to a job.
+SENTENCES: tuple[str, ...] = (
+    "A provider stakes tokens before it may take any job.",
+    "The requester escrows payment when the job is created.",
+    "Three replicas run the same job and must agree bit for bit.",
+    "A lazy provider commits a digest it never computed.",
+    "Audits re-run a single-replica job on three other providers.",
+    "The majority digest wins and the odd one out is slashed.",
+    "Results are encrypted to the requester's own wallet key.",
+    "Celery workers pull jobs from a Redis queue, one per provider.",
+    "The relayer matches jobs but never holds anyone's money.",
+    "Every timeout path can be triggered by anybody.",
+    "Deterministic kernels make honest replicas produce identical bytes.",
+    "A commit hides the digest until every replica has committed.",
+    "The seal binds a digest to the provider that computed it.",
+    "Slashed stake compensates the requester and rewards the verifiers.",
+    "Part of every slash is burned, so cheating never pays the network.",
+    "Providers pull their earnings with one withdrawal.",
+    "The cat sat on the warm windowsill all afternoon.",
+    "Rain is expected over the mountains by the evening.",
+    "She tuned the old piano before the concert began.",
+    "Fresh bread smells best early in the morning.",
+    "The river froze solid during the coldest week of the year.",
+    "He planted tomatoes, basil and a row of sunflowers.",
+    "The library stays open late on Thursdays.",
+    "A lighthouse keeper logs every passing ship.",
+    "Sentence embeddings map similar meanings to nearby vectors.",
+    "Cosine similarity compares the direction of two vectors.",
+    "The model has six transformer layers and 384 output dimensions.",
+    "Mean pooling averages the token vectors of a sentence.",
+    "Trains to the airport leave every fifteen minutes.",
+    "The museum added a wing for modern sculpture.",
+    "Bees carry pollen from flower to flower.",
+    "The chess match ended in a draw after six hours.",
+)
+#: Seconds the jobs may take, from submission to the last terminal state.
+JOB_TIMEOUT = 240.0
 
 
-def _tokens(amount: int) -> str:
+class DemoError(DepinError, RuntimeError):
+    """The demo could not finish (a process died, jobs did not close in time); the message names
+    the logs to read."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    providers: int = 5
+    lazy: int = 1
+    jobs: int = 8
+    #: Share of single-replica jobs audited, in basis points: 10000 audits every one, so a lazy
+    #: provider is caught whatever it is given.
+    audit_bps: int = 10_000
+    sentences_per_job: int = SENTENCES_PER_JOB
+    timeout: float = JOB_TIMEOUT
+    #: Where the devnet keeps its chain, keys and logs; a fresh temporary directory when None
+    #: (deleted after a passing run unless `keep`).
+    dir: Path | None = None
+    keep: bool = False
+
+
+# ---------------------------------------------------------------------------- the batch
+
+
+def replicas_for(count: int, providers: int) -> list[int]:
+    """Replicas of `count` jobs for `providers` providers: a first round of single-replica jobs,
+    one per provider, then REPLICAS cycled (the last job of a batch too small for both gets 3).
+
+    The matcher spreads jobs of equal price by load, so the first round normally gives every
+    provider, the lazy one included, a job to run alone (the audit catches it: the job is
+    refunded), and the replicas=3 jobs after it put providers beside two others (the majority
+    catches it). With every single-replica job audited the lazy provider is caught as a
+    verifier too, whichever jobs the matcher gives it."""
+    first = min(count, providers)
+    out = [1] * first + [REPLICAS[i % len(REPLICAS)] for i in range(count - first)]
+    if count > 1 and 3 not in out:
+        out[-1] = 3
+    return out
+
+
+def job_drafts(
+    count: int, *, providers: int, sentences_per_job: int = SENTENCES_PER_JOB
+) -> list[tuple[JobDraft, tuple[str, ...]]]:
+    """`count` embed jobs (replicas from `replicas_for`) with the sentences each embeds."""
+    out = []
+    replicas = replicas_for(count, providers)
+    for i in range(count):
+        start = (i * sentences_per_job) % len(SENTENCES)
+        sentences = tuple(SENTENCES[(start + k) % len(SENTENCES)] for k in range(sentences_per_job))
+        draft = JobDraft(
+            kind="embed",
+            max_price_per_unit=PRICE_PER_UNIT,
+            sentences=sentences,
+            replicas=replicas[i],
+        )
+        out.append((draft, sentences))
+    return out
+
+
+# ---------------------------------------------------------------------------- the books
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one address holds: tokens in its wallet, credits in the market, stake in the
+    registry, and the registry's job counters (zero for a non-provider)."""
+
+    wallet: int
+    credits: int
+    stake: int
+    jobs_done: int = 0
+    jobs_slashed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.wallet + self.credits + self.stake
+
+
+@dataclass(frozen=True)
+class Books:
+    """Every balance the market moves, read at one moment."""
+
+    holdings: dict[str, Holding]
+    audit_pool: int
+    protocol_fees: int
+    bonds: int
+    supply: int
+    market_balance: int
+    registry_balance: int
+    total_staked: int
+
+    @property
+    def pools(self) -> int:
+        return self.audit_pool + self.protocol_fees + self.bonds
+
+    def unaccounted(self) -> int:
+        """Tokens of the supply held by no address the books list (0 when the list is
+        complete): supply - wallets - market balance - registry balance."""
+        wallets = sum(h.wallet for h in self.holdings.values())
+        return self.supply - wallets - self.market_balance - self.registry_balance
+
+    def market_shortfall(self, open_escrow: int = 0) -> int:
+        """What the market holds minus what it owes (escrow of live jobs, bonds, credits, audit
+        pool, fees); 0 when solvent and exact."""
+        credits = sum(h.credits for h in self.holdings.values())
+        owed = open_escrow + self.bonds + credits + self.audit_pool + self.protocol_fees
+        return self.market_balance - owed
+
+    def registry_shortfall(self) -> tuple[int, int]:
+        """(registry balance - total staked, total staked - the listed stakes): both 0 when the
+        registry holds exactly the stakes it records and every staker is listed."""
+        stakes = sum(h.stake for h in self.holdings.values())
+        return self.registry_balance - self.total_staked, self.total_staked - stakes
+
+
+def read_books(market: Market, addresses: Sequence[str], providers: Sequence[str]) -> Books:
+    """The books over `addresses` (every token holder of the devnet); `providers` among them
+    also get their stake and counters."""
+    holdings: dict[str, Holding] = {}
+    staked = {p.lower() for p in providers}
+    for address in addresses:
+        wallet, credits = market.balance_of(address), market.credits(address)
+        if address.lower() in staked:
+            p = market.provider(address)
+            holdings[address] = Holding(wallet, credits, p.stake, p.jobs_done, p.jobs_slashed)
+        else:
+            holdings[address] = Holding(wallet, credits, 0)
+    return Books(
+        holdings=holdings,
+        audit_pool=market.audit_pool(),
+        protocol_fees=market.protocol_fees(),
+        bonds=market.total_bonds(),
+        supply=market.total_supply(),
+        market_balance=market.balance_of(market.deployment.market),
+        registry_balance=market.balance_of(market.deployment.registry),
+        total_staked=market.total_staked(),
+    )
+
+
+@dataclass(frozen=True)
+class Conservation:
+    """Token conservation between two snapshots taken with no job open, in base units."""
+
+    #: Change of wallet + credits + stake over every listed address.
+    accounts: int
+    #: Change of the audit pool, protocol fees and challenge bonds held by the market.
+    pools: int
+    #: Tokens burned (supply before - supply after).
+    burned: int
+    #: Supply held by no listed address, before and after (both 0 when the list is complete).
+    unaccounted: tuple[int, int]
+    #: Market balance minus what it owes, and registry balance minus stakes, after.
+    market_shortfall: int
+    registry_shortfall: tuple[int, int]
+
+    @property
+    def imbalance(self) -> int:
+        """accounts + pools + burned: 0 when every token that moved is accounted for."""
+        return self.accounts + self.pools + self.burned
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.imbalance == 0
+            and self.unaccounted == (0, 0)
+            and self.market_shortfall == 0
+            and self.registry_shortfall == (0, 0)
+        )
+
+
+def conservation(before: Books, after: Books) -> Conservation:
+    accounts = sum(after.holdings[a].total - before.holdings[a].total for a in before.holdings)
+    return Conservation(
+        accounts=accounts,
+        pools=after.pools - before.pools,
+        burned=before.supply - after.supply,
+        unaccounted=(before.unaccounted(), after.unaccounted()),
+        market_shortfall=after.market_shortfall(),
+        registry_shortfall=after.registry_shortfall(),
+    )
+
+
+# ---------------------------------------------------------------------------- following
+
+
+@dataclass
+class _Row:
+    job_id: int
+    replicas: int
+    sentences: int
+    state: JobState = JobState.OPEN
+    executors: tuple[str, ...] = ()
+    verifiers: tuple[str, ...] = ()
+    since: float = field(default_factory=time.monotonic)
+
+
+def _state_style(state: JobState) -> str:
+    if state is JobState.SETTLED:
+        return "green"
+    if state in (JobState.REFUNDED, JobState.EXPIRED):
+        return "yellow"
+    if state is JobState.AUDITING:
+        return "magenta"
+    return "cyan"
+
+
+def _names(addresses: Sequence[str], names: dict[str, str]) -> str:
+    return ", ".join(names.get(a.lower(), a[:10]) for a in addresses) or "·"
+
+
+def _progress_table(rows: Sequence[_Row], started: float, names: dict[str, str]) -> Group:
+    table = Table(title="jobs", title_justify="left", expand=False)
+    for column, justify in (
+        ("job", "right"),
+        ("replicas", "right"),
+        ("sentences", "right"),
+        ("state", "left"),
+        ("executors", "left"),
+        ("verifiers", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            str(r.job_id),
+            str(r.replicas),
+            str(r.sentences),
+            Text(r.state.name.lower(), style=_state_style(r.state)),
+            _names(r.executors, names),
+            _names(r.verifiers, names),
+        )
+    done = sum(r.state.terminal for r in rows)
+    width = 30
+    filled = width * done // max(len(rows), 1)
+    bar = Text(f"[{'#' * filled}{'.' * (width - filled)}] ", style="bold")
+    bar.append(f"{done}/{len(rows)} terminal, {time.monotonic() - started:.0f} s")
+    return Group(table, bar)
+
+
+def follow(
+    devnet: Devnet,
+    market: Market,
+    jobs: dict[int, JobDraft],
+    names: dict[str, str],
+    console: Console,
+    *,
+    timeout: float = JOB_TIMEOUT,
+    poll: float = 0.5,
+) -> dict[int, JobState]:
+    """Shows the jobs' states (a live table, one line per change) until every job is terminal.
+    Raises DemoError when a devnet process exits or `timeout` seconds pass."""
+    rows = [
+        _Row(job_id, draft.replicas, len(draft.sentences or ())) for job_id, draft in jobs.items()
+    ]
+    started = time.monotonic()
+    deadline = started + timeout
+    with Live(_progress_table(rows, started, names), console=console, refresh_per_second=4) as live:
+        while True:
+            for row in rows:
+                if row.state.terminal:
+                    continue
+                state = market.state(row.job_id)
+                # Read after the state: an assignment landing in between shows next round.
+                parts = market.participants(row.job_id) if state is not JobState.OPEN else []
+                executors = tuple(p.provider for p in parts[: row.replicas])
+                verifiers = tuple(p.provider for p in parts[row.replicas :])
+                if state != row.state or (executors, verifiers) != (row.executors, row.verifiers):
+                    extra = ""
+                    if executors and not row.executors:
+                        extra = f" (executors {_names(executors, names)})"
+                    elif verifiers and not row.verifiers:
+                        extra = f" (verifiers {_names(verifiers, names)})"
+                    if state != row.state or extra:
+                        move = (
+                            f"{row.state.name.lower()} -> {state.name.lower()}"
+                            if state != row.state
+                            else state.name.lower()
+                        )
+                        live.console.print(
+                            f"  job {row.job_id}: {move}{extra}  "
+                            f"[{time.monotonic() - started:.0f} s]"
+                        )
+                    row.state, row.executors, row.verifiers = state, executors, verifiers
+            live.update(_progress_table(rows, started, names))
+            if all(r.state.terminal for r in rows):
+                break
+            for record, code in devnet.exited():
+                raise DemoError(
+                    f"{record.name} exited with code {code} while jobs were running; "
+                    f"see {record.log}"
+                )
+            if time.monotonic() > deadline:
+                stuck = ", ".join(
+                    f"job {r.job_id} {r.state.name.lower()}" for r in rows if not r.state.terminal
+                )
+                raise DemoError(
+                    f"jobs not terminal after {timeout:.0f} s ({stuck}); read "
+                    f"{devnet.dir / 'logs' / 'relayer.log'} and the provider logs in "
+                    f"{devnet.dir / 'logs'}"
+                )
+            time.sleep(poll)
+    console.print()
+    return {r.job_id: r.state for r in rows}
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LocalCheck:
+    """A downloaded result against the same model run here."""
+
+    job_id: int
+    provider: str
+    remote_digest: bytes
+    local_digest: bytes
+    max_abs_diff: float
+    min_cosine: float
+
+    @property
+    def ok(self) -> bool:
+        return self.remote_digest == self.local_digest
+
+
+def local_check(result: JobResult, sentences: Sequence[str]) -> LocalCheck:
+    """Runs the embed job's sentences through the same model on this machine's CPU (the
+    devnet's profile) and compares digests and values."""
+    # Read when the Hugging Face stack is first imported: no "Loading weights" bar.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+
+    from marketplace.protocol.digest import digest
+    from provider.runtime.embed import embed
+
+    local = embed(list(sentences), batch_size=32, device=torch.device("cpu"))
+    mine = local["embeddings"].astype(np.float64)
+    theirs = np.asarray(result.outputs["embeddings"], dtype=np.float64)
+    cosine = (mine * theirs).sum(axis=1) / (
+        np.linalg.norm(mine, axis=1) * np.linalg.norm(theirs, axis=1)
+    )
+    return LocalCheck(
+        job_id=result.job_id,
+        provider=result.provider,
+        remote_digest=result.digest,
+        local_digest=digest(DEFAULT_PROFILE, local),
+        max_abs_diff=float(np.abs(mine - theirs).max()),
+        min_cosine=float(cosine.min()),
+    )
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class ProviderLine:
+    name: str
+    address: str
+    behavior: str
+    stake_before: int
+    stake_after: int
+    #: Participations as executor and as audit verifier, from the jobs' participant lists.
+    executed: int
+    verified: int
+    #: Registry counters gained during the run.
+    jobs_done: int
+    jobs_slashed: int
+    #: Change of wallet + credits (payments and rewards).
+    earned: int
+
+
+@dataclass
+class DemoReport:
+    directory: Path
+    job_ids: list[int] = field(default_factory=list)
+    replicas: dict[int, int] = field(default_factory=dict)
+    sentences: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    states: dict[int, JobState] = field(default_factory=dict)
+    providers: list[ProviderLine] = field(default_factory=list)
+    before: Books | None = None
+    after: Books | None = None
+    requester: str = ""
+    #: Lowercased address -> name (provider-N, requester).
+    names: dict[str, str] = field(default_factory=dict)
+    conservation: Conservation | None = None
+    #: Every settled job's verified result (or why it failed to verify).
+    results: dict[int, JobResult | str] = field(default_factory=dict)
+    local: LocalCheck | None = None
+    #: Process groups still alive after the devnet was stopped.
+    left_running: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def checks(self) -> list[tuple[str, bool]]:
+        """(what, passed) for every claim the demo makes."""
+        lazy = [p for p in self.providers if p.behavior != "honest"]
+        honest = [p for p in self.providers if p.behavior == "honest"]
+        settled = [j for j, s in self.states.items() if s is JobState.SETTLED]
+        return [
+            (
+                f"every job terminal ({len(self.job_ids)} jobs)",
+                bool(self.job_ids) and all(s.terminal for s in self.states.values()),
+            ),
+            (
+                "tokens conserved across every account and both contracts (exact, in wei)",
+                self.conservation is not None and self.conservation.ok,
+            ),
+            (
+                "the lazy provider was slashed",
+                bool(lazy)
+                and all(p.jobs_slashed >= 1 and p.stake_after < p.stake_before for p in lazy),
+            ),
+            (
+                "no honest provider was slashed",
+                bool(honest)
+                and all(p.jobs_slashed == 0 and p.stake_after == p.stake_before for p in honest),
+            ),
+            (
+                f"every settled job's result decrypts and verifies ({len(settled)} jobs)",
+                bool(settled) and all(isinstance(self.results.get(j), JobResult) for j in settled),
+            ),
+            (
+                "a downloaded result is bit-exact with a local run of the model",
+                self.local is not None and self.local.ok,
+            ),
+            ("no process left running", not self.left_running),
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return all(passed for _, passed in self.checks())
+
+
+def _settle_books(report: DemoReport, devnet: Devnet, market: Market) -> None:
+    """Fills the per-provider lines from the books and the jobs' participant lists."""
+    assert report.before is not None and report.after is not None
+    executed: dict[str, int] = {}
+    verified: dict[str, int] = {}
+    for job_id in report.job_ids:
+        replicas = report.replicas[job_id]
+        for i, p in enumerate(market.participants(job_id)):
+            book = executed if i < replicas else verified
+            book[p.provider.lower()] = book.get(p.provider.lower(), 0) + 1
+    for record in devnet.state.providers:
+        b, a = report.before.holdings[record.address], report.after.holdings[record.address]
+        report.providers.append(
+            ProviderLine(
+                name=record.name,
+                address=record.address,
+                behavior=record.behavior,
+                stake_before=b.stake,
+                stake_after=a.stake,
+                executed=executed.get(record.address.lower(), 0),
+                verified=verified.get(record.address.lower(), 0),
+                jobs_done=a.jobs_done - b.jobs_done,
+                jobs_slashed=a.jobs_slashed - b.jobs_slashed,
+                earned=(a.wallet + a.credits) - (b.wallet + b.credits),
+            )
+        )
+
+
+def _fetch_results(report: DemoReport, requester: Requester) -> None:
+    """Every settled or refunded job's result: a refunded job's verifiers announced theirs."""
+    for job_id in report.job_ids:
+        if report.states[job_id] not in (JobState.SETTLED, JobState.REFUNDED):
+            continue
+        try:
+            report.results[job_id] = requester.result(job_id)
+        except (RequesterError, DepinError) as exc:
+            report.results[job_id] = f"{type(exc).__name__}: {exc}"
+
+
+def _pick_for_local_check(report: DemoReport) -> JobResult | None:
+    """A verified result, preferring a replicas=3 job (three providers agreed on it)."""
+    verified = [r for r in report.results.values() if isinstance(r, JobResult) and r.ok]
+    verified.sort(key=lambda r: (-report.replicas[r.job_id], r.job_id))
+    return verified[0] if verified else None
+
+
+def run_demo(config: DemoConfig, console: Console) -> DemoReport:
+    """Brings the devnet up, runs the batch to the end, closes the books, fetches and verifies
+    the results, stops the devnet and runs the local model check. Raises DemoError or
+    DevnetError when it cannot finish; the devnet is stopped either way."""
+    started = time.monotonic()
+    directory = config.dir or Path(tempfile.mkdtemp(prefix="depin-demo-"))
+    report = DemoReport(directory=directory)
+    devnet_config = DevnetConfig(
+        dir=directory / "devnet",
+        providers=config.providers,
+        lazy=config.lazy,
+        audit_bps=config.audit_bps,
+        fresh=True,
+    )
+    console.rule("[bold]devnet")
+    console.print(f"  directory {devnet_config.dir} (state, keys, logs/)")
+    devnet = Devnet.up(devnet_config, progress=lambda line: console.print(f"  {line}"))
+    pgids = [p.pgid for p in devnet.state.processes]
+    try:
+        _run_batch(report, config, devnet, console)
+    finally:
+        with contextlib.suppress(DevnetError):
+            devnet.down()
+        report.left_running = [g for g in pgids if processes.group_alive(g)]
+    chosen = _pick_for_local_check(report)
+    if chosen is not None:
+        console.print(f"running job {chosen.job_id}'s sentences through the model here ...")
+        report.local = local_check(chosen, report.sentences[chosen.job_id])
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run_batch(report: DemoReport, config: DemoConfig, devnet: Devnet, console: Console) -> None:
+    params = devnet.owner().params()
+    names = {p.address.lower(): p.name for p in devnet.state.providers}
+    behaviors = {p.name: p.behavior for p in devnet.state.providers}
+    account = devnet.requester_account()
+    names[account.address.lower()] = "requester"
+    market = devnet.owner()
+    # Every address that can hold tokens on this devnet: the list is checked complete against
+    # the supply (Books.unaccounted).
+    addresses = [
+        account.address,
+        *(p.address for p in devnet.state.providers),
+        devnet.state.deployer["address"],
+        devnet.state.matcher,
+    ]
+    providers = [p.address for p in devnet.state.providers]
+    console.print(
+        f"  market: audit rate {params.audit_bps / 100:.0f} %, challenge window "
+        f"{params.challenge_window} s, reveal window {params.reveal_window} s; "
+        + ", ".join(f"{n} {b}" for n, b in behaviors.items())
+    )
+    report.requester = account.address
+    report.names = names
+    report.before = read_books(market, addresses, providers)
+
+    console.rule("[bold]jobs")
+    drafts = job_drafts(
+        config.jobs, providers=config.providers, sentences_per_job=config.sentences_per_job
+    )
+    with Requester(
+        devnet.w3, devnet.deployment, account, devnet.api_url, poll_interval=0.5
+    ) as requester:
+        ids = requester.submit_many([d for d, _ in drafts])
+        report.job_ids = ids
+        for job_id, (draft, sentences) in zip(ids, drafts, strict=True):
+            report.replicas[job_id] = draft.replicas
+            report.sentences[job_id] = sentences
+        console.print(
+            f"  submitted {len(ids)} embed jobs in one transaction (ids {ids[0]}..{ids[-1]}; "
+            f"replicas {[d.replicas for d, _ in drafts]}; {config.sentences_per_job} sentences "
+            "each)"
+        )
+        jobs = {job_id: draft for job_id, (draft, _) in zip(ids, drafts, strict=True)}
+        report.states = follow(devnet, market, jobs, names, console, timeout=config.timeout)
+        report.after = read_books(market, addresses, providers)
+        report.conservation = conservation(report.before, report.after)
+        _settle_books(report, devnet, market)
+        _fetch_results(report, requester)
+
+
+# ---------------------------------------------------------------------------- printing
+
+
+def _tokens(amount: int, *, signed: bool = True, places: int = 6) -> str:
+    """Whole tokens, rounded to `places` decimals for the tables (the conservation line gives
+    exact wei); "·" for zero."""
     if amount == 0:
         return "·"
-    return f"{amount / TOKEN:+,.4f}"
+    text = f"{Decimal(amount) / TOKEN:,.{places}f}".rstrip("0").rstrip(".")
+    if text in ("0", "-0"):
+        text = format_tokens(amount)
+    return f"+{text}" if signed and amount > 0 else text
 
 
-def _table(cast: Cast, result: PathResult) -> Table:
+def settlement_table(report: DemoReport) -> Table:
     table = Table(
-        title=f"job {result.job_id}: {result.title} -> {result.state.name}",
+        title="settlement",
         title_justify="left",
+        caption="executed / verified: participations as executor / audit verifier; "
+        "done / slashed: the registry's counters; earned: wallet + market credits",
+        caption_justify="left",
     )
-    table.add_column("account")
-    table.add_column("wallet + credits", justify="right")
-    table.add_column("stake", justify="right")
-    balance = 0
-    for account in cast.accounts():
-        liquid, stake = result.delta(account)
-        balance += liquid + stake
-        if liquid or stake:
-            table.add_row(cast.name(account), _tokens(liquid), _tokens(stake))
-    table.add_row("audit pool + protocol fees", _tokens(result.to_pools), "")
-    table.add_row("burned", _tokens(-result.burned) if result.burned else "·", "")
-    balance += result.to_pools + result.burned
-    table.caption = (
-        "conserved: every token accounted for" if balance == 0 else f"IMBALANCE {balance}"
-    )
+    table.add_column("provider")
+    table.add_column("behavior")
+    table.add_column("stake before", justify="right")
+    table.add_column("stake after", justify="right")
+    table.add_column("executed", justify="right")
+    table.add_column("verified", justify="right")
+    table.add_column("done", justify="right")
+    table.add_column("slashed", justify="right")
+    table.add_column("earned", justify="right")
+    for p in report.providers:
+        style = "red" if p.jobs_slashed else ""
+        table.add_row(
+            p.name,
+            p.behavior,
+            _tokens(p.stake_before, signed=False),
+            _tokens(p.stake_after, signed=False),
+            str(p.executed),
+            str(p.verified),
+            str(p.jobs_done),
+            str(p.jobs_slashed),
+            _tokens(p.earned),
+            style=style,
+        )
     return table
 
 
-def main() -> int:
-    console = Console()
-    with Anvil() as node:
-        w3 = connect(node.url)
-        owner = funded_account(w3)
-        console.print(f"[bold]Anvil[/] at {node.url}, chain {w3.eth.chain_id}")
-        cast = setup(w3, owner)
-        d = cast.deployment
-        console.print(
-            f"ComputeToken {d.token}\nProviderRegistry {d.registry}\nJobMarket {d.market}"
-        )
-        console.print(
-            f"{len(cast.providers)} providers staked {1000:,} tokens each; prices per unit equal.\n"
-        )
-        failures = 0
-        for title, path in PATHS:
-            result = walk(cast, title, path)
-            table = _table(cast, result)
-            console.print(table)
-            failures += table.caption != "conserved: every token accounted for"
-            console.print()
-    console.print(
-        "Anvil stopped." if failures == 0 else f"[red]{failures} path(s) out of balance[/]"
+def money_table(report: DemoReport) -> Table:
+    assert report.before is not None and report.after is not None
+    b, a = report.before, report.after
+    req_b, req_a = b.holdings[report.requester], a.holdings[report.requester]
+    table = Table(title="requester and protocol", title_justify="left")
+    table.add_column("account")
+    table.add_column("change", justify="right")
+    table.add_column("what", style="dim")
+    table.add_row("requester wallet", _tokens(req_a.wallet - req_b.wallet), "escrow pulled")
+    table.add_row(
+        "requester credits",
+        _tokens(req_a.credits - req_b.credits),
+        "refunds, unused max price, slash compensation",
     )
-    return 1 if failures else 0
+    table.add_row(
+        "requester net",
+        _tokens(req_a.total - req_b.total),
+        "what the batch cost",
+    )
+    table.add_row(
+        "audit pool", _tokens(a.audit_pool - b.audit_pool), "audit fees in, verifiers out"
+    )
+    table.add_row("protocol fees", _tokens(a.protocol_fees - b.protocol_fees), "")
+    table.add_row("challenge bonds", _tokens(a.bonds - b.bonds), "")
+    table.add_row("burned", _tokens(b.supply - a.supply, signed=False), "share of every slash")
+    return table
+
+
+def print_report(report: DemoReport, console: Console) -> None:
+    console.rule("[bold]books")
+    states: dict[str, int] = {}
+    for s in report.states.values():
+        states[s.name.lower()] = states.get(s.name.lower(), 0) + 1
+    console.print("  " + ", ".join(f"{n} {k}" for k, n in sorted(states.items())))
+    console.print(settlement_table(report))
+    if report.before is not None and report.after is not None:
+        console.print(money_table(report))
+    c = report.conservation
+    if c is not None:
+        line = (
+            f"conservation: accounts {c.accounts:+d} wei + pools {c.pools:+d} wei + burned "
+            f"{c.burned:+d} wei = {c.imbalance:+d} wei; supply held by unlisted addresses "
+            f"{c.unaccounted[0]}/{c.unaccounted[1]}; market owes - holds {c.market_shortfall}, "
+            f"registry holds - stakes {c.registry_shortfall[0]}/{c.registry_shortfall[1]}"
+        )
+        console.print(line, style="green" if c.ok else "bold red")
+
+    console.rule("[bold]results")
+    for job_id, result in sorted(report.results.items()):
+        state = report.states[job_id].name.lower()
+        if isinstance(result, JobResult):
+            who = report.names.get(result.provider.lower(), result.provider)
+            console.print(
+                f"  job {job_id} ({state}, replicas {report.replicas[job_id]}): decrypted, "
+                f"digest 0x{result.digest.hex()[:16]}... matches {who}'s commitment"
+            )
+        else:
+            console.print(f"  job {job_id} ({state}): [red]{result}[/]")
+    if report.local is not None:
+        lc = report.local
+        verdict = "[green]equal (bit-exact)[/]" if lc.ok else "[red]DIFFERENT[/]"
+        console.print(
+            f"  local run of job {lc.job_id}: digest 0x{lc.local_digest.hex()[:16]}... "
+            f"{verdict}; max |diff| {lc.max_abs_diff:.3g}, min cosine {lc.min_cosine:.9f}"
+        )
+
+    console.rule("[bold]checks")
+    for what, passed in report.checks():
+        console.print(f"  {'[green]PASS[/]' if passed else '[bold red]FAIL[/]'}  {what}")
+    console.print(f"  {report.seconds:.0f} s in all")
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def _parse(argv: Sequence[str] | None) -> DemoConfig:
+    parser = argparse.ArgumentParser(prog="python -m marketplace.demo", description=__doc__)
+    parser.add_argument("--providers", type=int, default=DemoConfig.providers)
+    parser.add_argument("--lazy", type=int, default=DemoConfig.lazy)
+    parser.add_argument("--jobs", type=int, default=DemoConfig.jobs)
+    parser.add_argument("--audit-bps", type=int, default=DemoConfig.audit_bps)
+    parser.add_argument("--timeout", type=float, default=DemoConfig.timeout)
+    parser.add_argument("--dir", type=Path, default=None, help="devnet directory (kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the devnet directory")
+    a = parser.parse_args(argv)
+    if a.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    return DemoConfig(
+        providers=a.providers,
+        lazy=a.lazy,
+        jobs=a.jobs,
+        audit_bps=a.audit_bps,
+        timeout=a.timeout,
+        dir=a.dir,
+        keep=a.keep or a.dir is not None,
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so the devnet is stopped as on Ctrl-C."""
+
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = _parse(argv)
+    # Piped output (CI, a log file) gets room for the tables instead of 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    if config.dir is None:
+        config = replace(config, dir=Path(tempfile.mkdtemp(prefix="depin-demo-")))
+    assert config.dir is not None
+    try:
+        with _sigterm_as_interrupt():
+            report = run_demo(config, console)
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]interrupted; the devnet was stopped. Logs: {config.dir}[/]")
+        return 130
+    except (DemoError, DevnetError, DepinError) as exc:
+        console.print(f"[bold red]demo failed:[/] {exc}")
+        console.print(f"logs kept in {config.dir / 'devnet' / 'logs'}")
+        return 1
+    print_report(report, console)
+    if not report.ok:
+        console.print(f"[bold red]some checks failed[/]; logs kept in {config.dir / 'devnet'}")
+        return 1
+    if config.keep:
+        console.print(f"devnet directory kept: {config.dir / 'devnet'}")
+    else:
+        shutil.rmtree(config.dir, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,10 +8,15 @@ need a chain, so its runner is dropped when no contract test is collected: then
 """
 
 import os
+import socket
+import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
 _ROOT = Path(__file__).resolve().parent.parent
 _CONTRACT_TESTS = _ROOT / "tests" / "contracts"
@@ -37,3 +42,19 @@ def pytest_collection_modifyitems(
     runner = config.pluginmanager.get_plugin("ape-test")
     if runner is not None and not any(item.get_closest_marker("contracts") for item in items):
         config.pluginmanager.unregister(runner)
+
+
+def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serves an ASGI app with uvicorn in a daemon thread on a free loopback port; returns its
+    URL, the server (set `should_exit` to stop it) and the thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return url, server, thread

@@ -9,6 +9,7 @@ from typing import Any
 from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
+from pydantic import ValidationError
 
 from marketplace.protocol import artifacts
 
@@ -23,6 +24,13 @@ class ConfigError(DepinError, ValueError):
 
 class ChainError(DepinError, ConnectionError):
     """The RPC endpoint is unreachable or serves another chain."""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """pydantic's errors as one line: `field.path: message; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 class TransactionFailed(DepinError, RuntimeError):

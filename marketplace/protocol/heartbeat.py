@@ -41,7 +41,7 @@ from pydantic import (
     field_validator,
 )
 
-from marketplace.protocol.errors import DepinError
+from marketplace.protocol.errors import DepinError, validation_problems
 
 __all__ = [
     "HEARTBEAT_TYPE",
@@ -155,9 +155,7 @@ class SignedHeartbeat(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = validation_problems(exc)
             raise HeartbeatError(
                 "malformed",
                 f"malformed heartbeat: {problems}; send "

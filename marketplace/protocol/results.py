@@ -54,7 +54,7 @@ from safetensors.numpy import save as st_save
 
 from marketplace.protocol import hashing
 from marketplace.protocol.digest import DigestError, digest
-from marketplace.protocol.errors import DepinError
+from marketplace.protocol.errors import DepinError, validation_problems
 
 __all__ = [
     "FAILURE_OUTPUT",
@@ -270,9 +270,7 @@ class SignedResultNotice(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = validation_problems(exc)
             raise ResultError(
                 f"malformed result notice: {problems}; send "
                 '{"notice": {...}, "signature": "0x..."} as sign_result_notice builds it'

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from web3 import Web3
 
 from marketplace.api.app import create_app
@@ -32,6 +28,7 @@ from marketplace.protocol.client import JobRequest, JobState, Market
 from marketplace.protocol.heartbeat import Heartbeat, MemoryLivenessBook
 from marketplace.relayer.listener import Listener
 from marketplace.relayer.store import Store
+from tests.conftest import serve
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +53,6 @@ def _request(units: int, replicas: int = 1) -> JobRequest:
         max_price_per_unit=scenarios.PRICE,
         replicas=replicas,
     )
-
-
-def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    return url, server, thread
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         settings = ApiSettings(artifact_root=base / "artifacts")
         router = chain_router(store, book, heartbeat_interval=INTERVAL, clock=lambda: NOW)
-        url, server, thread = _serve(create_app(settings, liveness=book, routers=[router]))
+        url, server, thread = serve(create_app(settings, liveness=book, routers=[router]))
         try:
             yield World(url, w3, cast, Market(w3, cast.deployment), jobs, store)
         finally:

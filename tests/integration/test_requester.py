@@ -11,7 +11,6 @@ result, and refuse anything that does not match a commitment.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from safetensors.numpy import load_file
@@ -60,6 +58,7 @@ from marketplace.requester import (
     WrongState,
     encode_sentences,
 )
+from tests.conftest import serve
 
 pytestmark = pytest.mark.integration
 
@@ -93,20 +92,6 @@ class World:
         )
 
 
-def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    return url, server, thread
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("requester")
@@ -120,7 +105,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         store = Store(f"sqlite:///{base / 'relayer.sqlite3'}")
         listener = Listener(w3, cast.deployment, store, confirmations=0)
         settings = ApiSettings(artifact_root=base / "artifacts", deployment_file=deployment_file)
-        url, server, thread = _serve(create_app(settings, routers=[chain_router(store)]))
+        url, server, thread = serve(create_app(settings, routers=[chain_router(store)]))
         try:
             yield World(anvil.url, url, w3, cast, owner, deployment_file, listener)
         finally:

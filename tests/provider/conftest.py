@@ -11,10 +11,8 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,7 +23,6 @@ import httpx
 import numpy as np
 import pytest
 import redis
-import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -50,11 +47,15 @@ from provider.agent import Agent
 from provider.ledger import Ledger
 from provider.settings import Behavior, ProviderSettings
 from provider.worker import make_celery
+from tests.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "torch-2.13.0/cpu/float32/deterministic"
-#: Short windows so that tests only advance the clock a little.
-PARAMS = MarketParams(challenge_window=30, verifier_assign_window=120, reveal_window=120)
+#: Short windows so that tests only advance the clock a little; no random audits unless a test
+#: turns them on (a 10 % draw would make single-replica tests wait on verifiers now and then).
+PARAMS = MarketParams(
+    challenge_window=30, verifier_assign_window=120, reveal_window=120, audit_bps=0
+)
 STEP_TIMEOUT = 120.0
 
 
@@ -107,20 +108,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     yield RedisServer(url, proc)
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    return url, server, thread
 
 
 @dataclass
