@@ -6,11 +6,9 @@ below override them. Amounts are whole tokens, decimals allowed ("1000", "0.5").
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -20,35 +18,39 @@ from typing import Annotated, Any
 import typer
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from web3.logs import DISCARD
 
+from marketplace.cli.common import (
+    DECIMALS,
+    JsonOpt,
+    command,
+    deployment_option,
+    emit,
+    emit_event,
+    errors,
+    format_tokens,
+    relayer_url_option,
+    rpc_url_option,
+)
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
 from marketplace.protocol.deployment import Deployment
-from marketplace.protocol.errors import ConfigError, DepinError
+from marketplace.protocol.errors import ConfigError
 from provider.settings import ProviderSettings
 
 app = typer.Typer(
     name="provider", no_args_is_help=True, help="Sell compute: register, stake, run the agent."
 )
 
-#: The token's decimals: one token is 10**18 base units.
-DECIMALS = 18
-_ONE = 10**DECIMALS
 _UINT96_MAX = 2**96 - 1  # stake amounts
 _UINT80_MAX = 2**80 - 1  # price per unit
 _UINT16_MAX = 2**16 - 1  # VRAM GiB
 _GPU_MODEL_BYTES = 32
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RpcOpt = Annotated[
-    str | None, typer.Option("--rpc-url", help="JSON-RPC URL (DEPIN_PROVIDER_RPC_URL).")
-]
-DeploymentOpt = Annotated[
-    Path | None,
-    typer.Option("--deployment", help="Deployment file (DEPIN_PROVIDER_DEPLOYMENT_FILE)."),
-]
+_ENV = "DEPIN_PROVIDER_"
+RpcOpt = Annotated[str | None, rpc_url_option(_ENV)]
+DeploymentOpt = Annotated[Path | None, deployment_option(_ENV)]
 KeystoreOpt = Annotated[
     Path | None,
     typer.Option(
@@ -67,18 +69,10 @@ QueueOpt = Annotated[
     str | None,
     typer.Option("--queue", help="Celery queue of this provider (DEPIN_PROVIDER_QUEUE)."),
 ]
-RelayerOpt = Annotated[
-    str | None,
-    typer.Option("--relayer-url", help="Relayer API URL (DEPIN_PROVIDER_RELAYER_URL)."),
-]
+RelayerOpt = Annotated[str | None, relayer_url_option(_ENV)]
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
 
 
 # Settings fields whose option has another name.
@@ -89,36 +83,9 @@ _OPTIONS = {
 }
 
 
-def _validation_message(exc: ValidationError) -> str:
-    """A pydantic error of ProviderSettings, each field named by its variable."""
-    parts = []
-    for e in exc.errors():
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        if e["loc"]:
-            field = str(e["loc"][0])
-            option = _OPTIONS.get(field, "--" + field.replace("_", "-"))
-            msg = f"DEPIN_PROVIDER_{field.upper()} / {option}: {msg}"
-        parts.append(msg)
-    return "; ".join(parts)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turns configuration and chain errors into `error: ...` on stderr and exit code 1."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise _fail(_validation_message(exc)) from None
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _settings(**options: Any) -> ProviderSettings:
-    """ProviderSettings from the environment with the options that were given on top."""
-    overrides = {k: v for k, v in options.items() if v is not None}
-    if "keystore_file" in overrides:
-        overrides["private_key"] = None  # an explicit --keystore wins over a key in the env
-    return ProviderSettings(**overrides)
+def _errors() -> AbstractContextManager[None]:
+    """`errors()` naming each bad ProviderSettings field by its variable and option."""
+    return errors(_ENV, _OPTIONS)
 
 
 def _account(settings: ProviderSettings) -> LocalAccount:
@@ -155,15 +122,6 @@ def parse_tokens(text: str, *, what: str = "amount", maximum: int = _UINT96_MAX)
             f"{what} {text!r} exceeds the contract's limit of {format_tokens(maximum)}"
         )
     return int(units)
-
-
-def format_tokens(units: int) -> str:
-    """`units` base units as tokens, exactly, without trailing zeros: "1000", "0.5"."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), _ONE)
-    if not frac:
-        return f"{sign}{whole}"
-    return f"{sign}{whole}.{frac:0{DECIMALS}d}".rstrip("0")
 
 
 def profile_mask(names: list[str], defined: list[str]) -> int:
@@ -211,16 +169,39 @@ def _connect(settings: ProviderSettings, account: LocalAccount | None) -> _Sessi
     return _Session(Market(w3, deployment, account), deployment)
 
 
+@dataclass(frozen=True)
+class _ChainOptions:
+    """The chain and key options of every command (see `common.command`)."""
+
+    rpc_url: RpcOpt = None
+    deployment_file: DeploymentOpt = None
+    keystore: KeystoreOpt = None
+
+    def settings(self, **options: Any) -> ProviderSettings:
+        """ProviderSettings from the environment with the options that were given on top."""
+        given = {
+            "rpc_url": self.rpc_url,
+            "deployment_file": self.deployment_file,
+            "keystore_file": self.keystore,
+            **options,
+        }
+        overrides = {k: v for k, v in given.items() if v is not None}
+        if "keystore_file" in overrides:
+            overrides["private_key"] = None  # an explicit --keystore wins over a key in the env
+        return ProviderSettings(**overrides)
+
+    def market(self) -> Market:
+        """The market, signing with the provider key."""
+        settings = self.settings()
+        return _connect(settings, _account(settings)).market
+
+
 def _chain_time(market: Market) -> int:
     return int(market.w3.eth.get_block("latest")["timestamp"])
 
 
 def _tx(receipt: Any) -> str:
     return "0x" + bytes(receipt["transactionHash"]).hex()
-
-
-def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
-    typer.echo(json.dumps(data, indent=2) if as_json else text)
 
 
 def _terms_data(record: ProviderRecord, defined: list[str]) -> dict[str, Any]:
@@ -236,7 +217,7 @@ def _terms_data(record: ProviderRecord, defined: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- chain commands
 
 
-@app.command("register")
+@command(app, "register", chain=_ChainOptions)
 def register(
     price: Annotated[
         str, typer.Option("--price", help="Price per unit of work, in tokens (e.g. 0.001).")
@@ -258,16 +239,13 @@ def register(
     update: Annotated[
         bool, typer.Option("--update", help="If already registered, replace the terms.")
     ] = False,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Register this machine's hardware (GPU model and VRAM, or CPU) and terms on-chain."""
     with _errors():
-        settings = _settings(
-            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
-        )
+        settings = chain.settings()
         price_units = parse_tokens(price, what="price", maximum=_UINT80_MAX)
         session = _connect(settings, _account(settings))
         from provider.runtime.device import hardware, profile_name  # torch: slow to import
@@ -304,29 +282,25 @@ def register(
         "vram_gib": terms.vram_gib,
         "endpoint": terms.endpoint,
     }
-    _emit(
-        as_json,
+    emit(
         data,
+        as_json,
         f"{action} {market.address}: {', '.join(names)} at {data['price_per_unit']} tokens/unit, "
         f"{terms.gpu_model} {terms.vram_gib} GiB",
     )
 
 
-@app.command("stake")
+@command(app, "stake", chain=_ChainOptions)
 def stake(
     amount: Annotated[str, typer.Argument(help="Tokens to stake, e.g. 1000 or 0.5.")],
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Stake tokens from the wallet (approves the registry first when needed)."""
     with _errors():
         units = parse_tokens(amount)
-        settings = _settings(
-            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
-        )
-        market = _connect(settings, _account(settings)).market
+        market = chain.market()
         me = market.address
         if not market.provider(me).registered:
             raise ConfigError(f"{me} is not registered; run `depin provider register` first")
@@ -345,14 +319,14 @@ def stake(
         "free_stake": format_tokens(record.free_stake),
         "tx": _tx(receipt),
     }
-    _emit(
-        as_json,
+    emit(
         data,
+        as_json,
         f"staked {data['staked']} tokens; stake now {data['stake']} ({data['free_stake']} free)",
     )
 
 
-@app.command("unbond")
+@command(app, "unbond", chain=_ChainOptions)
 def unbond(
     amount: Annotated[
         str | None, typer.Argument(help="Tokens to unbond, e.g. 400; omit with --cancel.")
@@ -360,9 +334,8 @@ def unbond(
     cancel: Annotated[
         bool, typer.Option("--cancel", help="Cancel the pending unbond; the stake stays.")
     ] = False,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Request to unbond stake (withdrawable after the unbonding period), or cancel it."""
@@ -370,10 +343,7 @@ def unbond(
         if cancel == (amount is not None):
             raise ConfigError("give an AMOUNT to unbond, or --cancel, not both")
         units = parse_tokens(amount) if amount is not None else 0
-        settings = _settings(
-            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
-        )
-        market = _connect(settings, _account(settings)).market
+        market = chain.market()
         me = market.address
         before = market.provider(me)
         _check_unbond(me, before, None if cancel else units)
@@ -400,7 +370,7 @@ def unbond(
             f"unbonding {data['unbonding']} tokens; withdraw them with `depin provider "
             f"withdraw` after {data['unlock_time']}"
         )
-    _emit(as_json, data, text)
+    emit(data, as_json, text)
 
 
 def _check_unbond(me: str, record: ProviderRecord, units: int | None) -> None:
@@ -425,7 +395,7 @@ def _check_unbond(me: str, record: ProviderRecord, units: int | None) -> None:
         )
 
 
-@app.command("withdraw")
+@command(app, "withdraw", chain=_ChainOptions)
 def withdraw(
     earnings_only: Annotated[
         bool, typer.Option("--earnings-only", help="Withdraw only the market earnings.")
@@ -433,9 +403,8 @@ def withdraw(
     stake_only: Annotated[
         bool, typer.Option("--stake-only", help="Withdraw only the unbonded stake.")
     ] = False,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Withdraw earnings and unlocked unbonded stake.
@@ -446,10 +415,7 @@ def withdraw(
     with _errors():
         if earnings_only and stake_only:
             raise ConfigError("--earnings-only and --stake-only exclude each other; give one")
-        settings = _settings(
-            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
-        )
-        market = _connect(settings, _account(settings)).market
+        market = chain.market()
         me = market.address
         earnings = 0 if stake_only else market.withdraw()
         unbonded = 0
@@ -486,27 +452,24 @@ def withdraw(
     )
     if pending is not None:
         text += f"; {pending['amount']} tokens of stake unlock at {pending['unlock_time']}"
-    _emit(as_json, data, text)
+    emit(data, as_json, text)
 
 
-@app.command("status")
+@command(app, "status", chain=_ChainOptions)
 def status(
     address: Annotated[
         str | None,
         typer.Option("--address", help="Provider to show; no key needed. Default: own key."),
     ] = None,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Show stake, locked collateral, unbonding, earnings, wallet balance, jobs and terms."""
     with _errors():
         if address is not None and not is_address(address):
             raise ConfigError(f"--address {address!r} is not an address; give 0x and 40 hex")
-        settings = _settings(
-            rpc_url=rpc_url, deployment_file=deployment_file, keystore_file=keystore
-        )
+        settings = chain.settings()
         who = to_checksum_address(address) if address else _account(settings).address
         session = _connect(settings, None)
         market = session.market
@@ -537,9 +500,6 @@ def status(
         "jobs_slashed": record.jobs_slashed,
         "terms": _terms_data(record, session.deployment.profiles) if record.registered else None,
     }
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
     lines = [f"provider {who}" + ("" if record.registered else " (not registered)")]
     lines.append(f"  stake {data['stake']}  locked {data['locked']}  free {data['free_stake']}")
     if unbonding is not None:
@@ -554,13 +514,13 @@ def status(
             f"  price {t['price_per_unit']}/unit  gpu {t['gpu_model']} {t['vram_gib']} GiB  "
             f"endpoint {t['endpoint'] or '-'}"
         )
-    typer.echo("\n".join(lines))
+    emit(data, as_json, lines)
 
 
 # ---------------------------------------------------------------------- processes
 
 
-@app.command("run")
+@command(app, "run", chain=_ChainOptions)
 def run(
     behavior: Annotated[
         str | None,
@@ -582,9 +542,8 @@ def run(
         float | None,
         typer.Option("--poll-interval", help="Seconds between two agent cycles."),
     ] = None,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the provider agent until Ctrl-C or SIGTERM.
@@ -593,10 +552,7 @@ def run(
     and reveals on time and heartbeats to the relayer.
     """
     with _errors():
-        settings = _settings(
-            rpc_url=rpc_url,
-            deployment_file=deployment_file,
-            keystore_file=keystore,
+        settings = chain.settings(
             behavior=behavior,
             relayer_url=relayer_url,
             broker_url=broker_url,
@@ -618,13 +574,13 @@ def run(
         logging.getLogger(__name__).warning(
             "behaviour %r is a test aid: this provider will be slashed", settings.behavior
         )
-    typer.echo(json.dumps({"started": started}) if as_json else f"agent started: {started}")
+    emit_event({"started": started}, as_json, f"agent started: {started}")
     with _errors():
         run_agent(settings)
-    typer.echo(json.dumps({"stopped": True}) if as_json else "agent stopped")
+    emit_event({"stopped": True}, as_json, "agent stopped")
 
 
-@app.command("worker")
+@command(app, "worker", chain=_ChainOptions)
 def worker(
     concurrency: Annotated[
         int | None,
@@ -640,27 +596,23 @@ def worker(
     broker_url: BrokerOpt = None,
     queue: QueueOpt = None,
     relayer_url: RelayerOpt = None,
-    rpc_url: RpcOpt = None,
-    deployment_file: DeploymentOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    chain: _ChainOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a Celery worker that executes this provider's jobs from the queue."""
     with _errors():
         if loglevel.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"--loglevel {loglevel!r}: use debug, info, warning or error")
-        settings = _settings(
+        settings = chain.settings(
             capacity=concurrency,
             broker_url=broker_url,
             queue=queue,
             relayer_url=relayer_url,
-            rpc_url=rpc_url,
-            deployment_file=deployment_file,
-            keystore_file=keystore,
         )
     from provider.worker import run_worker  # celery, torch: kept off the other commands
 
     started = {"queue": settings.queue, "concurrency": settings.capacity}
-    typer.echo(json.dumps({"started": started}) if as_json else f"worker started: {started}")
+    emit_event({"started": started}, as_json, f"worker started: {started}")
     with _errors():
         run_worker(settings, concurrency=settings.capacity, loglevel=loglevel.upper())

@@ -12,7 +12,6 @@ the password "devnet".
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from marketplace.cli.common import JsonOpt, emit, errors, fail
 from marketplace.protocol.errors import DepinError
 
 app = typer.Typer(name="devnet", no_args_is_help=True, help="A local devnet in one command.")
@@ -33,11 +33,6 @@ DEFAULT_DIR = Path(".devnet")
 
 class _Stop(BaseException):
     """Raised by the SIGTERM handler so `up` unwinds (and stops its children) like on Ctrl-C."""
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
 
 
 @app.command("up")
@@ -88,9 +83,9 @@ def up(
         try:
             devnet = Devnet.up(config, progress=typer.echo)
         except DevnetError as exc:
-            raise _fail(f"devnet up failed at step {exc.step or '?'}: {exc}") from None
+            raise fail(f"devnet up failed at step {exc.step or '?'}: {exc}") from None
         except DepinError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         except (_Stop, KeyboardInterrupt):
             typer.echo("interrupted; everything started was stopped", err=True)
             raise typer.Exit(130) from None
@@ -118,10 +113,8 @@ def up(
                 time.sleep(0.5)
         except (_Stop, KeyboardInterrupt):
             typer.echo("stopping")
-        try:
+        with errors():
             devnet.down()
-        except DepinError as exc:
-            raise _fail(str(exc)) from None
         typer.echo("devnet stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -130,47 +123,44 @@ def up(
 @app.command("status")
 def status(
     directory: DirOpt = DEFAULT_DIR,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the processes, chain head, relayer and live providers.
 
     Exits 1 when anything is down."""
     from marketplace.devnet.manager import Devnet
 
-    try:
+    with errors():
         data = Devnet.attach(directory).status()
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        _print_status(data)
+    emit(data, as_json, _status_lines(data))
     if not data["healthy"]:
         raise typer.Exit(1)
 
 
-def _print_status(data: dict[str, Any]) -> None:
-    typer.echo(
-        f"devnet {data['dir']}: {data['phase']}, {'healthy' if data['healthy'] else 'NOT healthy'}"
-    )
+def _status_lines(data: dict[str, Any]) -> list[str]:
+    health = "healthy" if data["healthy"] else "NOT healthy"
+    lines = [f"devnet {data['dir']}: {data['phase']}, {health}"]
     chain = data["chain"]
     head = chain["head"] if chain["head"] is not None else f"unreachable ({chain.get('error')})"
-    typer.echo(f"  chain    {chain['rpc_url']} head {head}")
+    lines.append(f"  chain    {chain['rpc_url']} head {head}")
     if data["deployment"]:
-        typer.echo(f"  market   {data['deployment']['market']}")
+        lines.append(f"  market   {data['deployment']['market']}")
     relayer = data["relayer"]
     if relayer["healthz"] is not None:
         jobs = (relayer["status"] or {}).get("jobs", "?")
-        typer.echo(f"  relayer  {relayer['api_url']} ok, {jobs} jobs")
+        lines.append(f"  relayer  {relayer['api_url']} ok, {jobs} jobs")
     else:
-        typer.echo(f"  relayer  {relayer['api_url']} unreachable ({relayer.get('error')})")
+        lines.append(f"  relayer  {relayer['api_url']} unreachable ({relayer.get('error')})")
     for p in data["processes"]:
-        typer.echo(f"  {p['name']:<20} pid {p['pid']:<8} {'running' if p['alive'] else 'EXITED'}")
+        lines.append(f"  {p['name']:<20} pid {p['pid']:<8} {'running' if p['alive'] else 'EXITED'}")
     for p in data["providers"]:
         live = "live" if p["live"] else "silent"
-        typer.echo(f"  {p['name']:<20} {p['address']} {p['behavior']:<8} {live}")
+        lines.append(f"  {p['name']:<20} {p['address']} {p['behavior']:<8} {live}")
     if data["requester"]:
-        typer.echo(f"  requester {data['requester']['address']} ({data['requester']['keystore']})")
+        lines.append(
+            f"  requester {data['requester']['address']} ({data['requester']['keystore']})"
+        )
+    return lines
 
 
 @app.command("down")
@@ -190,12 +180,10 @@ def down(
     if not (directory / STATE_FILE).exists():
         typer.echo(f"no devnet in {directory}; nothing to stop")
         return
-    try:
+    with errors():
         devnet = Devnet.attach(directory)
         running = len(devnet.state.processes)
         devnet.down(clean=clean)
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
     typer.echo(
         f"stopped {running} processes" + (f"; deleted {directory}" if clean else "")
         if running

@@ -12,32 +12,36 @@ print `error: <message>` on stderr and exit 1.
 
 from __future__ import annotations
 
-import json
+import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from marketplace.protocol.errors import DepinError
+from marketplace.cli.common import (
+    JsonOpt,
+    command,
+    deployment_option,
+    emit,
+    errors,
+    fail,
+    format_tokens,
+    relayer_url_option,
+    rpc_url_option,
+)
+
+if TYPE_CHECKING:
+    from marketplace.requester import JobResult, JobStatus, Requester, RequesterSettings
 
 app = typer.Typer(name="job", no_args_is_help=True, help="Submit and follow compute jobs.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RpcOpt = Annotated[
-    str | None, typer.Option("--rpc-url", help="JSON-RPC URL (DEPIN_REQUESTER_RPC_URL).")
-]
-DeploymentOpt = Annotated[
-    Path | None,
-    typer.Option("--deployment", help="Deployment file (DEPIN_REQUESTER_DEPLOYMENT_FILE)."),
-]
-RelayerOpt = Annotated[
-    str | None,
-    typer.Option("--relayer-url", help="Relayer API URL (DEPIN_REQUESTER_RELAYER_URL)."),
-]
+_ENV = "DEPIN_REQUESTER_"
+RpcOpt = Annotated[str | None, rpc_url_option(_ENV)]
+DeploymentOpt = Annotated[Path | None, deployment_option(_ENV)]
+RelayerOpt = Annotated[str | None, relayer_url_option(_ENV)]
 WalletOpt = Annotated[
     str | None,
     typer.Option(
@@ -56,97 +60,75 @@ JobIdArg = Annotated[int, typer.Argument(help="The job id.", min=1)]
 _STEPS = {"open": 1, "assigned": 2, "committed": 3, "auditing": 3, "revealing": 3}
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"]
-        for e in exc.errors()
-    )
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turns the SDK's errors into `error: <message>` and exit status 1."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise _fail(_validation_message(exc)) from None
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
-
-
 def read_password(password_file: Path | None, env: str, *, confirm: bool = False) -> str:
     """A password from `password_file` (its first line), else `$env`, else a hidden prompt
     (only on a terminal: a script must not hang on a prompt it cannot answer)."""
-    import os
-
     if password_file is not None:
         try:
             lines = password_file.read_text().splitlines()
         except OSError as exc:
-            raise _fail(f"cannot read the password file {password_file}: {exc.strerror}") from None
+            raise fail(f"cannot read the password file {password_file}: {exc.strerror}") from None
         password = lines[0] if lines else ""
     elif env in os.environ:
         password = os.environ[env]
     elif sys.stdin.isatty():
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     else:
-        raise _fail(f"no password: pass --password-file or set {env}")
+        raise fail(f"no password: pass --password-file or set {env}")
     if not password:
-        raise _fail("the password is empty; choose a non-empty one")
+        raise fail("the password is empty; choose a non-empty one")
     return password
 
 
-def _requester(
-    rpc_url: str | None,
-    deployment: Path | None,
-    relayer_url: str | None,
-    wallet: str | None,
-    keystore: Path | None,
-    password_file: Path | None,
-) -> Any:
-    from marketplace.requester import Requester, RequesterSettings  # web3 kept off `--help`
+@dataclass(frozen=True)
+class ChainOptions:
+    """Which chain and deployment the requester's commands use (see `common.command`)."""
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "rpc_url": rpc_url,
-            "deployment_file": deployment,
-            "relayer_url": relayer_url,
-        }.items()
-        if v is not None
-    }
-    with _errors():
-        settings = RequesterSettings(**overrides)
-        if wallet is not None and keystore is not None:
-            raise _fail("give either --wallet or --keystore, not both")
-        if wallet is not None:
-            keystore = settings.wallet_path(wallet)
-        if keystore is not None:
-            settings = settings.model_copy(update={"keystore_file": keystore, "private_key": None})
-        if settings.keystore_file is not None and (
-            password_file is not None or settings.keystore_password is None
-        ):
-            password = read_password(password_file, "DEPIN_REQUESTER_KEYSTORE_PASSWORD")
-            settings = settings.model_copy(update={"keystore_password": SecretStr(password)})
-        return Requester.from_settings(settings)
+    rpc_url: RpcOpt = None
+    deployment: DeploymentOpt = None
+
+    def settings(self, **options: Any) -> RequesterSettings:
+        """RequesterSettings from the environment with the options that were given on top."""
+        from marketplace.requester import RequesterSettings  # web3 kept off `--help`
+
+        given = {"rpc_url": self.rpc_url, "deployment_file": self.deployment, **options}
+        return RequesterSettings(**{k: v for k, v in given.items() if v is not None})
 
 
-def _emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        for line in lines:
-            typer.echo(line)
+@dataclass(frozen=True)
+class RequesterOptions(ChainOptions):
+    """The options of every command that acts as the requester."""
+
+    relayer_url: RelayerOpt = None
+    wallet: WalletOpt = None
+    keystore: KeystoreOpt = None
+    password_file: PasswordFileOpt = None
+
+    def open(self) -> Requester:
+        """The Requester these options and the DEPIN_REQUESTER_* variables configure; asks for
+        the keystore's password where needed. The caller closes it (`with conn.open() as req`)."""
+        from marketplace.requester import Requester
+
+        keystore = self.keystore
+        with errors():
+            settings = self.settings(relayer_url=self.relayer_url)
+            if self.wallet is not None and keystore is not None:
+                raise fail("give either --wallet or --keystore, not both")
+            if self.wallet is not None:
+                keystore = settings.wallet_path(self.wallet)
+            if keystore is not None:
+                settings = settings.model_copy(
+                    update={"keystore_file": keystore, "private_key": None}
+                )
+            if settings.keystore_file is not None and (
+                self.password_file is not None or settings.keystore_password is None
+            ):
+                password = read_password(self.password_file, "DEPIN_REQUESTER_KEYSTORE_PASSWORD")
+                settings = settings.model_copy(update={"keystore_password": SecretStr(password)})
+            return Requester.from_settings(settings)
 
 
-def _status_lines(status: Any) -> list[str]:
-    from marketplace.requester import format_tokens
-
+def _status_lines(status: JobStatus) -> list[str]:
     data = status.to_dict()
     lines = [
         f"job {data['job_id']}: {data['state']}"
@@ -169,12 +151,12 @@ def _status_lines(status: Any) -> list[str]:
 
 
 def _wait_with_progress(
-    req: Any,
+    req: Requester,
     job_id: int,
     timeout: float,
     as_json: bool,
     until: Literal["result", "terminal"] = "result",
-) -> Any:
+) -> JobStatus:
     """`Requester.wait` with a progress bar through the states (none with --json)."""
     if as_json:
         return req.wait(job_id, until=until, timeout=timeout)
@@ -210,7 +192,7 @@ def _wait_with_progress(
     return status
 
 
-@app.command("submit")
+@command(app, "submit", conn=RequesterOptions)
 def submit(
     kind: Annotated[str, typer.Argument(help="embed | torchscript | matmul.")],
     inputs: Annotated[
@@ -254,20 +236,16 @@ def submit(
     out: Annotated[
         Path | None, typer.Option("--out", help="With --wait: write the verified result here.")
     ] = None,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
+    *,
+    conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload the inputs and spec, escrow the payment and create the job."""
     from marketplace.requester import DEFAULT_PROFILE, JobDraft, parse_parameter
 
     if out is not None and not wait:
-        raise _fail("--out needs --wait (or fetch later with `depin job result ID --out PATH`)")
-    with _errors():
+        raise fail("--out needs --wait (or fetch later with `depin job result ID --out PATH`)")
+    with errors():
         parameters = dict(parse_parameter(p) for p in param or [])
         draft = JobDraft(
             kind=kind,
@@ -283,8 +261,7 @@ def submit(
             exec_window=exec_window,
             min_vram_gib=min_vram,
         )
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
+        with conn.open() as req:
             (job_id,) = req.submit_many([draft], use_permit=not no_permit)
             if not as_json:
                 typer.echo(f"job {job_id} created")
@@ -293,66 +270,43 @@ def submit(
             result = None
             if out is not None and status.result_available:
                 result = req.result(job_id, out)
-        finally:
-            req.close()
     data: dict[str, Any] = {"job_id": job_id, "status": status.to_dict()}
     lines = _status_lines(status)
     if result is not None:
         data["result"] = result.to_dict()
         lines += _result_lines(result)
-    _emit(data, as_json, lines)
+    emit(data, as_json, lines)
     if result is not None and not result.ok:
         raise typer.Exit(1)
 
 
-@app.command("status")
-def status(
-    job_id: JobIdArg,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@command(app, "status", conn=RequesterOptions)
+def status(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False) -> None:
     """Show the job's state, participants and event history."""
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            st = req.status(job_id)
-        finally:
-            req.close()
-    _emit(st.to_dict(), as_json, _status_lines(st))
+    with errors(), conn.open() as req:
+        st = req.status(job_id)
+    emit(st.to_dict(), as_json, _status_lines(st))
 
 
-@app.command("wait")
+@command(app, "wait", conn=RequesterOptions)
 def wait_job(
     job_id: JobIdArg,
     until: Annotated[str, typer.Option("--until", help="result (default) or terminal.")] = "result",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 3_600,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
+    *,
+    conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Wait until the job's result is available (or it is terminal)."""
     if until not in ("result", "terminal"):
-        raise _fail(f"--until is 'result' or 'terminal', not {until!r}")
+        raise fail(f"--until is 'result' or 'terminal', not {until!r}")
     goal: Literal["result", "terminal"] = "result" if until == "result" else "terminal"
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            st = _wait_with_progress(req, job_id, timeout, as_json, goal)
-        finally:
-            req.close()
-    _emit(st.to_dict(), as_json, _status_lines(st))
+    with errors(), conn.open() as req:
+        st = _wait_with_progress(req, job_id, timeout, as_json, goal)
+    emit(st.to_dict(), as_json, _status_lines(st))
 
 
-def _result_lines(result: Any) -> list[str]:
+def _result_lines(result: JobResult) -> list[str]:
     if not result.ok:
         return [
             f"job {result.job_id} failed: {result.failure}"
@@ -372,7 +326,7 @@ def _result_lines(result: Any) -> list[str]:
     return lines
 
 
-@app.command("result")
+@command(app, "result", conn=RequesterOptions)
 def result(
     job_id: JobIdArg,
     out: Annotated[
@@ -382,93 +336,53 @@ def result(
             help="Write the outputs: a directory, a .safetensors file, or .npy (one output).",
         ),
     ] = None,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
+    *,
+    conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Download, decrypt and verify the job's result against the on-chain commitment."""
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            res = req.result(job_id, out)
-        finally:
-            req.close()
-    _emit(res.to_dict(), as_json, _result_lines(res))
+    with errors(), conn.open() as req:
+        res = req.result(job_id, out)
+    emit(res.to_dict(), as_json, _result_lines(res))
     if not res.ok:
         raise typer.Exit(1)
 
 
-@app.command("challenge")
-def challenge(
-    job_id: JobIdArg,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@command(app, "challenge", conn=RequesterOptions)
+def challenge(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False) -> None:
     """Challenge a committed job, posting the bond; verifiers re-run it."""
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            tx = req.challenge(job_id)
-            state = req.status(job_id).state.name.lower()
-        finally:
-            req.close()
-    _emit(
+    with errors(), conn.open() as req:
+        tx = req.challenge(job_id)
+        state = req.status(job_id).state.name.lower()
+    emit(
         {"job_id": job_id, "tx": tx, "state": state},
         as_json,
         [f"job {job_id} challenged ({tx}); now {state}"],
     )
 
 
-@app.command("cancel")
-def cancel(
-    job_id: JobIdArg,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@command(app, "cancel", conn=RequesterOptions)
+def cancel(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False) -> None:
     """Cancel an open job; its escrow is credited back (`depin wallet withdraw`)."""
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            tx = req.cancel(job_id)
-            credits = req.balances().credits
-        finally:
-            req.close()
-    from marketplace.requester import format_tokens
-
-    _emit(
+    with errors(), conn.open() as req:
+        tx = req.cancel(job_id)
+        credits = req.balances().credits
+    emit(
         {"job_id": job_id, "tx": tx, "state": "expired", "credits": str(credits)},
         as_json,
         [f"job {job_id} cancelled ({tx}); credits now {format_tokens(credits)}"],
     )
 
 
-@app.command("list")
+@command(app, "list", conn=RequesterOptions)
 def list_jobs(
     state: Annotated[str | None, typer.Option("--state", help="Only jobs in this state.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Most jobs shown.", min=1)] = 50,
     source: Annotated[
         str, typer.Option("--source", help="auto | relayer | chain (JobCreated logs).")
     ] = "auto",
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
+    *,
+    conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """List this wallet's jobs, newest first."""
@@ -480,21 +394,17 @@ def list_jobs(
             wanted = JobState[state.upper()]
         except KeyError:
             names = ", ".join(s.name.lower() for s in JobState if s is not JobState.NONE)
-            raise _fail(f"unknown state {state!r}; use one of {names}") from None
+            raise fail(f"unknown state {state!r}; use one of {names}") from None
     if source not in ("auto", "relayer", "chain"):
-        raise _fail(f"--source is auto, relayer or chain, not {source!r}")
+        raise fail(f"--source is auto, relayer or chain, not {source!r}")
     src: Literal["auto", "relayer", "chain"] = (
         "relayer" if source == "relayer" else "chain" if source == "chain" else "auto"
     )
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            jobs = req.list_jobs(state=wanted, limit=limit, source=src)
-        finally:
-            req.close()
+    with errors(), conn.open() as req:
+        jobs = req.list_jobs(state=wanted, limit=limit, source=src)
     lines = [
         f"{j.job_id:>6}  {j.state.name.lower():<10} units {j.units} x{j.replicas}  "
         f"spec {j.spec_hash[:12]}"
         for j in jobs
     ] or ["no jobs"]
-    _emit({"jobs": [j.to_dict() for j in jobs]}, as_json, lines)
+    emit({"jobs": [j.to_dict() for j in jobs]}, as_json, lines)

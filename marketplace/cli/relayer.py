@@ -6,7 +6,6 @@ options below override them.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
@@ -19,6 +18,15 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from marketplace.cli.common import (
+    JsonOpt,
+    deployment_option,
+    emit,
+    emit_event,
+    errors,
+    fail,
+    rpc_url_option,
+)
 from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import DepinError
 from marketplace.relayer.settings import RelayerSettings, StoreSettings
@@ -26,31 +34,13 @@ from marketplace.relayer.store import Checkpoint, JobRow, Store
 
 app = typer.Typer(name="relayer", no_args_is_help=True, help="The matcher/keeper relayer.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DbOpt = Annotated[str | None, typer.Option("--db-url", help="Database URL (DEPIN_RELAYER_DB_URL).")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"]
-        for e in exc.errors()
-    )
 
 
 @app.command("run")
 def run(
-    rpc_url: Annotated[
-        str | None, typer.Option("--rpc-url", help="JSON-RPC URL (DEPIN_RELAYER_RPC_URL).")
-    ] = None,
-    deployment_file: Annotated[
-        Path | None,
-        typer.Option("--deployment", help="Deployment file (DEPIN_RELAYER_DEPLOYMENT_FILE)."),
-    ] = None,
+    rpc_url: Annotated[str | None, rpc_url_option("DEPIN_RELAYER_")] = None,
+    deployment_file: Annotated[Path | None, deployment_option("DEPIN_RELAYER_")] = None,
     db_url: DbOpt = None,
     confirmations: Annotated[
         int | None, typer.Option("--confirmations", help="Blocks behind the head to apply.")
@@ -84,13 +74,9 @@ def run(
         if v is not None
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+    with errors():
         settings = RelayerSettings(**overrides)
         relayer = Relayer(settings, liveness=MemoryLivenessBook())
-    except ValidationError as exc:
-        raise _fail(_validation_message(exc)) from None
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
 
     server: Any = None
     sock: socket.socket | None = None
@@ -107,7 +93,7 @@ def run(
             if sock is not None:
                 sock.close()
             where = f"{settings.api_host}:{settings.api_port}"
-            raise _fail(f"cannot serve the API on {where}: {exc}") from None
+            raise fail(f"cannot serve the API on {where}: {exc}") from None
         server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False))
     elif relayer.require_heartbeats:
         logging.getLogger(__name__).warning(
@@ -116,7 +102,7 @@ def run(
         )
 
     stop = threading.Event()
-    errors: list[BaseException] = []
+    failures: list[BaseException] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -125,7 +111,7 @@ def run(
         try:
             relayer.run(stop)
         except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
+            failures.append(exc)
             stop.set()
 
     def serve() -> None:
@@ -133,7 +119,7 @@ def run(
         try:
             server.run(sockets=[sock])
         except BaseException as exc:
-            errors.append(exc)
+            failures.append(exc)
         finally:
             stop.set()
 
@@ -148,7 +134,7 @@ def run(
     if sock is not None:
         host, port = sock.getsockname()[:2]
         started["api"] = f"http://{host}:{port}"
-    typer.echo(json.dumps({"started": started}) if as_json else f"relayer started: {started}")
+    emit_event({"started": started}, as_json, f"relayer started: {started}")
     threads = [threading.Thread(target=loop, name="relayer-loop", daemon=True)]
     if server is not None:
         threads.append(threading.Thread(target=serve, name="relayer-api", daemon=True))
@@ -168,12 +154,12 @@ def run(
         if sock is not None:
             sock.close()
         relayer.close()
-    for error in errors:
+    for error in failures:
         if isinstance(error, DepinError):
-            raise _fail(str(error))
+            raise fail(str(error))
         if not (isinstance(error, SystemExit) and not error.code):
-            raise _fail(f"relayer failed: {type(error).__name__}: {error}")
-    typer.echo(json.dumps({"stopped": True}) if as_json else "relayer stopped")
+            raise fail(f"relayer failed: {type(error).__name__}: {error}")
+    emit_event({"stopped": True}, as_json, "relayer stopped")
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -222,32 +208,30 @@ def status_data(store: Store) -> dict[str, Any]:
 @app.command("status")
 def status(db_url: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Show the listener checkpoint, jobs by state and registered providers."""
-    try:
+    with errors():
         settings = StoreSettings(db_url=db_url) if db_url else StoreSettings()
         path = settings.sqlite_path()
         if path is not None and not path.exists():
-            raise _fail(f"no relayer database at {path}; run `depin relayer run` or pass --db-url")
+            raise fail(f"no relayer database at {path}; run `depin relayer run` or pass --db-url")
         store = Store(settings.db_url)
-    except ValidationError as exc:
-        raise _fail(_validation_message(exc)) from None
-    except DepinError as exc:
-        raise _fail(str(exc)) from None
     try:
         data = status_data(store)
     finally:
         store.close()
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    for c in data["checkpoints"]:
-        typer.echo(f"chain {c['chain_id']} market {c['market']}: checkpoint block {c['block']}")
-    if not data["checkpoints"]:
-        typer.echo("not synced yet")
+    emit(data, as_json, _status_lines(data))
+
+
+def _status_lines(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"chain {c['chain_id']} market {c['market']}: checkpoint block {c['block']}"
+        for c in data["checkpoints"]
+    ] or ["not synced yet"]
     jobs = ", ".join(f"{k} {v}" for k, v in sorted(data["jobs"].items())) or "none"
-    typer.echo(f"jobs: {jobs}")
-    typer.echo(f"providers: {len(data['providers'])} registered")
+    lines.append(f"jobs: {jobs}")
+    lines.append(f"providers: {len(data['providers'])} registered")
     for p in data["providers"]:
-        typer.echo(
+        lines.append(
             f"  {p['address']} price {p['price_per_unit']} vram {p['vram_gib']} GiB "
             f"free stake {p['free_stake']} done {p['jobs_done']} slashed {p['jobs_slashed']}"
         )
+    return lines

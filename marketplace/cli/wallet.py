@@ -13,23 +13,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
+from marketplace.cli.common import JsonOpt, command, emit, errors, fail, format_tokens
 from marketplace.cli.job import (
-    DeploymentOpt,
-    JsonOpt,
+    ChainOptions,
     KeystoreOpt,
     PasswordFileOpt,
-    RelayerOpt,
-    RpcOpt,
+    RequesterOptions,
     WalletOpt,
-    _emit,
-    _errors,
-    _fail,
-    _requester,
     read_password,
 )
 
@@ -43,24 +39,33 @@ DirOpt = Annotated[
     Path | None,
     typer.Option("--dir", help="Keystore directory (DEPIN_REQUESTER_WALLET_DIR)."),
 ]
+AddressArg = Annotated[str | None, typer.Argument(help="Address (default: the configured wallet).")]
 
 
 def _wallet_dir(directory: Path | None) -> Path:
     from marketplace.requester import RequesterSettings
 
-    with _errors():
+    with errors():
         return directory.expanduser() if directory is not None else RequesterSettings().wallet_dir
 
 
-def _write(account: Any, name: str, directory: Path | None, password_file: Path | None) -> Path:
+def _save(
+    account: Any, name: str, directory: Path | None, password_file: Path | None, as_json: bool
+) -> None:
+    """Writes `account` as the keystore `<name>.json`, encrypted with a new password."""
     from marketplace.protocol.keys import write_keystore
 
     path = _wallet_dir(directory) / f"{name}.json"
     if path.exists():  # before the password prompt, not after it
-        raise _fail(f"{path} exists; choose another --name or move the old keystore")
+        raise fail(f"{path} exists; choose another --name or move the old keystore")
     password = read_password(password_file, "DEPIN_WALLET_PASSWORD", confirm=True)
-    with _errors():
-        return write_keystore(account, password, path)
+    with errors():
+        path = write_keystore(account, password, path)
+    emit(
+        {"address": account.address, "keystore": str(path)},
+        as_json,
+        [f"wallet {name}: {account.address}", f"  keystore {path}"],
+    )
 
 
 @app.command("new")
@@ -74,12 +79,7 @@ def new(
     from eth_account import Account
 
     account = Account.create()
-    path = _write(account, name, directory, password_file)
-    _emit(
-        {"address": account.address, "keystore": str(path)},
-        as_json,
-        [f"wallet {name}: {account.address}", f"  keystore {path}"],
-    )
+    _save(account, name, directory, password_file, as_json)
 
 
 @app.command("import")
@@ -100,25 +100,20 @@ def import_key(
         try:
             key = key_file.read_text().strip()
         except OSError as exc:
-            raise _fail(f"cannot read the key file {key_file}: {exc.strerror}") from None
+            raise fail(f"cannot read the key file {key_file}: {exc.strerror}") from None
     elif "DEPIN_WALLET_PRIVATE_KEY" in os.environ:
         key = os.environ["DEPIN_WALLET_PRIVATE_KEY"].strip()
     elif sys.stdin.isatty():
         key = typer.prompt("Private key (hex)", hide_input=True).strip()
     else:
-        raise _fail("no key: pass --key-file or set DEPIN_WALLET_PRIVATE_KEY")
+        raise fail("no key: pass --key-file or set DEPIN_WALLET_PRIVATE_KEY")
     try:
         account = Account.from_key(key)
     except Exception as exc:  # eth-keys raises several types for malformed keys
-        raise _fail(
+        raise fail(
             f"not a usable private key ({type(exc).__name__}); give the 32-byte key as hex"
         ) from None
-    path = _write(account, name, directory, password_file)
-    _emit(
-        {"address": account.address, "keystore": str(path)},
-        as_json,
-        [f"wallet {name}: {account.address}", f"  keystore {path}"],
-    )
+    _save(account, name, directory, password_file, as_json)
 
 
 def _keystore_address(path: Path) -> str:
@@ -126,80 +121,69 @@ def _keystore_address(path: Path) -> str:
     try:
         address = json.loads(path.read_text()).get("address")
     except FileNotFoundError:
-        raise _fail(f"no keystore at {path}; create one with `depin wallet new`") from None
+        raise fail(f"no keystore at {path}; create one with `depin wallet new`") from None
     except (OSError, ValueError, AttributeError) as exc:
-        raise _fail(f"{path} is not a JSON keystore ({exc})") from None
+        raise fail(f"{path} is not a JSON keystore ({exc})") from None
     if not isinstance(address, str):
-        raise _fail(f"{path} names no address; pass the address as an argument")
+        raise fail(f"{path} names no address; pass the address as an argument")
     return address if address.startswith("0x") else "0x" + address
 
 
-def _chain(rpc_url: str | None, deployment: Path | None) -> tuple[Any, Any]:
-    """(web3, deployment) checked to be on the same chain."""
-    from marketplace.protocol.chain import connect
-    from marketplace.protocol.deployment import Deployment
-    from marketplace.requester import RequesterSettings
+@dataclass(frozen=True)
+class _AccountOptions(ChainOptions):
+    """The chain, and the wallet whose balances `balance` and `faucet` look at."""
 
-    with _errors():
-        overrides: dict[str, Any] = {
-            k: v
-            for k, v in {"rpc_url": rpc_url, "deployment_file": deployment}.items()
-            if v is not None
-        }
-        settings = RequesterSettings(**overrides)
-        dep = Deployment.load(settings.deployment_file)
-        return connect(settings.rpc_url, expected_chain_id=dep.chain_id), dep
+    wallet: WalletOpt = None
+    keystore: KeystoreOpt = None
 
+    def chain(self) -> tuple[Any, Any]:
+        """(web3, deployment) checked to be on the same chain."""
+        from marketplace.protocol.chain import connect
+        from marketplace.protocol.deployment import Deployment
 
-def _address(
-    address: str | None,
-    wallet: str | None,
-    keystore: Path | None,
-) -> str | None:
-    from eth_utils.address import is_address, to_checksum_address
+        with errors():
+            settings = self.settings()
+            dep = Deployment.load(settings.deployment_file)
+            return connect(settings.rpc_url, expected_chain_id=dep.chain_id), dep
 
-    from marketplace.requester import RequesterSettings
+    def address(self, address: str | None) -> str:
+        """`address`, else the --wallet's or --keystore's, else the configured wallet's."""
+        from eth_utils.address import is_address, to_checksum_address
 
-    if address is not None:
-        if not is_address(address):
-            raise _fail(f"{address!r} is not a 0x-prefixed 20-byte address")
-        return str(to_checksum_address(address))
-    if wallet is not None:
-        with _errors():
-            keystore = RequesterSettings().wallet_path(wallet)
-    if keystore is None:
-        with _errors():
-            keystore = RequesterSettings().keystore_file
-    if keystore is not None:
+        from marketplace.requester import RequesterSettings
+
+        if address is not None:
+            if not is_address(address):
+                raise fail(f"{address!r} is not a 0x-prefixed 20-byte address")
+            return str(to_checksum_address(address))
+        keystore = self.keystore
+        with errors():
+            if self.wallet is not None:
+                keystore = RequesterSettings().wallet_path(self.wallet)
+            if keystore is None:
+                keystore = RequesterSettings().keystore_file
+            if keystore is None:
+                return str(RequesterSettings().account().address)
         return str(to_checksum_address(_keystore_address(keystore)))
-    return None
 
 
-@app.command("balance")
+@command(app, "balance", account=_AccountOptions)
 def balance(
-    address: Annotated[
-        str | None, typer.Argument(help="Address (default: the configured wallet).")
-    ] = None,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
+    address: AddressArg = None,
+    *,
+    account: _AccountOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Show ETH, token balance and withdrawable market credits."""
     from marketplace.protocol.client import Market
-    from marketplace.requester import RequesterSettings, format_tokens
 
-    who = _address(address, wallet, keystore)
-    if who is None:
-        with _errors():
-            who = str(RequesterSettings().account().address)
-    w3, dep = _chain(rpc_url, deployment)
-    with _errors():
+    who = account.address(address)
+    w3, dep = account.chain()
+    with errors():
         market = Market(w3, dep)
         eth = int(w3.eth.get_balance(who))
         tokens, credits = market.balance_of(who), market.credits(who)
-    _emit(
+    emit(
         {"address": who, "eth": str(eth), "tokens": str(tokens), "credits": str(credits)},
         as_json,
         [
@@ -211,11 +195,9 @@ def balance(
     )
 
 
-@app.command("faucet")
+@command(app, "faucet", account=_AccountOptions)
 def faucet(
-    address: Annotated[
-        str | None, typer.Argument(help="Address (default: the configured wallet).")
-    ] = None,
+    address: AddressArg = None,
     eth: Annotated[float, typer.Option("--eth", help="ETH to add for gas.", min=0)] = 10.0,
     tokens: Annotated[float, typer.Option("--tokens", help="Tokens to mint.", min=0)] = 1_000.0,
     minter_key: Annotated[
@@ -227,40 +209,34 @@ def faucet(
             show_envvar=False,
         ),
     ] = None,
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
+    *,
+    account: _AccountOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Devnet only: give an address ETH (anvil_setBalance) and mint it tokens."""
     from eth_account import Account
 
     from marketplace.protocol.client import Market
-    from marketplace.requester import RequesterSettings, format_tokens
 
-    w3, dep = _chain(rpc_url, deployment)
+    w3, dep = account.chain()
     if dep.chain_id != DEVNET_CHAIN_ID:
-        raise _fail(
+        raise fail(
             f"the faucet works only on a devnet (chain {DEVNET_CHAIN_ID}); this is chain "
             f"{dep.chain_id}: buy or bridge tokens there instead"
         )
     if minter_key is None:
-        raise _fail(
+        raise fail(
             "minting needs the token owner's key: pass --minter-key or set "
             "DEPIN_DEVNET_MINTER_KEY (the devnet deployer's key)"
         )
-    who = _address(address, wallet, keystore)
-    if who is None:
-        with _errors():
-            who = str(RequesterSettings().account().address)
+    who = account.address(address)
     try:
         minter = Account.from_key(minter_key)
     except Exception as exc:
-        raise _fail(f"--minter-key is not a usable key ({type(exc).__name__})") from None
+        raise fail(f"--minter-key is not a usable key ({type(exc).__name__})") from None
     wei = round(eth * 10**18)
     amount = round(tokens * 10**18)
-    with _errors():
+    with errors():
         market = Market(w3, dep, minter)
         if wei:
             current = int(w3.eth.get_balance(who))
@@ -268,34 +244,20 @@ def faucet(
         if amount:
             market.mint(who, amount)
         new_eth, new_tokens = int(w3.eth.get_balance(who)), market.balance_of(who)
-    _emit(
+    emit(
         {"address": who, "eth": str(new_eth), "tokens": str(new_tokens)},
         as_json,
         [f"{who}: ETH {format_tokens(new_eth)}, tokens {format_tokens(new_tokens)}"],
     )
 
 
-@app.command("withdraw")
-def withdraw(
-    rpc_url: RpcOpt = None,
-    deployment: DeploymentOpt = None,
-    relayer_url: RelayerOpt = None,
-    wallet: WalletOpt = None,
-    keystore: KeystoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+@command(app, "withdraw", conn=RequesterOptions)
+def withdraw(*, conn: RequesterOptions, as_json: JsonOpt = False) -> None:
     """Move the wallet's market credits (refunds, returned bonds) into the wallet."""
-    from marketplace.requester import format_tokens
-
-    with _errors():
-        req = _requester(rpc_url, deployment, relayer_url, wallet, keystore, password_file)
-        try:
-            amount = req.withdraw()
-            address = req.address
-        finally:
-            req.close()
-    _emit(
+    with errors(), conn.open() as req:
+        amount = req.withdraw()
+        address = req.address
+    emit(
         {"address": address, "withdrawn": str(amount)},
         as_json,
         [f"{address}: withdrew {format_tokens(amount)} tokens"],
