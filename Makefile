@@ -75,6 +75,10 @@ bench: bootstrap
 	$(PY) -m bench.gas
 	$(PY) -m bench.matcher
 	$(PY) -m bench.assign
+	$(PY) -m bench.provider
+	$(PY) -m bench.e2e
+	$(PY) -m bench.verification
+	$(PY) -m bench.scale
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
