@@ -184,6 +184,7 @@ class Agent:
             job_id=job.job_id,
             round=p.round,
             role="verifier" if p.verifier else "executor",
+            index=p.index,
             provider=self.me,
             spec_hash=job.spec_hash.lower(),
         )
@@ -202,6 +203,7 @@ class Agent:
                 job_id=job.job_id,
                 round=p.round,
                 role=request.role,
+                index=p.index,
                 spec_hash=request.spec_hash,
                 status="queued",
                 sends=0,
@@ -230,6 +232,7 @@ class Agent:
             job_id=duty.job_id,
             round=duty.round,
             role=duty.role,
+            index=duty.index,
             provider=self.me,
             spec_hash=duty.spec_hash,
         )
@@ -281,7 +284,7 @@ class Agent:
                 if to_checksum_address(entry["args"]["provider"]) == self.me:
                     continue
                 h, s = bytes(entry["args"]["resultHash"]), bytes(entry["args"]["seal"])
-                if self._committed(duty.job_id):
+                if self._open_for_commit(duty) is not None:
                     break
                 try:
                     receipt = self.market.commit_raw(duty.job_id, h, s)
@@ -297,23 +300,28 @@ class Agent:
 
     # ------------------------------------------------------------------ chain writes
 
-    def _committed(self, job_id: int) -> bool:
-        for p in self.market.participants(job_id):
-            if to_checksum_address(p.provider) == self.me:
-                return p.commitment != 0
-        return False
+    def _open_for_commit(self, duty: DutyRow) -> str | None:
+        """Why `duty` can no longer be committed ("found on-chain" when its commitment is
+        already there), from one read of the job; None when the commit is due."""
+        row = self.store.job(duty.job_id)
+        if row is not None and row.round != duty.round:
+            return f"job reopened (round {row.round}); this duty was for round {duty.round}"
+        job = self.market.job(duty.job_id)
+        if job.commit_mask >> duty.index & 1:
+            return "found on-chain"
+        if job.state not in _COMMIT_STATES:
+            return f"job is {job.state.name}; commits closed"
+        return None
 
     def _commit(self, report: AgentReport) -> None:
         due: list[DutyRow] = []
         for duty in self.ledger.with_status("computed"):
-            state = self.market.state(duty.job_id)
-            if self._committed(duty.job_id):
+            reason = self._open_for_commit(duty)
+            if reason == "found on-chain":
                 # Landed before a restart (or by another instance of this agent): adopt it.
-                self.ledger.update(duty.task_id, status="committed", note="found on-chain")
-            elif state not in _COMMIT_STATES:
-                self.ledger.update(
-                    duty.task_id, status="skipped", note=f"job is {state.name}; commits closed"
-                )
+                self.ledger.update(duty.task_id, status="committed", note=reason)
+            elif reason is not None:
+                self.ledger.update(duty.task_id, status="skipped", note=reason)
             else:
                 due.append(duty)
         if not due:
@@ -367,19 +375,10 @@ class Agent:
             job = self.store.job(duty.job_id)
             if job is None or job.state != JobState.REVEALING or duty.digest is None:
                 continue
-            participants = self.market.participants(duty.job_id)
-            index = next(
-                (
-                    i
-                    for i, p in enumerate(participants)
-                    if to_checksum_address(p.provider) == self.me
-                ),
-                None,
-            )
             chain_job = self.market.job(duty.job_id)
-            if chain_job.state != JobState.REVEALING or index is None:
+            if chain_job.state != JobState.REVEALING or job.round != duty.round:
                 continue
-            if chain_job.reveal_mask >> index & 1:
+            if chain_job.reveal_mask >> duty.index & 1:
                 self.ledger.update(duty.task_id, status="revealed", note="found on-chain")
                 continue
             try:

@@ -48,6 +48,8 @@ class DutyRow(_Base):
     job_id: Mapped[int] = mapped_column(Integer, index=True)
     round: Mapped[int]
     role: Mapped[str] = mapped_column(String(16))
+    #: Participant index in the job's round (the bit of its commit and reveal masks).
+    index: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), index=True)
     #: Spec hash of the job, 0x-prefixed hex.
     spec_hash: Mapped[str] = mapped_column(String(66))

@@ -25,7 +25,6 @@ from typing import Annotated, Any, Final
 import redis
 from celery import Celery, Task
 from celery.result import AsyncResult
-from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from marketplace.protocol.artifact_client import ArtifactClient
@@ -54,6 +53,8 @@ class TaskRequest(BaseModel):
     job_id: Annotated[StrictInt, Field(ge=0)]
     round: Annotated[StrictInt, Field(ge=0)]
     role: Annotated[StrictStr, Field(pattern=r"^(executor|verifier)$")]
+    #: The provider's participant index in the job (its bit in the job's commit mask).
+    index: Annotated[StrictInt, Field(ge=0, le=255)]
     provider: StrictStr
     #: The job's on-chain spec hash, 0x-prefixed hex.
     spec_hash: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-f]{64}$")]
@@ -178,16 +179,14 @@ class _WorkerState:
         return count
 
     def _skip_reason(self, request: TaskRequest) -> str | None:
-        """Why the job needs no run any more, read from the chain; None when it does."""
-        market = self.market()
-        state = market.state(request.job_id)
-        if state not in (JobState.ASSIGNED, JobState.AUDITING):
-            return f"job {request.job_id} is {state.name}; commits are closed"
-        me = to_checksum_address(request.provider)
-        for p in market.participants(request.job_id):
-            if to_checksum_address(p.provider) == me:
-                return None if p.commitment == 0 else "already committed"
-        return f"{me} is not a participant of job {request.job_id} any more"
+        """Why the job needs no run any more, read from the chain in one call; None when it
+        does."""
+        job = self.market().job(request.job_id)
+        if job.state not in (JobState.ASSIGNED, JobState.AUDITING):
+            return f"job {request.job_id} is {job.state.name}; commits are closed"
+        if job.commit_mask >> request.index & 1:
+            return "already committed"
+        return None
 
 
 def run_worker(

@@ -196,7 +196,7 @@ class Relayer:
             report.assigned = result.landed_ids()
             report.dropped.extend(result.dropped)
 
-        live_ids = [j.job_id for j in self.store.jobs() if j.state not in _TERMINAL]
+        live_ids = self.store.live_job_ids()
         if live_ids:
             head = self.w3.eth.get_block("latest")
             views = read_job_views(self.market, live_ids)

@@ -171,6 +171,9 @@ class ProfileRow(Base):
     block_number: Mapped[int]
 
 
+_TERMINAL_STATES = (JobState.SETTLED, JobState.REFUNDED, JobState.EXPIRED)
+
+
 class JobRow(Base):
     """A job as its events describe it."""
 
@@ -471,6 +474,17 @@ class Store:
         query = select(JobRow).order_by(JobRow.job_id)
         if state is not None:
             query = query.where(JobRow.state == state)
+        with self._sessions() as s:
+            return list(s.scalars(query))
+
+    def live_job_ids(self) -> list[int]:
+        """Ids of the jobs not in a terminal state, by id: read from the state index, so the
+        cost follows the live jobs, not every job ever seen."""
+        query = (
+            select(JobRow.job_id)
+            .where(JobRow.state.not_in(_TERMINAL_STATES))
+            .order_by(JobRow.job_id)
+        )
         with self._sessions() as s:
             return list(s.scalars(query))
 
