@@ -135,11 +135,12 @@ def measure(
     files: tuple[Path, Path],
     redis_url: str,
     say: Callable[[str], None],
+    workers: int = 1,
 ) -> Row:
     from provider.runtime.device import profile_name
 
     profile = profile_name()
-    warm = req.submit_many(drafts(kind, 1, 10_000, files))
+    warm = req.submit_many(drafts(kind, workers, 10_000, files))  # one per worker process
     tracker.wait(warm, "result")
     batch = drafts(kind, count, 0, files)
     t0 = time.perf_counter()
@@ -193,21 +194,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="jobs per kind (default 20)")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="jobs the provider's worker runs at once; torch threads are split among them "
+        "(default 2: one thread each on two cores)",
+    )
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     console = Console(width=max(150, Console().width))
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp, devnet(providers=1, audit_bps=0) as net:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        devnet(providers=1, audit_bps=0, workers_per_provider=args.workers) as net,
+    ):
         files = _torchscript_files(Path(tmp))
         with requester(net) as req:
             tracker = Tracker.from_now(net)
             for kind in kinds:
                 rows.append(
-                    measure(req, tracker, kind, args.jobs, files, net.state.redis_url, console.log)
+                    measure(
+                        req,
+                        tracker,
+                        kind,
+                        args.jobs,
+                        files,
+                        net.state.redis_url,
+                        console.log,
+                        args.workers,
+                    )
                 )
 
     table = Table(
-        title=f"provider throughput: {args.jobs} jobs per kind, 1 provider x 1 worker "
+        title=f"provider throughput: {args.jobs} jobs per kind, 1 provider, {args.workers} at once "
         "(ratios vs the same torch work in one process, same run)"
     )
     for column in (

@@ -15,6 +15,10 @@
     DEPIN_PROVIDER_POLL_INTERVAL        seconds between two agent cycles (1.0)
     DEPIN_PROVIDER_HEARTBEAT_INTERVAL   seconds between heartbeats (15)
     DEPIN_PROVIDER_CAPACITY             jobs the workers run at once, announced in heartbeats (1)
+    DEPIN_PROVIDER_TORCH_THREADS       torch threads per running job; by default the CPU cores
+                                        divided among the worker's concurrent jobs
+    DEPIN_PROVIDER_PRELOAD             start torch and load the embedding model in every worker
+                                        process before it takes a job (true)
     DEPIN_PROVIDER_TASK_TIME_LIMIT      seconds a job may run before the worker kills it (3300)
     DEPIN_PROVIDER_VISIBILITY_TIMEOUT   seconds before Redis redelivers an unacknowledged task;
                                         above the task time limit (3600)
@@ -31,6 +35,7 @@ queue per provider.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -68,6 +73,11 @@ class ProviderSettings(BaseSettings):
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
     heartbeat_interval: Annotated[int, Field(ge=1)] = 15
     capacity: Annotated[int, Field(ge=1, le=1024)] = 1
+    #: torch intra-op threads of each running job; None splits the cores among `capacity` jobs.
+    torch_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    #: Each worker process starts torch and loads the embedding model before its first job, so
+    #: no job pays the few seconds of that start.
+    preload: bool = True
     task_time_limit: Annotated[int, Field(ge=1)] = 3_300
     visibility_timeout: Annotated[int, Field(ge=1)] = 3_600
     max_deliveries: Annotated[int, Field(ge=1, le=100)] = 3
@@ -100,6 +110,14 @@ class ProviderSettings(BaseSettings):
             private_key=None if self.private_key is None else self.private_key.get_secret_value(),
             env_prefix="DEPIN_PROVIDER_",
         )
+
+    def threads_per_job(self, cores: int | None = None) -> int:
+        """torch threads for one job: `torch_threads`, else the cores shared by `capacity`
+        concurrent jobs. More threads than cores make torch's parallel regions wait on each
+        other whenever another process holds a core."""
+        if self.torch_threads is not None:
+            return self.torch_threads
+        return max(1, (cores or os.cpu_count() or 1) // self.capacity)
 
     def database_url(self, address: str) -> str:
         """The agent database URL: `db_url`, or a SQLite file named after the provider."""

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final
 import redis
 from celery import Celery, Task
 from celery.result import AsyncResult
+from celery.signals import worker_process_init
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from marketplace.protocol.artifact_client import ArtifactClient
@@ -94,6 +95,13 @@ def make_celery(settings: ProviderSettings) -> Celery:
     def execute_task(self: Task[Any, Any], request: dict[str, Any]) -> dict[str, Any]:
         return state.run(self, request)
 
+    def preload(**_: Any) -> None:
+        state.preload()
+
+    if settings.preload:
+        # Runs in each pool process right after the fork, before it takes a task.
+        worker_process_init.connect(preload, weak=False)
+
     app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)(execute_task)
     return app
 
@@ -125,11 +133,28 @@ class _WorkerState:
         return self._redis
 
     def profile(self) -> str:
+        """The determinism profile of this process; the first call also sizes torch's thread
+        pool (digests do not depend on it: the CPU profile pins the kernels)."""
         if self._profile is None:
+            import torch
+
             from provider.runtime.device import profile_name
 
+            torch.set_num_threads(self.settings.threads_per_job())
             self._profile = profile_name()
         return self._profile
+
+    def preload(self) -> None:
+        """Starts torch (sized thread pool, profile) and loads the embedding model."""
+        from provider.runtime.device import select_device
+        from provider.runtime.embed import load_model
+
+        self.profile()
+        device = select_device()
+        try:
+            load_model(str(device))
+        except Exception:  # a broken model install must not keep the worker from other kinds
+            log.exception("preloading the embedding model failed; embed jobs will load it")
 
     def run(self, task: Task[Any, Any], raw: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -197,13 +222,15 @@ def run_worker(
         raise ConfigError(
             f"no deployment file at {settings.deployment_file}; set DEPIN_PROVIDER_DEPLOYMENT_FILE"
         )
+    if concurrency is not None:  # the pool size is the capacity the threads are split by
+        settings = settings.model_copy(update={"capacity": concurrency})
     app = make_celery(settings)
     argv = [
         "worker",
         "--queues",
         settings.queue,
         "--concurrency",
-        str(concurrency or settings.capacity),
+        str(settings.capacity),
         "--pool",
         "prefork",
         "--loglevel",

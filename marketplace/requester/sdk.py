@@ -24,6 +24,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +84,8 @@ RESULT_STATES: Final = frozenset(
 TOKEN_DECIMALS: Final = 18
 #: Seconds a permit signed for `createJobsWithPermit` stays valid.
 PERMIT_LIFETIME: Final = 3_600
+#: Uploads in flight at once in `submit_many`.
+UPLOAD_THREADS: Final = 8
 #: Blocks per eth_getLogs request when scanning for the requester's jobs (public RPCs cap it).
 LOG_CHUNK: Final = 10_000
 
@@ -491,7 +494,8 @@ class Requester:
             )
 
     def _upload(self, jobs: Sequence[PreparedJob]) -> None:
-        """Puts every input and spec in the relayer's store (idempotent: content-addressed)."""
+        """Puts every input and spec in the relayer's store (idempotent: content-addressed),
+        several at a time: each upload waits mostly on the store's fsync."""
         for job in jobs:
             for sha in job.referenced:
                 if not self.artifacts.exists(sha):
@@ -499,11 +503,19 @@ class Requester:
                         f"artifact {sha} is not in the relayer's store at {self.relayer_url}; "
                         "pass the module file itself so it is uploaded"
                     )
-            for sha, data in job.artifacts.items():
-                stored = self.artifacts.put(data)
-                if stored != sha:  # the client hashes what it sends; a mismatch is a bug here
-                    raise ArtifactError(f"uploaded artifact {stored} was expected as {sha}")
-            self.artifacts.put(job.spec_bytes)
+        blobs: dict[str, bytes] = {}
+        for job in jobs:
+            blobs.update(job.artifacts)
+            blobs[job.spec.spec_hash().hex()] = job.spec_bytes
+
+        def put(item: tuple[str, bytes]) -> None:
+            sha, data = item
+            stored = self.artifacts.put(data)
+            if stored != sha:  # the client hashes what it sends; a mismatch is a bug here
+                raise ArtifactError(f"uploaded artifact {stored} was expected as {sha}")
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            list(pool.map(put, blobs.items()))
 
     def _create_with_permit(self, requests: Sequence[JobRequest], value: int) -> list[int]:
         signer = self.market.signer
