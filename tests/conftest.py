@@ -8,7 +8,6 @@ need a chain, so its runner is dropped when no contract test is collected: then
 """
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Generator
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+
+from marketplace.api.listen import listen
 
 _ROOT = Path(__file__).resolve().parent.parent
 _CONTRACT_TESTS = _ROOT / "tests" / "contracts"
@@ -47,8 +48,7 @@ def pytest_collection_modifyitems(
 def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
     """Serves an ASGI app with uvicorn in a daemon thread on a free loopback port; returns its
     URL, the server (set `should_exit` to stop it) and the thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listen("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

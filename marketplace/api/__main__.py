@@ -5,12 +5,15 @@ from __future__ import annotations
 import uvicorn
 
 from marketplace.api.app import create_app
+from marketplace.api.listen import listen
 from marketplace.api.settings import ApiSettings
 
 
 def main() -> None:
     settings = ApiSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    sock = listen(settings.host, settings.port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info"))
+    server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

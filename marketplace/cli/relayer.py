@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from marketplace.api.listen import listen
 from marketplace.cli.common import (
     JsonOpt,
     deployment_option,
@@ -86,7 +87,7 @@ def run(
         from marketplace.relayer.service import api_app
 
         try:
-            sock = _listen(settings.api_host, settings.api_port)
+            sock = listen(settings.api_host, settings.api_port)
             api = api_app(relayer, settings)
         except (OSError, DepinError, ValidationError) as exc:
             relayer.close()
@@ -160,20 +161,6 @@ def run(
         if not (isinstance(error, SystemExit) and not error.code):
             raise fail(f"relayer failed: {type(error).__name__}: {error}")
     emit_event({"stopped": True}, as_json, "relayer stopped")
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, bound here so a taken port fails with a clear error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def status_data(store: Store) -> dict[str, Any]:
