@@ -177,7 +177,6 @@ def relayer_reads(url: str, rpc_url: str, deployment_file: Path) -> dict[str, fl
     deployment = Deployment.load(deployment_file)
     market = Market(Web3(Web3.HTTPProvider(rpc_url)), deployment, Account.create())
     relayer = Relayer(market=market, store=Store(url), confirmations=0, require_heartbeats=False)
-    terminal = (JobState.SETTLED, JobState.REFUNDED, JobState.EXPIRED)
 
     def step() -> tuple[float, float, int, int]:
         t0 = time.perf_counter()
@@ -187,7 +186,7 @@ def relayer_reads(url: str, rpc_url: str, deployment_file: Path) -> dict[str, fl
         audits = relayer._audits(params.verifiers)
         chosen = match([*audits, *open_jobs], providers)
         t1 = time.perf_counter()
-        live = [j.job_id for j in relayer.store.jobs() if j.state not in terminal]  # keeper scan
+        live = relayer.store.live_job_ids()  # the keeper's scan, as Relayer.step does it
         t2 = time.perf_counter()
         return t1 - t0, t2 - t1, len(chosen), len(live)
 
