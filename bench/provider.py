@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "jobs_per_kind": args.jobs,
         "providers": 1,
-        "worker_concurrency": 1,
+        "worker_concurrency": args.workers,
         "goal_embed_ratio": GOAL_EMBED,
         "rows": [asdict(r) for r in rows],
     }

@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         table.add_column(column, justify="right")
     base = match_rows[0]
     for r in match_rows:
+        r.providers_ratio = r.providers / base.providers
+        r.time_per_job_ratio = r.us_per_job / base.us_per_job
         table.add_row(
             f"{r.providers:,}",
             f"{r.us_per_job:.1f}",
