@@ -1,4 +1,4 @@
-"""End to end through the marketplace vs raw Celery on the same Redis (issue 6 #2).
+"""End to end through the marketplace vs raw Celery on the same Redis.
 
 A devnet with one honest provider (one Celery worker, concurrency 1, audits off). N tiny matmul
 jobs (n=8) are created in one `submit_many`; the time runs from the start of the submit to the

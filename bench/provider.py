@@ -1,4 +1,4 @@
-"""Provider throughput per kind (issue 4) and real work through the marketplace (issue 6 #3).
+"""Provider throughput per kind and real work through the marketplace.
 
 A devnet with one honest provider (one Celery worker, concurrency 1, audits off) gets a batch of
 N jobs of each kind in one `submit_many`; the tracker timestamps, per job, the assignment, the
@@ -11,7 +11,7 @@ work a worker does for the job. Both after a warm-up job (worker: torch import a
     ratio                         = marketplace jobs/s / direct jobs/s
 
 Kinds: matmul (n=128), embed (32 sentences, all-MiniLM-L6-v2, CPU), torchscript (a two-layer MLP
-on a 32x64 input). The embed row is issue 6 #3 (goal >= 0.8 of direct, to result available).
+on a 32x64 input). The embed row has a goal: at least 0.8 of direct, to result available.
 One result per kind is downloaded, decrypted and checked against the direct digest.
 
     .venv/bin/python -m bench.provider [--jobs N] [--kinds matmul,embed,torchscript]

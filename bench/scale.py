@@ -1,4 +1,4 @@
-"""Scale (issue 6 #4): matcher time per job, relayer memory, gas per operation as the market grows.
+"""Scale: matcher time per job, relayer memory, gas per operation as the market grows.
 
 1. Matcher time per job at 100 / 1,000 / 10,000 providers: bench/matcher.py's "ample" scenario
    (10,000 open jobs per call, median of 5), reused as is; ratios vs 100 providers.

@@ -1,4 +1,4 @@
-"""Verification cost: executions per accepted job with optimistic audits vs replicas=3 (issue 6 #5).
+"""Verification cost: executions per accepted job with optimistic audits vs replicas=3.
 
 A devnet with 1 + k honest providers (k = 3 verifiers, so an audit always finds them) and the
 audit rate p (10 % by default). N replicas=1 jobs (matmul n=64) run to a terminal state; then
