@@ -44,6 +44,8 @@ TASK_NAME: Final = "depin.execute"
 #: How long task results and delivery counters are kept in Redis.
 RESULT_TTL: Final = 7 * 86_400
 _RETRY_CAP: Final = 60
+#: Seconds a new pool process may take to start (preload included) before Celery replaces it.
+PROCESS_START_TIMEOUT: Final = 300.0
 
 
 class TaskRequest(BaseModel):
@@ -89,6 +91,9 @@ def make_celery(settings: ProviderSettings) -> Celery:
         accept_content=["json"],
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # A pool process reports for work only after the preload (torch, the model): seconds,
+        # more on a cold disk. Celery's 4 s default would kill and respawn it forever.
+        worker_proc_alive_timeout=PROCESS_START_TIMEOUT,
     )
     state = _WorkerState(settings)
 
