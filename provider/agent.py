@@ -84,7 +84,10 @@ class Agent:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        if market.signer is None:
+            raise ConfigError("the agent needs the provider's key; give Market the account")
         self.market = market
+        self.signer = market.signer
         self.me = market.address
         self.deployment = market.deployment
         self.store = store
@@ -142,7 +145,7 @@ class Agent:
                 report = self.step()
             except (RPCUnavailable, ChainError, Web3Exception, httpx.TransportError) as exc:
                 log.warning("%s; retrying in %.1f s", exc, backoff)
-                self.market._signer().reset_nonce()
+                self.signer.reset_nonce()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -331,14 +334,14 @@ class Agent:
             receipt = self.market.commit_batch(results)
             landed = [(d, receipt["transactionHash"].to_0x_hex()) for d in due]
         except (ContractRevert, TransactionFailed):
-            self.market._signer().reset_nonce()
+            self.signer.reset_nonce()
             landed = []
             for d, (job_id, digest) in zip(due, results, strict=True):
                 try:
                     tx = self.market.commit(job_id, digest)["transactionHash"].to_0x_hex()
                 except (ContractRevert, TransactionFailed) as exc:
                     log.warning("job %d: commit refused: %s", job_id, exc)
-                    self.market._signer().reset_nonce()
+                    self.signer.reset_nonce()
                     self.ledger.update(d.task_id, status="abandoned", note=str(exc)[:2000])
                     report.abandoned.append(job_id)
                     continue
@@ -353,7 +356,7 @@ class Agent:
             if duty.notice_posted or not duty.artifact:
                 continue
             notice = sign_result_notice(
-                self.market._signer().account,
+                self.signer.account,
                 chain_id=self.deployment.chain_id,
                 market=self.deployment.market,
                 job_id=duty.job_id,
@@ -385,7 +388,7 @@ class Agent:
                 receipt = self.market.reveal(duty.job_id, bytes.fromhex(duty.digest[2:]))
             except (ContractRevert, TransactionFailed) as exc:
                 log.warning("job %d: reveal refused: %s", duty.job_id, exc)
-                self.market._signer().reset_nonce()
+                self.signer.reset_nonce()
                 self.ledger.update(duty.task_id, status="abandoned", note=str(exc)[:2000])
                 report.abandoned.append(duty.job_id)
                 continue
@@ -408,7 +411,7 @@ class Agent:
             return False
         load = len(self.ledger.with_status("queued"))
         hb = sign_heartbeat(
-            self.market._signer().account,
+            self.signer.account,
             chain_id=self.deployment.chain_id,
             market=self.deployment.market,
             timestamp=int(now),

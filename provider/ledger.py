@@ -23,16 +23,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["ACTIVE", "DutyRow", "Ledger"]
-
-#: Statuses the agent still acts on.
-ACTIVE: Final = ("queued", "computed", "copying", "committed")
+__all__ = ["DutyRow", "Ledger"]
 
 
 class _Base(DeclarativeBase):
@@ -109,9 +105,3 @@ class Ledger:
     def all(self) -> Sequence[DutyRow]:
         with self._sessions() as s:
             return list(s.scalars(select(DutyRow).order_by(DutyRow.job_id)))
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in self.all():
-            out[row.status] = out.get(row.status, 0) + 1
-        return out

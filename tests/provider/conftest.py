@@ -15,12 +15,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import redis
 from eth_account import Account
@@ -351,6 +350,3 @@ def direct_digest(n: int, seed: int, iterations: int = 1) -> bytes:
     from provider.runtime.matmul import matmul
 
     return digest(PROFILE, matmul(n, seed, iterations))
-
-
-__all__ = ["PARAMS", "PROFILE", "World", "direct_digest", "np", "replace"]
