@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build artifacts test snapshot demo paths bench lint redis clean distclean
+.PHONY: bootstrap build artifacts test slither snapshot demo paths bench lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,8 +53,16 @@ test: bootstrap
 	cd contracts && forge test
 # Gas regressions fail the build once a committed snapshot exists.
 	if [ -f contracts/.gas-snapshot ]; then cd contracts && FOUNDRY_PROFILE=gas forge snapshot --check $(GAS_SNAPSHOT_ARGS); fi
+# Static analysis: an untriaged High or Medium slither finding fails the build.
+	$(MAKE) --no-print-directory slither
 # pytest exit 5 (no tests collected) fails here like any other failure.
 	$(PY) -m pytest
+
+# Slither over contracts/src: fails on a High or Medium finding without a
+# `// slither-disable-next-line <detector> -- <reason>` on the line above it. It works on a
+# throwaway copy (slither runs `forge clean`), so contracts/out is left alone.
+slither: bootstrap
+	$(PY) tools/slither_check.py $(SLITHER_ARGS)
 
 snapshot: $(NODE_STAMP)
 	cd contracts && FOUNDRY_PROFILE=gas forge snapshot $(GAS_SNAPSHOT_ARGS)
@@ -79,6 +87,7 @@ bench: bootstrap
 	$(PY) -m bench.e2e
 	$(PY) -m bench.verification
 	$(PY) -m bench.scale
+	$(PY) -m bench.economics
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .

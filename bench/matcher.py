@@ -1,18 +1,22 @@
 """Matcher throughput: open jobs matched per second at 100, 1,000 and 10,000 providers.
 
 One call of `match` serves 10,000 open jobs (two profiles, replicas 1, 3 or 5, mixed VRAM needs,
-a few exclusions) against a seeded random provider population; the whole call is timed
-(indexing included) with time.perf_counter, REPEATS times, and the median kept. Time per job at
-N providers is compared with time per job at 100 providers measured in the same run: a matcher
-that scanned every provider per job would grow 100x from 100 to 10,000 providers.
+exec windows and requesters, a few exclusions) against a seeded random provider population; the
+whole call is timed (indexing included) with time.perf_counter, REPEATS times, and the median
+kept. Time per job at N providers is compared with time per job at 100 providers measured in the
+same run: a matcher that scanned every provider per job would grow 100x from 100 to 10,000
+providers.
 
 Three scenarios:
 - ample: every provider has stake for all its jobs and there is no load cap, so (nearly) every
   job is assigned at every size and the ratio compares like with like;
-- constrained: stakes of 1,000..40,000 against collaterals of ~160..2,000 and max_load=8, so
+Providers register their own minimum exec window (0, 60 s or 1 h) and most units per job;
+collateral is the collateral multiple x units x the clearing price (the highest ask chosen).
+
+- constrained: stakes of 1,000..40,000 against collaterals of ~100..2,000 and max_load=8, so
   small populations run out (their skipped jobs are cheap) and 10,000 providers serve almost all,
   so time per job grows with the share of jobs assigned; time per assigned job is shown beside;
-- skewed: stakes log-uniform over 100..100,000 and jobs of 1..100 units (collateral ~160..40,000),
+- skewed: stakes log-uniform over 100..100,000 and jobs of 1..100 units (collateral ~100..30,000),
   no load cap: big jobs must pass over the many small-stake providers (the stake tiers at work).
 
     .venv/bin/python -m bench.matcher        (or: make bench)
@@ -32,7 +36,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.relayer.matcher import OpenJob, ProviderView, collateral_for, match
+from marketplace.relayer.matcher import UNLIMITED_UNITS, OpenJob, ProviderView, match
 
 RESULTS = Path(__file__).parent / "results" / "matcher.json"
 PROVIDER_COUNTS = (100, 1_000, 10_000)
@@ -69,6 +73,8 @@ def providers(n: int, rng: random.Random, scenario: str) -> list[ProviderView]:
                 jobs_done=rng.randint(0, 500),
                 jobs_slashed=rng.choice((0, 0, 0, 0, 1, 2)),
                 load=rng.randint(0, 3),
+                min_exec_window=rng.choice((0, 0, 60, 3_600)),
+                max_units=rng.choice((UNLIMITED_UNITS, UNLIMITED_UNITS, 50)),
             )
         )
     return out
@@ -89,7 +95,9 @@ def open_jobs(n: int, rng: random.Random, addresses: list[str], scenario: str) -
                 max_price_per_unit=max_price,
                 replicas=rng.choices((1, 3, 5), weights=(70, 20, 10))[0],
                 min_vram_gib=rng.choice((0, 0, 0, 8, 16, 40)),
-                collateral=collateral_for(COLLATERAL_MULTIPLE, units, max_price),
+                collateral_multiple=COLLATERAL_MULTIPLE,
+                exec_window=rng.choice((600, 3_600, 3_600, 7_200)),
+                requester=rng.choice(addresses),
                 exclude=exclude,
             )
         )

@@ -3,13 +3,15 @@
 A devnet comes up (Anvil, Redis, the contracts, the relayer, honest providers and one lazy one,
 each with its Celery worker), a requester submits a batch of all-MiniLM-L6-v2 embedding jobs in
 one transaction (replicas 1 and 3, every single-replica job audited), the jobs are followed to a
-terminal state, and the books are closed: per provider stake before and after, jobs, earnings
-and slashes; what the requester escrowed and got back; fees, the audit pool and burned tokens;
-a conservation check across every token holder and both contracts. One result is downloaded,
-decrypted, verified against the provider's on-chain commitment and compared with a local run of
-the same model. Then everything is stopped and the demo checks that no process is left.
+terminal state (nobody names an audit's verifiers: the contract draws them, stake-weighted, from
+the providers outside the job, and the demo prints who was drawn for which round), and the
+books are closed: per provider stake before and after, jobs, earnings and slashes; what the
+requester escrowed and got back; fees, the audit pool and burned tokens; a conservation check
+across every token holder and both contracts. One result is downloaded, decrypted, verified
+against the provider's on-chain commitment and compared with a local run of the same model.
+Then everything is stopped and the demo checks that no process is left.
 
-    python -m marketplace.demo [--providers 5] [--jobs 8] [--audit-bps 10000] [--keep]
+    python -m marketplace.demo [--providers 6] [--jobs 8] [--audit-bps 10000] [--keep]
 
 `run_demo` does the work and returns a `DemoReport`; tests/integration/test_e2e.py runs it with a
 smaller batch and asserts on the report. Exit status 0 only when every check passes.
@@ -40,6 +42,7 @@ from rich.text import Text
 
 from marketplace.devnet import processes
 from marketplace.devnet.manager import PRICE_PER_UNIT, Devnet, DevnetConfig, DevnetError
+from marketplace.devnet.scenarios import drawn_verifiers
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.errors import DepinError
 from marketplace.requester import (
@@ -120,7 +123,9 @@ class DemoError(DepinError, RuntimeError):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    providers: int = 5
+    #: Six, so that an audit of a replicas = 3 job can draw its 3 verifiers from the providers
+    #: outside the job (executors and the requester are never drawn).
+    providers: int = 6
     lazy: int = 1
     jobs: int = 8
     #: Share of single-replica jobs audited, in basis points: 10000 audits every one, so a lazy
@@ -142,10 +147,11 @@ def replicas_for(count: int, providers: int) -> list[int]:
     one per provider, then REPLICAS cycled (the last job of a batch too small for both gets 3).
 
     The matcher spreads jobs of equal price by load, so the first round normally gives every
-    provider, the lazy one included, a job to run alone (the audit catches it: the job is
-    refunded), and the replicas=3 jobs after it put providers beside two others (the majority
-    catches it). With every single-replica job audited the lazy provider is caught as a
-    verifier too, whichever jobs the matcher gives it."""
+    provider, the lazy one included, a job to run alone (the audit's drawn verifiers catch it:
+    the job is refunded), and the replicas=3 jobs after it put providers beside two others (a
+    disagreement goes to verifiers drawn from the providers outside the job). With every
+    single-replica job audited the lazy provider is caught when it is drawn as a verifier too,
+    whichever jobs the matcher gives it."""
     first = min(count, providers)
     out = [1] * first + [REPLICAS[i % len(REPLICAS)] for i in range(count - first)]
     if count > 1 and 3 not in out:
@@ -373,7 +379,8 @@ def follow(
             for row in rows:
                 if row.state.terminal:
                     continue
-                state = market.state(row.job_id)
+                job = market.job(row.job_id)
+                state = job.state
                 # Read after the state: an assignment landing in between shows next round.
                 parts = market.participants(row.job_id) if state is not JobState.OPEN else []
                 executors = tuple(p.provider for p in parts[: row.replicas])
@@ -382,8 +389,9 @@ def follow(
                     extra = ""
                     if executors and not row.executors:
                         extra = f" (executors {_names(executors, names)})"
-                    elif verifiers and not row.verifiers:
-                        extra = f" (verifiers {_names(verifiers, names)})"
+                    elif len(verifiers) > len(row.verifiers):
+                        drawn = verifiers[len(row.verifiers) :]
+                        extra = f" (audit round {job.round}: drew {_names(drawn, names)})"
                     if state != row.state or extra:
                         move = (
                             f"{row.state.name.lower()} -> {state.name.lower()}"
@@ -496,6 +504,10 @@ class DemoReport:
     #: Lowercased address -> name (provider-N, requester).
     names: dict[str, str] = field(default_factory=dict)
     conservation: Conservation | None = None
+    #: Job id -> (audit round, verifier addresses the contract drew) of each audit round.
+    audits: dict[int, list[tuple[int, list[str]]]] = field(default_factory=dict)
+    #: Job id -> providers slashed in it (ProviderSlashed events).
+    slashed: dict[int, list[str]] = field(default_factory=dict)
     #: Every settled job's verified result (or why it failed to verify).
     results: dict[int, JobResult | str] = field(default_factory=dict)
     local: LocalCheck | None = None
@@ -523,6 +535,10 @@ class DemoReport:
                 and all(p.jobs_slashed >= 1 and p.stake_after < p.stake_before for p in lazy),
             ),
             (
+                "the lazy provider was caught in an audit by drawn verifiers",
+                bool(lazy) and all(self._caught_by_drawn_verifiers(p.address) for p in lazy),
+            ),
+            (
                 "no honest provider was slashed",
                 bool(honest)
                 and all(p.jobs_slashed == 0 and p.stake_after == p.stake_before for p in honest),
@@ -537,6 +553,15 @@ class DemoReport:
             ),
             ("no process left running", not self.left_running),
         ]
+
+    def _caught_by_drawn_verifiers(self, address: str) -> bool:
+        """Whether `address` was slashed in a job whose audit the contract staffed (at least
+        one round with drawn verifiers), as the executor or as one of the verifiers."""
+        return any(
+            address.lower() in (a.lower() for a in self.slashed.get(job_id, []))
+            and any(who for _, who in rounds)
+            for job_id, rounds in self.audits.items()
+        )
 
     @property
     def ok(self) -> bool:
@@ -569,6 +594,20 @@ def _settle_books(report: DemoReport, devnet: Devnet, market: Market) -> None:
                 earned=(a.wallet + a.credits) - (b.wallet + b.credits),
             )
         )
+
+
+def _record_audits(report: DemoReport, market: Market) -> None:
+    """Who the contract drew for each audit round, and who was slashed, per job."""
+    start = market.deployment.block
+    for job_id in report.job_ids:
+        rounds = drawn_verifiers(market, job_id)
+        if rounds:
+            report.audits[job_id] = rounds
+        logs = market.market.events.ProviderSlashed().get_logs(
+            argument_filters={"jobId": job_id}, from_block=start
+        )
+        if logs:
+            report.slashed[job_id] = [str(e["args"]["provider"]) for e in logs]
 
 
 def _fetch_results(report: DemoReport, requester: Requester) -> None:
@@ -668,6 +707,7 @@ def _run_batch(report: DemoReport, config: DemoConfig, devnet: Devnet, console: 
         report.after = read_books(market, addresses, providers)
         report.conservation = conservation(report.before, report.after)
         _settle_books(report, devnet, market)
+        _record_audits(report, market)
         _fetch_results(report, requester)
 
 
@@ -747,6 +787,33 @@ def money_table(report: DemoReport) -> Table:
     return table
 
 
+def audit_lines(report: DemoReport) -> list[str]:
+    """One line per audit round of each audited job: who the contract drew, who was slashed."""
+    lines = []
+
+    def name(address: str) -> str:
+        return report.names.get(address.lower(), address[:10])
+
+    for job_id in sorted(report.audits):
+        state = report.states.get(job_id, JobState.NONE).name.lower()
+        slashed = ", ".join(name(a) for a in report.slashed.get(job_id, [])) or "nobody"
+        for round_, who in report.audits[job_id]:
+            drawn = ", ".join(name(a) for a in who) or "nobody (not staffed in time)"
+            lines.append(
+                f"job {job_id} (replicas {report.replicas.get(job_id, '?')}, {state}): audit "
+                f"round {round_} drawn verifiers {drawn}; slashed in the job: {slashed}"
+            )
+    return lines
+
+
+def print_audits(report: DemoReport, console: Console) -> None:
+    lines = audit_lines(report)
+    for line in lines:
+        console.print(f"  {line}", highlight=False)
+    if not lines:
+        console.print("  no job was audited")
+
+
 def print_report(report: DemoReport, console: Console) -> None:
     console.rule("[bold]books")
     states: dict[str, int] = {}
@@ -765,6 +832,9 @@ def print_report(report: DemoReport, console: Console) -> None:
             f"registry holds - stakes {c.registry_shortfall[0]}/{c.registry_shortfall[1]}"
         )
         console.print(line, style="green" if c.ok else "bold red")
+
+    console.rule("[bold]audits")
+    print_audits(report, console)
 
     console.rule("[bold]results")
     for job_id, result in sorted(report.results.items()):

@@ -10,10 +10,19 @@ Each `step()`:
 3. finished tasks give their digest (or, past the delivery budget, the duty is abandoned); a
    task silent for `resend_after` seconds is sent again under the same id;
 4. computed duties are committed in one `commitBatch` after re-reading the chain (a commitment
-   already there, from before a crash, is adopted, never sent twice); the encrypted result is
-   announced to the relayer with a signed notice;
+   already there, from before a crash, is adopted, never sent twice; a deadline already passed
+   is not attempted); the encrypted result is announced to the relayer with a signed notice;
 5. committed duties of jobs in the reveal phase are revealed, again after re-reading the chain;
-6. a signed heartbeat goes to the relayer every `heartbeat_interval` seconds.
+6. an audit of a job this provider executed that is still unstaffed a few blocks after its
+   seed block gets a `staffAudit` call from here (the keeper normally makes it);
+7. a signed heartbeat goes to the relayer every `heartbeat_interval` seconds.
+
+Nobody assigns verifiers: the contract draws them (stake-weighted, `staffAudit`) and each drawn
+provider sees a ProviderAssigned event for itself with an index >= the job's replicas. That is
+a verifier duty: the agent runs the job like an executor would, commits while the job is
+Auditing (by the job's current deadline, which AuditStaffed moves to the commit deadline once
+the round is full) and reveals while it is Revealing. An escalation round draws fresh
+verifiers, who get their own ProviderAssigned events.
 
 `--behavior` other than honest is a test aid (DESIGN section 4) and gets the provider slashed:
 `lazy` commits a made-up digest without running anything, `copycat` copies another
@@ -55,6 +64,7 @@ __all__ = ["Agent", "AgentReport", "run_agent"]
 log = logging.getLogger(__name__)
 
 _COMMIT_STATES = (JobState.ASSIGNED, JobState.AUDITING)
+_OPEN_STATES = (JobState.ASSIGNED, JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING)
 
 
 @dataclass
@@ -67,6 +77,8 @@ class AgentReport:
     committed: list[int] = field(default_factory=list)
     revealed: list[int] = field(default_factory=list)
     abandoned: list[int] = field(default_factory=list)
+    #: Audits of this provider's own jobs it called staffAudit for (the keeper was late).
+    staffed: list[int] = field(default_factory=list)
     heartbeat: bool = False
 
 
@@ -132,6 +144,7 @@ class Agent:
         self._commit(report)
         self._announce()
         self._reveal(report)
+        self._staff_own_audits(report)
         self._close_finished()
         report.heartbeat = self._heartbeat()
         return report
@@ -158,29 +171,33 @@ class Agent:
                     report.revealed,
                     report.abandoned,
                 )
+            if report.staffed:
+                log.info("staffed the audits of own jobs %s", report.staffed)
             stop.wait(self.settings.poll_interval)
 
     # ------------------------------------------------------------------ duties
 
     def _my_open_participations(self) -> list[tuple[JobRow, ParticipantRow]]:
-        """This provider's participations of the current round that have not committed, in
-        jobs whose state takes commits (executors while Assigned, verifiers while Auditing)."""
+        """This provider's seats that have not committed and still hold collateral, in live
+        jobs: executors while Assigned, verifiers (drawn on-chain: index >= replicas) in any
+        live state, as the job is Auditing on-chain whenever a round draws them. Seats of an
+        earlier opening of a reopened job were all slashed as no-shows, and a verifier seat of
+        an earlier audit round that never committed was slashed too: neither comes back."""
         with self.store.session() as s:
             rows = s.execute(
                 select(JobRow, ParticipantRow)
                 .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
                 .where(
                     ParticipantRow.provider == self.me,
-                    ParticipantRow.round == JobRow.round,
                     ParticipantRow.commit_block.is_(None),
-                    JobRow.state.in_(_COMMIT_STATES),
+                    ParticipantRow.slashed.is_(None),
+                    ParticipantRow.released.is_(False),
+                    JobRow.state.in_(_OPEN_STATES),
                 )
             ).all()
-        return [
-            (job, p)
-            for job, p in rows
-            if (job.state == JobState.AUDITING) == p.verifier  # the role the state asks for
-        ]
+        # A verifier seat only exists once an audit round drew it, so any live state will do
+        # (the chain decides at commit time); an executor commits only while Assigned.
+        return [(job, p) for job, p in rows if p.verifier or job.state == JobState.ASSIGNED]
 
     def _request(self, job: JobRow, p: ParticipantRow) -> TaskRequest:
         return TaskRequest(
@@ -305,16 +322,37 @@ class Agent:
 
     def _open_for_commit(self, duty: DutyRow) -> str | None:
         """Why `duty` can no longer be committed ("found on-chain" when its commitment is
-        already there), from one read of the job; None when the commit is due."""
-        row = self.store.job(duty.job_id)
-        if row is not None and row.round != duty.round:
-            return f"job reopened (round {row.round}); this duty was for round {duty.round}"
+        already there), from the chain; None when the commit is due.
+
+        The deadline is the job's current one, read from the chain: an executor's is the
+        assignment's; a verifier's is the staffing deadline while its round still has open
+        seats, and the commit deadline of AuditStaffed (now + verifierExecWindow) once every
+        seat is filled, so a verifier drawn early is never given up too soon."""
         job = self.market.job(duty.job_id)
         if job.commit_mask >> duty.index & 1:
-            return "found on-chain"
+            if self._seat_holder(duty) == self.me:
+                return "found on-chain"
+            return "the seat belongs to another provider (job reopened)"
         if job.state not in _COMMIT_STATES:
             return f"job is {job.state.name}; commits closed"
+        if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
+            return f"job is {job.state.name}; a {duty.role} cannot commit now"
+        if duty.role == "verifier" and duty.index < job.verifiers_from:
+            return f"audit round {job.round} has other verifiers; this seat's round is over"
+        if self._seat_holder(duty) != self.me:
+            return "the seat belongs to another provider (job reopened)"
+        if self._chain_time() > job.deadline:
+            return f"the commit deadline {job.deadline} passed"
         return None
+
+    def _seat_holder(self, duty: DutyRow) -> str | None:
+        parts = self.market.participants(duty.job_id)
+        if duty.index >= len(parts):
+            return None
+        return to_checksum_address(parts[duty.index].provider)
+
+    def _chain_time(self) -> int:
+        return int(self.market.w3.eth.get_block("latest")["timestamp"])
 
     def _commit(self, report: AgentReport) -> None:
         due: list[DutyRow] = []
@@ -379,7 +417,7 @@ class Agent:
             if job is None or job.state != JobState.REVEALING or duty.digest is None:
                 continue
             chain_job = self.market.job(duty.job_id)
-            if chain_job.state != JobState.REVEALING or job.round != duty.round:
+            if chain_job.state != JobState.REVEALING or not chain_job.commit_mask >> duty.index & 1:
                 continue
             if chain_job.reveal_mask >> duty.index & 1:
                 self.ledger.update(duty.task_id, status="revealed", note="found on-chain")
@@ -396,6 +434,47 @@ class Agent:
                 duty.task_id, status="revealed", reveal_tx=receipt["transactionHash"].to_0x_hex()
             )
             report.revealed.append(duty.job_id)
+
+    def _staff_own_audits(self, report: AgentReport) -> None:
+        """Insurance against a keeper that is down: an audit of a job this provider executed
+        whose seats are still open `staff_after_blocks` blocks after its seed block gets a
+        staffAudit call from here (anyone may call it; the contract draws the verifiers, the
+        caller chooses nothing). Without it an unstaffed audit ends with no verdict: the job is
+        refunded and the executor, honest or not, goes unpaid."""
+        wait = self.settings.staff_after_blocks
+        if wait == 0:
+            return
+        with self.store.session() as s:
+            ids = list(
+                s.scalars(
+                    select(JobRow.job_id)
+                    .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
+                    .where(
+                        ParticipantRow.provider == self.me,
+                        ParticipantRow.verifier.is_(False),
+                        ParticipantRow.slashed.is_(None),
+                        JobRow.state == JobState.AUDITING,
+                    )
+                    .distinct()
+                )
+            )
+        if not ids:
+            return
+        head = self.market.w3.eth.block_number
+        now = self._chain_time()
+        for job_id in ids:
+            job = self.market.job(job_id)
+            if not job.needs_staffing or head < job.seed_block + wait or now > job.deadline:
+                continue
+            try:
+                self.market.staff_audit(job_id)
+            except (ContractRevert, TransactionFailed) as exc:
+                # Staffed by the keeper in the meantime, or no eligible provider left to draw.
+                log.info("job %d: staffAudit not needed or refused: %s", job_id, exc)
+                self.signer.reset_nonce()
+                continue
+            log.info("job %d: called staffAudit for the audit of this provider's job", job_id)
+            report.staffed.append(job_id)
 
     def _close_finished(self) -> None:
         for duty in self.ledger.with_status("committed", "revealed", "copying", "ignored"):

@@ -46,7 +46,12 @@ app = typer.Typer(
 _UINT96_MAX = 2**96 - 1  # stake amounts
 _UINT80_MAX = 2**80 - 1  # price per unit
 _UINT16_MAX = 2**16 - 1  # VRAM GiB
+_UINT32_MAX = 2**32 - 1  # min exec window, max units
 _GPU_MODEL_BYTES = 32
+#: Defaults of `register`: the shortest exec window this provider accepts (seconds) and the
+#: most units it takes per job as executor.
+DEFAULT_MIN_EXEC_WINDOW = 60
+DEFAULT_MAX_UNITS = 1_000_000
 
 _ENV = "DEPIN_PROVIDER_"
 RpcOpt = Annotated[str | None, rpc_url_option(_ENV)]
@@ -211,6 +216,8 @@ def _terms_data(record: ProviderRecord, defined: list[str]) -> dict[str, Any]:
         "gpu_model": record.gpu_model,
         "vram_gib": record.vram_gib,
         "endpoint": record.endpoint,
+        "min_exec_window": record.min_exec_window,
+        "max_units": record.max_units,
     }
 
 
@@ -236,6 +243,23 @@ def register(
             "profile of the detected device.",
         ),
     ] = None,
+    min_exec_window: Annotated[
+        int | None,
+        typer.Option(
+            "--min-exec-window",
+            help="Shortest execution window (seconds) of a job this provider accepts; the "
+            f"matcher never assigns it a job with less. Default {DEFAULT_MIN_EXEC_WINDOW}; "
+            "--update keeps the old one.",
+        ),
+    ] = None,
+    max_units: Annotated[
+        int | None,
+        typer.Option(
+            "--max-units",
+            help="Most units of work per job this provider takes as executor. Default "
+            f"{DEFAULT_MAX_UNITS:_}; --update keeps the old one.",
+        ),
+    ] = None,
     update: Annotated[
         bool, typer.Option("--update", help="If already registered, replace the terms.")
     ] = False,
@@ -247,6 +271,7 @@ def register(
     with _errors():
         settings = chain.settings()
         price_units = parse_tokens(price, what="price", maximum=_UINT80_MAX)
+        _check_window_and_units(min_exec_window, max_units)
         session = _connect(settings, _account(settings))
         from provider.runtime.device import hardware, profile_name  # torch: slow to import
 
@@ -263,12 +288,18 @@ def register(
             )
         if endpoint is None:
             endpoint = current.endpoint if registered else ""
+        if min_exec_window is None:
+            min_exec_window = current.min_exec_window if registered else DEFAULT_MIN_EXEC_WINDOW
+        if max_units is None:
+            max_units = current.max_units if registered else DEFAULT_MAX_UNITS
         terms = ProviderTerms(
             profile_mask=mask,
             price_per_unit=price_units,
             vram_gib=min(hw.vram_gib, _UINT16_MAX),
             gpu_model=_gpu_model(hw.model),
             endpoint=endpoint,
+            min_exec_window=min_exec_window,
+            max_units=max_units,
         )
         receipt = market.update_terms(terms) if registered else market.register(terms)
     action = "updated" if registered else "registered"
@@ -281,13 +312,27 @@ def register(
         "gpu_model": terms.gpu_model,
         "vram_gib": terms.vram_gib,
         "endpoint": terms.endpoint,
+        "min_exec_window": terms.min_exec_window,
+        "max_units": terms.max_units,
     }
     emit(
         data,
         as_json,
         f"{action} {market.address}: {', '.join(names)} at {data['price_per_unit']} tokens/unit, "
-        f"{terms.gpu_model} {terms.vram_gib} GiB",
+        f"{terms.gpu_model} {terms.vram_gib} GiB, exec window >= {terms.min_exec_window} s, "
+        f"at most {terms.max_units} units per job",
     )
+
+
+def _check_window_and_units(min_exec_window: int | None, max_units: int | None) -> None:
+    """The registry's bounds on the two terms, said before any transaction."""
+    if min_exec_window is not None and not 0 <= min_exec_window <= _UINT32_MAX:
+        raise ConfigError(
+            f"--min-exec-window {min_exec_window} must be between 0 (only the protocol's floor) "
+            f"and {_UINT32_MAX} seconds"
+        )
+    if max_units is not None and not 1 <= max_units <= _UINT32_MAX:
+        raise ConfigError(f"--max-units {max_units} must be between 1 and {_UINT32_MAX}")
 
 
 @command(app, "stake", chain=_ChainOptions)
@@ -513,6 +558,9 @@ def status(
         lines.append(
             f"  price {t['price_per_unit']}/unit  gpu {t['gpu_model']} {t['vram_gib']} GiB  "
             f"endpoint {t['endpoint'] or '-'}"
+        )
+        lines.append(
+            f"  min exec window {t['min_exec_window']} s  max units {t['max_units']:,} per job"
         )
     emit(data, as_json, lines)
 

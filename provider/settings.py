@@ -26,6 +26,9 @@
                                         the agent gives the job up (3)
     DEPIN_PROVIDER_RESEND_AFTER         seconds the agent waits for a queued task before sending
                                         it again (same task id; the task is idempotent) (600)
+    DEPIN_PROVIDER_STAFF_AFTER_BLOCKS   blocks after an audit's seed block before the agent calls
+                                        staffAudit itself for an audit of a job it executed,
+                                        should the keeper not have (3; 0: never)
     DEPIN_PROVIDER_BEHAVIOR             honest | lazy | copycat | no-show (honest; the others are
                                         test aids for the demo and the tests)
 
@@ -82,6 +85,9 @@ class ProviderSettings(BaseSettings):
     visibility_timeout: Annotated[int, Field(ge=1)] = 3_600
     max_deliveries: Annotated[int, Field(ge=1, le=100)] = 3
     resend_after: Annotated[float, Field(gt=0)] = 600.0
+    #: Blocks after an audit's seed block before the agent staffs the audit of its own job
+    #: itself (the keeper's job; insurance for when it is down). 0 disables it.
+    staff_after_blocks: Annotated[int, Field(ge=0)] = 3
     #: Test aid: how the agent behaves. Anything but "honest" gets the provider slashed.
     behavior: Behavior = "honest"
 

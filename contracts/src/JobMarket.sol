@@ -11,21 +11,25 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
 import {JobLib} from "./libraries/JobLib.sol";
+import {MarketLib} from "./libraries/MarketLib.sol";
 
 /// @title JobMarket
-/// @notice Escrow, assignment, commit-reveal, audits, resolution, slashing and pull payments.
-/// @dev Every amount a job moves is derived from its two storage slots, so no per-job escrow
-/// figure is stored. All loops run over a job's participants, at most 1 + 7.
+/// @notice Escrow, assignment, commit-reveal, audits by drawn verifiers, resolution, slashing and
+/// pull payments.
+/// @dev Every amount a job moves is derived from its three storage slots, so no per-job escrow
+/// figure is stored. All loops run over a job's participants, at most 5 + 5 + 11. Verifiers are
+/// drawn by the registry's per-profile sortition trees; no caller names them.
 contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     uint256 internal constant BPS = 10_000;
     uint256 internal constant MAX_REPLICAS = 5;
-    uint256 internal constant MAX_VERIFIERS = 7;
-    uint256 internal constant MAX_WINDOW = 30 days;
+    /// @dev No window a requester sets can be shorter than this.
+    uint32 internal constant MIN_WINDOW = 10;
     uint8 internal constant FLAG_REOPENED = 1;
     uint8 internal constant FLAG_CHALLENGED = 2;
     uint8 internal constant FLAG_DRAWN = 4;
+    uint8 internal constant FLAG_RESEEDED = 8;
 
     uint256 internal constant S_OPEN = 1 << uint8(JobState.Open);
     uint256 internal constant S_ASSIGNED = 1 << uint8(JobState.Assigned);
@@ -36,7 +40,6 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     IERC20 private immutable _token;
     IProviderRegistry private immutable _registry;
 
-    /// @dev Everything settlement reads is in the first slot of Params (see IJobMarket.Params).
     Params private _params;
     address private _treasury;
     /// @dev Job counter and the registry's profile count cached beside it: creating a job reads one
@@ -131,11 +134,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
         if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
-        uint256 bond = _params.challengeBond;
+        uint256 bond = _params.verifiers * JobLib.pay(j);
         j.flags |= FLAG_CHALLENGED;
         _bonds[jobId] = bond;
         _totalBonds += bond;
-        _startAudit(j);
+        _startAudit(jobId, j, 1);
         emit JobChallenged(jobId, msg.sender, bond);
         _token.safeTransferFrom(msg.sender, address(this), bond);
     }
@@ -152,31 +155,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint256 n = jobIds.length;
         if (n == 0 || n != providers.length) revert JobMarketInvalidBatch(n, providers.length);
         for (uint256 i; i < n; ++i) {
-            _assign(jobIds[i], providers[i]);
+            _tryItem(this.assign.selector, jobIds[i], providers[i]);
         }
-    }
-
-    /// @inheritdoc IJobMarket
-    function assignVerifiers(uint256 jobId, address[] calldata verifiers) external onlyMatcher {
-        Job storage j = _jobs[jobId];
-        _requireState(jobId, j.state, S_AUDITING);
-        uint256 first = j.replicas;
-        // Verifiers are assigned once; after that the audit runs against its own deadline.
-        if (j.participants != first) revert JobMarketVerifiersAssigned(jobId);
-        if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
-        uint256 k = verifiers.length;
-        if (k != _params.verifiers) revert JobMarketWrongProviderCount(jobId, k, _params.verifiers);
-        uint32 deadline = uint32(block.timestamp) + j.execWindow;
-        uint96 collateral = JobLib.collateral(j);
-        for (uint256 i; i < k; ++i) {
-            address v = verifiers[i];
-            for (uint256 e; e < first; ++e) {
-                if (_participants[jobId][e].provider == v) revert JobMarketDuplicateProvider(jobId, v);
-            }
-            _lockParticipant(jobId, j, first + i, v, verifiers, i, collateral, deadline);
-        }
-        j.participants = uint8(first + k);
-        j.deadline = deadline;
     }
 
     // ================================================================ providers
@@ -205,18 +185,17 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _requireState(jobId, j.state, S_REVEALING);
         if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
         uint256 n = j.participants;
-        uint256 commitMask = j.commitMask;
-        uint256 revealMask = j.revealMask;
+        uint256 owed = j.commitMask & ~uint256(j.revealMask);
         for (uint256 i; i < n; ++i) {
             uint256 bit = 1 << i;
-            if (commitMask & bit == 0 || revealMask & bit != 0) continue;
+            if (owed & bit == 0) continue;
             Participant storage p = _participants[jobId][i];
             if (p.provider != msg.sender) continue;
             if (p.commitment != JobLib.commitmentOf(jobId, msg.sender, digest)) {
                 revert JobMarketRevealMismatch(jobId, msg.sender);
             }
             _digests[jobId][i] = digest;
-            j.revealMask = uint8(revealMask | bit);
+            j.revealMask = uint32(j.revealMask | bit);
             emit ResultRevealed(jobId, msg.sender, digest);
             return;
         }
@@ -231,12 +210,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJobMarket
-    function drawAudits(uint256[] calldata jobIds) external {
-        uint256 n = jobIds.length;
-        if (n == 0) revert JobMarketInvalidBatch(0, 0);
-        for (uint256 i; i < n; ++i) {
-            _drawAudit(jobIds[i]);
-        }
+    function drawAudits(uint256[] calldata jobIds) external nonReentrant {
+        _tryEach(this.drawAudit.selector, jobIds);
+    }
+
+    /// @inheritdoc IJobMarket
+    function staffAudit(uint256 jobId) external nonReentrant returns (uint256 filled) {
+        return _staffAudit(jobId);
+    }
+
+    /// @inheritdoc IJobMarket
+    function staffAudits(uint256[] calldata jobIds) external nonReentrant {
+        _tryEach(this.staffAudit.selector, jobIds);
     }
 
     /// @inheritdoc IJobMarket
@@ -246,11 +231,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function finalizeBatch(uint256[] calldata jobIds) external nonReentrant {
-        uint256 n = jobIds.length;
-        if (n == 0) revert JobMarketInvalidBatch(0, 0);
-        for (uint256 i; i < n; ++i) {
-            _finalize(jobIds[i]);
-        }
+        _tryEach(this.finalize.selector, jobIds);
     }
 
     /// @inheritdoc IJobMarket
@@ -260,11 +241,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function expireBatch(uint256[] calldata jobIds) external nonReentrant {
-        uint256 n = jobIds.length;
-        if (n == 0) revert JobMarketInvalidBatch(0, 0);
-        for (uint256 i; i < n; ++i) {
-            _expireDue(jobIds[i]);
-        }
+        _tryEach(this.expire.selector, jobIds);
+    }
+
+    /// @notice One item of a batched call, run by the market itself so that a revert skips the item
+    /// instead of the batch. Callable only by the market.
+    function runBatchItem(bytes4 operation, uint256 jobId, address[] calldata providers) external {
+        if (msg.sender != address(this)) revert JobMarketOnlySelf(msg.sender);
+        if (operation == this.finalize.selector) _finalize(jobId);
+        else if (operation == this.expire.selector) _expireDue(jobId);
+        else if (operation == this.staffAudit.selector) _staffAudit(jobId);
+        else if (operation == this.drawAudit.selector) _drawAudit(jobId);
+        else _assign(jobId, providers);
     }
 
     // ================================================================ payouts
@@ -347,12 +335,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.flags & FLAG_DRAWN != 0) return false;
-        return _auditSelected(jobId);
+        uint32 seedBlock = j.flags & FLAG_RESEEDED != 0 ? j.seedBlock : _participants[jobId][0].commitBlock;
+        bytes32 seed = MarketLib.randomness(seedBlock);
+        if (seed == bytes32(0)) revert JobMarketAuditNotDrawable(jobId, seedBlock);
+        return MarketLib.selects(seed, jobId, _params.auditBps);
     }
 
     /// @inheritdoc IJobMarket
     function escrowFor(JobRequest calldata request) external view returns (uint256) {
-        return JobLib.escrowOf(request.replicas, request.units, request.maxPricePerUnit, _params.feeBps);
+        Params storage p = _params;
+        return JobLib.escrowOf(
+            request.replicas, request.units, request.maxPricePerUnit, p.feeBps, p.minFee, _premiumBps(p, request.replicas)
+        );
     }
 
     /// @inheritdoc IJobMarket
@@ -387,7 +381,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function maxJobLifetime() public view returns (uint256) {
-        return _lifetime(_params);
+        return MarketLib.lifetime(_params);
     }
 
     /// @inheritdoc IJobMarket
@@ -434,40 +428,40 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _create(uint256 jobId, JobRequest calldata r, uint256 profiles) private returns (uint256 escrow) {
         Params storage p = _params;
-        if (r.replicas == 0 || r.replicas > MAX_REPLICAS) revert JobMarketInvalidReplicas(r.replicas);
-        if (r.acceptWindow == 0 || r.acceptWindow > p.maxAcceptWindow) {
-            revert JobMarketInvalidWindow(r.acceptWindow, p.maxAcceptWindow);
+        if (r.replicas == 0 || r.replicas > MAX_REPLICAS || r.replicas % 2 == 0) {
+            revert JobMarketInvalidReplicas(r.replicas);
         }
-        if (r.execWindow == 0 || r.execWindow > p.maxExecWindow) {
-            revert JobMarketInvalidWindow(r.execWindow, p.maxExecWindow);
+        if (r.acceptWindow < MIN_WINDOW || r.acceptWindow > p.maxAcceptWindow) {
+            revert JobMarketInvalidWindow(r.acceptWindow, MIN_WINDOW, p.maxAcceptWindow);
+        }
+        if (r.execWindow < p.minExecWindow || r.execWindow > p.maxExecWindow) {
+            revert JobMarketInvalidWindow(r.execWindow, p.minExecWindow, p.maxExecWindow);
         }
         if (r.profile >= profiles) revert JobMarketUnknownProfile(r.profile);
         uint8 multiple = p.collateralMultiple;
-        uint16 feeBps = p.feeBps;
         uint256 perReplica = uint256(r.units) * r.maxPricePerUnit;
         if (perReplica == 0 || perReplica * multiple > type(uint96).max) {
             revert JobMarketInvalidAmount(r.units, r.maxPricePerUnit);
         }
-        escrow = JobLib.escrowOf(r.replicas, r.units, r.maxPricePerUnit, feeBps);
+        uint16 feeBps = p.feeBps;
+        uint64 minFee = p.minFee;
+        uint16 premiumBps = _premiumBps(p, r.replicas);
+        escrow = JobLib.escrowOf(r.replicas, r.units, r.maxPricePerUnit, feeBps, minFee, premiumBps);
         uint32 acceptBy = uint32(block.timestamp) + r.acceptWindow;
-        _jobs[jobId] = Job({
-            requester: msg.sender,
-            deadline: acceptBy,
-            flags: 0,
-            state: JobState.Open,
-            replicas: r.replicas,
-            participants: 0,
-            profile: r.profile,
-            commitMask: 0,
-            revealMask: 0,
-            collateralMultiple: multiple,
-            maxPricePerUnit: r.maxPricePerUnit,
-            clearingPrice: 0,
-            units: r.units,
-            minVramGiB: r.minVramGiB,
-            execWindow: r.execWindow,
-            feeBps: feeBps
-        });
+        Job storage j = _jobs[jobId];
+        j.requester = msg.sender;
+        j.deadline = acceptBy;
+        j.state = JobState.Open;
+        j.replicas = r.replicas;
+        j.profile = r.profile;
+        j.collateralMultiple = multiple;
+        j.feeBps = feeBps;
+        j.maxPricePerUnit = r.maxPricePerUnit;
+        j.units = r.units;
+        j.minVramGiB = r.minVramGiB;
+        j.execWindow = r.execWindow;
+        j.premiumBps = premiumBps;
+        j.minFee = minFee;
         emit JobCreated(jobId, msg.sender, r.specHash, r, acceptBy, escrow);
     }
 
@@ -477,40 +471,39 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
         uint256 n = providers.length;
         if (n != j.replicas) revert JobMarketWrongProviderCount(jobId, n, j.replicas);
-        uint32 deadline = uint32(block.timestamp) + j.execWindow;
-        uint96 collateral = JobLib.collateral(j);
-        uint80 clearing;
+        bool reopened = j.flags & FLAG_REOPENED != 0;
+        address requester = j.requester;
         for (uint256 i; i < n; ++i) {
-            uint80 price = _lockParticipant(jobId, j, i, providers[i], providers, i, collateral, deadline);
-            if (price > clearing) clearing = price;
+            address provider = providers[i];
+            if (provider == requester) revert JobMarketRequesterAsProvider(jobId, provider);
+            for (uint256 k; k < i; ++k) {
+                if (providers[k] == provider) revert JobMarketDuplicateProvider(jobId, provider);
+            }
+            if (reopened && _excluded[jobId][provider]) revert JobMarketProviderExcluded(jobId, provider);
+        }
+        // slither-disable-next-line reentrancy-no-eth,unused-return -- the registry is the trusted contract fixed at construction; the collateral it returns is recomputed from the job (JobLib.collateral)
+        (uint80 clearing,) = _registry.lockExecutors(
+            jobId,
+            providers,
+            IProviderRegistry.Requirements({
+                profile: j.profile,
+                minVramGiB: j.minVramGiB,
+                maxPricePerUnit: j.maxPricePerUnit,
+                units: j.units,
+                execWindow: j.execWindow,
+                collateralMultiple: j.collateralMultiple
+            })
+        );
+        uint32 deadline = uint32(block.timestamp) + j.execWindow;
+        for (uint256 i; i < n; ++i) {
+            _participants[jobId][i] = Participant({provider: providers[i], commitment: 0, commitBlock: 0});
+            emit ProviderAssigned(jobId, providers[i], uint8(i), clearing, deadline);
         }
         j.state = JobState.Assigned;
         j.participants = uint8(n);
+        j.activeMask = uint32((1 << n) - 1);
         j.deadline = deadline;
         j.clearingPrice = clearing;
-    }
-
-    /// @dev Checks `provider` against the earlier entries of `list` and the job's exclusions,
-    /// locks its collateral through the registry (which checks its terms) and records it.
-    function _lockParticipant(
-        uint256 jobId,
-        Job storage j,
-        uint256 index,
-        address provider,
-        address[] calldata list,
-        uint256 listIndex,
-        uint96 collateral,
-        uint32 deadline
-    ) private returns (uint80 price) {
-        for (uint256 k; k < listIndex; ++k) {
-            if (list[k] == provider) revert JobMarketDuplicateProvider(jobId, provider);
-        }
-        if (j.flags & FLAG_REOPENED != 0 && _excluded[jobId][provider]) {
-            revert JobMarketProviderExcluded(jobId, provider);
-        }
-        price = _registry.lockCollateral(jobId, provider, collateral, j.profile, j.minVramGiB, j.maxPricePerUnit);
-        _participants[jobId][index] = Participant({provider: provider, commitment: 0, commitBlock: 0});
-        emit ProviderAssigned(jobId, provider, uint8(index), price, deadline);
     }
 
     // ================================================================ commit and audit
@@ -521,8 +514,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _requireState(jobId, s, S_ASSIGNED | S_AUDITING);
         if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
         uint256 n = j.participants;
-        // Executors commit while Assigned; during an audit only the verifiers still owe a commit.
-        uint256 i = s == JobState.Auditing ? j.replicas : 0;
+        // Executors commit while Assigned; during an audit only the current round's verifiers do.
+        uint256 i = s == JobState.Auditing ? j.verifiersFrom : 0;
         for (; i < n; ++i) {
             Participant storage p = _participants[jobId][i];
             if (p.provider != msg.sender) continue;
@@ -531,21 +524,27 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             p.commitment = JobLib.commitment(resultHash, seal);
             p.commitBlock = uint32(block.number);
             mask |= 1 << i;
-            j.commitMask = uint8(mask);
+            j.commitMask = uint32(mask);
             emit ResultCommitted(jobId, msg.sender, resultHash, seal);
-            if (mask == (1 << n) - 1) _allCommitted(jobId, j);
+            _afterCommit(jobId, j, mask, n);
             return;
         }
         revert JobMarketNotParticipant(jobId, msg.sender);
     }
 
-    function _allCommitted(uint256 jobId, Job storage j) private {
-        if (j.state == JobState.Assigned && j.replicas == 1) {
-            j.state = JobState.Committed;
-            j.deadline = uint32(block.timestamp) + _params.challengeWindow;
-        } else {
-            _startReveal(jobId, j);
+    function _afterCommit(uint256 jobId, Job storage j, uint256 mask, uint256 n) private {
+        if (j.state == JobState.Assigned) {
+            if (mask & ((1 << n) - 1) != (1 << n) - 1) return;
+            if (j.replicas == 1) {
+                j.state = JobState.Committed;
+                j.deadline = uint32(block.timestamp) + _params.challengeWindow;
+            } else {
+                _startReveal(jobId, j);
+            }
+            return;
         }
+        uint256 round = JobLib.range(j.verifiersFrom, uint256(j.verifiersFrom) + j.seats);
+        if (n - j.verifiersFrom == j.seats && mask & round == round) _startReveal(jobId, j);
     }
 
     function _startReveal(uint256 jobId, Job storage j) private {
@@ -555,39 +554,27 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         emit RevealStarted(jobId, deadline);
     }
 
-    function _startAudit(Job storage j) private {
-        j.state = JobState.Auditing;
-        j.deadline = uint32(block.timestamp) + _params.verifierAssignWindow;
+    function _startAudit(uint256 jobId, Job storage j, uint8 round) private {
+        MarketLib.startAudit(j, _params, jobId, round);
     }
 
     function _drawAudit(uint256 jobId) private returns (bool audited) {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.flags & FLAG_DRAWN != 0) return false; // drawn already: not selected
-        audited = _auditSelected(jobId);
-        // Record a clear draw: a later one could find the hash aged out and force an audit.
-        if (audited) _startAudit(j);
-        else j.flags |= FLAG_DRAWN;
-        emit AuditDrawn(jobId, audited);
-    }
-
-    /// @dev The single source of randomness: swap for a VRF on chains where block hashes are weak.
-    /// A hash older than 256 blocks is gone; the job is then audited, so a late draw never helps a cheater.
-    function _randomness(uint32 commitBlock) internal view returns (bytes32) {
-        uint256 age;
-        unchecked {
-            age = uint32(uint32(block.number) - commitBlock); // commitBlock holds the low 32 bits
+        uint8 outcome = MarketLib.drawAudit(j, _params, _participants[jobId][0].commitBlock, jobId);
+        if (outcome == MarketLib.DRAW_CLEAR) {
+            // Record a clear draw so that no later call can draw again.
+            j.flags |= FLAG_DRAWN;
+            emit AuditDrawn(jobId, false);
         }
-        return blockhash(block.number - age);
+        return outcome == MarketLib.DRAW_AUDITED;
     }
 
-    /// @dev The audit draw of a Committed job; it needs the block after the commit.
-    function _auditSelected(uint256 jobId) private view returns (bool) {
-        uint32 commitBlock = _participants[jobId][0].commitBlock;
-        if (uint32(block.number) == commitBlock) revert JobMarketAuditNotDrawable(jobId, commitBlock);
-        bytes32 seed = _randomness(commitBlock);
-        if (seed == bytes32(0)) return true;
-        return uint256(keccak256(abi.encode(seed, jobId))) % BPS < _params.auditBps;
+    function _staffAudit(uint256 jobId) private returns (uint256 filled) {
+        Job storage j = _jobs[jobId];
+        _requireState(jobId, j.state, S_AUDITING);
+        return MarketLib.staffAudit(j, _participants[jobId], _registry, jobId, _params.verifierExecWindow);
     }
 
     // ================================================================ advancing
@@ -606,14 +593,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (block.timestamp <= j.deadline) revert JobMarketDeadlineNotReached(jobId, j.deadline);
         if (s == JobState.Auditing) return _auditTimedOut(jobId, j);
         if (j.flags & FLAG_DRAWN == 0) {
-            // Nobody drew the audit during the window: draw it now, without a storage write when clear.
-            if (_auditSelected(jobId)) {
-                _startAudit(j);
-                emit AuditDrawn(jobId, true);
-                return;
-            }
+            // Nobody drew the audit during the window: draw it now.
+            uint8 outcome = MarketLib.drawAudit(j, _params, _participants[jobId][0].commitBlock, jobId);
+            if (outcome != MarketLib.DRAW_CLEAR) return;
         }
-        _settleUnverified(jobId, j, _emptyTally());
+        _settleUnverified(jobId, j);
     }
 
     function _expireDue(uint256 jobId) private {
@@ -627,7 +611,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             _auditTimedOut(jobId, j);
         } else {
             Tally memory t = _emptyTally();
-            _slashMissingCommits(jobId, j, t);
+            // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+            _slashMissingCommits(jobId, j, 0, t);
             if (j.commitMask != 0) {
                 _startReveal(jobId, j);
             } else if (j.flags & FLAG_REOPENED == 0) {
@@ -638,16 +623,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev An audit's deadline passed. Without verifiers the result stands unverified; with them,
-    /// verifiers that did not commit are slashed and the rest reveal (or, if none committed, the
-    /// result stands).
+    /// @dev A round's deadline passed. Not fully staffed: no verdict is possible, so nobody is
+    /// slashed and the requester is refunded. Staffed: verifiers that did not commit are slashed
+    /// and everyone who committed reveals.
     function _auditTimedOut(uint256 jobId, Job storage j) private {
+        if (j.participants - j.verifiersFrom != j.seats) return _noVerdict(jobId, j, _emptyTally());
         Tally memory t = _emptyTally();
-        if (j.participants != j.replicas) {
-            _slashMissingCommits(jobId, j, t);
-            if (j.commitMask > 1) return _startReveal(jobId, j);
-        }
-        _settleUnverified(jobId, j, t);
+        // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+        _slashMissingCommits(jobId, j, j.verifiersFrom, t);
+        _startReveal(jobId, j);
     }
 
     function _reopen(uint256 jobId, Job storage j) private {
@@ -656,105 +640,164 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         j.flags |= FLAG_REOPENED;
         j.participants = 0;
         j.clearingPrice = 0;
+        j.commitMask = 0;
+        j.revealMask = 0;
+        j.activeMask = 0;
         j.deadline = acceptBy;
         emit JobReopened(jobId, acceptBy);
     }
 
-    /// @dev Slashes every participant that owed a commit and did not make it and excludes it from a
-    /// reopened job; they take no further part. The amounts moved are added to `t`.
-    function _slashMissingCommits(uint256 jobId, Job storage j, Tally memory t) private {
+    /// @dev Slashes every participant from index `from` on that owed a commit and did not make it,
+    /// and excludes it from a reopened job. A no-show never compensates the requester (who could
+    /// otherwise profit from it); its reward share funds audits.
+    function _slashMissingCommits(uint256 jobId, Job storage j, uint256 from, Tally memory t) private {
         uint256 n = j.participants;
-        uint256 mask = j.commitMask;
+        uint256 missing = j.activeMask & ~uint256(j.commitMask) & JobLib.range(from, n);
+        if (missing == 0) return;
         uint96 collateral = JobLib.collateral(j);
-        uint256 reward;
-        for (uint256 i; i < n; ++i) {
-            if (mask & (1 << i) != 0) continue;
+        uint256 reward = 0;
+        for (uint256 i = from; i < n; ++i) {
+            if (missing & (1 << i) == 0) continue;
             address provider = _participants[jobId][i].provider;
             _excluded[jobId][provider] = true;
-            reward += _slash(jobId, j, provider, collateral, t);
+            reward += _slash(jobId, j, i, collateral, false, t);
         }
-        // No honest party is known yet: the reward share funds future audits.
-        if (reward != 0) _auditPool += uint128(reward);
+        _auditPool += uint128(reward);
         t.fees += reward;
     }
 
     // ================================================================ resolution
 
-    /// @dev The result was never checked by anyone else (no audit selected, or no verifier took
-    /// part): the executor is paid and any challenge bond is returned.
-    function _settleUnverified(uint256 jobId, Job storage j, Tally memory t) private {
+    /// @dev The result was never checked by anyone else (no audit selected): the executor is paid.
+    function _settleUnverified(uint256 jobId, Job storage j) private {
         address executor = _participants[jobId][0].provider;
-        uint256 pay = uint256(j.units) * j.clearingPrice;
+        uint256 pay = JobLib.pay(j);
         _credit(jobId, executor, pay);
-        _registry.releaseCollateral(jobId, executor, JobLib.collateral(j), true);
-        t.paid += pay;
+        // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+        _release(jobId, j, 0, JobLib.collateral(j), true);
+        Tally memory t = _emptyTally();
+        t.paid = pay;
         _close(jobId, j, JobState.Settled, bytes32(0), pay, t);
     }
 
-    /// @dev Majority resolution over the committed participants. Those that revealed the majority
-    /// digest are honest; those that revealed another digest or did not reveal are slashed. With no
-    /// majority the requester is refunded and only non-revealers are slashed.
+    /// @dev Reveals are in (or their window passed). Before any audit (replicas 3 or 5) executors
+    /// that agree settle the job; any disagreement goes to drawn verifiers. In an audit round the
+    /// verifiers decide: a strict majority of the round's seats for one digest is the verdict;
+    /// without one, round 1 escalates to round 2 and round 2 ends with no verdict. A round-1
+    /// majority that would slash an executor who revealed stands only when unanimous; a split one
+    /// escalates too, so a minority that wins two of three seats by chance still faces 2k + 1
+    /// fresh verifiers before anyone honest can be slashed.
     function _resolve(uint256 jobId, Job storage j) private {
-        (bytes32 majority, bool found) = _majority(jobId, j.participants, j.revealMask);
-        Tally memory t = _emptyTally();
-        (uint256 honestMask, uint256 rewardPool) = _judge(jobId, j, majority, found, t);
-        bool isAudit = j.participants > j.replicas;
-        uint256 executorMask = isAudit ? 1 : (1 << j.replicas) - 1;
-        bool settled = honestMask & executorMask != 0;
-        uint256 executorPay;
-        if (settled) executorPay = _payEach(jobId, honestMask & executorMask, uint256(j.units) * j.clearingPrice);
-        t.paid += executorPay;
-        uint256 rewardMask = isAudit ? honestMask & ~executorMask : honestMask;
-        if (isAudit && settled) _payVerifiers(jobId, j, rewardMask, t);
-        _distributeReward(jobId, rewardMask, rewardPool, t);
-        _close(jobId, j, settled ? JobState.Settled : JobState.Refunded, majority, executorPay, t);
+        if (j.round == 0) {
+            (bytes32 digest, uint256 agreeing, uint256 revealed) = _plurality(jobId, 0, j.replicas, j.revealMask);
+            if (revealed == 0) return _verdict(jobId, j, bytes32(0), false);
+            if (agreeing == revealed) return _verdict(jobId, j, digest, true);
+            return _startAudit(jobId, j, 1);
+        }
+        uint256 from = j.verifiersFrom;
+        (bytes32 d, uint256 votes,) = _plurality(jobId, from, from + j.seats, j.revealMask);
+        uint256 seats = j.seats;
+        bool round1 = j.round == 1;
+        if (votes * 2 > seats && !(round1 && votes < seats && _executorDissents(jobId, j, d))) {
+            return _verdict(jobId, j, d, true);
+        }
+        if (round1) return _startAudit(jobId, j, 2);
+        _noVerdict(jobId, j, _emptyTally());
     }
 
-    /// @dev Releases the honest participants' collateral and slashes the rest; returns the honest
-    /// set (empty without a majority) and the slashed reward share to distribute.
-    function _judge(uint256 jobId, Job storage j, bytes32 majority, bool found, Tally memory t)
+    /// @dev Whether an executor revealed a digest other than `digest`.
+    function _executorDissents(uint256 jobId, Job storage j, bytes32 digest) private view returns (bool) {
+        uint256 replicas = j.replicas;
+        uint256 revealMask = j.revealMask;
+        for (uint256 i; i < replicas; ++i) {
+            if (revealMask & (1 << i) != 0 && _digests[jobId][i] != digest) return true;
+        }
+        return false;
+    }
+
+    /// @dev Judges every participant still holding collateral against `digest`: those that
+    /// revealed it are upheld (paid, released); verifiers that revealed another digest before the
+    /// escalation round are released unpaid; the rest are slashed. With `found` false (no
+    /// executor revealed before any audit) everyone still locked is slashed for not revealing.
+    function _verdict(uint256 jobId, Job storage j, bytes32 digest, bool found) private {
+        Tally memory t = _emptyTally();
+        // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+        (uint256 upheld, uint256 reward) = _judge(jobId, j, digest, found, t);
+        uint256 replicas = j.replicas;
+        uint256 pay = JobLib.pay(j);
+        uint256 executorPay = _payEach(jobId, upheld & ((1 << replicas) - 1), pay);
+        t.paid += executorPay;
+        _payVerifiers(jobId, upheld >> replicas << replicas, pay, t);
+        _distributeReward(jobId, upheld, reward, t);
+        _close(jobId, j, executorPay != 0 ? JobState.Settled : JobState.Refunded, digest, executorPay, t);
+    }
+
+    /// @dev Releases the participants that revealed `digest` and slashes the rest still locked;
+    /// returns the upheld set and the slashed reward share to distribute.
+    function _judge(uint256 jobId, Job storage j, bytes32 digest, bool found, Tally memory t)
         private
-        returns (uint256 honestMask, uint256 rewardPool)
+        returns (uint256 upheld, uint256 reward)
     {
         uint256 n = j.participants;
-        uint256 commitMask = j.commitMask;
-        uint256 revealMask = j.revealMask;
-        uint96 collateral = JobLib.collateral(j);
+        uint256 active = j.activeMask;
         for (uint256 i; i < n; ++i) {
-            if (commitMask & (1 << i) == 0) continue; // slashed when it missed its commit
-            address provider = _participants[jobId][i].provider;
-            if (revealMask & (1 << i) != 0 && (!found || _digests[jobId][i] == majority)) {
-                if (found) honestMask |= 1 << i;
-                _registry.releaseCollateral(jobId, provider, collateral, found);
+            if (active & (1 << i) == 0) continue;
+            bool revealed = j.revealMask & (1 << i) != 0;
+            if (found && revealed && _digests[jobId][i] == digest) {
+                upheld |= 1 << i;
+                // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+                _release(jobId, j, i, JobLib.collateral(j), true);
+            } else if (revealed && i >= j.replicas && j.round < 2) {
+                // A verifier outvoted in a three-seat round goes unpaid but keeps its stake: two
+                // colluding seats must not be able to slash an honest third. Only the 2k + 1 round
+                // slashes verifiers for what they revealed.
+                // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+                _release(jobId, j, i, JobLib.collateral(j), false);
             } else {
-                rewardPool += _slash(jobId, j, provider, collateral, t);
+                // Only an executor whose revealed result lost the verdict compensates the requester.
+                reward += _slash(jobId, j, i, JobLib.collateral(j), found && revealed && i < j.replicas, t);
             }
         }
     }
 
-    /// @dev Honest verifiers of an audit the executor passed are paid from the challenge bond when a
-    /// requester challenged, else from the audit pool (up to units x max price each).
-    function _payVerifiers(uint256 jobId, Job storage j, uint256 mask, Tally memory t) private {
-        uint256 honest = JobLib.popcount(mask);
-        if (honest == 0) return; // any bond is returned at close
-        uint256 bond = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
-        uint256 budget = bond;
-        if (bond != 0) {
-            _bonds[jobId] = 0;
-            _totalBonds -= bond;
-        } else {
-            uint256 wanted = honest * uint256(j.units) * j.maxPricePerUnit;
-            uint256 pool = _auditPool;
-            budget = wanted < pool ? wanted : pool;
-            _auditPool = uint128(pool - budget);
+    /// @dev No verdict could be reached: everyone still locked is released unslashed and unpaid,
+    /// and the requester gets its escrow and any bond back.
+    function _noVerdict(uint256 jobId, Job storage j, Tally memory t) private {
+        uint256 n = j.participants;
+        uint256 active = j.activeMask;
+        uint96 collateral = JobLib.collateral(j);
+        for (uint256 i; i < n; ++i) {
+            // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
+            if (active & (1 << i) != 0) _release(jobId, j, i, collateral, false);
         }
-        uint256 share = budget / honest;
+        _close(jobId, j, JobState.Refunded, bytes32(0), 0, t);
+    }
+
+    /// @dev Upholding verifiers are paid units x clearing price each: from the challenge bond when
+    /// the requester challenged, else (and for what the bond does not cover) from the audit pool,
+    /// which every settled replicas = 1 job funds with its premium. Nobody can inflate the price.
+    function _payVerifiers(uint256 jobId, uint256 mask, uint256 pay, Tally memory t) private {
+        uint256 count = JobLib.popcount(mask);
+        if (count == 0) return;
+        uint256 wanted = count * pay;
+        uint256 bond = _bonds[jobId];
+        uint256 fromBond = bond < wanted ? bond : wanted;
+        if (fromBond != 0) {
+            _bonds[jobId] = bond - fromBond;
+            _totalBonds -= fromBond;
+        }
+        uint256 fromPool = wanted - fromBond;
+        uint256 pool = _auditPool;
+        if (fromPool > pool) fromPool = pool;
+        _auditPool = uint128(pool - fromPool);
+        uint256 budget = fromBond + fromPool;
+        // slither-disable-next-line divide-before-multiply -- intended: equal shares, and the remainder (budget - share x count) goes back to the audit pool
+        uint256 share = budget / count;
         t.paid += _payEach(jobId, mask, share);
-        // Rounding dust goes to the audit pool; only dust of a bond is new money there.
-        uint256 dust = budget - share * honest;
+        uint256 dust = budget - share * count;
         if (dust != 0) {
             _auditPool += uint128(dust);
-            if (bond != 0) t.fees += dust;
+            if (fromBond != 0) t.fees += dust;
         }
     }
 
@@ -775,6 +818,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     function _payEach(uint256 jobId, uint256 mask, uint256 amount) private returns (uint256 total) {
+        if (amount == 0) return 0;
         for (uint256 i; mask >> i != 0; ++i) {
             if (mask & (1 << i) == 0) continue;
             _credit(jobId, _participants[jobId][i].provider, amount);
@@ -782,32 +826,42 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
     }
 
-    function _majority(uint256 jobId, uint256 n, uint256 revealMask)
+    /// @dev The most common digest among the revealed participants in [from, to), its votes and
+    /// the number that revealed.
+    function _plurality(uint256 jobId, uint256 from, uint256 to, uint256 revealMask)
         private
         view
-        returns (bytes32 digest, bool found)
+        returns (bytes32 digest, uint256 votes, uint256 revealed)
     {
-        uint256 revealed = JobLib.popcount(revealMask);
-        for (uint256 i; i < n; ++i) {
+        for (uint256 i = from; i < to; ++i) {
             if (revealMask & (1 << i) == 0) continue;
+            ++revealed;
             bytes32 d = _digests[jobId][i];
-            uint256 votes;
-            for (uint256 k; k < n; ++k) {
-                if (revealMask & (1 << k) != 0 && _digests[jobId][k] == d) ++votes;
+            uint256 count = 0;
+            for (uint256 k = from; k < to; ++k) {
+                if (revealMask & (1 << k) != 0 && _digests[jobId][k] == d) ++count;
             }
-            if (votes * 2 > revealed) return (d, true);
+            if (count > votes) (digest, votes) = (d, count);
         }
     }
 
-    /// @dev Slashes `provider`'s whole collateral for `jobId`: the requester share is credited to the
-    /// requester, the burn share destroyed, and the reward share returned for the caller to place.
-    function _slash(uint256 jobId, Job storage j, address provider, uint96 amount, Tally memory t)
+    function _release(uint256 jobId, Job storage j, uint256 index, uint96 collateral, bool completed) private {
+        j.activeMask = uint32(j.activeMask & ~(uint256(1) << index));
+        _registry.releaseCollateral(jobId, _participants[jobId][index].provider, collateral, completed);
+    }
+
+    /// @dev Slashes participant `index`'s whole collateral: the requester share is credited to the
+    /// requester when `compensate` (else burned with the burn share), and the reward share is
+    /// returned for the caller to place.
+    function _slash(uint256 jobId, Job storage j, uint256 index, uint96 amount, bool compensate, Tally memory t)
         private
         returns (uint256 reward)
     {
+        address provider = _participants[jobId][index].provider;
+        j.activeMask = uint32(j.activeMask & ~(uint256(1) << index));
         _registry.slash(jobId, provider, amount);
         emit ProviderSlashed(jobId, provider, amount);
-        uint256 compensation = amount * _params.requesterShareBps / BPS;
+        uint256 compensation = compensate ? amount * _params.requesterShareBps / BPS : 0;
         reward = amount * _params.rewardShareBps / BPS;
         uint256 burned = amount - compensation - reward;
         _credit(jobId, j.requester, compensation);
@@ -816,8 +870,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (burned != 0) ERC20Burnable(address(_token)).burn(burned);
     }
 
-    /// @dev Closes a job: charges the fee on `executorPay`, refunds the rest of the escrow and any
-    /// bond still held, and records the terminal state.
+    /// @dev Closes a job: charges the fee (and, for replicas = 1, the audit premium) on
+    /// `executorPay`, refunds the rest of the escrow and any bond still held, and records the
+    /// terminal state.
     function _close(
         uint256 jobId,
         Job storage j,
@@ -826,15 +881,16 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint256 executorPay,
         Tally memory t
     ) private {
-        uint256 fee = executorPay * j.feeBps / BPS;
+        uint256 fee = JobLib.feeOf(executorPay, j.feeBps, j.minFee);
+        uint256 premium = executorPay * j.premiumBps / BPS;
         if (fee != 0) {
             uint256 auditShare = fee * _params.auditShareBps / BPS;
-            _auditPool += uint128(auditShare);
+            _auditPool += uint128(auditShare + premium);
             _protocolFees += uint128(fee - auditShare);
-            t.fees += fee;
+            t.fees += fee + premium;
         }
-        uint256 refund = JobLib.escrow(j) - executorPay - fee;
-        uint256 bond = j.flags & FLAG_CHALLENGED != 0 ? _bonds[jobId] : 0;
+        uint256 refund = JobLib.escrow(j) - executorPay - fee - premium;
+        uint256 bond = _bonds[jobId];
         if (bond != 0) {
             _bonds[jobId] = 0;
             _totalBonds -= bond;
@@ -854,6 +910,30 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _emptyTally() private pure returns (Tally memory t) {}
 
+    // ================================================================ batches
+
+    function _tryEach(bytes4 operation, uint256[] calldata jobIds) private {
+        uint256 n = jobIds.length;
+        if (n == 0) revert JobMarketInvalidBatch(0, 0);
+        address[] memory none = new address[](0);
+        for (uint256 i; i < n; ++i) {
+            _tryItem(operation, jobIds[i], none);
+        }
+    }
+
+    /// @dev Runs one item through `runBatchItem`; a revert is reported and skipped, so one job that
+    /// changed state (or a griefer's 1-wei action) cannot sink a keeper's whole batch. Every revert
+    /// of the market, the registry and the token carries an error; an empty one means the item ran
+    /// out of gas, which fails the whole batch so that gas estimation (and the sender) sees it
+    /// instead of a silently skipped item.
+    function _tryItem(bytes4 operation, uint256 jobId, address[] memory providers) private {
+        try this.runBatchItem(operation, jobId, providers) {}
+        catch (bytes memory reason) {
+            if (reason.length == 0) revert JobMarketBatchItemOutOfGas(jobId, operation);
+            emit BatchItemSkipped(jobId, operation, reason);
+        }
+    }
+
     // ================================================================ guards and params
 
     /// @dev The one state guard: reverts with the job, its state and the allowed-state bitmap.
@@ -861,35 +941,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if ((1 << uint8(current)) & allowed == 0) revert JobMarketUnexpectedState(jobId, current, allowed);
     }
 
-    function _lifetime(Params memory p) private pure returns (uint256) {
-        // Accept + execute, a reopen after a no-show (accept + execute again), the challenge window,
-        // verifier assignment and execution, and the reveal window.
-        return uint256(p.maxAcceptWindow) + p.maxExecWindow + p.reassignWindow + p.maxExecWindow
-            + p.challengeWindow + p.verifierAssignWindow + p.maxExecWindow + p.revealWindow;
+    function _premiumBps(Params storage p, uint8 replicas) private view returns (uint16) {
+        return replicas == 1 ? uint16(uint256(p.auditBps) * p.verifiers) : 0;
     }
 
     function _checkParams(Params memory p, bool checkUnbonding) private view {
-        if (p.feeBps > 1000) revert JobMarketInvalidParams("feeBps above 1000");
-        if (p.auditShareBps > BPS) revert JobMarketInvalidParams("auditShareBps above 10000");
-        if (p.auditBps > BPS) revert JobMarketInvalidParams("auditBps above 10000");
-        if (uint256(p.requesterShareBps) + p.rewardShareBps > BPS) {
-            revert JobMarketInvalidParams("requesterShareBps + rewardShareBps above 10000");
-        }
-        if (p.verifiers == 0 || p.verifiers > MAX_VERIFIERS) revert JobMarketInvalidParams("verifiers not in 1..7");
-        if (p.collateralMultiple == 0 || p.collateralMultiple > 20) {
-            revert JobMarketInvalidParams("collateralMultiple not in 1..20");
-        }
-        if (
-            !_windowOk(p.challengeWindow) || !_windowOk(p.verifierAssignWindow) || !_windowOk(p.revealWindow)
-                || !_windowOk(p.reassignWindow) || !_windowOk(p.maxAcceptWindow) || !_windowOk(p.maxExecWindow)
-        ) revert JobMarketInvalidParams("a window is 0 or above 30 days");
-        if (p.challengeBond == 0) revert JobMarketInvalidParams("challengeBond is 0");
-        if (checkUnbonding && 2 * _lifetime(p) > _registry.unbondingPeriod()) {
-            revert JobMarketInvalidParams("2 x maxJobLifetime above the registry's unbonding period");
-        }
-    }
-
-    function _windowOk(uint32 w) private pure returns (bool) {
-        return w != 0 && w <= MAX_WINDOW;
+        MarketLib.check(p, checkUnbonding ? _registry.unbondingPeriod() : 0);
     }
 }

@@ -8,11 +8,13 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
 import {IJobMarket} from "./interfaces/IJobMarket.sol";
+import {SortitionTree} from "./libraries/SortitionTree.sol";
 
 /// @title ProviderRegistry
 /// @notice Provider registration, stake, delayed unbonding, collateral locks and slashing.
 contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
+    using SortitionTree for SortitionTree.Tree;
 
     /// @dev Hot fields first: `stake`, `locked` and the counters share one slot, so a lock,
     /// release or slash is a single storage write; everything an assignment checks is in the
@@ -27,7 +29,9 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         uint40 unbondAt;
         bool registered;
         uint64 profileMask;
+        uint32 minExecWindow;
         uint96 unbonding;
+        uint32 maxUnits;
         bytes32 gpuModel;
         string endpoint;
     }
@@ -44,6 +48,8 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     mapping(address account => ProviderData) private _providers;
     mapping(uint8 id => bytes32 descriptor) private _profiles;
     mapping(bytes32 descriptor => bool) private _knownProfiles;
+    /// @dev One sum tree of draw weights per profile: verifiers are drawn from it, never named.
+    mapping(uint8 id => SortitionTree.Tree) private _trees;
 
     modifier onlyMarket() {
         if (msg.sender != _market) revert ProviderRegistryUnauthorizedMarket(msg.sender);
@@ -72,7 +78,9 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     /// @inheritdoc IProviderRegistry
     function updateTerms(Terms calldata terms) external {
         ProviderData storage p = _registered(msg.sender);
+        uint64 oldMask = p.profileMask;
         _setTerms(p, terms);
+        _reweigh(msg.sender, p, oldMask);
         emit TermsUpdated(msg.sender, terms);
     }
 
@@ -83,6 +91,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         uint96 newStake = p.stake + amount;
         p.stake = newStake;
         _totalStaked += amount;
+        _reweigh(msg.sender, p, p.profileMask);
         emit Staked(msg.sender, amount, newStake);
         _token.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -97,6 +106,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         uint40 unbondAt = uint40(block.timestamp) + _unbondingPeriod;
         p.unbonding = amount;
         p.unbondAt = unbondAt;
+        _reweigh(msg.sender, p, p.profileMask);
         emit UnbondRequested(msg.sender, amount, unbondAt);
     }
 
@@ -107,6 +117,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         uint96 amount = p.unbonding;
         p.unbonding = 0;
         p.unbondAt = 0;
+        _reweigh(msg.sender, p, p.profileMask);
         emit UnbondCancelled(msg.sender, amount);
     }
 
@@ -125,6 +136,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         p.unbonding = 0;
         p.unbondAt = 0;
         _totalStaked -= payout;
+        _reweigh(msg.sender, p, p.profileMask);
         emit Unbonded(msg.sender, payout);
         _token.safeTransfer(msg.sender, payout);
         return payout;
@@ -133,27 +145,66 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     // ---------------------------------------------------------------- market hooks
 
     /// @inheritdoc IProviderRegistry
-    function lockCollateral(
-        uint256,
-        address account,
-        uint96 amount,
-        uint8 profileId,
-        uint16 minVramGiB,
-        uint80 maxPricePerUnit
-    ) external onlyMarket returns (uint80 pricePerUnit) {
-        ProviderData storage p = _providers[account];
-        if (!p.registered) revert ProviderRegistryNotRegistered(account);
-        if (p.unbondAt != 0) revert ProviderRegistryProviderUnbonding(account);
-        if ((p.profileMask >> profileId) & 1 == 0) revert ProviderRegistryProfileUnsupported(account, profileId);
-        if (p.vramGiB < minVramGiB) revert ProviderRegistryInsufficientVram(account, p.vramGiB, minVramGiB);
-        pricePerUnit = p.pricePerUnit;
-        if (pricePerUnit > maxPricePerUnit) {
-            revert ProviderRegistryPriceTooHigh(account, pricePerUnit, maxPricePerUnit);
+    function lockExecutors(uint256, address[] calldata providers, Requirements calldata req)
+        external
+        onlyMarket
+        returns (uint80 clearingPrice, uint96 collateral)
+    {
+        uint256 n = providers.length;
+        for (uint256 i; i < n; ++i) {
+            uint80 price = _checkExecutor(providers[i], req);
+            if (price > clearingPrice) clearingPrice = price;
         }
-        uint96 locked = p.locked;
-        uint256 free = p.stake - locked;
-        if (amount > free) revert ProviderRegistryInsufficientStake(account, free, amount);
-        p.locked = locked + amount;
+        collateral = uint96(uint256(req.collateralMultiple) * req.units * clearingPrice);
+        for (uint256 i; i < n; ++i) {
+            address account = providers[i];
+            ProviderData storage p = _providers[account];
+            uint96 locked = p.locked;
+            uint256 free = p.stake - locked;
+            if (collateral > free) revert ProviderRegistryInsufficientStake(account, free, collateral);
+            p.locked = locked + collateral;
+        }
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function drawVerifiers(uint256, Draw calldata d, address[] calldata excluded)
+        external
+        onlyMarket
+        returns (address[] memory drawn, uint256 draws)
+    {
+        SortitionTree.Tree storage tree = _trees[d.profile];
+        // Weights as they stood when this epoch began: stake changed after a seed became known
+        // cannot move the draw (the market re-seeds a round whose seed is from an earlier epoch).
+        uint256 weight = tree.totalAtEpochStart();
+        uint256 count = d.count;
+        uint96 collateral = d.collateral;
+        drawn = new address[](count);
+        uint256 filled;
+        if (weight == 0) {
+            assembly ("memory-safe") {
+                mstore(drawn, 0)
+            }
+            return (drawn, 0);
+        }
+        while (filled < count && draws < d.maxDraws) {
+            address account = tree.draw(uint256(keccak256(abi.encode(d.seed, d.firstDraw + draws))) % weight);
+            ++draws;
+            // A seat is never given to someone excluded, drawn already, or who left the pool this
+            // epoch (zero owner), and those checks only ever remove a candidate: the draw sequence
+            // is fixed by the seed, so nobody can add themselves by changing their own state.
+            if (account == address(0) || _listed(account, excluded, excluded.length) || _inMemory(account, drawn, filled)) {
+                continue;
+            }
+            ProviderData storage p = _providers[account];
+            uint96 locked = p.locked;
+            if (p.unbondAt != 0 || (p.profileMask >> d.profile) & 1 == 0) continue;
+            if (uint256(p.stake) - locked - p.unbonding < collateral) continue;
+            p.locked = locked + collateral;
+            drawn[filled++] = account;
+        }
+        assembly ("memory-safe") {
+            mstore(drawn, filled)
+        }
     }
 
     /// @inheritdoc IProviderRegistry
@@ -172,6 +223,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
         p.jobsSlashed += 1;
         if (p.unbonding > newStake) p.unbonding = newStake;
         _totalStaked -= amount;
+        _reweigh(account, p, p.profileMask);
         emit Slashed(jobId, account, amount);
         _token.safeTransfer(msg.sender, amount);
     }
@@ -233,7 +285,9 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
             unbonding: p.unbonding,
             profileMask: p.profileMask,
             gpuModel: p.gpuModel,
-            endpoint: p.endpoint
+            endpoint: p.endpoint,
+            minExecWindow: p.minExecWindow,
+            maxUnits: p.maxUnits
         });
     }
 
@@ -246,6 +300,16 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     /// @inheritdoc IProviderRegistry
     function totalStaked() external view returns (uint256) {
         return _totalStaked;
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function profileStake(uint8 id) external view returns (uint256) {
+        return _trees[id].total();
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function drawWeight(uint8 id, address account) external view returns (uint256) {
+        return _trees[id].weightOf(account);
     }
 
     /// @inheritdoc IProviderRegistry
@@ -271,14 +335,59 @@ contract ProviderRegistry is IProviderRegistry, Ownable, ReentrancyGuardTransien
     }
 
     function _setTerms(ProviderData storage p, Terms calldata terms) private {
-        if (terms.pricePerUnit == 0 || terms.profileMask == 0 || (terms.profileMask >> _profileCount) != 0) {
+        if (
+            terms.pricePerUnit == 0 || terms.profileMask == 0 || (terms.profileMask >> _profileCount) != 0
+                || terms.maxUnits == 0
+        ) {
             revert ProviderRegistryInvalidTerms(terms.profileMask, terms.pricePerUnit);
         }
+        p.minExecWindow = terms.minExecWindow;
+        p.maxUnits = terms.maxUnits;
         p.pricePerUnit = terms.pricePerUnit;
         p.vramGiB = terms.vramGiB;
         p.profileMask = uint64(terms.profileMask);
         p.gpuModel = terms.gpuModel;
         p.endpoint = terms.endpoint;
+    }
+
+    function _checkExecutor(address account, Requirements calldata req) private view returns (uint80 price) {
+        ProviderData storage p = _providers[account];
+        if (!p.registered) revert ProviderRegistryNotRegistered(account);
+        if (p.unbondAt != 0) revert ProviderRegistryProviderUnbonding(account);
+        if ((p.profileMask >> req.profile) & 1 == 0) revert ProviderRegistryProfileUnsupported(account, req.profile);
+        if (p.vramGiB < req.minVramGiB) revert ProviderRegistryInsufficientVram(account, p.vramGiB, req.minVramGiB);
+        if (req.execWindow < p.minExecWindow) {
+            revert ProviderRegistryExecWindowTooShort(account, req.execWindow, p.minExecWindow);
+        }
+        if (req.units > p.maxUnits) revert ProviderRegistryTooManyUnits(account, req.units, p.maxUnits);
+        price = p.pricePerUnit;
+        if (price > req.maxPricePerUnit) revert ProviderRegistryPriceTooHigh(account, price, req.maxPricePerUnit);
+    }
+
+    /// @dev Brings `account`'s leaves in line with its stake and profiles: weight is the stake while
+    /// registered and not unbonding, in every profile of the mask; `oldMask` names the leaves it had.
+    function _reweigh(address account, ProviderData storage p, uint64 oldMask) private {
+        uint64 mask = p.profileMask;
+        uint256 weight = p.unbondAt == 0 ? p.stake : 0;
+        uint64 all = oldMask | mask;
+        for (uint8 id; all != 0; ++id) {
+            if (all & 1 != 0) _trees[id].set(account, (mask >> id) & 1 != 0 ? weight : 0);
+            all >>= 1;
+        }
+    }
+
+    function _listed(address account, address[] calldata list, uint256 n) private pure returns (bool) {
+        for (uint256 i; i < n; ++i) {
+            if (list[i] == account) return true;
+        }
+        return false;
+    }
+
+    function _inMemory(address account, address[] memory list, uint256 n) private pure returns (bool) {
+        for (uint256 i; i < n; ++i) {
+            if (list[i] == account) return true;
+        }
+        return false;
     }
 
     function _checkUnbondingPeriod(uint40 period) private view {

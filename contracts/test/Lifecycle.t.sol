@@ -12,13 +12,14 @@ contract LifecycleTest is MarketFixture {
 
     uint256 internal constant PAY = uint256(UNITS) * PRICE; // one replica at the max price
     uint256 internal constant FEE = PAY * 250 / 10_000;
-    uint256 internal constant COLLATERAL = 2 * PAY;
+    uint256 internal constant COLLATERAL = 10 * PAY; // collateralMultiple 10 at the clearing price
+    uint256 internal constant PREMIUM = PAY * 3000 / 10_000; // auditBps 1000 x 3 verifiers
 
     function test_replicas1_settledAfterWindow() public {
         setAuditBps(0);
         address p = newProvider("p", PRICE);
         uint256 id = createJob(1);
-        assertEq(token.balanceOf(address(market)), PAY + FEE, "escrow pulled");
+        assertEq(token.balanceOf(address(market)), PAY + FEE + PREMIUM, "escrow pulled, audit premium included");
         assignJob(id, one(p));
         assertEq(registry.provider(p).locked, COLLATERAL, "collateral locked");
         commitAs(p, id, GOOD);
@@ -29,7 +30,8 @@ contract LifecycleTest is MarketFixture {
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
         assertEq(market.credits(p), PAY, "provider paid its price");
         assertEq(market.credits(requester), 0, "nothing to refund at the max price");
-        assertEq(market.auditPool() + market.protocolFees(), FEE, "fee split between pool and treasury");
+        assertEq(market.auditPool(), FEE / 2 + PREMIUM, "half the fee and the premium fund audits");
+        assertEq(market.protocolFees(), FEE / 2, "the other half of the fee to the treasury");
         IProviderRegistry.Provider memory rec = registry.provider(p);
         assertEq(rec.locked, 0);
         assertEq(rec.jobsDone, 1);
@@ -48,8 +50,13 @@ contract LifecycleTest is MarketFixture {
         market.finalize(id);
         uint256 paid = PAY / 2;
         uint256 fee = paid * 250 / 10_000;
+        uint256 premium = paid * 3000 / 10_000;
         assertEq(market.credits(p), paid);
-        assertEq(market.credits(requester), PAY + FEE - paid - fee, "difference and its fee refunded");
+        assertEq(
+            market.credits(requester),
+            PAY + FEE + PREMIUM - paid - fee - premium,
+            "difference, its fee and its premium refunded"
+        );
     }
 
     function test_replicas3_honest() public {
@@ -67,8 +74,10 @@ contract LifecycleTest is MarketFixture {
         }
     }
 
-    function test_replicas3_wrongDigestSlashed() public {
+    /// @notice v2: replicas that disagree do not out-vote each other; drawn verifiers decide.
+    function test_replicas3_disagreementGoesToVerifiers() public {
         address[] memory ps = newProviders(3, PRICE);
+        stakeVerifiers(4);
         uint256 id = createJob(3);
         assignJob(id, ps);
         commitAs(ps[0], id, GOOD);
@@ -77,14 +86,23 @@ contract LifecycleTest is MarketFixture {
         revealAs(ps[0], id, GOOD);
         revealAs(ps[1], id, GOOD);
         revealAs(ps[2], id, BAD);
+        market.finalize(id);
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Auditing), "disagreement: audit round 1");
+        address[] memory vs = staffAndCommit(id, GOOD);
+        assertEq(vs.length, 3);
+        revealAll(vs, id, GOOD);
         uint256 supplyBefore = token.totalSupply();
         market.finalize(id);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
         uint256 reward = COLLATERAL * 3000 / 10_000;
         uint256 compensation = COLLATERAL / 2;
-        assertEq(market.credits(ps[0]), PAY + reward / 2, "honest replica paid and rewarded");
-        assertEq(market.credits(ps[1]), PAY + reward / 2);
+        assertEq(market.credits(ps[0]), PAY + reward / 5, "honest replica paid and rewarded");
+        assertEq(market.credits(ps[1]), PAY + reward / 5);
         assertEq(market.credits(ps[2]), 0);
+        for (uint256 i; i < 3; ++i) {
+            assertEq(market.credits(vs[i]), reward / 5, "verifiers share the reward (the pool is empty)");
+            assertEq(registry.provider(vs[i]).locked, 0);
+        }
         assertEq(registry.provider(ps[2]).stake, PROVIDER_STAKE - COLLATERAL, "cheater slashed");
         assertEq(registry.provider(ps[2]).jobsSlashed, 1);
         uint256 escrow = 3 * (PAY + FEE);
@@ -95,54 +113,52 @@ contract LifecycleTest is MarketFixture {
     function test_replicas1_auditCatchesCheater() public {
         setAuditBps(10_000);
         address cheater = newProvider("cheater", PRICE);
-        address[] memory vs = newProviders(3, PRICE);
+        stakeVerifiers(3);
         uint256 id = createJob(1);
         assignJob(id, one(cheater));
         commitAs(cheater, id, BAD);
         nextBlock();
         assertTrue(market.drawAudit(id), "audit drawn");
-        vm.prank(matcher);
-        market.assignVerifiers(id, vs);
-        for (uint256 i; i < 3; ++i) commitAs(vs[i], id, GOOD);
+        address[] memory vs = staffAndCommit(id, GOOD);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Revealing));
         revealAs(cheater, id, BAD);
-        for (uint256 i; i < 3; ++i) revealAs(vs[i], id, GOOD);
+        revealAll(vs, id, GOOD);
         market.finalize(id);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Refunded));
         assertEq(registry.provider(cheater).stake, PROVIDER_STAKE - COLLATERAL, "cheater slashed");
         uint256 reward = COLLATERAL * 3000 / 10_000;
         for (uint256 i; i < 3; ++i) {
-            assertEq(market.credits(vs[i]), reward / 3, "verifiers paid from the slash");
+            assertEq(market.credits(vs[i]), reward / 3, "verifiers paid from the slash (the pool is empty)");
             assertEq(registry.provider(vs[i]).locked, 0);
         }
-        assertEq(market.credits(requester), PAY + FEE + COLLATERAL / 2, "refund plus compensation");
+        IJobMarket.Params memory params = market.params();
+        uint256 escrow = PAY + FEE + PAY * params.auditBps * params.verifiers / 10_000;
+        assertEq(market.credits(requester), escrow + COLLATERAL / 2, "whole escrow back plus compensation");
         assertEq(market.credits(cheater), 0);
     }
 
     function test_replicas1_challengeLostPaysVerifiersFromBond() public {
         setAuditBps(0);
         address p = newProvider("p", PRICE);
-        address[] memory vs = newProviders(3, PRICE);
+        stakeVerifiers(3);
         uint256 id = createJob(1);
         assignJob(id, one(p));
         commitAs(p, id, GOOD);
-        uint256 bond = market.params().challengeBond;
+        uint256 bond = 3 * PAY; // verifiers x units x clearing price
         vm.prank(requester);
         market.challenge(id);
         assertEq(market.challengeBond(id), bond);
-        vm.prank(matcher);
-        market.assignVerifiers(id, vs);
-        for (uint256 i; i < 3; ++i) commitAs(vs[i], id, GOOD);
+        address[] memory vs = staffAndCommit(id, GOOD);
         revealAs(p, id, GOOD);
-        for (uint256 i; i < 3; ++i) revealAs(vs[i], id, GOOD);
+        revealAll(vs, id, GOOD);
         uint256 poolBefore = market.auditPool();
         market.finalize(id);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
         assertEq(market.credits(p), PAY, "executor paid");
-        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), bond / 3, "bond pays the verifiers");
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), PAY, "bond pays each verifier the clearing pay");
         assertEq(market.credits(requester), 0, "bond lost, nothing refunded");
         assertEq(market.totalBonds(), 0);
-        assertEq(market.auditPool() - poolBefore, bond - 3 * (bond / 3) + FEE / 2, "dust and fee share to pool");
+        assertEq(market.auditPool() - poolBefore, FEE / 2 + PREMIUM, "fee share and premium to the pool");
     }
 
     function test_noShow_slashedThenReopenedAndSettled() public {
@@ -156,7 +172,8 @@ contract LifecycleTest is MarketFixture {
         market.expire(id);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Open), "reopened");
         assertEq(registry.provider(lazy).stake, PROVIDER_STAKE - COLLATERAL, "no-show slashed");
-        assertEq(market.credits(requester), COLLATERAL / 2, "requester compensated");
+        assertEq(market.credits(requester), 0, "v2: a no-show never credits the requester");
+        assertEq(market.auditPool(), COLLATERAL * 3000 / 10_000, "its reward share funds audits");
         vm.prank(matcher);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketProviderExcluded.selector, id, lazy));
         market.assign(id, one(lazy));
@@ -179,13 +196,14 @@ contract LifecycleTest is MarketFixture {
         skipTime(1 hours + 1);
         market.expire(id);
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Expired));
-        assertEq(market.credits(requester), PAY + FEE + COLLATERAL, "escrow back plus two compensations");
+        assertEq(market.credits(requester), PAY + FEE + PREMIUM, "escrow back, no compensation for no-shows");
         assertEq(registry.provider(a).locked + registry.provider(b).locked, 0);
     }
 
     function test_unbondThenSlashDuringDelay() public {
         address p = newProvider("p", PRICE);
         address[] memory others = newProviders(2, PRICE);
+        stakeVerifiers(3);
         address[] memory ps = new address[](3);
         ps[0] = p;
         ps[1] = others[0];
@@ -206,6 +224,10 @@ contract LifecycleTest is MarketFixture {
         revealAs(p, id, BAD);
         revealAs(others[0], id, GOOD);
         revealAs(others[1], id, GOOD);
+        market.finalize(id); // the replicas disagree: drawn verifiers decide
+        address[] memory vs = staffAndCommit(id, GOOD);
+        for (uint256 i; i < vs.length; ++i) assertTrue(vs[i] != p, "an unbonding provider is never drawn");
+        revealAll(vs, id, GOOD);
         market.finalize(id);
         assertEq(registry.provider(p).stake, PROVIDER_STAKE - COLLATERAL, "slashed while unbonding");
         vm.prank(p);

@@ -3,8 +3,10 @@
     GET /jobs                 jobs, newest first; filters ``state`` (name, e.g. ``open``),
                               ``requester``, ``provider`` (any round, executor or verifier);
                               pagination ``limit`` (1-500, default 50) and ``offset``
-    GET /jobs/{id}            one job with its current round's participants and its event
-                              history in chain order; 404 unknown
+    GET /jobs/{id}            one job with its participants (executors, then the verifiers
+                              drawn on-chain in each audit round), its audit rounds, the
+                              verdict, items batched calls skipped, and its event history in
+                              chain order; 404 unknown
     GET /providers            registered providers by address
     GET /providers/{address}  one provider (registered or not, as long as an event named it);
                               400 malformed address, 404 unknown
@@ -37,15 +39,18 @@ from sqlalchemy import func, select
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.relayer.store import (
+    AuditRoundRow,
     Checkpoint,
     HistoryRow,
     JobRow,
     ParticipantRow,
     ProviderRow,
+    SkippedRow,
     Store,
 )
 
 __all__ = [
+    "AuditRoundOut",
     "HistoryOut",
     "JobDetail",
     "JobOut",
@@ -53,7 +58,9 @@ __all__ = [
     "ParticipantOut",
     "ProfileOut",
     "ProviderOut",
+    "SkippedOut",
     "StatusOut",
+    "VerdictOut",
     "chain_router",
 ]
 
@@ -86,13 +93,24 @@ class JobOut(BaseModel):
     accept_window: int
     exec_window: int
     escrow: str
+    collateral_multiple: int
+    #: Collateral each participant locks: multiple x units x clearing price ("0" before
+    #: assignment).
     collateral: str
     fee_bps: int
+    min_fee: str
+    premium_bps: int
     clearing_price: str
     accept_by: int
-    #: The current state's deadline when an event carried it; null while committed/auditing.
+    #: The current state's deadline when an event carried it; null while committed.
     deadline: int | None
+    #: No-show reopen round (0, then 1 after a reopen).
     round: int
+    #: Current audit round (0 before any audit), its verifier seats, whether all are drawn.
+    audit_round: int
+    seats: int
+    staffed: bool
+    seed_block: int | None
     challenged: bool
     audited: bool | None
     digest: str | None
@@ -124,12 +142,19 @@ def _job_fields(row: JobRow) -> dict[str, Any]:
         "accept_window": row.accept_window,
         "exec_window": row.exec_window,
         "escrow": str(row.escrow),
+        "collateral_multiple": row.collateral_multiple,
         "collateral": str(row.collateral),
         "fee_bps": row.fee_bps,
+        "min_fee": str(row.min_fee),
+        "premium_bps": row.premium_bps,
         "clearing_price": str(row.clearing_price),
         "accept_by": row.accept_by,
         "deadline": row.deadline,
         "round": row.round,
+        "audit_round": row.audit_round,
+        "seats": row.seats,
+        "staffed": row.staffed,
+        "seed_block": row.seed_block,
         "challenged": row.challenged,
         "audited": row.audited,
         "digest": row.digest,
@@ -145,11 +170,13 @@ def _job_fields(row: JobRow) -> dict[str, Any]:
 
 
 class ParticipantOut(BaseModel):
-    """An executor (index < replicas) or verifier of the job's current round."""
+    """An executor (index < replicas) or a verifier drawn on-chain (index >= replicas)."""
 
     index: int
     provider: str
     verifier: bool
+    #: 0 for an executor, else the audit round the verifier was drawn for.
+    audit_round: int
     price_per_unit: str
     deadline: int
     collateral: str
@@ -167,6 +194,7 @@ class ParticipantOut(BaseModel):
             index=row.index,
             provider=row.provider,
             verifier=row.verifier,
+            audit_round=row.audit_round,
             price_per_unit=str(row.price_per_unit),
             deadline=row.deadline,
             collateral=str(row.collateral),
@@ -203,9 +231,108 @@ class HistoryOut(BaseModel):
         )
 
 
+class AuditRoundOut(BaseModel):
+    """One audit round: seats, the verifiers drawn on-chain so far, and its deadlines."""
+
+    round: int
+    seats: int
+    verifiers: list[str]
+    staffed: bool
+    seed_block: int
+    #: Times the draw's seed block hash aged out and was re-seeded from a later block.
+    reseeds: int
+    #: Verifiers must be drawn by then, or the job ends with no verdict (refund).
+    staff_by: int
+    #: Commit deadline of the round's verifiers once staffed.
+    commit_by: int | None
+    started_block: int
+    staffed_block: int | None
+
+    @classmethod
+    def of(cls, row: AuditRoundRow, verifiers: list[str]) -> AuditRoundOut:
+        return cls(
+            round=row.round,
+            seats=row.seats,
+            verifiers=verifiers,
+            staffed=len(verifiers) >= row.seats,
+            seed_block=row.seed_block,
+            reseeds=row.reseeds,
+            staff_by=row.staff_by,
+            commit_by=row.commit_by,
+            started_block=row.started_block,
+            staffed_block=row.staffed_block,
+        )
+
+
+class VerdictOut(BaseModel):
+    """How a closed job ended.
+
+    ``outcome`` is one of: ``upheld`` (settled on a result that replicas or verifiers agreed on),
+    ``settled_unverified`` (replicas = 1, not audited, not challenged), ``overturned`` (the
+    verdict went against the executors: refunded), ``no_verdict`` (nobody revealed, or no audit
+    majority, or an audit could not be staffed: refunded), ``expired`` (never executed).
+    """
+
+    outcome: str
+    #: The upheld digest; null without one.
+    digest: str | None
+    #: Participants who revealed the upheld digest.
+    upheld: list[str]
+    #: Participants slashed in the job.
+    slashed: list[str]
+
+
+class SkippedOut(BaseModel):
+    """An item a batched keeper or matcher call skipped (BatchItemSkipped)."""
+
+    operation: str
+    error: str
+    reason: str
+    block_number: int
+    tx_hash: str
+
+    @classmethod
+    def of(cls, row: SkippedRow) -> SkippedOut:
+        return cls(
+            operation=row.operation,
+            error=row.error,
+            reason=row.reason,
+            block_number=row.block_number,
+            tx_hash=row.tx_hash,
+        )
+
+
 class JobDetail(JobOut):
     participants: list[ParticipantOut]
+    #: Verifiers drawn on-chain, every round (addresses, in draw order).
+    verifiers: list[str]
+    rounds: list[AuditRoundOut]
+    #: Null while the job is not terminal.
+    verdict: VerdictOut | None
+    skipped: list[SkippedOut]
     history: list[HistoryOut]
+
+
+_ZERO_DIGEST = "0x" + "00" * 32
+
+
+def verdict_of(row: JobRow, participants: list[ParticipantRow]) -> VerdictOut | None:
+    """The verdict of a terminal job (None before)."""
+    if not row.state.terminal:
+        return None
+    digest = row.digest if row.digest not in (None, _ZERO_DIGEST) else None
+    if row.state is JobState.EXPIRED:
+        outcome = "expired"
+    elif row.state is JobState.SETTLED:
+        outcome = "upheld" if digest is not None else "settled_unverified"
+    else:
+        outcome = "overturned" if digest is not None else "no_verdict"
+    return VerdictOut(
+        outcome=outcome,
+        digest=digest,
+        upheld=[p.provider for p in participants if digest and p.revealed_digest == digest],
+        slashed=[p.provider for p in participants if p.slashed is not None],
+    )
 
 
 class JobsPage(BaseModel):
@@ -234,6 +361,9 @@ class ProviderOut(BaseModel):
     vram_gib: int
     gpu_model: str
     endpoint: str
+    #: The provider's own floor on a job's exec window and cap on its units (its terms).
+    min_exec_window: int
+    max_units: int
     profile_mask: str
     profiles: list[ProfileOut]
     jobs_done: int
@@ -325,6 +455,8 @@ def chain_router(
             vram_gib=row.vram_gib,
             gpu_model=row.gpu_model,
             endpoint=row.endpoint,
+            min_exec_window=row.min_exec_window,
+            max_units=row.max_units,
             profile_mask=str(mask),
             profiles=[
                 ProfileOut(id=i, descriptor=profiles.get(i))
@@ -391,9 +523,18 @@ def chain_router(
                 f"no job {job_id} in the relayer's index; it may not exist yet or the listener "
                 "has not reached its block (see GET /status)",
             )
+        participants = store.participants(job_id)
+        verifiers = [p for p in participants if p.verifier]
         return JobDetail(
             **_job_fields(row),
-            participants=[ParticipantOut.of(p) for p in store.participants(job_id)],
+            participants=[ParticipantOut.of(p) for p in participants],
+            verifiers=[p.provider for p in verifiers],
+            rounds=[
+                AuditRoundOut.of(r, [p.provider for p in verifiers if p.audit_round == r.round])
+                for r in store.audit_rounds(job_id)
+            ],
+            verdict=verdict_of(row, participants),
+            skipped=[SkippedOut.of(k) for k in store.skipped(job_id)],
             history=[HistoryOut.of(h) for h in store.history(job_id)],
         )
 

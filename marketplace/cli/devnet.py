@@ -45,7 +45,12 @@ def up(
         int, typer.Option("--workers-per-provider", help="Jobs a provider's worker runs at once.")
     ] = 1,
     audit_rate: Annotated[
-        int, typer.Option("--audit-rate", help="Share of jobs audited, in basis points.")
+        int,
+        typer.Option(
+            "--audit-rate",
+            help="Share of single-replica jobs audited by drawn verifiers, in basis points; at "
+            "least 910 (the contract's floor at collateral multiple 10).",
+        ),
     ] = 3_000,
     directory: DirOpt = DEFAULT_DIR,
     detach: Annotated[

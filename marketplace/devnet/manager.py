@@ -73,14 +73,24 @@ PROVIDER_STAKE = 1_000 * TOKEN
 REQUESTER_TOKENS = 10_000 * TOKEN
 #: scrypt work factor of the devnet keystores: low, so services start fast. Devnet only.
 KEYSTORE_ITERATIONS = 2**12
-#: Windows short enough that a demo job settles in about a minute; 30 % of jobs audited.
+#: Windows short enough that a demo job settles in about a minute (each at least the contract's
+#: 10 s floor); 30 % of single-replica jobs audited (the floor at a collateral multiple of 10 is
+#: 9.1 %: auditBps x (1 + collateralMultiple) >= 10000), by 3 drawn verifiers.
 DEVNET_PARAMS = MarketParams(
     audit_bps=3_000,
-    challenge_window=8,
+    verifiers=3,
+    collateral_multiple=10,
+    challenge_window=10,
     verifier_assign_window=30,
+    verifier_exec_window=120,
     reveal_window=30,
+    min_exec_window=20,
     reassign_window=60,
 )
+#: Terms every devnet provider registers with: the shortest exec window it accepts (the
+#: requester's default is an hour) and the most units per job.
+PROVIDER_MIN_EXEC_WINDOW = 60
+PROVIDER_MAX_UNITS = 1_000_000
 BEHAVIORS = ("honest", "lazy", "copycat", "no-show")
 #: Seconds between provider heartbeats (relayer and agents agree on it).
 HEARTBEAT_INTERVAL = 2
@@ -144,11 +154,23 @@ class DevnetConfig:
         return out + ["honest"] * (self.providers - len(out))
 
     def market_params(self) -> MarketParams:
+        """The deployment's parameters, checked against the contract's bounds (ConfigError
+        naming the fix otherwise)."""
         if self.params is not None:
+            self.params.check()
             return self.params
         if not 0 <= self.audit_bps <= 10_000:
             raise ConfigError(f"--audit-rate {self.audit_bps} is not between 0 and 10000 bps")
-        return replace(DEVNET_PARAMS, audit_bps=self.audit_bps)
+        params = replace(DEVNET_PARAMS, audit_bps=self.audit_bps)
+        floor = -(-10_000 // (1 + params.collateral_multiple))
+        if self.audit_bps < floor:
+            raise ConfigError(
+                f"--audit-rate {self.audit_bps} is below the contract's floor of {floor} bps at a "
+                f"collateral multiple of {params.collateral_multiple} (auditBps x (1 + "
+                "collateralMultiple) >= 10000, so cheating never pays); raise it"
+            )
+        params.check()
+        return params
 
 
 def _now() -> str:
@@ -599,7 +621,13 @@ class Devnet:
         owner.mint(key.address, PROVIDER_STAKE)
         provider = owner.as_account(key)
         provider.register(
-            ProviderTerms(profile_mask=0b1, price_per_unit=PRICE_PER_UNIT, gpu_model="cpu")
+            ProviderTerms(
+                profile_mask=0b1,
+                price_per_unit=PRICE_PER_UNIT,
+                gpu_model="cpu",
+                min_exec_window=PROVIDER_MIN_EXEC_WINDOW,
+                max_units=PROVIDER_MAX_UNITS,
+            )
         )
         provider.stake(PROVIDER_STAKE)
         keystore = write_keystore(

@@ -4,7 +4,9 @@ paid and who was paid and checking that every token is accounted for.
 
 No relayer, provider or model runs here: the scenarios drive the contracts directly with
 made-up digests, so every path (including the rare ones: a lost challenge, a no-show, an unbond
-followed by a slash) runs in seconds. `make demo` is the same market with real processes.
+followed by a slash, an escalation without verdict) runs in seconds. Verifiers are never named:
+the keeper calls staffAudit and the contract draws them, stake-weighted; each audited path
+prints who was drawn in which round. `make demo` is the same market with real processes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from rich.console import Console
 from rich.table import Table
 
 from marketplace.devnet.anvil import Anvil, funded_account
-from marketplace.devnet.scenarios import PATHS, TOKEN, Cast, PathResult, setup, walk
+from marketplace.devnet.scenarios import (
+    PATHS,
+    PROVIDER_NAMES,
+    TOKEN,
+    Cast,
+    PathResult,
+    drawn_verifiers,
+    setup,
+    walk,
+)
 from marketplace.protocol.chain import connect
 
 
@@ -48,25 +59,37 @@ def _table(cast: Cast, result: PathResult) -> Table:
     return table
 
 
+def _verifier_lines(cast: Cast, job_id: int) -> list[str]:
+    """One line per audit round: who the contract drew."""
+    return [
+        f"  audit round {r}: drawn verifiers "
+        + (", ".join(cast.name(a) for a in who) or "none (could not be staffed)")
+        for r, who in drawn_verifiers(cast.owner, job_id)
+    ]
+
+
 def main() -> int:
     console = Console()
     with Anvil() as node:
         w3 = connect(node.url)
         owner = funded_account(w3)
         console.print(f"[bold]Anvil[/] at {node.url}, chain {w3.eth.chain_id}")
-        cast = setup(w3, owner)
+        cast = setup(w3, owner, providers=len(PROVIDER_NAMES))
         d = cast.deployment
         console.print(
             f"ComputeToken {d.token}\nProviderRegistry {d.registry}\nJobMarket {d.market}"
         )
         console.print(
-            f"{len(cast.providers)} providers staked {1000:,} tokens each; prices per unit equal.\n"
+            f"{len(cast.providers)} providers staked {1000:,} tokens each; prices per unit equal; "
+            "verifiers are drawn on-chain, stake-weighted.\n"
         )
         failures = 0
         for title, path in PATHS:
             result = walk(cast, title, path)
             table = _table(cast, result)
             console.print(table)
+            for line in _verifier_lines(cast, result.job_id):
+                console.print(line)
             failures += table.caption != "conserved: every token accounted for"
             console.print()
     console.print(

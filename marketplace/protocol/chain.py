@@ -49,14 +49,27 @@ class Signer:
     def address(self) -> str:
         return str(self.account.address)
 
-    def transact(self, call: ContractFunction | ContractConstructor, value: int = 0) -> TxReceipt:
-        """Estimates, signs, sends and waits for `call`; raises ContractRevert on a revert."""
+    def transact(
+        self,
+        call: ContractFunction | ContractConstructor,
+        value: int = 0,
+        *,
+        min_gas: int = 0,
+    ) -> TxReceipt:
+        """Estimates, signs, sends and waits for `call`; raises ContractRevert on a revert.
+
+        `min_gas` raises the estimate: a batched call that catches its items' reverts succeeds
+        even when an item runs out of gas, so the node's estimate (the least gas with which the
+        outer call succeeds) can starve the items; the caller passes what the items need."""
         with self._lock:
             params: TxParams = {"from": self.account.address, "value": Web3.to_wei(value, "wei")}
             try:
                 gas = call.estimate_gas(params)
             except ContractLogicError as exc:
                 raise (decode_revert(_revert_data(exc)) or TransactionFailed(str(exc))) from exc
+            if min_gas > gas:
+                limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+                gas = min(min_gas, int(limit / _GAS_HEADROOM))
             if self._nonce is None:
                 self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
             params["gas"] = int(gas * _GAS_HEADROOM)

@@ -1,4 +1,4 @@
-"""Typed client for the three contracts: every external function, batched forms included.
+"""Typed client for the contracts: every external function, batched forms included.
 
 Reads need no key; writes go through a Signer, so reverts arrive as ContractRevert with the
 decoded error and a hint.
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cache
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
@@ -21,7 +23,7 @@ from web3.types import TxReceipt
 from marketplace.protocol import artifacts, hashing
 from marketplace.protocol.chain import Signer
 from marketplace.protocol.deployment import Deployment, MarketParams
-from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.errors import ConfigError, ContractRevert, decode_revert
 
 
 class JobState(IntEnum):
@@ -70,9 +72,19 @@ class JobRequest:
         )
 
 
+#: Job.flags bits.
+FLAG_REOPENED = 1
+FLAG_CHALLENGED = 2
+FLAG_DRAWN_CLEAR = 4
+FLAG_RESEEDED = 8
+
+#: Replica counts the contract accepts (odd, so replicas always have a majority).
+VALID_REPLICAS = (1, 3, 5)
+
+
 @dataclass(frozen=True)
 class Job:
-    """IJobMarket.Job as stored."""
+    """IJobMarket.Job as stored (three slots), in contract field order."""
 
     requester: str
     deadline: int
@@ -81,15 +93,23 @@ class Job:
     replicas: int
     participants: int
     profile: int
-    commit_mask: int
-    reveal_mask: int
     collateral_multiple: int
+    fee_bps: int
     max_price_per_unit: int
     clearing_price: int
     units: int
     min_vram_gib: int
     exec_window: int
-    fee_bps: int
+    premium_bps: int
+    commit_mask: int
+    reveal_mask: int
+    active_mask: int
+    seed_block: int
+    round: int
+    seats: int
+    verifiers_from: int
+    draws: int
+    min_fee: int
 
     @classmethod
     def from_tuple(cls, t: Sequence[Any]) -> Job:
@@ -97,11 +117,59 @@ class Job:
 
     @property
     def collateral(self) -> int:
-        return self.collateral_multiple * self.units * self.max_price_per_unit
+        """Collateral each participant locks: multiple x units x clearing price (0 before
+        assignment, when no clearing price exists yet)."""
+        return self.collateral_multiple * self.units * self.clearing_price
+
+    @property
+    def pay(self) -> int:
+        """What one upheld executor or verifier is paid: units x clearing price."""
+        return self.units * self.clearing_price
 
     @property
     def escrow(self) -> int:
-        return hashing.escrow_of(self.replicas, self.units, self.max_price_per_unit, self.fee_bps)
+        return hashing.escrow_of(
+            self.replicas,
+            self.units,
+            self.max_price_per_unit,
+            self.fee_bps,
+            self.min_fee,
+            self.premium_bps,
+        )
+
+    @property
+    def reopened(self) -> bool:
+        return bool(self.flags & FLAG_REOPENED)
+
+    @property
+    def challenged(self) -> bool:
+        return bool(self.flags & FLAG_CHALLENGED)
+
+    @property
+    def drawn_clear(self) -> bool:
+        """The replicas = 1 audit draw ran and did not select the job."""
+        return bool(self.flags & FLAG_DRAWN_CLEAR)
+
+    @property
+    def reseeded(self) -> bool:
+        return bool(self.flags & FLAG_RESEEDED)
+
+    @property
+    def seats_filled(self) -> int:
+        """Verifiers drawn so far in the current audit round (0 before any audit)."""
+        if self.round == 0:
+            return 0
+        return self.participants - self.verifiers_from
+
+    @property
+    def staffed(self) -> bool:
+        """Every seat of the current audit round is filled (False before any audit)."""
+        return self.round > 0 and self.seats_filled >= self.seats
+
+    @property
+    def needs_staffing(self) -> bool:
+        """Auditing with open seats: `staffAudit` can be called from the block after seedBlock."""
+        return self.state == JobState.AUDITING and self.round > 0 and not self.staffed
 
 
 @dataclass(frozen=True)
@@ -111,26 +179,40 @@ class Participant:
     commit_block: int
 
 
+#: Largest uint32: a provider with this max_units takes jobs of any size.
+UNLIMITED_UNITS = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class ProviderTerms:
-    """IProviderRegistry.Terms."""
+    """IProviderRegistry.Terms. `min_exec_window` is the shortest exec window (seconds) the
+    provider accepts as an executor (0: only the protocol floor); `max_units` the most units per
+    job it accepts as an executor (at least 1)."""
 
     profile_mask: int
     price_per_unit: int
     vram_gib: int = 0
     gpu_model: str = "cpu"
     endpoint: str = ""
+    min_exec_window: int = 0
+    max_units: int = UNLIMITED_UNITS
 
     def as_tuple(self) -> tuple[Any, ...]:
         model = self.gpu_model.encode()
         if len(model) > 32:
             raise ConfigError(f"gpu model name {self.gpu_model!r} exceeds 32 bytes; shorten it")
+        if not 1 <= self.max_units <= UNLIMITED_UNITS:
+            raise ConfigError(f"max_units {self.max_units} must be in 1..{UNLIMITED_UNITS}")
+        if not 0 <= self.min_exec_window <= UNLIMITED_UNITS:
+            raise ConfigError(f"min_exec_window {self.min_exec_window} must fit uint32 seconds")
         return (
             self.profile_mask,
             model.ljust(32, b"\0"),
             self.vram_gib,
             self.price_per_unit,
             self.endpoint,
+            self.min_exec_window,
+            self.max_units,
         )
 
 
@@ -150,15 +232,77 @@ class ProviderRecord:
     profile_mask: int
     gpu_model: str
     endpoint: str
+    min_exec_window: int = 0
+    max_units: int = UNLIMITED_UNITS
 
     @classmethod
     def from_tuple(cls, t: Sequence[Any]) -> ProviderRecord:
         model = t[10].rstrip(b"\0").decode(errors="replace")
-        return cls(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], model, t[11])
+        return cls(
+            t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], model, t[11], t[12], t[13]
+        )
 
     @property
     def free_stake(self) -> int:
         return self.stake - self.locked - self.unbonding
+
+
+@cache
+def _selectors() -> dict[bytes, str]:
+    """4-byte selector -> function name, over the JobMarket ABI."""
+    table: dict[bytes, str] = {}
+    for entry in artifacts.load("JobMarket").abi:
+        if entry["type"] == "function":
+            types = ",".join(_canonical_type(p) for p in entry["inputs"])
+            table[function_signature_to_4byte_selector(f"{entry['name']}({types})")] = entry["name"]
+    return table
+
+
+def _canonical_type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+def operation_name(selector: bytes | str) -> str:
+    """The JobMarket function behind a 4-byte selector (hex of it when unknown)."""
+    raw = bytes.fromhex(selector.removeprefix("0x")) if isinstance(selector, str) else selector
+    return _selectors().get(bytes(raw[:4]), "0x" + bytes(raw[:4]).hex())
+
+
+@dataclass(frozen=True)
+class BatchSkip:
+    """A BatchItemSkipped event: `operation` (e.g. "staffAudit") reverted for `job_id`."""
+
+    job_id: int
+    operation: str
+    reason: ContractRevert | None
+    reason_data: bytes
+
+    @property
+    def error(self) -> str:
+        """The decoded custom error's name, or the raw revert data in hex."""
+        return self.reason.name if self.reason is not None else "0x" + self.reason_data.hex()
+
+    @classmethod
+    def from_args(cls, args: Any) -> BatchSkip:
+        data = bytes(args["reason"])
+        return cls(
+            job_id=int(args["jobId"]),
+            operation=operation_name(bytes(args["operation"])),
+            reason=decode_revert(data),
+            reason_data=data,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.operation}({self.job_id}) skipped: {self.reason or self.error}"
+
+
+#: Gas added per batched item (the self-call and its event), per skipped item, and per batch.
+_BATCH_ITEM_OVERHEAD = 15_000
+_BATCH_SKIP_GAS = 40_000
+_BATCH_BASE_GAS = 30_000
 
 
 class Market:
@@ -192,8 +336,21 @@ class Market:
             raise ConfigError("this client has no key; load a wallet to send transactions")
         return self.signer
 
-    def _send(self, call: Any) -> TxReceipt:
-        return self._signer().transact(call)
+    def _send(self, call: Any, *, min_gas: int = 0) -> TxReceipt:
+        return self._signer().transact(call, min_gas=min_gas)
+
+    def _send_batch(self, call: Any, items: Sequence[Any]) -> TxReceipt:
+        """Sends a batched call whose items run in their own sub-calls (a reverting item is
+        skipped): gas is at least the sum of the items' own estimates, so no item is starved
+        into a skip by the node's estimate of the batch."""
+        need = _BATCH_BASE_GAS
+        sender = {"from": self._signer().address}
+        for item in items:
+            try:
+                need += int(item.estimate_gas(sender)) + _BATCH_ITEM_OVERHEAD
+            except Exception:  # the item reverts: the batch skips it cheaply
+                need += _BATCH_SKIP_GAS
+        return self._send(call, min_gas=need)
 
     # ------------------------------------------------------------------ token
 
@@ -242,6 +399,7 @@ class Market:
     # ------------------------------------------------------------------ requester
 
     def escrow_for(self, request: JobRequest) -> int:
+        """JobMarket.escrowFor: payment + max(fee, minFee) + the audit premium (replicas = 1)."""
         return int(self.market.functions.escrowFor(request.as_tuple()).call())
 
     def create_job(self, request: JobRequest) -> int:
@@ -260,10 +418,21 @@ class Market:
     def cancel(self, job_id: int) -> TxReceipt:
         return self._send(self.market.functions.cancel(job_id))
 
+    def challenge_bond_for(self, job_id: int) -> int:
+        """The bond `challenge(job_id)` pulls: verifiers x units x clearing price."""
+        return self.params().verifiers * self.job(job_id).pay
+
     def challenge(self, job_id: int) -> TxReceipt:
-        """Approves the bond if needed and challenges a Committed job."""
-        self._ensure_allowance(self.market.address, self.params().challenge_bond)
+        """Approves the bond (verifiers x units x clearing price) if needed and challenges a
+        Committed job."""
+        self._ensure_allowance(self.market.address, self.challenge_bond_for(job_id))
         return self._send(self.market.functions.challenge(job_id))
+
+    def skipped(self, receipt: TxReceipt) -> list[BatchSkip]:
+        """The items a batched call (assignBatch, drawAudits, staffAudits, finalizeBatch,
+        expireBatch) skipped, with their decoded revert reasons."""
+        events = self.market.events.BatchItemSkipped().process_receipt(receipt, errors=DISCARD)
+        return [BatchSkip.from_args(e["args"]) for e in events]
 
     def _created_ids(self, receipt: TxReceipt) -> list[int]:
         events = self.market.events.JobCreated().process_receipt(receipt, errors=DISCARD)
@@ -284,14 +453,8 @@ class Market:
     def assign_batch(self, assignments: Sequence[tuple[int, Sequence[str]]]) -> TxReceipt:
         ids = [job_id for job_id, _ in assignments]
         lists = [[to_checksum_address(p) for p in ps] for _, ps in assignments]
-        return self._send(self.market.functions.assignBatch(ids, lists))
-
-    def assign_verifiers(self, job_id: int, verifiers: Sequence[str]) -> TxReceipt:
-        return self._send(
-            self.market.functions.assignVerifiers(
-                job_id, [to_checksum_address(v) for v in verifiers]
-            )
-        )
+        items = [self.market.functions.assign(j, ps) for j, ps in zip(ids, lists, strict=True)]
+        return self._send_batch(self.market.functions.assignBatch(ids, lists), items)
 
     # ------------------------------------------------------------------ providers
 
@@ -323,19 +486,31 @@ class Market:
         return self._send(self.market.functions.drawAudit(job_id))
 
     def draw_audits(self, job_ids: Sequence[int]) -> TxReceipt:
-        return self._send(self.market.functions.drawAudits(list(job_ids)))
+        items = [self.market.functions.drawAudit(j) for j in job_ids]
+        return self._send_batch(self.market.functions.drawAudits(list(job_ids)), items)
+
+    def staff_audit(self, job_id: int) -> TxReceipt:
+        """Draws the current audit round's verifiers on-chain (from the block after seedBlock);
+        re-seeds instead when the seed block hash aged out (call again then)."""
+        return self._send(self.market.functions.staffAudit(job_id))
+
+    def staff_audits(self, job_ids: Sequence[int]) -> TxReceipt:
+        items = [self.market.functions.staffAudit(j) for j in job_ids]
+        return self._send_batch(self.market.functions.staffAudits(list(job_ids)), items)
 
     def finalize(self, job_id: int) -> TxReceipt:
         return self._send(self.market.functions.finalize(job_id))
 
     def finalize_batch(self, job_ids: Sequence[int]) -> TxReceipt:
-        return self._send(self.market.functions.finalizeBatch(list(job_ids)))
+        items = [self.market.functions.finalize(j) for j in job_ids]
+        return self._send_batch(self.market.functions.finalizeBatch(list(job_ids)), items)
 
     def expire(self, job_id: int) -> TxReceipt:
         return self._send(self.market.functions.expire(job_id))
 
     def expire_batch(self, job_ids: Sequence[int]) -> TxReceipt:
-        return self._send(self.market.functions.expireBatch(list(job_ids)))
+        items = [self.market.functions.expire(j) for j in job_ids]
+        return self._send_batch(self.market.functions.expireBatch(list(job_ids)), items)
 
     # ------------------------------------------------------------------ payouts
 
@@ -368,6 +543,10 @@ class Market:
     def participants(self, job_id: int) -> list[Participant]:
         return [Participant(*p) for p in self.market.functions.participants(job_id).call()]
 
+    def verifiers(self, job_id: int) -> list[Participant]:
+        """The job's drawn verifiers of every round (participants from index `replicas` on)."""
+        return self.participants(job_id)[self.job(job_id).replicas :]
+
     def credits(self, account: str) -> int:
         return int(self.market.functions.credits(to_checksum_address(account)).call())
 
@@ -379,6 +558,25 @@ class Market:
 
     def protocol_fees(self) -> int:
         return int(self.market.functions.protocolFees().call())
+
+    def challenge_bond(self, job_id: int) -> int:
+        """Bond still held for the requester's challenge of `job_id` (0 if none)."""
+        return int(self.market.functions.challengeBond(job_id).call())
+
+    def revealed_digest(self, job_id: int, index: int) -> bytes:
+        return bytes(self.market.functions.revealedDigest(job_id, index).call())
+
+    def max_job_lifetime(self) -> int:
+        return int(self.market.functions.maxJobLifetime().call())
+
+    def free_stake(self, account: str) -> int:
+        return int(self.registry.functions.freeStake(to_checksum_address(account)).call())
+
+    def profile_stake(self, profile: int) -> int:
+        return int(self.registry.functions.profileStake(profile).call())
+
+    def draw_weight(self, profile: int, account: str) -> int:
+        return int(self.registry.functions.drawWeight(profile, to_checksum_address(account)).call())
 
     def total_bonds(self) -> int:
         return int(self.market.functions.totalBonds().call())

@@ -43,15 +43,18 @@ _HINTS: dict[str, str] = {
     "JobMarketNotMatcher": "only a matcher may assign; the owner authorises one with setMatcher",
     "JobMarketNotRequester": "only the job's requester may do this; use the requester's key",
     "JobMarketNotParticipant": "this key is not assigned to the job; sign as the assigned provider",
-    "JobMarketInvalidReplicas": "replicas must be between 1 and 5",
+    "JobMarketInvalidReplicas": "replicas must be 1, 3 or 5 (odd, so a majority exists)",
     "JobMarketInvalidAmount": "units and max price must be non-zero and the collateral fit 96 bits",
-    "JobMarketInvalidWindow": "pick a window between 1 second and the maximum shown",
+    "JobMarketInvalidWindow": "pick a window between the minimum and the maximum shown",
     "JobMarketUnknownProfile": "use a determinism profile the ProviderRegistry defines",
     "JobMarketInvalidBatch": "pass non-empty arrays of equal length",
     "JobMarketWrongProviderCount": "assign exactly as many providers as the job needs",
-    "JobMarketDuplicateProvider": "a provider appears once per job; verifiers exclude executors",
+    "JobMarketDuplicateProvider": "a provider appears once per job; pick distinct executors",
     "JobMarketProviderExcluded": "this provider missed its deadline on the job; pick another",
-    "JobMarketVerifiersAssigned": "the audit already has its verifiers",
+    "JobMarketRequesterAsProvider": "the requester cannot execute its own job; pick another",
+    "JobMarketAuditStaffed": "the audit round has all its verifiers; nothing to staff",
+    "JobMarketSeedNotReady": "the verifier draw needs the next block's hash; retry next block",
+    "JobMarketOnlySelf": "internal batch entry point; call the single-item function instead",
     "JobMarketAlreadyCommitted": "this provider already committed a result to the job",
     "JobMarketNothingToReveal": "commit first, or the reveal was already made",
     "JobMarketRevealMismatch": "reveal exactly the digest that was committed, from the same key",
@@ -65,7 +68,15 @@ _HINTS: dict[str, str] = {
     "ProviderRegistryMarketAlreadySet": "the market is set once, at deployment",
     "ProviderRegistryAlreadyRegistered": "already registered; use updateTerms to change terms",
     "ProviderRegistryNotRegistered": "register the provider first (`depin provider register`)",
-    "ProviderRegistryInvalidTerms": "give a non-zero price and profile bits the registry defines",
+    "ProviderRegistryInvalidTerms": (
+        "give a non-zero price, max units >= 1 and profile bits the registry defines"
+    ),
+    "ProviderRegistryExecWindowTooShort": (
+        "the job's exec window is below the provider's own minimum; pick another provider"
+    ),
+    "ProviderRegistryTooManyUnits": (
+        "the job has more units than the provider accepts; pick another provider or split it"
+    ),
     "ProviderRegistryZeroAmount": "pass a non-zero amount",
     "ProviderRegistryInsufficientStake": "stake more, or request less than the free stake shown",
     "ProviderRegistryUnbondPending": "cancel the pending unbond or withdraw it once unlocked",

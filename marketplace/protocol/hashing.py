@@ -42,7 +42,25 @@ def commitment_of(job_id: int, provider: str, digest: bytes) -> int:
     return commitment(result_hash(job_id, digest), seal(provider, job_id, digest))
 
 
-def escrow_of(replicas: int, units: int, max_price_per_unit: int, fee_bps: int) -> int:
-    """Escrow of a job: every replica at the max price plus the protocol fee on that."""
+BPS = 10_000
+
+
+def fee_of(amount: int, fee_bps: int, min_fee: int) -> int:
+    """JobLib.feeOf: `fee_bps` of `amount`, at least `min_fee`; nothing on nothing."""
+    if amount == 0:
+        return 0
+    return max(amount * fee_bps // BPS, min_fee)
+
+
+def escrow_of(
+    replicas: int,
+    units: int,
+    max_price_per_unit: int,
+    fee_bps: int,
+    min_fee: int = 0,
+    premium_bps: int = 0,
+) -> int:
+    """JobLib.escrowOf: every replica at the max price, the fee on that (at least `min_fee`) and
+    the audit premium (`premium_bps` of it; zero unless replicas = 1)."""
     payment = replicas * units * max_price_per_unit
-    return payment + payment * fee_bps // 10_000
+    return payment + fee_of(payment, fee_bps, min_fee) + payment * premium_bps // BPS

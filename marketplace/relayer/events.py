@@ -27,8 +27,9 @@ from web3.contract.contract import ContractEvent
 from web3.types import LogReceipt
 
 from marketplace.protocol import artifacts
-from marketplace.protocol.client import JobRequest, JobState, ProviderTerms
+from marketplace.protocol.client import JobRequest, JobState, ProviderTerms, operation_name
 from marketplace.protocol.deployment import Deployment, MarketParams
+from marketplace.protocol.errors import ContractRevert, decode_revert
 
 #: The contracts whose events the relayer follows.
 SOURCES = ("JobMarket", "ProviderRegistry")
@@ -146,6 +147,60 @@ class AuditDrawn(ChainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuditReseeded(ChainEvent):
+    """A draw (the replicas = 1 audit draw, or a round's verifier draw) found its block hash
+    aged out and will use the hash of `seed_block` instead."""
+
+    job_id: int
+    seed_block: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditStarted(ChainEvent):
+    """Audit round `round` began: `seats` verifiers are drawn on-chain from the hash of the
+    block after `seed_block` until `staff_by`."""
+
+    job_id: int
+    round: int
+    seats: int
+    seed_block: int
+    staff_by: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditStaffed(ChainEvent):
+    """Every seat of round `round` is filled; its verifiers commit by `deadline`."""
+
+    job_id: int
+    round: int
+    deadline: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchItemSkipped(ChainEvent):
+    """A batched call skipped `job_id`: `operation` (a selector) reverted with `reason`."""
+
+    job_id: int
+    operation: bytes
+    reason: bytes
+
+    @property
+    def operation_name(self) -> str:
+        """The single-item function that reverted, e.g. "staffAudit"."""
+        return operation_name(self.operation)
+
+    @property
+    def decoded(self) -> ContractRevert | None:
+        return decode_revert(self.reason)
+
+    @property
+    def error(self) -> str:
+        """The decoded custom error's name, or the raw reason in hex."""
+        decoded = self.decoded
+        return decoded.name if decoded is not None else "0x" + self.reason.hex()
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobChallenged(ChainEvent):
     job_id: int
     requester: str
@@ -198,7 +253,8 @@ class Credited(ChainEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class ParamsSet(ChainEvent):
-    """Parameters changed; jobs snapshot `collateral_multiple` and `fee_bps` at creation."""
+    """Parameters changed; jobs snapshot `collateral_multiple`, `fee_bps` and `min_fee` (and the
+    audit premium) at creation."""
 
     params: MarketParams
 
@@ -264,6 +320,10 @@ EVENTS: dict[str, tuple[type[ChainEvent], ...]] = {
         ProviderAssigned,
         ResultCommitted,
         AuditDrawn,
+        AuditReseeded,
+        AuditStarted,
+        AuditStaffed,
+        BatchItemSkipped,
         JobChallenged,
         RevealStarted,
         ResultRevealed,
@@ -300,6 +360,8 @@ def _terms(value: Mapping[str, Any]) -> ProviderTerms:
         vram_gib=int(value["vramGiB"]),
         gpu_model=bytes(value["gpuModel"]).rstrip(b"\0").decode(errors="replace"),
         endpoint=str(value["endpoint"]),
+        min_exec_window=int(value["minExecWindow"]),
+        max_units=int(value["maxUnits"]),
     )
 
 

@@ -1,16 +1,21 @@
 """The matcher: which providers run which open jobs. A pure function of its inputs (no I/O).
 
-Eligibility mirrors the on-chain checks of `JobMarket.assign` / `ProviderRegistry.lockCollateral`
+Eligibility mirrors the on-chain checks of `JobMarket.assign` / `ProviderRegistry.lockExecutors`
 exactly, so an assignment built here does not revert for a reason the matcher could have seen:
 
 - registered, and not unbonding (`unbondAt != 0` on-chain);
 - profile bit `job.profile` set in `profile_mask`;
 - `vram_gib >= job.min_vram_gib`;
 - `price_per_unit <= job.max_price_per_unit`;
-- `free_stake >= job.collateral` (collateral = collateralMultiple x units x maxPricePerUnit),
-  counting the collateral of everything assigned earlier in the same call;
-- distinct within a job, and not in `job.exclude` (the executors of an audited job, providers
-  excluded after a no-show).
+- the job's exec window is at least the provider's own `min_exec_window`, and the job's units at
+  most the provider's `max_units`;
+- not the job's requester (`JobMarketRequesterAsProvider`);
+- `free_stake >= collateral`, where collateral = collateralMultiple x units x the clearing price,
+  the highest ask among the job's chosen executors (not the job's max price), counting the
+  collateral of everything assigned earlier in the same call;
+- distinct within a job, and not in `job.exclude` (providers excluded after a no-show).
+
+Verifiers are not the matcher's business any more: the contract draws them on-chain.
 
 Two off-chain rules add to those: the provider is `live` (heartbeats, DESIGN section 4), and,
 when `max_load` is given, it runs fewer than `max_load` jobs (counting this call's assignments).
@@ -19,9 +24,12 @@ Among eligible providers a job takes the `replicas` best by the score key
 `(price_per_unit, -reputation, load, address)`: cheapest first (every executor is paid the
 highest ask among them, so the cheapest set also minimises the clearing price), then the better
 reputation, then the less loaded, then the lower address (lowercased) so that ties break the same
-way on every relayer. Jobs are served in the order given (callers pass them oldest first); a job
-with too few eligible providers gets no assignment at all, never a partial one, and consumes
-nothing. `load` and `free_stake` are updated as the call assigns, so later jobs see them.
+way on every relayer. Candidates are taken in that order; taking one at a higher price raises the
+clearing price, so a provider already taken whose free stake no longer covers the collateral at
+the new price is put back (it could not cover any later, dearer set either). Jobs are served
+in the order given (callers pass them oldest first); a job with too few eligible providers gets
+no assignment at all, never a partial one, and consumes nothing. `load` and `free_stake` are
+updated as the call assigns, so later jobs see them.
 
 Reputation is the posterior mean of a Beta(1, 1) prior over "a job completes without a slash",
 counting each slash as `SLASH_WEIGHT` failed trials: `(done + 1) / (done + 4 * slashed + 2)`. A
@@ -53,7 +61,8 @@ most one per bucket the provider is in). Independent of P otherwise:
 - a job whose bucket is smaller than r, or whose collateral exceeds every free stake in it, is
   skipped in O(1).
 
-What can be passed over repeatedly is a provider excluded from the job, or one whose VRAM or
+What can be passed over repeatedly is a provider excluded from the job (the requester, a
+no-show), one whose own exec-window floor or unit cap the job misses, or one whose VRAM or
 free stake lies between the job's tier and the job's own need (a quantile band when demands
 are many and varied). In the worst case (a job that almost every affordable candidate in its
 bucket is unfit for) one job costs O(P log P). Building costs O(P x buckets per profile).
@@ -67,7 +76,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from marketplace.protocol.errors import DepinError
@@ -84,9 +93,13 @@ __all__ = [
     "collateral_for",
     "is_eligible",
     "match",
-    "pick_verifiers",
     "reputation",
 ]
+
+#: Replica counts the contract accepts.
+VALID_REPLICAS: Final = (1, 3, 5)
+#: ProviderView.max_units when the provider takes jobs of any size (uint32 max).
+UNLIMITED_UNITS: Final = 2**32 - 1
 
 #: A slash counts as this many failed jobs in the reputation estimate.
 SLASH_WEIGHT: Final = 4
@@ -123,6 +136,10 @@ class ProviderView:
     jobs_done: int = 0
     jobs_slashed: int = 0
     load: int = 0
+    #: Shortest exec window the provider accepts (its registered terms; 0: protocol floor only).
+    min_exec_window: int = 0
+    #: Most units per job the provider accepts (its registered terms).
+    max_units: int = UNLIMITED_UNITS
 
     @property
     def reputation(self) -> int:
@@ -131,10 +148,7 @@ class ProviderView:
 
 @dataclass(frozen=True, slots=True)
 class OpenJob:
-    """A job (or an audit) waiting for `replicas` providers, with its on-chain requirements.
-
-    For an audit, `replicas` is the number of verifiers and `exclude` holds the executors.
-    """
+    """A job waiting for `replicas` executors, with its on-chain requirements."""
 
     job_id: int
     profile: int
@@ -142,18 +156,38 @@ class OpenJob:
     max_price_per_unit: int
     replicas: int
     min_vram_gib: int
-    #: Collateral each assigned provider locks: `collateral_for(multiple, units, max price)`.
-    collateral: int
+    #: The job's collateral multiple (snapshotted at creation): collateral per executor is
+    #: `collateral_for(multiple, units, clearing price)`.
+    collateral_multiple: int
+    #: Seconds each executor has to commit; must be at least each executor's `min_exec_window`.
+    exec_window: int
+    #: The job's requester, who may not execute it (case-insensitive; "" when unknown).
+    requester: str = ""
     #: Addresses that may not take this job (case-insensitive).
     exclude: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        if self.replicas < 1:
-            raise MatchInputError(f"job {self.job_id}: replicas must be at least 1")
+        if self.replicas not in VALID_REPLICAS:
+            raise MatchInputError(
+                f"job {self.job_id}: replicas must be 1, 3 or 5 (got {self.replicas})"
+            )
         if not 0 <= self.profile <= _MAX_PROFILE:
             raise MatchInputError(f"job {self.job_id}: profile id must be 0..{_MAX_PROFILE}")
-        if self.collateral < 0:
-            raise MatchInputError(f"job {self.job_id}: collateral must not be negative")
+        if self.collateral_multiple < 0 or self.units < 0:
+            raise MatchInputError(
+                f"job {self.job_id}: collateral multiple and units must not be negative"
+            )
+
+    def collateral_at(self, clearing_price: int) -> int:
+        """Collateral each executor locks when the job clears at `clearing_price`."""
+        return collateral_for(self.collateral_multiple, self.units, clearing_price)
+
+    def barred(self) -> frozenset[str]:
+        """Lowercased addresses that may not execute the job: `exclude` and the requester."""
+        out = {a.lower() for a in self.exclude}
+        if self.requester:
+            out.add(self.requester.lower())
+        return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +198,10 @@ class Assignment:
     providers: tuple[str, ...]
 
 
-def collateral_for(collateral_multiple: int, units: int, max_price_per_unit: int) -> int:
-    """Collateral per participant, as JobLib.collateral computes it on-chain."""
-    return collateral_multiple * units * max_price_per_unit
+def collateral_for(collateral_multiple: int, units: int, clearing_price: int) -> int:
+    """Collateral per participant, as JobLib.collateral computes it on-chain (multiple x units x
+    the job's clearing price)."""
+    return collateral_multiple * units * clearing_price
 
 
 def reputation(jobs_done: int, jobs_slashed: int) -> int:
@@ -175,7 +210,11 @@ def reputation(jobs_done: int, jobs_slashed: int) -> int:
 
 
 def is_eligible(provider: ProviderView, job: OpenJob, *, max_load: int | None = None) -> bool:
-    """Whether `provider` may take `job` right now (distinctness aside). The reference rules."""
+    """Whether `provider` may take `job` right now (distinctness aside). The reference rules.
+
+    Stake is checked at the provider's own ask, the least the job can clear at with it; in a set
+    of executors every stake must also cover the collateral at the set's clearing price.
+    """
     return (
         provider.registered
         and not provider.unbonding
@@ -184,8 +223,10 @@ def is_eligible(provider: ProviderView, job: OpenJob, *, max_load: int | None = 
         and (provider.profile_mask >> job.profile) & 1 == 1
         and provider.vram_gib >= job.min_vram_gib
         and provider.price_per_unit <= job.max_price_per_unit
-        and provider.free_stake >= job.collateral
-        and provider.address.lower() not in {a.lower() for a in job.exclude}
+        and provider.min_exec_window <= job.exec_window
+        and provider.max_units >= job.units
+        and provider.free_stake >= job.collateral_at(provider.price_per_unit)
+        and provider.address.lower() not in job.barred()
     )
 
 
@@ -221,46 +262,13 @@ def match(
             raise MatchInputError(f"job {job.job_id} appears twice; pass each open job once")
         seen_jobs.add(job.job_id)
 
-    # ---- buckets: (profile, VRAM tier, stake tier), only those some job maps to.
-    vram_demands: dict[int, list[int]] = {}
-    stake_demands: dict[int, list[int]] = {}
-    for job in jobs:
-        vram_demands.setdefault(job.profile, []).append(job.min_vram_gib)
-        stake_demands.setdefault(job.profile, []).append(job.collateral)
-    vram_tiers = {p: _tiers(d, MAX_VRAM_TIERS) for p, d in vram_demands.items()}
-    stake_tiers = {p: _tiers(d, MAX_STAKE_TIERS) for p, d in stake_demands.items()}
-    bucket_ids: dict[tuple[int, int, int], int] = {}
-    job_bucket: list[int] = []
-    for job in jobs:
-        vt = vram_tiers[job.profile]
-        st = stake_tiers[job.profile]
-        key = (
-            job.profile,
-            vt[bisect_right(vt, job.min_vram_gib) - 1],
-            st[bisect_right(st, job.collateral) - 1],
-        )
-        job_bucket.append(bucket_ids.setdefault(key, len(bucket_ids)))
-    n_buckets = len(bucket_ids)
-    bucket_stake = [0] * n_buckets
-    by_profile: dict[int, list[tuple[int, int, int]]] = {}
-    for (profile, vram, stake), b in sorted(bucket_ids.items()):
-        bucket_stake[b] = stake
-        by_profile.setdefault(profile, []).append((vram, stake, b))
-
-    # remaining_min[i]: smallest collateral among jobs i.. of job i's bucket. A provider whose
-    # free stake is below it can never again take a job from that bucket in this call.
-    remaining_min = [0] * len(jobs)
-    running: dict[int, int] = {}
-    for i in range(len(jobs) - 1, -1, -1):
-        b = job_bucket[i]
-        c = jobs[i].collateral
-        running[b] = m = min(c, running.get(b, c))
-        remaining_min[i] = m
-
+    # Every provider that could take any job at all: registered, bonded, live, under the load cap.
     addresses: list[str] = []
     stakes: list[int] = []
     loads: list[int] = []
     vrams: list[int] = []
+    min_windows: list[int] = []
+    max_units: list[int] = []
     candidates: list[tuple[_Entry, int, int, int]] = []  # (entry, profile mask, vram, stake)
     seen_addresses: set[str] = set()
     for p in providers:
@@ -280,9 +288,54 @@ def match(
         stakes.append(p.free_stake)
         loads.append(p.load)
         vrams.append(p.vram_gib)
+        min_windows.append(p.min_exec_window)
+        max_units.append(p.max_units)
         rep = reputation(p.jobs_done, p.jobs_slashed)
         entry: _Entry = (p.price_per_unit, -rep, p.load, low, 0, idx)
         candidates.append((entry, p.profile_mask, p.vram_gib, p.free_stake))
+    if not candidates:
+        return []
+    # A job's least possible collateral: at the lowest ask of any candidate. Every executor it
+    # takes needs at least this much free stake, whatever the set clears at.
+    min_ask = min(c[0][0] for c in candidates)
+    floors = [job.collateral_at(min_ask) for job in jobs]
+
+    # ---- buckets: (profile, VRAM tier, stake tier), only those some job maps to.
+    vram_demands: dict[int, list[int]] = {}
+    stake_demands: dict[int, list[int]] = {}
+    for job, floor_ in zip(jobs, floors, strict=True):
+        vram_demands.setdefault(job.profile, []).append(job.min_vram_gib)
+        stake_demands.setdefault(job.profile, []).append(floor_)
+    vram_tiers = {p: _tiers(d, MAX_VRAM_TIERS) for p, d in vram_demands.items()}
+    stake_tiers = {p: _tiers(d, MAX_STAKE_TIERS) for p, d in stake_demands.items()}
+    bucket_ids: dict[tuple[int, int, int], int] = {}
+    job_bucket: list[int] = []
+    for job, floor_ in zip(jobs, floors, strict=True):
+        vt = vram_tiers[job.profile]
+        st = stake_tiers[job.profile]
+        key = (
+            job.profile,
+            vt[bisect_right(vt, job.min_vram_gib) - 1],
+            st[bisect_right(st, floor_) - 1],
+        )
+        job_bucket.append(bucket_ids.setdefault(key, len(bucket_ids)))
+    n_buckets = len(bucket_ids)
+    bucket_stake = [0] * n_buckets
+    by_profile: dict[int, list[tuple[int, int, int]]] = {}
+    for (profile, vram, stake), b in sorted(bucket_ids.items()):
+        bucket_stake[b] = stake
+        by_profile.setdefault(profile, []).append((vram, stake, b))
+
+    # remaining_min[i]: smallest collateral floor among jobs i.. of job i's bucket. A provider
+    # whose free stake is below it can never again take a job from that bucket in this call.
+    remaining_min = [0] * len(jobs)
+    running: dict[int, int] = {}
+    for i in range(len(jobs) - 1, -1, -1):
+        b = job_bucket[i]
+        c = floors[i]
+        running[b] = m = min(c, running.get(b, c))
+        remaining_min[i] = m
+
     heaps: list[list[_Entry]] = [[] for _ in range(n_buckets)]
     max_free = [-1] * n_buckets
     for profile, buckets in by_profile.items():
@@ -302,13 +355,15 @@ def match(
         b = job_bucket[i]
         heap = heaps[b]
         need = job.replicas
-        collateral = job.collateral
-        if len(heap) < need or collateral > max_free[b]:
+        if len(heap) < need or floors[i] > max_free[b]:
             continue
         max_price = job.max_price_per_unit
         min_vram = job.min_vram_gib
+        window = job.exec_window
+        units = job.units
+        per_price = job.collateral_multiple * units  # collateral = per_price x clearing price
         keep_from = remaining_min[i]
-        exclude = {a.lower() for a in job.exclude} if job.exclude else None
+        barred = job.barred()
         chosen: list[_Entry] = []
         skipped: list[_Entry] = []
         while heap:
@@ -325,13 +380,23 @@ def match(
                 # File it again under its current key; the heap decides when it is due.
                 heappush(heap, (entry[0], entry[1], loads[idx], entry[3], versions[idx], idx))
                 continue
+            collateral = per_price * entry[0]  # the clearing price if this one is taken
             if (
                 stake < collateral
                 or vrams[idx] < min_vram
-                or (exclude is not None and entry[3] in exclude)
+                or min_windows[idx] > window
+                or max_units[idx] < units
+                or (barred and entry[3] in barred)
             ):
                 skipped.append(entry)
                 continue
+            if chosen and chosen[-1][0] < entry[0]:
+                # The clearing price rises to this ask: anyone taken who cannot cover the
+                # collateral at it goes back (it cannot cover any dearer set either).
+                kept = [c for c in chosen if stakes[c[5]] >= collateral]
+                if len(kept) < len(chosen):
+                    skipped.extend(c for c in chosen if stakes[c[5]] < collateral)
+                    chosen = kept
             chosen.append(entry)
             if len(chosen) == need:
                 break
@@ -340,6 +405,7 @@ def match(
         else:
             picked: list[str] = []
             floor = bucket_stake[b]
+            collateral = per_price * chosen[-1][0]  # the highest ask among the chosen
             for entry in chosen:
                 idx = entry[5]
                 picked.append(addresses[idx])
@@ -354,18 +420,3 @@ def match(
         for entry in skipped:
             heappush(heap, entry)
     return result
-
-
-def pick_verifiers(
-    job: OpenJob, k: int, providers: Sequence[ProviderView], *, max_load: int | None = None
-) -> tuple[str, ...]:
-    """The `k` best eligible verifiers for an audit of `job`, or () when fewer than k qualify.
-
-    `job.exclude` must hold the job's executors (and anyone excluded from it). To pick verifiers
-    together with open jobs so that stake is not double-counted, pass the audit to `match` as
-    an OpenJob with `replicas=k` instead.
-    """
-    if k < 1:
-        raise MatchInputError("k, the number of verifiers, must be at least 1")
-    found = match([replace(job, replicas=k)], providers, max_load=max_load)
-    return found[0].providers if found else ()

@@ -7,14 +7,15 @@ Each `step()`:
    unbonding, counters, load = participations in live jobs) and liveness (heartbeats, unless
    `require_heartbeats` is turned off: providers silent for `heartbeat_missed` intervals are
    not matched, DESIGN section 4);
-3. the jobs the store shows Open (after the listener caught up) and the audits without
-   verifiers (Auditing, no verifier in the round) go to one `matcher.match` call, audits first,
-   so that stake is never counted twice between them; providers excluded from a job by an
-   earlier no-show are excluded again;
-4. assignments go out through the `Submitter` (`assignBatch`, stale jobs dropped), verifiers
-   through `Market.assign_verifiers`;
-5. the keeper reads the chain's view of every non-terminal job and submits the draws,
-   finalizations and expiries that are due.
+3. the jobs the store shows Open (after the listener caught up) go to one `matcher.match`
+   call; providers excluded from a job by an earlier no-show are excluded again, and so is the
+   job's requester;
+4. assignments go out through the `Submitter` (`assignBatch`; stale jobs, which the contract
+   skips with BatchItemSkipped, are dropped);
+5. the keeper reads the chain's view of every non-terminal job and submits the audit draws,
+   the verifier staffing (`staffAudits`: the contract draws the verifiers on-chain; nobody
+   names them, the relayer included), finalizations and expiries that are due. Items the
+   contract keeps skipping for an unchanged job are not retried (`keeper.SkipBook`).
 
 Nothing is assigned twice: jobs this relayer assigned stay out of matching until the listener's
 checkpoint passes the block they were assigned in, and a job the store still shows Open but the
@@ -43,14 +44,14 @@ from web3.exceptions import Web3Exception
 
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market
-from marketplace.protocol.deployment import Deployment, MarketParams
-from marketplace.protocol.errors import ChainError, ContractRevert, TransactionFailed
+from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.errors import ChainError
 from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.relayer import keeper
 from marketplace.relayer.listener import Listener
-from marketplace.relayer.matcher import OpenJob, ProviderView, match
+from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.relayer.settings import RelayerSettings
-from marketplace.relayer.store import JobRow, MarketParamsRow, ParticipantRow, Store
+from marketplace.relayer.store import JobRow, ParticipantRow, Store
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 
 __all__ = ["Relayer", "StepReport", "StoreProviders", "api_app"]
@@ -70,17 +71,16 @@ class StepReport:
     events: int = 0
     #: The listener's checkpoint block after the poll.
     checkpoint: int = 0
-    #: Open jobs considered / audits needing verifiers considered.
+    #: Open jobs considered.
     open_jobs: int = 0
-    audits: int = 0
-    #: Job ids whose executors / verifiers landed on chain in this step.
+    #: Job ids whose executors landed on chain in this step.
     assigned: list[int] = field(default_factory=list)
-    verifiers_assigned: list[int] = field(default_factory=list)
-    #: Keeper calls that landed, per kind ("draw_audits", "finalize", "expire").
+    #: Keeper calls that landed (not skipped), per kind.
     drawn: list[int] = field(default_factory=list)
+    staffed: list[int] = field(default_factory=list)
     finalized: list[int] = field(default_factory=list)
     expired: list[int] = field(default_factory=list)
-    #: Items the chain refused (stale or no longer valid), with the decoded error.
+    #: Items the chain refused or skipped (stale or no longer valid), with the decoded error.
     dropped: list[Dropped] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -88,10 +88,9 @@ class StepReport:
             "events": self.events,
             "checkpoint": self.checkpoint,
             "open_jobs": self.open_jobs,
-            "audits": self.audits,
             "assigned": self.assigned,
-            "verifiers_assigned": self.verifiers_assigned,
             "drawn": self.drawn,
+            "staffed": self.staffed,
             "finalized": self.finalized,
             "expired": self.expired,
             "dropped": [
@@ -113,6 +112,7 @@ class Relayer:
         liveness: LivenessBook | None = None,
         confirmations: int | None = None,
         max_batch: int | None = None,
+        max_skips: int = 3,
         require_heartbeats: bool | None = None,
         heartbeat_interval: int | None = None,
         heartbeat_missed: int | None = None,
@@ -150,6 +150,8 @@ class Relayer:
         self.poll_interval = _pick(poll_interval, s.poll_interval if s else None, 1.0)
         self.listener = Listener(self.w3, self.deployment, store, confirmations=self.confirmations)
         self.submitter = Submitter(market, max_batch=self.max_batch)
+        #: Keeper items the contract skipped, so an unchanged job is not retried forever.
+        self.skips = keeper.SkipBook(max_skips)
         #: job id -> block its assignment landed in, until the listener's checkpoint passes it.
         self._in_flight: dict[int, int] = {}
 
@@ -165,48 +167,44 @@ class Relayer:
         report.checkpoint = checkpoint.block_number if checkpoint is not None else 0
         self._in_flight = {j: b for j, b in self._in_flight.items() if b > report.checkpoint}
 
-        params = self._params()
         providers = self._provider_views()
         open_jobs = self._open_jobs()
-        audits = self._audits(params.verifiers)
-        report.open_jobs, report.audits = len(open_jobs), len(audits)
-        audit_ids = {a.job_id for a in audits}
-        chosen = match([*audits, *open_jobs], providers)
+        report.open_jobs = len(open_jobs)
+        chosen = match(open_jobs, providers)
 
-        for a in chosen:
-            if a.job_id not in audit_ids:
-                continue
-            try:
-                receipt = self.market.assign_verifiers(a.job_id, a.providers)
-            except (ContractRevert, TransactionFailed) as exc:
-                name = exc.name if isinstance(exc, ContractRevert) else type(exc).__name__
-                log.warning("assignVerifiers dropped job %d: %s", a.job_id, exc)
-                report.dropped.append(Dropped("assign_verifiers", a.job_id, name, str(exc)))
-                self.submitter.signer.reset_nonce()
-                continue
-            report.verifiers_assigned.append(a.job_id)
-            self._in_flight[a.job_id] = int(receipt["blockNumber"])
-
-        executors = [(a.job_id, list(a.providers)) for a in chosen if a.job_id not in audit_ids]
+        executors = [(a.job_id, list(a.providers)) for a in chosen]
         if executors:
             result = self.submitter.submit_assignments(executors)
             for tx in result.landed:
-                for job_id in tx.job_ids:
+                for job_id in tx.done_ids:
                     self._in_flight[job_id] = tx.block
             report.assigned = result.landed_ids()
             report.dropped.extend(result.dropped)
 
         live_ids = self.store.live_job_ids()
+        self.skips.forget(live_ids)
         if live_ids:
             head = self.w3.eth.get_block("latest")
             views = read_job_views(self.market, live_ids)
-            plan = keeper.plan(views, int(head["timestamp"]), int(head["number"]), self.max_batch)
+            plan = keeper.plan(
+                views, int(head["timestamp"]), int(head["number"]), self.max_batch, self.skips
+            )
             if not plan.empty:
                 result = self.submitter.submit_keeper(plan)
                 report.drawn = result.landed_ids("draw_audits")
+                report.staffed = result.landed_ids("staff_audits")
                 report.finalized = result.landed_ids("finalize")
                 report.expired = result.landed_ids("expire")
                 report.dropped.extend(result.dropped)
+                by_id = {v.job_id: v for v in views}
+                for kind, skip in result.skipped():
+                    if skip.job_id in by_id:
+                        self.skips.record(by_id[skip.job_id], kind)
+                for d in result.dropped:  # a single-item batch that reverted outright
+                    if d.job_id in by_id and not any(
+                        s.job_id == d.job_id for _, s in result.skipped(d.kind)
+                    ):
+                        self.skips.record(by_id[d.job_id], d.kind)
         return report
 
     def run(self, stop: threading.Event, max_backoff: float = 60.0) -> None:
@@ -222,16 +220,11 @@ class Relayer:
                 backoff = min(backoff * 2, max_backoff)
                 continue
             backoff = self.poll_interval
-            if report.assigned or report.verifiers_assigned or report.finalized or report.expired:
+            if report.assigned or report.staffed or report.finalized or report.expired:
                 log.info("step: %s", report.as_dict())
             stop.wait(self.poll_interval)
 
     # ------------------------------------------------------------------ inputs
-
-    def _params(self) -> MarketParams:
-        with self.store.session() as s:
-            row = s.get(MarketParamsRow, 1)
-            return MarketParams(**row.params) if row is not None else MarketParams()
 
     def _provider_views(self) -> list[ProviderView]:
         loads = self._loads()
@@ -251,6 +244,8 @@ class Relayer:
                     jobs_done=p.jobs_done,
                     jobs_slashed=p.jobs_slashed,
                     load=loads.get(p.address, 0),
+                    min_exec_window=p.min_exec_window,
+                    max_units=p.max_units,
                 )
             )
         return views
@@ -299,41 +294,25 @@ class Relayer:
     def _open_jobs(self) -> list[OpenJob]:
         jobs = [j for j in self.store.jobs(JobState.OPEN) if j.job_id not in self._in_flight]
         excluded = self._excluded(jobs)
-        return [
-            OpenJob(
-                job_id=j.job_id,
-                profile=j.profile,
-                units=j.units,
-                max_price_per_unit=j.max_price_per_unit,
-                replicas=j.replicas,
-                min_vram_gib=j.min_vram_gib,
-                collateral=j.collateral,  # multiple (snapshotted at creation) x units x max price
-                exclude=frozenset(excluded.get(j.job_id, ())),
-            )
-            for j in jobs
-        ]
-
-    def _audits(self, verifiers: int) -> list[OpenJob]:
-        audits: list[OpenJob] = []
-        for j in self.store.jobs(JobState.AUDITING):
-            if j.job_id in self._in_flight:
+        out: list[OpenJob] = []
+        for j in jobs:
+            if j.replicas not in VALID_REPLICAS:  # the contract refuses these at creation
                 continue
-            participants = self.store.participants(j.job_id)
-            if any(p.verifier for p in participants):
-                continue
-            audits.append(
+            out.append(
                 OpenJob(
                     job_id=j.job_id,
                     profile=j.profile,
                     units=j.units,
                     max_price_per_unit=j.max_price_per_unit,
-                    replicas=verifiers,
+                    replicas=j.replicas,
                     min_vram_gib=j.min_vram_gib,
-                    collateral=j.collateral,
-                    exclude=frozenset(p.provider for p in participants),
+                    collateral_multiple=j.collateral_multiple,  # snapshotted at creation
+                    exec_window=j.exec_window,
+                    requester=j.requester,
+                    exclude=frozenset(excluded.get(j.job_id, ())),
                 )
             )
-        return audits
+        return out
 
 
 class StoreProviders:

@@ -35,6 +35,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Dialect,
     Engine,
@@ -53,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from marketplace.protocol.client import JobState
+from marketplace.protocol.client import UNLIMITED_UNITS, JobState
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError
 from marketplace.relayer import events as ev
@@ -152,7 +153,8 @@ class Block(Base):
 
 
 class MarketParamsRow(Base):
-    """The JobMarket's current parameters (jobs snapshot the collateral multiple and fee)."""
+    """The JobMarket's current parameters (jobs snapshot the collateral multiple, fee, fee floor
+    and audit premium)."""
 
     __tablename__ = "market_params"
 
@@ -193,9 +195,15 @@ class JobRow(Base):
     accept_window: Mapped[int]
     exec_window: Mapped[int]
     escrow: Mapped[int] = mapped_column(Uint256)
-    #: Collateral each participant locks: collateral multiple (at creation) x units x max price.
+    #: Collateral multiple snapshotted at creation.
+    collateral_multiple: Mapped[int] = mapped_column(Integer, default=0)
+    #: Collateral each participant locks: collateral multiple x units x clearing price (0 until
+    #: executors are assigned).
     collateral: Mapped[int] = mapped_column(Uint256)
     fee_bps: Mapped[int]
+    #: Fee floor and audit premium (bps of executor pay; replicas = 1 only) snapshotted at creation.
+    min_fee: Mapped[int] = mapped_column(Uint256, default=0)
+    premium_bps: Mapped[int] = mapped_column(Integer, default=0)
     #: Highest ask among the current executors (0 while open).
     clearing_price: Mapped[int] = mapped_column(Uint256, default=0)
     #: Accept deadline of the current opening (creation or reopen).
@@ -206,6 +214,12 @@ class JobRow(Base):
     deadline: Mapped[int | None]
     #: 0, then 1 after a no-show reopen: participants are numbered per round.
     round: Mapped[int] = mapped_column(Integer, default=0)
+    #: Current audit round (0 before any audit, 1, then 2 after an escalation), its seats, the
+    #: block seeding its verifier draw (or a re-seeded audit draw) and whether it is staffed.
+    audit_round: Mapped[int] = mapped_column(Integer, default=0)
+    seats: Mapped[int] = mapped_column(Integer, default=0)
+    seed_block: Mapped[int | None]
+    staffed: Mapped[bool] = mapped_column(Boolean, default=False)
     challenged: Mapped[bool] = mapped_column(Boolean, default=False)
     #: None before an audit draw, else whether it selected the job.
     audited: Mapped[bool | None]
@@ -231,6 +245,8 @@ class ParticipantRow(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(42), index=True)
     verifier: Mapped[bool]
+    #: 0 for an executor, else the audit round the verifier was drawn for (1 or 2).
+    audit_round: Mapped[int] = mapped_column(Integer, default=0)
     price_per_unit: Mapped[int] = mapped_column(Uint256)
     deadline: Mapped[int]
     collateral: Mapped[int] = mapped_column(Uint256)
@@ -241,6 +257,45 @@ class ParticipantRow(Base):
     slashed: Mapped[int | None] = mapped_column(Uint256)
     #: The collateral was released (job closed without slashing this participant).
     released: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditRoundRow(Base):
+    """One audit round of a job: its verifier seats drawn on-chain and how the draw went."""
+
+    __tablename__ = "audit_rounds"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.job_id"), primary_key=True)
+    #: The job's no-show reopen round (JobRow.round) the audit belongs to.
+    job_round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seats: Mapped[int]
+    #: Block whose hash seeds the draw (moved by each AuditReseeded).
+    seed_block: Mapped[int]
+    reseeds: Mapped[int] = mapped_column(Integer, default=0)
+    #: Verifiers must be drawn by this time, else the job ends with no verdict.
+    staff_by: Mapped[int]
+    #: Commit deadline of the verifiers once every seat is filled (None before).
+    commit_by: Mapped[int | None]
+    started_block: Mapped[int]
+    staffed_block: Mapped[int | None]
+
+
+class SkippedRow(Base):
+    """An item a batched call skipped (BatchItemSkipped), with its decoded reason."""
+
+    __tablename__ = "skipped_items"
+    __table_args__ = (Index("ix_skipped_items_job", "job_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int]
+    #: The single-item function that reverted, e.g. "staffAudit".
+    operation: Mapped[str] = mapped_column(String(32))
+    #: The decoded custom error's name (or the raw reason in hex).
+    error: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    block_number: Mapped[int]
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int]
 
 
 class HistoryRow(Base):
@@ -273,6 +328,9 @@ class ProviderRow(Base):
     vram_gib: Mapped[int] = mapped_column(Integer, default=0)
     price_per_unit: Mapped[int] = mapped_column(Uint256, default=0)
     endpoint: Mapped[str] = mapped_column(Text, default="")
+    #: Shortest exec window and most units per job the provider accepts (its terms).
+    min_exec_window: Mapped[int] = mapped_column(Integer, default=0)
+    max_units: Mapped[int] = mapped_column(BigInteger, default=UNLIMITED_UNITS)
     stake: Mapped[int] = mapped_column(Uint256, default=0)
     #: Collateral locked by running jobs, derived from assignments, slashes and closes.
     locked: Mapped[int] = mapped_column(Uint256, default=0)
@@ -293,6 +351,8 @@ class ProviderRow(Base):
 
 _PROJECTIONS: tuple[type[Base], ...] = (
     HistoryRow,
+    SkippedRow,
+    AuditRoundRow,
     ParticipantRow,
     JobRow,
     ProfileRow,
@@ -504,6 +564,33 @@ class Store:
                 )
             )
 
+    def all_participants(self, job_id: int) -> list[ParticipantRow]:
+        """Every participant of the job's current opening: executors, then the verifiers of
+        every audit round, by index."""
+        return self.participants(job_id)
+
+    def audit_rounds(self, job_id: int) -> list[AuditRoundRow]:
+        """The audit rounds of the job's current opening, in order."""
+        with self._sessions() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                return []
+            return list(
+                s.scalars(
+                    select(AuditRoundRow)
+                    .where(AuditRoundRow.job_id == job_id, AuditRoundRow.job_round == job.round)
+                    .order_by(AuditRoundRow.round)
+                )
+            )
+
+    def skipped(self, job_id: int | None = None) -> list[SkippedRow]:
+        """Items batched calls skipped (of one job, or all), in chain order."""
+        query = select(SkippedRow).order_by(SkippedRow.block_number, SkippedRow.log_index)
+        if job_id is not None:
+            query = query.where(SkippedRow.job_id == job_id)
+        with self._sessions() as s:
+            return list(s.scalars(query))
+
     def history(self, job_id: int) -> list[HistoryRow]:
         """The job's events in chain order."""
         with self._sessions() as s:
@@ -596,6 +683,8 @@ def _reset(row: ProviderRow) -> None:
     row.vram_gib = 0
     row.price_per_unit = 0
     row.endpoint = ""
+    row.min_exec_window = 0
+    row.max_units = UNLIMITED_UNITS
     row.stake = 0
     row.locked = 0
     row.unbonding = 0
@@ -663,6 +752,22 @@ def _apply(s: Session, e: ChainEvent) -> None:
     if isinstance(e, ev.JobCreated):
         _job_created(s, e)
         return
+    if isinstance(e, ev.BatchItemSkipped):
+        s.add(
+            SkippedRow(
+                job_id=e.job_id,
+                operation=e.operation_name,
+                error=e.error,
+                reason=_hex(e.reason),
+                block_number=e.block_number,
+                tx_hash=e.tx_hash,
+                log_index=e.log_index,
+            )
+        )
+        skipped_job = s.get(JobRow, e.job_id)
+        if skipped_job is not None:
+            _history(s, skipped_job, e)
+        return
     job_id = getattr(e, "job_id", None)
     if isinstance(job_id, int) and not isinstance(e, ev.Slashed):
         job = s.get(JobRow, job_id)
@@ -690,12 +795,19 @@ def _job_created(s: Session, e: ev.JobCreated) -> None:
         accept_window=r.accept_window,
         exec_window=r.exec_window,
         escrow=e.escrow,
-        collateral=params.collateral_multiple * r.units * r.max_price_per_unit,
+        collateral_multiple=params.collateral_multiple,
+        collateral=0,
         fee_bps=params.fee_bps,
+        min_fee=params.min_fee,
+        premium_bps=params.premium_bps(r.replicas),
         clearing_price=0,
         accept_by=e.accept_by,
         deadline=e.accept_by,
         round=0,
+        audit_round=0,
+        seats=0,
+        seed_block=None,
+        staffed=False,
         challenged=False,
         created_block=e.block_number,
         last_event=e.name,
@@ -711,6 +823,10 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
     if isinstance(e, ev.ProviderAssigned):
         account = e.provider
         verifier = e.index >= job.replicas
+        if not verifier and e.index == 0:
+            # Every executor is assigned at the clearing price; collateral follows it.
+            job.clearing_price = e.price_per_unit
+            job.collateral = job.collateral_multiple * job.units * e.price_per_unit
         s.add(
             ParticipantRow(
                 job_id=job.job_id,
@@ -718,6 +834,7 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
                 index=e.index,
                 provider=e.provider,
                 verifier=verifier,
+                audit_round=job.audit_round if verifier else 0,
                 price_per_unit=e.price_per_unit,
                 deadline=e.deadline,
                 collateral=job.collateral,
@@ -730,7 +847,6 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
         provider.last_block = e.block_number
         if not verifier:
             job.state = JobState.ASSIGNED
-            job.clearing_price = max(job.clearing_price, e.price_per_unit)
         job.deadline = e.deadline
     elif isinstance(e, ev.ResultCommitted):
         account = e.provider
@@ -743,14 +859,44 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
             job.deadline = None
     elif isinstance(e, ev.AuditDrawn):
         job.audited = e.audited
-        if e.audited:
-            job.state = JobState.AUDITING  # verifiers due within the assign window
-            job.deadline = None
+    elif isinstance(e, ev.AuditStarted):
+        job.state = JobState.AUDITING
+        job.audit_round = e.round
+        job.seats = e.seats
+        job.seed_block = e.seed_block
+        job.staffed = False
+        job.deadline = e.staff_by
+        s.merge(
+            AuditRoundRow(
+                job_id=job.job_id,
+                job_round=job.round,
+                round=e.round,
+                seats=e.seats,
+                seed_block=e.seed_block,
+                reseeds=0,
+                staff_by=e.staff_by,
+                commit_by=None,
+                started_block=e.block_number,
+                staffed_block=None,
+            )
+        )
+    elif isinstance(e, ev.AuditReseeded):
+        job.seed_block = e.seed_block
+        current = _audit_round(s, job)
+        if job.state == JobState.AUDITING and current is not None:
+            current.seed_block = e.seed_block
+            current.reseeds += 1
+    elif isinstance(e, ev.AuditStaffed):
+        job.staffed = True
+        job.deadline = e.deadline
+        current = _audit_round(s, job)
+        if current is not None:
+            current.commit_by = e.deadline
+            current.staffed_block = e.block_number
     elif isinstance(e, ev.JobChallenged):
         account, amount = e.requester, e.bond
         job.challenged = True
         job.state = JobState.AUDITING
-        job.deadline = None
     elif isinstance(e, ev.RevealStarted):
         job.state = JobState.REVEALING
         job.deadline = e.deadline
@@ -768,6 +914,7 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
         job.state = JobState.OPEN
         job.round += 1
         job.clearing_price = 0
+        job.collateral = 0
         job.accept_by = e.accept_by
         job.deadline = e.accept_by
     elif isinstance(e, ev.JobClosed):
@@ -777,18 +924,22 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
     _history(s, job, e, account, amount)
 
 
+def _audit_round(s: Session, job: JobRow) -> AuditRoundRow | None:
+    if job.audit_round == 0:
+        return None
+    return s.get(AuditRoundRow, (job.job_id, job.round, job.audit_round))
+
+
 def _close(s: Session, job: JobRow, e: ev.JobClosed) -> None:
     """Terminal state; releases the collateral of every participant not slashed and counts the
-    completed jobs the way the registry does (`releaseCollateral(..., completed=true)`)."""
+    completed jobs the way the registry does (`releaseCollateral(..., completed=true)`): with a
+    verdict, everyone who revealed the upheld digest (executors and verifiers of every round);
+    settled unverified, the executor; with no verdict, nobody."""
     participants = _round(s, job)
+    digest = _hex(e.digest)
     done: list[ParticipantRow] = []
-    if job.state == JobState.REVEALING:
-        # Majority resolution: those that revealed the majority digest completed the job.
-        revealed = [p.revealed_digest for p in participants if p.revealed_digest is not None]
-        for digest in revealed:
-            if revealed.count(digest) * 2 > len(revealed):
-                done = [p for p in participants if p.revealed_digest == digest]
-                break
+    if e.digest != bytes(32):
+        done = [p for p in participants if p.revealed_digest == digest and p.slashed is None]
     elif e.state == JobState.SETTLED:
         done = [p for p in participants if p.index == 0]  # settled unverified: the executor
     for p in participants:
@@ -801,7 +952,7 @@ def _close(s: Session, job: JobRow, e: ev.JobClosed) -> None:
         _provider(s, p.provider).jobs_done += 1
     job.state = e.state
     job.deadline = None
-    job.digest = _hex(e.digest)
+    job.digest = digest
     job.paid, job.refunded, job.fees, job.burned = e.paid, e.refunded, e.fees, e.burned
     job.closed_block = e.block_number
 
@@ -834,6 +985,8 @@ def _registry_event(s: Session, e: ChainEvent) -> None:
         p.vram_gib = t.vram_gib
         p.price_per_unit = t.price_per_unit
         p.endpoint = t.endpoint
+        p.min_exec_window = t.min_exec_window
+        p.max_units = t.max_units
     elif isinstance(e, ev.Staked):
         p.stake = e.stake
     elif isinstance(e, ev.UnbondRequested):

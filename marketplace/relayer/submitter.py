@@ -3,10 +3,13 @@
 - One ordered queue per key: every Submitter sharing a key (the client's Signer address) takes
   the same lock, so that key's transactions go out one at a time, in call order.
 - Batching: items are sent in batches of at most `max_batch` per transaction.
-- Reverts: a batch that reverts with a decoded error naming one of its jobs loses that job;
-  otherwise it is bisected until the offending items stand alone. Dropped items are logged
-  with the decoded error and returned, and the rest are sent, so one stale job never blocks
-  the others.
+- Skips: the JobMarket's batched calls skip an item that reverts and say so in a
+  BatchItemSkipped event (its reason decoded from the ABI). Skipped items are dropped from the
+  landed ids and returned with their decoded error, like items of a reverted batch.
+- Reverts: a batch that still reverts (a single-item call, or one the contract refuses as a
+  whole) with a decoded error naming one of its jobs loses that job; otherwise it is bisected
+  until the offending items stand alone. Dropped items are logged with the decoded error and
+  returned, and the rest are sent, so one stale job never blocks the others.
 - Transient failures (connection refused or reset, node restarting, nonce too low / too high,
   receipt not found in time) are retried with exponential backoff after `signer.reset_nonce()`,
   so the next attempt reads the 'pending' nonce afresh.
@@ -29,7 +32,7 @@ from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.types import TxReceipt
 
 from marketplace.protocol.chain import Signer
-from marketplace.protocol.client import Market
+from marketplace.protocol.client import BatchSkip, Market
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.relayer.keeper import JobView, KeeperPlan
 
@@ -64,6 +67,14 @@ class Landed:
     kind: str
     job_ids: list[int]
     receipt: TxReceipt
+    #: Items of the batch the contract skipped (BatchItemSkipped), with their decoded reasons.
+    skipped: tuple[BatchSkip, ...] = ()
+
+    @property
+    def done_ids(self) -> list[int]:
+        """The batch's ids the call went through for (skipped items left out)."""
+        skipped = {s.job_id for s in self.skipped}
+        return [j for j in self.job_ids if j not in skipped]
 
     @property
     def tx_hash(self) -> str:
@@ -94,7 +105,12 @@ class SubmitResult:
         return [tx.receipt for tx in self.landed]
 
     def landed_ids(self, kind: str | None = None) -> list[int]:
-        return [j for tx in self.landed if kind in (None, tx.kind) for j in tx.job_ids]
+        """Ids whose call landed and was not skipped by the contract."""
+        return [j for tx in self.landed if kind in (None, tx.kind) for j in tx.done_ids]
+
+    def skipped(self, kind: str | None = None) -> list[tuple[str, BatchSkip]]:
+        """(kind, skip) for every item the contract skipped."""
+        return [(tx.kind, s) for tx in self.landed if kind in (None, tx.kind) for s in tx.skipped]
 
     def dropped_ids(self, kind: str | None = None) -> list[int]:
         return [d.job_id for d in self.dropped if kind in (None, d.kind)]
@@ -167,11 +183,12 @@ class Submitter:
             return self._submit("assign", [j for j, _ in assignments], send)
 
     def submit_keeper(self, plan: KeeperPlan) -> SubmitResult:
-        """Sends a keeper plan: audit draws first (they are time-critical), then finalizations,
-        then expiries; each list re-batched to `max_batch`."""
+        """Sends a keeper plan: audit draws first (they are time-critical), then verifier
+        staffing, finalizations, expiries; each list re-batched to `max_batch`."""
         result = SubmitResult()
         calls: list[tuple[str, Callable[[list[int]], TxReceipt]]] = [
             ("draw_audits", self.market.draw_audits),
+            ("staff_audits", self.market.staff_audits),
             ("finalize", self.market.finalize_batch),
             ("expire", self.market.expire_batch),
         ]
@@ -216,8 +233,13 @@ class Submitter:
                 self._send_batch(kind, pending[:mid], send, result)
                 self._send_batch(kind, pending[mid:], send, result)
                 return
-            result.landed.append(Landed(kind, list(pending), receipt))
-            log.info("%s landed for jobs %s in block %s", kind, pending, receipt["blockNumber"])
+            skipped = tuple(s for s in self.market.skipped(receipt) if s.job_id in pending)
+            tx = Landed(kind, list(pending), receipt, skipped)
+            result.landed.append(tx)
+            for skip in skipped:
+                log.warning("%s skipped job %d: %s", kind, skip.job_id, skip)
+                result.dropped.append(Dropped(kind, skip.job_id, skip.error, str(skip)))
+            log.info("%s landed for jobs %s in block %s", kind, tx.done_ids, receipt["blockNumber"])
             return
 
     def _drop(self, kind: str, job_id: int, exc: Exception, result: SubmitResult) -> None:

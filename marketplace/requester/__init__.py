@@ -30,6 +30,7 @@ from marketplace.requester.inputs import (
     read_sentences,
 )
 from marketplace.requester.sdk import (
+    AuditRoundStatus,
     Balances,
     JobResult,
     JobStatus,
@@ -44,6 +45,7 @@ from marketplace.requester.settings import RequesterSettings, default_wallet_dir
 __all__ = [
     "DEFAULT_PROFILE",
     "EMBED_MODEL",
+    "AuditRoundStatus",
     "Balances",
     "InputError",
     "InsufficientFunds",

@@ -51,6 +51,14 @@ EMBED_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 #: GFLOP: one matmul unit is 1e9 floating-point operations.
 MATMUL_FLOPS_PER_UNIT: Final = 10**9
 MAX_REPLICAS: Final = 5
+#: Replica counts the JobMarket accepts: odd, so replicas always have a majority.
+VALID_REPLICAS: Final = (1, 3, 5)
+
+
+def _nearest_odd(replicas: int) -> int:
+    """The valid replica count to suggest instead of `replicas`."""
+    return min((3, 5), key=lambda r: (abs(r - replicas), r)) if replicas > 1 else 1
+
 
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -239,8 +247,12 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             f"profile {draft.profile!r} is not defined by this deployment; use one of "
             + ", ".join(repr(p) for p in profiles)
         )
-    if not 1 <= draft.replicas <= MAX_REPLICAS:
-        raise InputError(f"replicas must be from 1 to {MAX_REPLICAS}, got {draft.replicas}")
+    if draft.replicas not in VALID_REPLICAS:
+        raise InputError(
+            f"replicas must be 1, 3 or 5 (an odd count always has a majority), got "
+            f"{draft.replicas}; use 1 for an audited single run or "
+            f"{_nearest_odd(draft.replicas)} for independent replicas"
+        )
     if draft.max_price_per_unit <= 0:
         raise InputError(
             "max price per unit must be positive (token base units); providers ask at least "

@@ -47,8 +47,8 @@ from marketplace.protocol.artifact_client import (
     RelayerUnreachable,
 )
 from marketplace.protocol.chain import connect
-from marketplace.protocol.client import Job, JobRequest, JobState, Market
-from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
+from marketplace.protocol.deployment import MIN_WINDOW, Deployment
 from marketplace.protocol.results import ResultError, decrypt_result, public_key_hex, verify_result
 from marketplace.protocol.spec import ParamValue
 from marketplace.requester.errors import (
@@ -110,12 +110,53 @@ def _tx(receipt: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class ParticipantStatus:
     provider: str
-    #: Executor of the job (index < replicas) rather than an audit verifier.
+    #: Executor of the job (index < replicas) rather than a verifier drawn on-chain.
     executor: bool
     committed: bool
+    #: 0 for an executor, else the audit round the verifier was drawn for (1 or 2).
+    round: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"provider": self.provider, "executor": self.executor, "committed": self.committed}
+        return {
+            "provider": self.provider,
+            "executor": self.executor,
+            "committed": self.committed,
+            "round": self.round,
+        }
+
+
+@dataclass(frozen=True)
+class AuditRoundStatus:
+    """One audit round: its seats, the verifiers drawn on-chain so far, whether it is staffed."""
+
+    round: int
+    seats: int
+    verifiers: tuple[str, ...]
+
+    @property
+    def staffed(self) -> bool:
+        return len(self.verifiers) >= self.seats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "seats": self.seats,
+            "staffed": self.staffed,
+            "verifiers": list(self.verifiers),
+        }
+
+
+def audit_rounds(job: Job, providers: Sequence[str]) -> tuple[AuditRoundStatus, ...]:
+    """The job's audit rounds from its record and its participants' addresses (executors first,
+    then the verifiers of round 1, then those of round 2)."""
+    if job.round == 0:
+        return ()
+    k = job.seats if job.round == 1 else (job.seats - 1) // 2
+    first_end = job.verifiers_from if job.round == 2 else len(providers)
+    rounds = [AuditRoundStatus(1, k, tuple(providers[job.replicas : first_end]))]
+    if job.round == 2:
+        rounds.append(AuditRoundStatus(2, job.seats, tuple(providers[job.verifiers_from :])))
+    return tuple(rounds)
 
 
 @dataclass(frozen=True)
@@ -134,6 +175,11 @@ class JobStatus:
     escrow: int
     profile: str
     participants: tuple[ParticipantStatus, ...]
+    #: Audit rounds (empty before any audit): seats and the verifiers drawn on-chain.
+    rounds: tuple[AuditRoundStatus, ...] = ()
+    challenged: bool = False
+    #: The upheld digest once the job closed with a verdict (None before, or with none).
+    digest: str | None = None
     #: Providers whose result notice the relayer holds; None when the relayer did not answer.
     results: tuple[str, ...] | None = None
     #: The relayer's event history of the job (GET /jobs/{id}); None when it has none.
@@ -160,6 +206,10 @@ class JobStatus:
             "escrow": str(self.escrow),
             "profile": self.profile,
             "participants": [p.to_dict() for p in self.participants],
+            "rounds": [r.to_dict() for r in self.rounds],
+            "verifiers": [p.provider for p in self.participants if not p.executor],
+            "challenged": self.challenged,
+            "digest": self.digest,
             "results": None if self.results is None else list(self.results),
             "history": None if self.history is None else [dict(h) for h in self.history],
         }
@@ -468,6 +518,22 @@ class Requester:
         params = self.market.params()
         for job in jobs:
             r = job.request
+            if r.replicas not in VALID_REPLICAS:
+                raise InputError(
+                    f"replicas must be 1, 3 or 5 (an odd count always has a majority), got "
+                    f"{r.replicas}; use 1 for an audited single run or 3 or 5 replicas"
+                )
+            if r.accept_window < MIN_WINDOW:
+                raise InputError(
+                    f"the accept window of {r.accept_window} s is below the market's minimum of "
+                    f"{MIN_WINDOW} s; lengthen it"
+                )
+            if r.exec_window < params.min_exec_window:
+                raise InputError(
+                    f"the exec window of {r.exec_window} s is below the market's minimum of "
+                    f"{params.min_exec_window} s; lengthen it (providers may ask for more: "
+                    "each registers its own minimum)"
+                )
             if r.accept_window > params.max_accept_window:
                 raise InputError(
                     f"the accept window of {r.accept_window} s exceeds the market's maximum of "
@@ -598,17 +664,29 @@ class Requester:
         """The job's state from the chain, with the relayer's history and result notices when
         it answers (without them when it does not: the chain alone is authoritative)."""
         job = self._job(job_id)
+        on_chain = self.market.participants(job_id)
+        rounds = audit_rounds(job, [p.provider for p in on_chain])
+        round_of = {v: r.round for r in rounds for v in r.verifiers}
         participants = tuple(
-            ParticipantStatus(p.provider, i < job.replicas, p.commitment != 0)
-            for i, p in enumerate(self.market.participants(job_id))
+            ParticipantStatus(
+                p.provider,
+                i < job.replicas,
+                p.commitment != 0,
+                0 if i < job.replicas else round_of.get(p.provider, job.round),
+            )
+            for i, p in enumerate(on_chain)
         )
         results: tuple[str, ...] | None
         history: tuple[Mapping[str, Any], ...] | None = None
+        digest: str | None = None
         try:
             results = tuple(str(n.get("provider")) for n in self._notices(job_id))
             response = self._relayer.get(f"/jobs/{job_id}")
             if response.status_code == 200:
-                history = tuple(response.json().get("history", []))
+                detail = response.json()
+                history = tuple(detail.get("history", []))
+                verdict = detail.get("verdict") or {}
+                digest = verdict.get("digest") if isinstance(verdict, dict) else None
         except (RelayerUnreachable, RequesterError, ValueError):
             results = None
         return JobStatus(
@@ -623,6 +701,9 @@ class Requester:
             escrow=job.escrow,
             profile=self._profile_name(job.profile),
             participants=participants,
+            rounds=rounds,
+            challenged=job.challenged,
+            digest=digest,
             results=results,
             history=history,
         )
@@ -757,9 +838,11 @@ class Requester:
     # ---------------------------------------------------------------- act
 
     def challenge(self, job_id: int) -> str:
-        """Challenges a committed job (replicas = 1), posting the bond; returns the tx hash.
+        """Challenges a committed job (replicas = 1), posting a bond of verifiers x units x
+        clearing price (approved here when the allowance is short); returns the tx hash.
 
-        Verifiers re-run the job; the bond returns with a reward if the executor is caught."""
+        Verifiers drawn on-chain re-run the job. The bond pays them if they uphold the result;
+        what is left of it returns at close (with compensation if the executor is caught)."""
         job = self._mine(job_id, "challenge")
         if job.state is not JobState.COMMITTED:
             raise WrongState(
@@ -771,8 +854,9 @@ class Requester:
                 f"the challenge window of job {job_id} closed at {job.deadline}; it settles as "
                 "committed"
             )
-        self._check_funds(self.market.params().challenge_bond, "the challenge bond")
-        return _tx(self.market.challenge(job_id))
+        bond = self.market.params().verifiers * job.pay
+        self._check_funds(bond, "the challenge bond (verifiers x units x clearing price)")
+        return _tx(self.market.challenge(job_id))  # approves the bond first when needed
 
     def cancel(self, job_id: int) -> str:
         """Cancels an open job; its full escrow is credited back (see `withdraw`). Returns the

@@ -31,7 +31,8 @@ from marketplace.protocol.errors import (
 GOOD = hashlib.sha256(b"the correct output tensor bytes").digest()
 BAD = hashlib.sha256(b"a fabricated output").digest()
 PAY = 100_000_000_000_000_000  # one replica: 100 units x 1e15
-ESCROW = 102_500_000_000_000_000  # PAY + 250 bps
+ESCROW = 132_500_000_000_000_000  # replicas = 1: PAY + 250 bps fee + 3000 bps audit premium
+COLLATERAL = 10 * PAY
 
 
 def _request(replicas: int) -> JobRequest:
@@ -127,14 +128,15 @@ def test_copycat_of_hash_and_seal_cannot_reveal(cast: Cast) -> None:
     assert cast.owner.state(job) == JobState.SETTLED
     record = cast.owner.provider(bob.address)
     assert (record.stake, record.locked, record.jobs_slashed) == (
-        scenarios.PROVIDER_STAKE - 2 * PAY,
+        scenarios.PROVIDER_STAKE - COLLATERAL,
         0,
         1,
     )
     assert cast.owner.credits(bob.address) == 0
-    # alice and carol: paid, plus half each of the 30 % reward share of bob's collateral
-    assert cast.owner.credits(alice.address) == PAY + 2 * PAY * 3_000 // 10_000 // 2
-    assert cast.owner.credits(carol.address) == 130_000_000_000_000_000
+    # alice and carol: paid, plus half each of the 30 % reward share of bob's collateral (a
+    # non-revealer compensates nobody: the requester's share is burned)
+    assert cast.owner.credits(alice.address) == PAY + COLLATERAL * 3_000 // 10_000 // 2
+    assert cast.owner.credits(carol.address) == 250_000_000_000_000_000
 
 
 # ---------------------------------------------------------------- decoded reverts

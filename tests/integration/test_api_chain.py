@@ -68,12 +68,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 scenarios.replicas3_one_wrong,
                 scenarios.no_show,
                 scenarios.unbond_then_slashed,
+                scenarios.escalation_no_verdict,
             )
         }
         jobs["open"] = cast.requester.create_job(_request(units=11))
-        jobs["assigned"] = cast.requester.create_job(_request(units=12, replicas=2))
+        jobs["assigned"] = cast.requester.create_job(_request(units=12, replicas=3))
         alice, carol = cast.providers["alice"], cast.providers["carol"]
-        cast.matcher.assign(jobs["assigned"], [alice.address, carol.address])
+        dave = cast.providers["dave"]
+        cast.matcher.assign(jobs["assigned"], [alice.address, carol.address, dave.address])
         alice.commit(jobs["assigned"], scenarios.GOOD)
 
         store = Store(f"sqlite:///{base / 'relayer.sqlite3'}")
@@ -151,9 +153,12 @@ def test_every_job_equals_the_chain(world: World, client: httpx.Client) -> None:
         assert history[-1]["state"] == detail["state"]
         order = [(h["block_number"], h["log_index"]) for h in history]
         assert order == sorted(order)
-        assert {k: v for k, v in detail.items() if k not in ("participants", "history")} == (
-            listed[job_id]
-        )
+        detail_only = ("participants", "verifiers", "rounds", "verdict", "skipped", "history")
+        assert {k: v for k, v in detail.items() if k not in detail_only} == listed[job_id]
+        # Verifiers are the participants from index `replicas` on, all drawn on-chain.
+        assert detail["verifiers"] == [p.provider for p in on_chain[chain.replicas :]]
+        assert (detail["audit_round"], detail["seats"]) == (chain.round, chain.seats)
+        assert (detail["verdict"] is None) == (not chain.state.terminal)
 
 
 def test_job_history_follows_the_lifecycle(world: World, client: httpx.Client) -> None:
@@ -175,6 +180,28 @@ def test_job_history_follows_the_lifecycle(world: World, client: httpx.Client) -
     assert int(slashed[0]["amount"]) > 0
     assert [p["provider"] for p in wrong["participants"] if p["slashed"] is not None] == [dave]
     assert wrong["digest"] == "0x" + scenarios.GOOD.hex()
+    # The replicas disagreed: one audit round of k drawn verifiers upheld the majority.
+    k = world.market.params().verifiers
+    (audit,) = wrong["rounds"]
+    assert (audit["round"], audit["seats"], audit["staffed"]) == (1, k, True)
+    assert audit["verifiers"] == wrong["verifiers"] and len(wrong["verifiers"]) == k
+    assert audit["commit_by"] is not None and audit["staffed_block"] is not None
+    verifiers = [p for p in wrong["participants"] if p["verifier"]]
+    assert [p["audit_round"] for p in verifiers] == [1] * k
+    assert wrong["verdict"]["outcome"] == "upheld"
+    assert wrong["verdict"]["digest"] == wrong["digest"]
+    assert wrong["verdict"]["slashed"] == [dave]
+    assert set(wrong["verdict"]["upheld"]) == {
+        p["provider"] for p in wrong["participants"] if p["provider"] != dave
+    }
+    # Escalated: round 1 of k seats, then round 2 of 2k + 1; no verdict, refunded.
+    escalated = get(client, f"/jobs/{j['escalation_no_verdict']}")
+    assert [(r["round"], r["seats"]) for r in escalated["rounds"]] == [(1, k), (2, 2 * k + 1)]
+    assert escalated["verdict"]["outcome"] == "no_verdict" and escalated["state"] == "refunded"
+    assert escalated["verdict"]["slashed"] == []
+    assert get(client, f"/jobs/{j['optimistic_settled']}")["verdict"]["outcome"] == (
+        "settled_unverified"
+    )
 
 
 def test_job_filters_and_pagination(world: World, client: httpx.Client) -> None:
@@ -257,6 +284,10 @@ def test_every_provider_equals_the_chain(world: World, client: httpx.Client) -> 
             rec.gpu_model,
         )
         assert entry["profile_mask"] == str(rec.profile_mask)
+        assert (entry["min_exec_window"], entry["max_units"]) == (
+            rec.min_exec_window,
+            rec.max_units,
+        )
         assert [p["id"] for p in entry["profiles"]] == [
             i for i in range(256) if rec.profile_mask >> i & 1
         ]

@@ -21,7 +21,13 @@ import pytest
 import redis
 from web3 import Web3
 
-from marketplace.devnet.manager import Devnet, DevnetConfig, DevnetError
+from marketplace.devnet.manager import (
+    PROVIDER_MAX_UNITS,
+    PROVIDER_MIN_EXEC_WINDOW,
+    Devnet,
+    DevnetConfig,
+    DevnetError,
+)
 from marketplace.devnet.state import DevnetState
 from marketplace.protocol.deployment import Deployment
 
@@ -65,7 +71,11 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert state.chain_id == 31337 and state.keystore_password == "devnet"
         assert state.deployer["address"] and state.deployer["key"].startswith("0x")
         assert state.requester is not None and Path(state.requester.keystore).is_file()
-        assert state.params["challenge_window"] == 8 and state.params["audit_bps"] == 3_000
+        assert state.params["challenge_window"] == 10 and state.params["audit_bps"] == 3_000
+        # v2 bounds: every window >= 10 s, an odd verifier count, cheating never pays.
+        assert state.params["verifiers"] in (1, 3, 5)
+        assert state.params["audit_bps"] * (1 + state.params["collateral_multiple"]) >= 10_000
+        assert min(v for k, v in state.params.items() if k.endswith("_window")) >= 10
 
         w3 = Web3(Web3.HTTPProvider(state.rpc_url))
         assert w3.eth.chain_id == 31337
@@ -244,7 +254,13 @@ def test_up_with_two_providers_heartbeats_both(tmp_path: Path) -> None:
             assert {a.lower() for a in devnet.provider_addresses().values()} <= live
             market = devnet.owner()
             for address in devnet.provider_addresses().values():
-                assert market.provider(address).stake == 1_000 * 10**18
+                record = market.provider(address)
+                assert record.stake == 1_000 * 10**18
+                # v2 terms: each provider's own exec-window floor and unit cap.
+                assert (record.min_exec_window, record.max_units) == (
+                    PROVIDER_MIN_EXEC_WINDOW,
+                    PROVIDER_MAX_UNITS,
+                )
             status = devnet.status()
             assert status["healthy"], status
         _assert_groups_gone(seen)

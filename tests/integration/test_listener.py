@@ -152,6 +152,7 @@ def assert_matches_chain(store: Store, w3: Web3, deployment: Deployment) -> None
             rec.vram_gib,
         )
         assert (prow.gpu_model, prow.endpoint) == (rec.gpu_model, rec.endpoint)
+        assert (prow.min_exec_window, prow.max_units) == (rec.min_exec_window, rec.max_units)
         if prow.registered:
             registered.add(prow.address)
     events = followed(w3, deployment)
@@ -198,9 +199,10 @@ def scenario_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         cast = scenarios.setup(w3, funded_account(w3))
         jobs = {path.__name__: path(cast) for _, path in scenarios.PATHS}
         jobs["open"] = cast.requester.create_job(request(units=11))
-        jobs["assigned"] = cast.requester.create_job(request(units=12, replicas=2))
+        jobs["assigned"] = cast.requester.create_job(request(units=12, replicas=3))
         alice, carol = cast.providers["alice"], cast.providers["carol"]
-        cast.matcher.assign(jobs["assigned"], [alice.address, carol.address])
+        dave = cast.providers["dave"]
+        cast.matcher.assign(jobs["assigned"], [alice.address, carol.address, dave.address])
         alice.commit(jobs["assigned"], scenarios.GOOD)
         # Registry events the paths do not emit: new terms, a cancelled and a pending unbond.
         carol.update_terms(
@@ -210,6 +212,8 @@ def scenario_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
                 vram_gib=80,
                 gpu_model="NVIDIA H100",
                 endpoint="https://carol.example",
+                min_exec_window=120,
+                max_units=50,
             )
         )
         bob, erin = cast.providers["bob"], cast.providers["erin"]
@@ -249,6 +253,8 @@ def test_every_scenario_is_projected_as_on_chain(scenario_chain: Chain, tmp_path
         "ProviderAssigned",
         "ResultCommitted",
         "AuditDrawn",
+        "AuditStarted",
+        "AuditStaffed",
         "JobChallenged",
         "RevealStarted",
         "ResultRevealed",
@@ -270,7 +276,14 @@ def test_every_scenario_is_projected_as_on_chain(scenario_chain: Chain, tmp_path
     j = c.jobs
     S = JobState
     assert states(store, j["optimistic_settled"]) == [S.OPEN, S.ASSIGNED, S.COMMITTED, S.SETTLED]
-    assert states(store, j["replicas3_one_wrong"]) == [S.OPEN, S.ASSIGNED, S.REVEALING, S.SETTLED]
+    assert states(store, j["replicas3_one_wrong"]) == [
+        S.OPEN,
+        S.ASSIGNED,
+        S.REVEALING,
+        S.AUDITING,  # the replicas disagree: drawn verifiers decide
+        S.REVEALING,
+        S.SETTLED,
+    ]
     assert states(store, j["audit_catches_cheater"]) == [
         S.OPEN,
         S.ASSIGNED,
@@ -295,6 +308,23 @@ def test_every_scenario_is_projected_as_on_chain(scenario_chain: Chain, tmp_path
     slashed = [h for h in store.history(j["replicas3_one_wrong"]) if h.event == "ProviderSlashed"]
     assert [h.account for h in slashed] == [dave]
     assert store.job(j["replicas3_one_wrong"]).digest == "0x" + scenarios.GOOD.hex()  # type: ignore[union-attr]
+    # Audit rounds and their drawn verifiers are projected as the chain has them.
+    k = c.cast.owner.params().verifiers
+    for name in ("replicas3_one_wrong", "audit_catches_cheater", "challenge_lost"):
+        job_id = j[name]
+        (audit,) = store.audit_rounds(job_id)
+        verifiers = [p for p in store.participants(job_id) if p.verifier]
+        replicas = c.cast.owner.job(job_id).replicas
+        on_chain = [p.provider for p in c.cast.owner.participants(job_id)[replicas:]]
+        assert (audit.round, audit.seats) == (1, k), name
+        assert audit.commit_by is not None and audit.staffed_block is not None, name
+        assert [p.provider for p in verifiers] == on_chain and len(on_chain) == k, name
+        assert all(p.audit_round == 1 and p.index >= replicas for p in verifiers), name
+        row = store.job(job_id)
+        assert row is not None and (row.audit_round, row.seats, row.staffed) == (1, k, True)
+    escalated = store.audit_rounds(j["escalation_no_verdict"])
+    assert [(r.round, r.seats) for r in escalated] == [(1, k), (2, 2 * k + 1)]
+    assert store.job(j["escalation_no_verdict"]).state is S.REFUNDED  # type: ignore[union-attr]
     # The no-show's first round is kept, slashed; the second round's executor completed it.
     frank, bob = c.cast.providers["frank"].address, c.cast.providers["bob"].address
     first = store.participants(j["no_show"], round_=0)

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from web3 import Web3
 
 from marketplace.cli.main import app
 from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.devnet.scenarios import draw_clear
 from marketplace.protocol.client import JobRequest, Market
 from marketplace.protocol.deployment import Deployment, deploy
 from marketplace.protocol.keys import write_keystore
@@ -60,7 +61,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             write_to=deployment_file,
         )
         admin = Market(w3, deployment, owner)
-        admin.set_params(replace(admin.params(), audit_bps=0))  # jobs settle optimistically
         yield Chain(w3, node.url, deployment, deployment_file, admin, admin.as_account(matcher))
 
 
@@ -109,11 +109,28 @@ def test_register_stake_unbond_withdraw_against_the_chain(chain: Chain, provider
     assert record.registered and record.profile_mask == 0b1
     assert (record.price_per_unit, record.gpu_model, record.vram_gib) == (10**15, "cpu", 0)
     assert record.endpoint == "http://p.example"
+    # v2 terms: the defaults of the shortest exec window accepted and the most units per job.
+    assert (record.min_exec_window, record.max_units) == (60, 1_000_000)
+    assert (reg["min_exec_window"], reg["max_units"]) == (60, 1_000_000)
 
     again = cli(env, "register", "--price", "0.002", code=1)
     assert "already registered" in again and "--update" in again
-    cli(env, "register", "--price", "0.002", "--update")
-    assert market.provider(me).price_per_unit == 2 * 10**15
+    cli(env, "register", "--price", "0.002", "--update")  # keeps the window and the units
+    record = market.provider(me)
+    assert record.price_per_unit == 2 * 10**15
+    assert (record.min_exec_window, record.max_units) == (60, 1_000_000)
+    updated = cli_json(
+        env, "register", "--price", "0.002", "--update", "--min-exec-window", "120",
+        "--max-units", "5000",
+    )  # fmt: skip
+    assert (updated["min_exec_window"], updated["max_units"]) == (120, 5000)
+    assert (market.provider(me).min_exec_window, market.provider(me).max_units) == (120, 5000)
+    assert "--max-units 0 must be between 1" in cli(
+        env, "register", "--price", "0.002", "--update", "--max-units", "0", code=1
+    )
+    assert "--min-exec-window -1" in cli(
+        env, "register", "--price", "0.002", "--update", "--min-exec-window", "-1", code=1
+    )
 
     staked = cli_json(env, "stake", "1000.5")
     assert staked["staked"] == "1000.5" and staked["stake"] == "1000.5"
@@ -137,8 +154,12 @@ def test_register_stake_unbond_withdraw_against_the_chain(chain: Chain, provider
             "gpu_model": "cpu",
             "vram_gib": 0,
             "endpoint": "http://p.example",
+            "min_exec_window": 120,
+            "max_units": 5000,
         },
     }
+    text = cli(env, "status")
+    assert "min exec window 120 s  max units 5,000 per job" in text
     assert status["wallet"] == "999.5"
 
     too_much = cli(env, "stake", "5000", code=1)
@@ -193,6 +214,7 @@ def test_withdraw_moves_earnings_of_a_settled_job(chain: Chain, provider: Provid
     )
     chain.matcher.assign(job, [me])
     chain.admin.as_account(provider.account).commit(job, hashlib.sha256(b"output").digest())
+    draw_clear(chain.matcher, job)  # audits have a floor rate: this job's draw must clear it
     assert cli_json(env, "status")["locked"] != "0"
     advance(chain.w3, chain.admin.params().challenge_window + 1)
     chain.matcher.finalize(job)

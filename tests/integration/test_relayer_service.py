@@ -17,7 +17,7 @@ from web3 import Web3
 
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
-from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.relayer.service import Relayer
 from marketplace.relayer.settings import RelayerSettings
@@ -122,6 +122,43 @@ def test_relayer_assigns_restarts_finalizes_and_expires(
     assert status["jobs"] == {"settled": len(every), "expired": 1}
     assert status["checkpoints"][0]["market"] == cast.deployment.market
     assert len(status["providers"]) == 7
+
+
+def test_relayer_staffs_a_challenged_audit_with_drawn_verifiers(
+    cast: scenarios.Cast, tmp_path: Path
+) -> None:
+    relayer = Relayer(settings_for(cast, tmp_path))
+    (job,) = cast.requester.create_jobs([request(1, 300)])
+    assert relayer.step().assigned == [job]
+    executor = cast.owner.participants(job)[0].provider
+    by_address = {p.address: p for p in cast.providers.values()}
+    by_address[executor].commit(job, scenarios.GOOD)
+    mine(cast.w3, 64)  # stake counts in verifier draws from the next 64-block epoch on
+    cast.requester.challenge(job)
+    assert cast.owner.job(job).needs_staffing
+
+    for _ in range(5):  # a seed from an earlier epoch is re-seeded first, then drawn
+        mine(cast.w3)
+        report = relayer.step()
+        assert report.dropped == [] and report.assigned == []
+        if cast.owner.job(job).staffed:
+            break
+    chain = cast.owner.job(job)
+    assert chain.staffed and job in report.staffed
+    on_chain = [p.provider for p in cast.owner.verifiers(job)]
+    assert len(on_chain) == chain.seats == cast.owner.params().verifiers
+    assert executor not in on_chain and cast.requester.address not in on_chain
+
+    relayer.step()  # the listener catches up with the draw
+    (audit,) = relayer.store.audit_rounds(job)
+    assert (audit.round, audit.seats, audit.staffed_block is not None) == (1, chain.seats, True)
+    stored = [p for p in relayer.store.participants(job) if p.verifier]
+    assert [p.provider for p in stored] == on_chain
+    assert all(p.audit_round == 1 for p in stored)
+    row = relayer.store.job(job)
+    assert row is not None and row.state is JobState.AUDITING and row.staffed and row.challenged
+    assert relayer.step().staffed == [], "a staffed round is not staffed again"
+    relayer.close()
 
 
 def test_by_default_only_heartbeating_providers_are_matched(

@@ -365,10 +365,11 @@ def test_tampered_and_foreign_results_are_rejected(world: World, req: Requester)
 
 
 def test_each_executor_is_tried_until_one_verifies(world: World, req: Requester) -> None:
-    job_id = matmul_job(req, world, "bob", "alice", replicas=2)
+    job_id = matmul_job(req, world, "bob", "alice", "carol", replicas=3)
     good = payload_for(job_id, seed=4)
     deliver(world, job_id, "bob", payload_for(job_id, seed=5), commit=good)
     deliver(world, job_id, "alice", good)
+    deliver(world, job_id, "carol", good)
     assert world.cast.owner.state(job_id) is JobState.REVEALING
     res = req.result(job_id)
     alice, bob = world.cast.providers["alice"].address, world.cast.providers["bob"].address
@@ -422,8 +423,13 @@ def test_challenge_posts_the_bond(world: World, req: Requester) -> None:
     deliver(world, job_id, "alice", payload_for(job_id))
     before, bonds = m.balance_of(req.address), m.total_bonds()
     req.challenge(job_id)
-    bond = m.params().challenge_bond
+    job = m.job(job_id)
+    bond = m.params().verifiers * job.units * job.clearing_price
+    assert bond == m.challenge_bond(job_id) > 0
     assert m.state(job_id) is JobState.AUDITING
+    status = req.status(job_id)
+    assert status.challenged and [r.round for r in status.rounds] == [1]
+    assert status.rounds[0].seats == m.params().verifiers and not status.rounds[0].staffed
     assert before - m.balance_of(req.address) == bond == m.total_bonds() - bonds
 
 

@@ -50,10 +50,18 @@ from tests.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "torch-2.13.0/cpu/float32/deterministic"
-#: Short windows so that tests only advance the clock a little; no random audits unless a test
-#: turns them on (a 10 % draw would make single-replica tests wait on verifiers now and then).
+#: Short windows so that tests only advance the clock a little. The audit rate has a floor
+#: (auditBps x (1 + collateralMultiple) >= 10000), so `World.drive` keeps single-replica jobs
+#: unaudited by running their draw with a clear seed (`scenarios.draw_clear`) unless a test sets
+#: `world.audits = True`.
 PARAMS = MarketParams(
-    challenge_window=30, verifier_assign_window=120, reveal_window=120, audit_bps=0
+    challenge_window=30,
+    verifier_assign_window=120,
+    verifier_exec_window=600,
+    reveal_window=120,
+    min_exec_window=10,
+    collateral_multiple=10,
+    audit_bps=910,
 )
 STEP_TIMEOUT = 120.0
 
@@ -147,6 +155,9 @@ class World:
     requester_key: LocalAccount
     workers: list[Worker] = field(default_factory=list)
     agents: dict[str, Agent] = field(default_factory=dict)
+    #: Whether single-replica jobs take their random audit draw; False runs each draw with a
+    #: seed that clears the job as soon as it is committed.
+    audits: bool = False
 
     def settings(self, name: str, behavior: Behavior = "honest", **extra: Any) -> ProviderSettings:
         provider = self.cast.providers[name]
@@ -269,7 +280,18 @@ class World:
             self.relayer.step()
             for agent in agents:
                 agent.step()
+            if not self.audits:
+                self.clear_draws()
             time.sleep(0.1)
+
+    def clear_draws(self) -> None:
+        """Runs the audit draw of every committed single-replica job with a seed that does not
+        select it (before the keeper draws), so the job settles unaudited."""
+        keeper = self.cast.keeper
+        for job_id in range(1, keeper.job_count() + 1):
+            job = keeper.job(job_id)
+            if job.state == JobState.COMMITTED and not job.drawn_clear:
+                scenarios.draw_clear(keeper, job_id)
 
     def state(self, job_id: int) -> JobState:
         return self.cast.owner.state(job_id)

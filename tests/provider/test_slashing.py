@@ -54,6 +54,7 @@ def _slashed(world: World, name: str) -> int:
 @pytest.mark.providers(4)
 def test_lazy_executor_is_caught_by_the_audit_and_slashed(world: World) -> None:
     scenarios.set_audit_rate(world.cast, 10_000)
+    world.audits = True
     _cheapest(world, "alice")
     world.start_worker()
     world.agent("alice", "lazy")
@@ -112,3 +113,46 @@ def test_no_show_is_slashed_and_the_job_is_reassigned(world: World) -> None:
     assert world.state(job) == JobState.SETTLED
     assert (_slashed(world, "alice"), _slashed(world, "bob")) == (1, 0)
     assert world.commits(job) == [world.cast.providers["bob"].address]
+
+
+@pytest.mark.providers(4)
+def test_with_no_keeper_the_executors_agent_staffs_its_audit_and_drawn_verifiers_decide(
+    world: World,
+) -> None:
+    world.relayer.step = lambda: None  # type: ignore[method-assign]  # relayer (keeper) down
+    scenarios.set_audit_rate(world.cast, 10_000)
+    world.audits = True
+    world.start_worker()
+    lazy = world.agent("alice", "lazy")
+    for name in ("bob", "carol", "dave"):
+        world.agent(name)
+    job = world.submit_matmul(48, seed=3)
+    world.cast.matcher.assign(job, [world.cast.providers["alice"].address])
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, what="the commit")
+    world.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    world.cast.keeper.draw_audit(job)
+    assert world.state(job) == JobState.AUDITING
+
+    # Nobody but the executor's own agent calls staffAudit; the contract draws the verifiers.
+    world.drive(lambda: world.cast.owner.job(job).staffed, what="the audit to be staffed")
+    assert lazy.ledger.all()[0].job_id == job
+    ((round_, drawn),) = scenarios.drawn_verifiers(world.cast.owner, job)
+    others = {world.cast.providers[n].address for n in ("bob", "carol", "dave")}
+    assert round_ == 1 and set(drawn) == others  # 3 seats, 3 providers outside the job
+
+    # The drawn verifiers' agents run the job, commit while Auditing and reveal.
+    world.drive(
+        lambda: (
+            (j := world.cast.owner.job(job)).state == JobState.REVEALING
+            and j.reveal_mask == j.commit_mask
+        ),
+        what="every reveal",
+    )
+    world.cast.keeper.finalize(job)
+    assert world.state(job) == JobState.REFUNDED
+    assert _slashed(world, "alice") == 1
+    for name in ("bob", "carol", "dave"):
+        assert _slashed(world, name) == 0
+        assert world.cast.owner.credits(world.cast.providers[name].address) > 0
+        digest = world.result_digest(job, world.cast.providers[name].address)
+        assert digest == direct_digest(48, 3)

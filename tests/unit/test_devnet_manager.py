@@ -50,14 +50,29 @@ def test_market_params_take_the_audit_rate_and_respect_contract_bounds() -> None
     windows = (
         params.challenge_window,
         params.verifier_assign_window,
+        params.verifier_exec_window,
         params.reveal_window,
+        params.min_exec_window,
         params.reassign_window,
+        params.max_accept_window,
+        params.max_exec_window,
     )
-    assert all(1 <= w <= 30 * 86_400 for w in windows)
+    assert all(10 <= w <= 30 * 86_400 for w in windows)  # the contract's window bounds
+    assert params.problems() == []
+    # v2 bounds: an odd verifier count; cheating never pays at the default audit rate.
+    assert params.verifiers in (1, 3, 5)
+    assert DEVNET_PARAMS.audit_bps * (1 + DEVNET_PARAMS.collateral_multiple) >= 10_000
+    assert params.verifier_exec_window >= params.min_exec_window
     # A demo job settles in about a minute: challenge window plus an audit's windows.
     assert params.challenge_window + params.verifier_assign_window + params.reveal_window <= 90
     with pytest.raises(ConfigError, match="audit-rate"):
         DevnetConfig(audit_bps=10_001).market_params()
+    floor = -(-10_000 // (1 + DEVNET_PARAMS.collateral_multiple))
+    assert DevnetConfig(audit_bps=floor).market_params().audit_bps == floor
+    with pytest.raises(ConfigError, match="below the contract's floor"):
+        DevnetConfig(audit_bps=floor - 1).market_params()
+    with pytest.raises(ConfigError, match="verifiers"):
+        DevnetConfig(params=replace(DEVNET_PARAMS, verifiers=2)).market_params()
 
 
 def _state(tmp_path: Path) -> DevnetState:

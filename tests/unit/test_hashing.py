@@ -69,22 +69,31 @@ def test_digest_must_be_32_bytes(length: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("replicas", "units", "price", "fee_bps", "escrow"),
+    ("replicas", "units", "price", "fee_bps", "min_fee", "premium_bps", "escrow"),
     [
-        # Lifecycle.t.sol: PAY + FEE with PAY = 100 units x 1e15 and 250 bps
-        (1, 100, 10**15, 250, 102_500_000_000_000_000),
-        # three replicas: 3 x (PAY + FEE)
-        (3, 100, 10**15, 250, 307_500_000_000_000_000),
-        # the cheaper-provider example prices at PRICE / 2
-        (1, 100, 5 * 10**14, 250, 51_250_000_000_000_000),
-        # no fee
-        (2, 100, 10**15, 0, 200_000_000_000_000_000),
-        # the fee rounds down as Solidity's integer division does: 39 x 250 / 10000 = 0
-        (1, 1, 39, 250, 39),
-        (1, 1, 41, 250, 42),
+        # replicas = 1 at the defaults: PAY (100 units x 1e15) + FEE (250 bps) + premium
+        # (audit 1000 bps x 3 verifiers = 3000 bps of PAY)
+        (1, 100, 10**15, 250, 10**14, 3_000, 132_500_000_000_000_000),
+        # three replicas pay no premium: 3 x PAY + the fee on that
+        (3, 100, 10**15, 250, 10**14, 0, 307_500_000_000_000_000),
+        # the fee floor: 250 bps of 39 rounds to 0, the floor of 5 applies
+        (1, 1, 39, 250, 5, 0, 44),
+        # without a floor the fee rounds down as Solidity's integer division does
+        (1, 1, 39, 250, 0, 0, 39),
+        (1, 1, 41, 250, 0, 0, 42),
         # the fee is charged on the total, not per replica: 3 x 13 = 39 -> fee 0
-        (3, 1, 13, 250, 39),
+        (3, 1, 13, 250, 0, 0, 39),
+        # the premium rounds down too: 39 x 3000 / 10000 = 11
+        (1, 1, 39, 0, 0, 3_000, 50),
     ],
 )
-def test_escrow_of(replicas: int, units: int, price: int, fee_bps: int, escrow: int) -> None:
-    assert hashing.escrow_of(replicas, units, price, fee_bps) == escrow
+def test_escrow_of(
+    replicas: int, units: int, price: int, fee_bps: int, min_fee: int, premium_bps: int, escrow: int
+) -> None:
+    assert hashing.escrow_of(replicas, units, price, fee_bps, min_fee, premium_bps) == escrow
+
+
+def test_fee_of_has_a_floor_and_charges_nothing_on_nothing() -> None:
+    assert hashing.fee_of(0, 250, 10**14) == 0
+    assert hashing.fee_of(100, 250, 7) == 7
+    assert hashing.fee_of(10**18, 250, 7) == 25 * 10**15

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace.protocol.client import JobState
-from marketplace.relayer.keeper import FLAG_DRAWN, JobView, action, chunk, plan
+from marketplace.protocol.client import FLAG_RESEEDED, JobState
+from marketplace.relayer.keeper import FLAG_DRAWN, JobView, SkipBook, action, chunk, plan
 
 NOW = 1_000_000
 HEAD = 500
@@ -23,13 +23,20 @@ def view(job_id: int, state: JobState, deadline: int = NOW + 10, **kw: int) -> J
 
 def accepts(kind: str, v: JobView, block: int, t: int) -> bool:
     past = t > v.deadline
+    seed = v.seed_block if v.flags & FLAG_RESEEDED else v.commit_block
     if kind == "draw_audits":
-        return v.state == JobState.COMMITTED and block != v.commit_block
+        return v.state == JobState.COMMITTED and block != seed
+    if kind == "staff_audits":
+        staffed = v.participants - v.verifiers_from >= v.seats
+        # Staffing closes at the deadline: planned at NOW it can land too late, and then the
+        # contract skips the item (BatchItemSkipped) instead of failing the batch. Judged at NOW.
+        in_time = v.deadline >= NOW
+        return v.state == JobState.AUDITING and not staffed and in_time and block != v.seed_block
     if kind == "finalize":
         if v.state == JobState.REVEALING:
             return past or v.reveal_mask == v.commit_mask
         if v.state == JobState.COMMITTED:
-            return past and (v.drawn or block != v.commit_block)
+            return past and (v.drawn or block != seed)
         return v.state == JobState.AUDITING and past
     if kind == "expire":
         return v.state in (JobState.OPEN, JobState.ASSIGNED, JobState.AUDITING) and past
@@ -62,12 +69,67 @@ def test_revealing_finalized_when_all_revealed_or_late() -> None:
     assert action(late, NOW, HEAD) == "finalize"
 
 
-def test_auditing_finalized_with_verifiers_else_expired() -> None:
-    with_v = view(1, JobState.AUDITING, deadline=NOW - 1, replicas=1, participants=4)
-    without = view(2, JobState.AUDITING, deadline=NOW - 1, replicas=1, participants=1)
-    assert action(with_v, NOW, HEAD) == "finalize"
-    assert action(without, NOW, HEAD) == "expire"
-    assert action(view(3, JobState.AUDITING, participants=4), NOW, HEAD) is None
+def audit(job_id: int, filled: int, **kw: int) -> JobView:
+    """Round 1 of a replicas = 1 job: 3 seats from index 1, `filled` of them drawn."""
+    fields = {"replicas": 1, "round": 1, "seats": 3, "verifiers_from": 1, "seed_block": HEAD - 1}
+    fields.update(kw)
+    return view(job_id, JobState.AUDITING, participants=1 + filled, **fields)
+
+
+def test_auditing_finalized_when_staffed_else_expired() -> None:
+    assert action(audit(1, 3, deadline=NOW - 1), NOW, HEAD) == "finalize"
+    assert action(audit(2, 2, deadline=NOW - 1), NOW, HEAD) == "expire"
+    assert action(audit(3, 3), NOW, HEAD) is None, "staffed: the verifiers commit"
+
+
+def test_unstaffed_round_is_staffed_from_the_block_after_its_seed() -> None:
+    assert action(audit(1, 0), NOW, HEAD) == "staff_audits"
+    assert action(audit(1, 2), NOW, HEAD) == "staff_audits", "partly staffed: draw the rest"
+    assert action(audit(1, 0, seed_block=HEAD), NOW, HEAD) is None, "seed block is the head"
+    # Round 2 of a replicas = 3 job: 7 seats after 3 executors and 3 round-1 verifiers.
+    r2 = view(
+        2,
+        JobState.AUDITING,
+        replicas=3,
+        participants=8,
+        round=2,
+        seats=7,
+        verifiers_from=6,
+        seed_block=HEAD - 5,
+    )
+    assert action(r2, NOW, HEAD) == "staff_audits"
+
+
+def test_reseeded_draw_waits_for_its_new_seed_block() -> None:
+    v = view(1, JobState.COMMITTED, commit_block=HEAD - 300, flags=FLAG_RESEEDED, seed_block=HEAD)
+    assert action(v, NOW, HEAD) is None
+    assert action(v, NOW, HEAD + 1) == "draw_audits"
+    late = view(
+        1,
+        JobState.COMMITTED,
+        deadline=NOW - 1,
+        commit_block=HEAD - 300,
+        flags=FLAG_RESEEDED,
+        seed_block=HEAD,
+    )
+    assert action(late, NOW, HEAD) is None
+    assert action(late, NOW, HEAD + 1) == "finalize"
+
+
+def test_skip_book_stops_retrying_the_same_view_and_resumes_on_change() -> None:
+    book = SkipBook(max_skips=2)
+    v = audit(1, 0)
+    assert plan([v], NOW, HEAD, skips=book).ids("staff_audits") == [1]
+    assert book.record(v, "staff_audits") == 1
+    assert plan([v], NOW, HEAD, skips=book).ids("staff_audits") == [1]
+    assert book.record(v, "staff_audits") == 2
+    assert plan([v], NOW, HEAD, skips=book).empty, "skipped twice on this view: left out"
+    changed = audit(1, 1)
+    assert plan([changed], NOW, HEAD, skips=book).ids("staff_audits") == [1]
+    book.forget([])
+    assert len(book) == 0
+    with pytest.raises(ValueError):
+        SkipBook(0)
 
 
 @pytest.mark.parametrize("state", [JobState.OPEN, JobState.ASSIGNED])
@@ -87,7 +149,7 @@ def test_plan_chunks_each_list_and_keeps_ids_sorted() -> None:
     views = [view(i, JobState.OPEN, deadline=NOW - 1) for i in range(10, 0, -1)]
     p = plan(views, NOW, HEAD, max_batch=3)
     assert p.expire == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]
-    assert p.draw_audits == [] and p.finalize == []
+    assert p.draw_audits == [] and p.finalize == [] and p.staff_audits == []
     assert p.ids("expire") == list(range(1, 11))
     assert plan([], NOW, HEAD).empty
 
@@ -104,13 +166,17 @@ views_st = st.builds(
     job_id=st.integers(1, 60),
     state=st.sampled_from(list(JobState)),
     deadline=st.integers(NOW - 5, NOW + 5),
-    flags=st.integers(0, 7),
-    replicas=st.integers(1, 5),
-    participants=st.integers(0, 8),
+    flags=st.integers(0, 15),
+    replicas=st.sampled_from((1, 3, 5)),
+    participants=st.integers(0, 16),
     commit_mask=st.integers(0, 255),
     reveal_mask=st.integers(0, 255),
     commit_block=st.integers(HEAD - 3, HEAD),  # a commit is in a mined block
-)
+    round=st.integers(0, 2),
+    seats=st.sampled_from((0, 1, 3, 5, 7)),
+    verifiers_from=st.integers(0, 8),
+    seed_block=st.integers(HEAD - 3, HEAD),
+).filter(lambda v: v.verifiers_from <= v.participants)  # verifiers are participants
 
 
 @settings(max_examples=300, deadline=None)
@@ -128,7 +194,7 @@ def test_every_planned_call_is_accepted_and_no_id_twice(
     for v in views:  # plan keeps the first view of a duplicated id
         first.setdefault(v.job_id, v)
     seen: list[int] = []
-    for kind in ("draw_audits", "finalize", "expire"):
+    for kind in ("draw_audits", "staff_audits", "finalize", "expire"):
         batches = getattr(p, kind)
         assert all(1 <= len(b) <= max_batch for b in batches)
         for job_id in p.ids(kind):
@@ -142,15 +208,20 @@ def test_every_planned_call_is_accepted_and_no_id_twice(
 @given(views=st.lists(views_st, max_size=30, unique_by=lambda v: v.job_id))
 def test_every_actionable_job_is_planned(views: list[JobView]) -> None:
     """Nothing the contract would accept at NOW + 1 in a later block is left out, apart from
-    Committed jobs whose commit is in the head block (drawable one block later)."""
+    draws and staffing whose seed block is the head block (possible one block later)."""
     p = plan(views, NOW, HEAD)
-    planned = set(p.ids("draw_audits")) | set(p.ids("finalize")) | set(p.ids("expire"))
+    planned = {
+        j for kind in ("draw_audits", "staff_audits", "finalize", "expire") for j in p.ids(kind)
+    }
     for v in views:
+        seed = v.seed_block if v.flags & FLAG_RESEEDED else v.commit_block
+        staffed = v.participants - v.verifiers_from >= v.seats
         due = v.state in (JobState.OPEN, JobState.ASSIGNED, JobState.AUDITING) and v.deadline < NOW
+        due |= v.state == JobState.AUDITING and not staffed and v.seed_block < HEAD
         due |= v.state == JobState.REVEALING and (
             v.deadline < NOW or v.reveal_mask == v.commit_mask
         )
         due |= v.state == JobState.COMMITTED and (
-            v.deadline < NOW or (not v.drawn and v.commit_block < HEAD)
+            (v.deadline < NOW and (v.drawn or seed < HEAD)) or (not v.drawn and seed < HEAD)
         )
         assert (v.job_id in planned) == due, v

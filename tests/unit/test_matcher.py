@@ -25,7 +25,6 @@ from marketplace.relayer.matcher import (
     collateral_for,
     is_eligible,
     match,
-    pick_verifiers,
     reputation,
 )
 
@@ -55,7 +54,8 @@ def job(job_id: int = 1, **overrides: object) -> OpenJob:
         "max_price_per_unit": 10,
         "replicas": 1,
         "min_vram_gib": 0,
-        "collateral": 100,
+        "collateral_multiple": 10,
+        "exec_window": 600,
     }
     fields.update(overrides)
     return OpenJob(**fields)  # type: ignore[arg-type]
@@ -85,6 +85,8 @@ def providers_st(draw: st.DrawFn) -> list[ProviderView]:
                 jobs_done=draw(st.integers(0, 6)),
                 jobs_slashed=draw(st.integers(0, 2)),
                 load=draw(st.integers(0, 2)),
+                min_exec_window=draw(st.sampled_from((0, 0, 60, 600))),
+                max_units=draw(st.sampled_from((100, 100, 1, 2))),
             )
         )
     return out
@@ -97,11 +99,13 @@ def jobs_st(draw: st.DrawFn) -> list[OpenJob]:
         OpenJob(
             job_id=job_id,
             profile=draw(st.sampled_from((0, 0, 1, 1, 2, 3))),
-            units=1,
+            units=draw(st.sampled_from((1, 1, 1, 2))),
             max_price_per_unit=draw(st.integers(0, 6).map(lambda d: 7 - d)),
-            replicas=draw(st.sampled_from((1, 1, 1, 2, 3, 4))),
+            replicas=draw(st.sampled_from((1, 1, 1, 3, 3, 5))),
             min_vram_gib=draw(st.sampled_from((0, 0, 0, 8, 16, 32))),
-            collateral=draw(st.integers(0, 25)),
+            collateral_multiple=draw(st.integers(0, 5)),
+            exec_window=draw(st.sampled_from((60, 600, 3_600))),
+            requester=draw(st.sampled_from(("", *ADDRESSES[:4]))),
             exclude=frozenset(
                 a.upper() if draw(st.booleans()) else a
                 for a in draw(st.lists(st.sampled_from(ADDRESSES), max_size=3))
@@ -117,12 +121,17 @@ max_loads = st.none() | st.integers(1, 5)
 def reference(
     jobs: Sequence[OpenJob], providers: Sequence[ProviderView], max_load: int | None
 ) -> list[Assignment]:
-    """Brute force: for each job scan every provider with the rules written out again."""
+    """Brute force: for each job scan every provider with the rules written out again, take them
+    best first, and put back anyone taken whose stake does not cover the collateral at the
+    clearing price (the highest ask taken so far)."""
     stake = {p.address: p.free_stake for p in providers}
     load = {p.address: p.load for p in providers}
     out = []
     for j in jobs:
-        excluded = {a.lower() for a in j.exclude}
+        excluded = {a.lower() for a in j.exclude} | (
+            {j.requester.lower()} if j.requester else set()
+        )
+        per_price = j.collateral_multiple * j.units
         ok = [
             p
             for p in providers
@@ -133,11 +142,11 @@ def reference(
             and p.profile_mask & (1 << j.profile)
             and p.vram_gib >= j.min_vram_gib
             and p.price_per_unit <= j.max_price_per_unit
-            and stake[p.address] >= j.collateral
+            and p.min_exec_window <= j.exec_window
+            and p.max_units >= j.units
+            and stake[p.address] >= per_price * p.price_per_unit
             and p.address.lower() not in excluded
         ]
-        if len(ok) < j.replicas:
-            continue
         ok.sort(
             key=lambda p: (
                 p.price_per_unit,
@@ -146,9 +155,17 @@ def reference(
                 p.address.lower(),
             )
         )
-        chosen = ok[: j.replicas]
+        chosen: list[ProviderView] = []
+        for p in ok:
+            chosen = [c for c in chosen if stake[c.address] >= per_price * p.price_per_unit]
+            chosen.append(p)
+            if len(chosen) == j.replicas:
+                break
+        if len(chosen) < j.replicas:
+            continue
+        collateral = per_price * max(p.price_per_unit for p in chosen)
         for p in chosen:
-            stake[p.address] -= j.collateral
+            stake[p.address] -= collateral
             load[p.address] += 1
         out.append(Assignment(j.job_id, tuple(p.address for p in chosen)))
     return out
@@ -172,6 +189,8 @@ def test_every_assignment_meets_every_rule(
         j = by_id[assignment.job_id]
         assert len(assignment.providers) == j.replicas, "never partially assigned"
         assert len({a.lower() for a in assignment.providers}) == j.replicas, "replicas distinct"
+        clearing = max(by_address[a].price_per_unit for a in assignment.providers)
+        collateral = collateral_for(j.collateral_multiple, j.units, clearing)
         for address in assignment.providers:
             p = by_address[address]
             assert p.registered
@@ -181,10 +200,13 @@ def test_every_assignment_meets_every_rule(
             assert p.vram_gib >= j.min_vram_gib
             assert p.price_per_unit <= j.max_price_per_unit
             assert address.lower() not in {a.lower() for a in j.exclude}
-            assert p.free_stake - committed[address] >= j.collateral, "stake at assignment time"
+            assert address.lower() != j.requester.lower(), "the requester never executes"
+            assert p.min_exec_window <= j.exec_window, "the provider's own window floor"
+            assert j.units <= p.max_units, "the provider's own unit cap"
+            assert p.free_stake - committed[address] >= collateral, "stake at the clearing price"
             if max_load is not None:
                 assert p.load + added_load[address] < max_load
-            committed[address] += j.collateral
+            committed[address] += collateral
             added_load[address] += 1
     for address, total in committed.items():
         assert total <= by_address[address].free_stake, "no over-commitment across the call"
@@ -223,12 +245,12 @@ def test_assignments_follow_job_order_and_skipped_jobs_get_nothing(
     assert len(set(ids)) == len(ids)
 
 
-@given(providers=providers_st(), price=st.integers(1, 6), collateral=st.integers(0, 25))
+@given(providers=providers_st(), price=st.integers(1, 6), multiple=st.integers(0, 5))
 def test_replicas_one_takes_the_cheapest_eligible_when_loads_are_equal(
-    providers: list[ProviderView], price: int, collateral: int
+    providers: list[ProviderView], price: int, multiple: int
 ) -> None:
     providers = [replace(p, load=0) for p in providers]
-    j = job(max_price_per_unit=price, collateral=collateral)
+    j = job(max_price_per_unit=price, collateral_multiple=multiple)
     eligible = [p for p in providers if is_eligible(p, j)]
 
     result = match([j], providers)
@@ -241,13 +263,14 @@ def test_replicas_one_takes_the_cheapest_eligible_when_loads_are_equal(
     assert chosen.price_per_unit == min(p.price_per_unit for p in eligible)
 
 
-@given(providers=providers_st(), replicas=st.integers(1, 5))
+@given(providers=providers_st(), replicas=st.sampled_from((1, 3, 5)))
 def test_job_with_too_few_eligible_providers_is_skipped_and_consumes_nothing(
     providers: list[ProviderView], replicas: int
 ) -> None:
-    j = job(replicas=replicas, collateral=5, max_price_per_unit=6)
+    # Multiple 0: no stake needed, so being eligible alone decides (no clearing-price effect).
+    j = job(replicas=replicas, collateral_multiple=0, max_price_per_unit=6)
     count = sum(is_eligible(p, j) for p in providers)
-    follower = job(2, replicas=1, collateral=5, max_price_per_unit=6)
+    follower = job(2, replicas=1, collateral_multiple=0, max_price_per_unit=6)
 
     result = match([j, follower], providers)
 
@@ -262,8 +285,16 @@ def test_job_with_too_few_eligible_providers_is_skipped_and_consumes_nothing(
 
 
 def test_each_rule_alone_makes_a_provider_ineligible() -> None:
-    j = job(min_vram_gib=8, max_price_per_unit=10, collateral=100, exclude=frozenset({"0xex"}))
-    good = provider("0xgood")  # eligible; every bad one would sort before it
+    j = job(
+        min_vram_gib=8,
+        max_price_per_unit=10,
+        units=2,
+        collateral_multiple=5,  # collateral at a price of 10: 5 x 2 x 10 = 100
+        exec_window=600,
+        requester="0xREQ",
+        exclude=frozenset({"0xex"}),
+    )
+    good = provider("0xgood", free_stake=100, min_exec_window=600, max_units=2)
     bad = [
         provider("0x01", registered=False),
         provider("0x02", unbonding=True),
@@ -274,6 +305,9 @@ def test_each_rule_alone_makes_a_provider_ineligible() -> None:
         provider("0x07", free_stake=99),
         provider("0xEX"),
         provider("0x09", load=3),
+        provider("0x0a", min_exec_window=601),
+        provider("0x0b", max_units=1),
+        provider("0xreq"),
     ]
 
     assert match([j], bad, max_load=3) == []
@@ -282,9 +316,9 @@ def test_each_rule_alone_makes_a_provider_ineligible() -> None:
 
 
 def test_stake_is_consumed_within_one_call() -> None:
-    a = provider("0xa", price_per_unit=1, free_stake=250)
-    b = provider("0xb", price_per_unit=2, free_stake=1_000)
-    jobs = [job(i, collateral=100) for i in range(1, 5)]
+    a = provider("0xa", price_per_unit=2, free_stake=250)
+    b = provider("0xb", price_per_unit=3, free_stake=1_000)
+    jobs = [job(i, collateral_multiple=50) for i in range(1, 5)]  # 100 at a, 50 x 2 at b
 
     result = match(jobs, [a, b])
 
@@ -293,7 +327,7 @@ def test_stake_is_consumed_within_one_call() -> None:
 
 def test_load_spreads_equal_offers_and_max_load_caps_them() -> None:
     pool = [provider("0xa"), provider("0xb"), provider("0xc", load=1)]
-    jobs = [job(i, collateral=1) for i in range(1, 6)]
+    jobs = [job(i, collateral_multiple=0) for i in range(1, 6)]
 
     spread = match(jobs, pool)
     capped = match(jobs, pool, max_load=1)
@@ -308,9 +342,9 @@ def test_reputation_breaks_price_ties_and_address_breaks_the_rest() -> None:
     newcomer = provider("0xc")
     twin = provider("0xd")
 
-    (result,) = match([job(replicas=4, collateral=1)], [twin, newcomer, slashed, veteran])
+    (result,) = match([job(replicas=3, collateral_multiple=0)], [twin, newcomer, slashed, veteran])
 
-    assert result.providers == ("0xb", "0xa", "0xc", "0xd")
+    assert result.providers == ("0xb", "0xa", "0xc")
     assert reputation(0, 0) == 2**31
     assert reputation(100, 0) > reputation(1_000, 100) > reputation(0, 0)
 
@@ -318,25 +352,71 @@ def test_reputation_breaks_price_ties_and_address_breaks_the_rest() -> None:
 def test_replicas_are_cheapest_distinct_providers() -> None:
     pool = [provider(f"0x{i}", price_per_unit=10 - i) for i in range(5)]
 
-    (result,) = match([job(replicas=3, collateral=1, max_price_per_unit=10)], pool)
+    (result,) = match([job(replicas=3, collateral_multiple=0, max_price_per_unit=10)], pool)
 
     assert result.providers == ("0x4", "0x3", "0x2")
 
 
-def test_pick_verifiers_excludes_the_executor_and_applies_the_same_rules() -> None:
+def test_collateral_is_at_the_clearing_price_not_the_max_price() -> None:
+    # max price 100, asks 10 and 20: clearing price 20, collateral 10 x 1 x 20 = 200 each.
+    j = job(replicas=3, max_price_per_unit=100)
     pool = [
-        provider("0xexec", price_per_unit=1),
-        provider("0xv1", price_per_unit=2),
-        provider("0xv2", price_per_unit=3, unbonding=True),
-        provider("0xv3", price_per_unit=4),
-        provider("0xv4", price_per_unit=5, free_stake=10),
+        provider("0xa", price_per_unit=10, free_stake=200),
+        provider("0xb", price_per_unit=10, free_stake=200),
+        provider("0xc", price_per_unit=20, free_stake=200),
     ]
-    audit = job(exclude=frozenset({"0xEXEC"}))
+    (result,) = match([j], pool)
+    assert set(result.providers) == {"0xa", "0xb", "0xc"}
+    # The stake is consumed at the clearing price: nothing is left for a second job.
+    assert match([j, job(2, max_price_per_unit=100)], pool)[1:] == []
 
-    assert pick_verifiers(audit, 2, pool) == ("0xv1", "0xv3")
-    assert pick_verifiers(audit, 3, pool) == ()
-    with pytest.raises(MatchInputError):
-        pick_verifiers(audit, 0, pool)
+
+def test_a_dearer_executor_raises_the_collateral_of_the_cheaper_ones() -> None:
+    # 0xa covers the collateral at its own ask (100) but not at 0xc's (200): it is put back.
+    j = job(replicas=3, max_price_per_unit=100)
+    pool = [
+        provider("0xa", price_per_unit=10, free_stake=150),
+        provider("0xb", price_per_unit=10, free_stake=500),
+        provider("0xc", price_per_unit=20, free_stake=500),
+        provider("0xd", price_per_unit=30, free_stake=500),
+    ]
+    (result,) = match([j], pool)
+    assert result.providers == ("0xb", "0xc", "0xd")
+    assert match([j], pool[:3]) == [], "without 0xd the set cannot clear"
+
+
+def test_provider_minimum_exec_window_is_respected() -> None:
+    pool = [provider("0xfast", min_exec_window=60), provider("0xslow", min_exec_window=3_600)]
+    short = job(1, exec_window=600)
+    long = job(2, exec_window=3_600)
+    assert match([short], pool) == [Assignment(1, ("0xfast",))]
+    assert match([short], pool[1:]) == []
+    assert match([long], pool[1:]) == [Assignment(2, ("0xslow",))]
+    assert is_eligible(pool[1], long) and not is_eligible(pool[1], short)
+
+
+def test_provider_max_units_is_respected() -> None:
+    small = provider("0xsmall", max_units=4, price_per_unit=1)
+    big = provider("0xbig", max_units=100, price_per_unit=2)
+    j = job(units=5, collateral_multiple=1)
+    assert match([j], [small, big]) == [Assignment(1, ("0xbig",))]
+    assert match([job(units=4, collateral_multiple=1)], [small, big]) == [
+        Assignment(1, ("0xsmall",))
+    ]
+
+
+def test_requester_never_executes_its_own_job() -> None:
+    me = provider("0xAbC", price_per_unit=1)
+    other = provider("0xdef", price_per_unit=5)
+    assert match([job(requester="0xabc")], [me, other]) == [Assignment(1, ("0xdef",))]
+    assert match([job(requester="0xabc")], [me]) == []
+    assert not is_eligible(me, job(requester="0xABC"))
+
+
+@pytest.mark.parametrize("replicas", [0, 2, 4, 6])
+def test_replicas_must_be_one_three_or_five(replicas: int) -> None:
+    with pytest.raises(MatchInputError, match="replicas must be 1, 3 or 5"):
+        job(replicas=replicas)
 
 
 def test_bad_input_is_reported() -> None:
@@ -344,8 +424,8 @@ def test_bad_input_is_reported() -> None:
         match([job()], [provider("0xA"), provider("0xa")])
     with pytest.raises(MatchInputError, match="job 1 appears twice"):
         match([job(), job()], [provider("0xa")])
-    with pytest.raises(MatchInputError, match="replicas must be at least 1"):
-        job(replicas=0)
+    with pytest.raises(MatchInputError, match="must not be negative"):
+        job(collateral_multiple=-1)
     with pytest.raises(MatchInputError, match="profile id"):
         job(profile=256)
     with pytest.raises(MatchInputError, match="max_load"):
@@ -371,6 +451,8 @@ def test_many_distinct_demands_use_quantile_tiers_and_stay_exact(seed: int) -> N
             free_stake=rng.randint(0, 3_000),
             jobs_done=rng.randint(0, 9),
             load=rng.randint(0, 2),
+            min_exec_window=rng.choice((0, 0, 600, 3_600)),
+            max_units=rng.choice((3, 100)),
         )
         for i in range(200)
     ]
@@ -379,9 +461,11 @@ def test_many_distinct_demands_use_quantile_tiers_and_stay_exact(seed: int) -> N
             i,
             profile=rng.randint(0, 1),
             max_price_per_unit=rng.randint(1, 9),
-            replicas=rng.randint(1, 3),
+            replicas=rng.choice((1, 1, 3)),
             min_vram_gib=rng.randint(0, 80),
-            collateral=rng.randint(1, 500),
+            units=rng.randint(1, 5),
+            collateral_multiple=rng.randint(1, 20),
+            exec_window=rng.choice((60, 600, 3_600)),
         )
         for i in range(1, 400)
     ]
@@ -394,3 +478,4 @@ def test_many_distinct_demands_use_quantile_tiers_and_stay_exact(seed: int) -> N
 
 def test_collateral_mirrors_the_contract() -> None:
     assert collateral_for(2, 5, 100) == 1_000
+    assert job(units=5, collateral_multiple=2).collateral_at(100) == 1_000

@@ -141,7 +141,7 @@ def test_parse_parameter_errors(text: str, needle: str) -> None:
 
 def test_matmul_spec_and_request() -> None:
     job = _prepare(
-        JobDraft("matmul", PRICE, parameters={"n": 2048, "seed": 3}, replicas=2, exec_window=90)
+        JobDraft("matmul", PRICE, parameters={"n": 2048, "seed": 3}, replicas=3, exec_window=90)
     )
     spec = job.spec
     assert spec == JobSpec.from_json(job.spec_bytes, canonical=True)
@@ -151,7 +151,7 @@ def test_matmul_spec_and_request() -> None:
     assert job.artifacts == {} and job.referenced == ()
     r = job.request
     assert r.spec_hash == spec.spec_hash() and len(r.spec_hash) == 32
-    assert (r.units, r.max_price_per_unit, r.replicas, r.exec_window) == (18, PRICE, 2, 90)
+    assert (r.units, r.max_price_per_unit, r.replicas, r.exec_window) == (18, PRICE, 3, 90)
     assert r.profile == 0
 
 
@@ -228,7 +228,17 @@ def test_torchscript_uploads_the_module_and_checks_the_input(tmp_path: Path) -> 
         (
             JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, replicas=6),
             InputError,
-            "replicas must be from 1 to 5",
+            "replicas must be 1, 3 or 5",
+        ),
+        (
+            JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, replicas=2),
+            InputError,
+            "got 2; use 1 for an audited single run or 3 for independent replicas",
+        ),
+        (
+            JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, replicas=4),
+            InputError,
+            "got 4; use 1 for an audited single run or 3 for independent replicas",
         ),
         (
             JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, accept_window=0),

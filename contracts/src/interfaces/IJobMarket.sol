@@ -13,12 +13,12 @@ interface IJobMarket {
     enum JobState {
         None, //       no such job
         Open, //       escrowed, waiting for assignment until `deadline`
-        Assigned, //   providers assigned, commits due by `deadline`
+        Assigned, //   executors assigned, commits due by `deadline`
         Committed, //  replicas = 1: result committed, challenge window ends at `deadline`
-        Auditing, //   audit drawn or challenged: verifiers being assigned or executing until `deadline`
-        Revealing, //  all commitments in; reveals due by `deadline`
-        Settled, //    result accepted, providers paid
-        Refunded, //   no acceptable result; requester refunded and compensated from slashes
+        Auditing, //   verifiers of the current round being drawn (until `deadline`), then committing
+        Revealing, //  commitments in; reveals due by `deadline`
+        Settled, //    result upheld, executors paid
+        Refunded, //   no upheld result (cheat caught, or no verdict); requester refunded
         Expired //     never executed (cancelled, not assigned in time, or no-show twice); full refund
     }
 
@@ -27,10 +27,11 @@ interface IJobMarket {
     /// @param units Work units the job is priced in (at least 1).
     /// @param maxPricePerUnit Most the requester pays per unit and replica.
     /// @param profile Determinism profile id (see ProviderRegistry.profile).
-    /// @param replicas Independent executions, 1 (optimistic with audits) to 5 (majority).
-    /// @param minVramGiB GPU memory each provider must have.
+    /// @param replicas Independent executions: 1 (optimistic with audits), 3 or 5.
+    /// @param minVramGiB GPU memory each executor must have.
     /// @param acceptWindow Seconds the job waits for assignment.
-    /// @param execWindow Seconds each provider has, from assignment, to commit.
+    /// @param execWindow Seconds each executor has, from assignment, to commit; at least the
+    /// protocol's `minExecWindow` and each executor's own minimum.
     struct JobRequest {
         bytes32 specHash;
         uint32 units;
@@ -42,16 +43,27 @@ interface IJobMarket {
         uint32 execWindow;
     }
 
-    /// @notice A job as stored (two slots).
+    /// @notice A job as stored (three slots).
     /// @param deadline Meaning depends on the state (see JobState); unix seconds.
     /// @param flags Bit 0: reopened after a no-show (a second no-show expires the job); bit 1:
-    /// challenged; bit 2: the audit draw ran and did not select the job.
-    /// @param participants Executors (indices below `replicas`) plus assigned verifiers.
+    /// challenged; bit 2: the audit draw ran and did not select the job; bit 3: the audit draw was
+    /// re-seeded from `seedBlock` after its block hash aged out.
+    /// @param participants Executors (indices below `replicas`) plus drawn verifiers of every round.
+    /// @param collateralMultiple Collateral per participant = multiple x units x clearingPrice.
+    /// @param feeBps Protocol fee snapshot, charged on what executors are paid (at least `minFee`).
+    /// @param clearingPrice Price per unit paid to every executor (the highest ask among them) and
+    /// to every upholding verifier.
+    /// @param premiumBps Audit premium snapshot (auditBps x verifiers) charged on a settled
+    /// replicas = 1 job's pay into the audit pool.
     /// @param commitMask Bit i set when participant i committed.
     /// @param revealMask Bit i set when participant i revealed.
-    /// @param collateralMultiple Collateral per participant = multiple x units x maxPricePerUnit.
-    /// @param clearingPrice Price per unit paid to every executor: the highest ask among them.
-    /// @param feeBps Protocol fee snapshot, charged on what executors are paid.
+    /// @param activeMask Bit i set while participant i's collateral is locked for the job.
+    /// @param seedBlock Block whose hash seeds the current verifier draw (or a re-seeded audit draw).
+    /// @param round 0 before any audit; 1 for the first audit round; 2 for the escalation round.
+    /// @param seats Verifier seats of the current round (k, then 2k + 1).
+    /// @param verifiersFrom Index of the current round's first verifier.
+    /// @param draws Draws used so far staffing the current round.
+    /// @param minFee Fee floor snapshot.
     struct Job {
         address requester;
         uint32 deadline;
@@ -60,15 +72,23 @@ interface IJobMarket {
         uint8 replicas;
         uint8 participants;
         uint8 profile;
-        uint8 commitMask;
-        uint8 revealMask;
         uint8 collateralMultiple;
+        uint16 feeBps;
         uint80 maxPricePerUnit;
         uint80 clearingPrice;
         uint32 units;
         uint16 minVramGiB;
         uint32 execWindow;
-        uint16 feeBps;
+        uint16 premiumBps;
+        uint32 commitMask;
+        uint32 revealMask;
+        uint32 activeMask;
+        uint32 seedBlock;
+        uint8 round;
+        uint8 seats;
+        uint8 verifiersFrom;
+        uint8 draws;
+        uint64 minFee;
     }
 
     /// @notice One executor or verifier of a job.
@@ -84,18 +104,21 @@ interface IJobMarket {
     struct Params {
         uint16 feeBps; //               protocol fee on executor payments, <= 1000
         uint16 auditShareBps; //        share of the fee that funds the audit pool
-        uint16 auditBps; //             audit probability for replicas = 1, in bps
-        uint16 requesterShareBps; //    share of a slash compensating the requester
-        uint16 rewardShareBps; //       share of a slash rewarding honest verifiers / replicas; rest burned
-        uint8 verifiers; //             k verifiers per audit, 1..7
+        uint16 auditBps; //             audit probability for replicas = 1, in bps;
+        //                              auditBps x (1 + collateralMultiple) >= 10000
+        uint16 requesterShareBps; //    share of a cheating executor's slash compensating the requester
+        uint16 rewardShareBps; //       share of a slash rewarding the upholding participants; rest burned
+        uint8 verifiers; //             k verifiers per audit round: 1, 3 or 5 (escalation: 2k + 1)
         uint8 collateralMultiple; //    1..20
-        uint32 challengeWindow; //      seconds after a commit to challenge or audit
-        uint32 verifierAssignWindow; // seconds to assign verifiers once an audit starts
+        uint32 challengeWindow; //      seconds after a commit to challenge or draw the audit
+        uint32 verifierAssignWindow; // seconds to draw a round's verifiers once it starts
+        uint32 verifierExecWindow; //   seconds verifiers have to commit once drawn
         uint32 revealWindow; //         seconds to reveal once all commitments are in
+        uint32 minExecWindow; //        floor of every job's exec window
         uint32 maxAcceptWindow;
         uint32 maxExecWindow;
         uint32 reassignWindow; //       accept window of a job reopened after a no-show
-        uint96 challengeBond; //        bond a requester posts to challenge
+        uint64 minFee; //               fee floor per settled job (no zero-fee reputation farming)
     }
 
     // ---------------------------------------------------------------- errors
@@ -109,25 +132,29 @@ interface IJobMarket {
     error JobMarketNotRequester(uint256 jobId, address caller);
     /// @notice `caller` is not a participant of job `jobId`.
     error JobMarketNotParticipant(uint256 jobId, address caller);
-    /// @notice Replicas must be 1..5.
+    /// @notice Replicas must be 1, 3 or 5: an odd count always has a majority.
     error JobMarketInvalidReplicas(uint8 replicas);
     /// @notice Units and max price must be non-zero, and the collateral (collateral multiple x units x
     /// max price) must fit in 96 bits.
     error JobMarketInvalidAmount(uint32 units, uint80 maxPricePerUnit);
-    /// @notice A window is zero or above its maximum.
-    error JobMarketInvalidWindow(uint32 window, uint32 maximum);
+    /// @notice A window is below its minimum or above its maximum.
+    error JobMarketInvalidWindow(uint32 window, uint32 minimum, uint32 maximum);
     /// @notice Profile `profile` is not defined in the ProviderRegistry.
     error JobMarketUnknownProfile(uint8 profile);
     /// @notice The batch is empty, or two arrays differ in length.
     error JobMarketInvalidBatch(uint256 length, uint256 otherLength);
     /// @notice `given` providers for job `jobId`, which needs `expected`.
     error JobMarketWrongProviderCount(uint256 jobId, uint256 given, uint256 expected);
-    /// @notice `provider` appears twice in job `jobId` (verifiers exclude the executor).
+    /// @notice `provider` appears twice in job `jobId`.
     error JobMarketDuplicateProvider(uint256 jobId, address provider);
     /// @notice `provider` was excluded from job `jobId` after failing to commit.
     error JobMarketProviderExcluded(uint256 jobId, address provider);
-    /// @notice The audit of job `jobId` has its verifiers already.
-    error JobMarketVerifiersAssigned(uint256 jobId);
+    /// @notice The requester of job `jobId` cannot execute it.
+    error JobMarketRequesterAsProvider(uint256 jobId, address provider);
+    /// @notice The current audit round of job `jobId` has all its verifiers.
+    error JobMarketAuditStaffed(uint256 jobId);
+    /// @notice The draw of job `jobId` needs the hash of block `seedBlock`; try again next block.
+    error JobMarketSeedNotReady(uint256 jobId, uint256 seedBlock);
     /// @notice `provider` already committed to job `jobId`.
     error JobMarketAlreadyCommitted(uint256 jobId, address provider);
     /// @notice `provider` has no commitment to reveal, or revealed already.
@@ -146,6 +173,10 @@ interface IJobMarket {
     error JobMarketNothingToWithdraw(address account);
     /// @notice The zero address was given.
     error JobMarketZeroAddress();
+    /// @notice Only the market itself may call this (the batch entry points use it to skip items).
+    error JobMarketOnlySelf(address caller);
+    /// @notice Item `jobId` of a batched `operation` ran out of gas; send the batch with more gas.
+    error JobMarketBatchItemOutOfGas(uint256 jobId, bytes4 operation);
 
     // ---------------------------------------------------------------- events
 
@@ -158,7 +189,8 @@ interface IJobMarket {
         uint32 acceptBy,
         uint256 escrow
     );
-    /// @notice `provider` was assigned to job `jobId` as participant `index` (verifiers from `replicas` on).
+    /// @notice `provider` was assigned to job `jobId` as participant `index` (verifiers from
+    /// `replicas` on, drawn on-chain); `pricePerUnit` is what the job pays it per unit if upheld.
     event ProviderAssigned(
         uint256 indexed jobId, address indexed provider, uint8 index, uint80 pricePerUnit, uint32 deadline
     );
@@ -166,6 +198,14 @@ interface IJobMarket {
     event ResultCommitted(uint256 indexed jobId, address indexed provider, bytes32 resultHash, bytes32 seal);
     /// @notice The audit draw for job `jobId` ran; `audited` says whether it selected the job.
     event AuditDrawn(uint256 indexed jobId, bool audited);
+    /// @notice The audit draw of job `jobId` found its block hash aged out and will use the hash of
+    /// `seedBlock` instead.
+    event AuditReseeded(uint256 indexed jobId, uint32 seedBlock);
+    /// @notice Audit round `round` of job `jobId` started: `seats` verifiers are drawn from the hash
+    /// of `seedBlock` until `staffBy`.
+    event AuditStarted(uint256 indexed jobId, uint8 round, uint8 seats, uint32 seedBlock, uint32 staffBy);
+    /// @notice Every seat of job `jobId`'s current audit round is filled; verifiers commit by `deadline`.
+    event AuditStaffed(uint256 indexed jobId, uint8 round, uint32 deadline);
     /// @notice The requester challenged job `jobId`, posting `bond`.
     event JobChallenged(uint256 indexed jobId, address indexed requester, uint256 bond);
     /// @notice All commitments of job `jobId` are in; reveals are due by `deadline`.
@@ -176,16 +216,19 @@ interface IJobMarket {
     event ProviderSlashed(uint256 indexed jobId, address indexed provider, uint256 amount);
     /// @notice Job `jobId` failed to get commits from every executor and was reopened.
     event JobReopened(uint256 indexed jobId, uint32 acceptBy);
-    /// @notice Job `jobId` reached terminal state `state`. Totals of the closing transaction: `paid`
-    /// went to providers and verifiers, `refunded` (escrow, bond and slash compensation) to the
-    /// requester, `fees` to treasury and audit pool (slash reward shares with nobody to reward
-    /// included), `burned` was destroyed. Slashes in earlier transactions of the job (a no-show
-    /// before a reopen or a reveal phase) are in their own ProviderSlashed and Credited events.
+    /// @notice Job `jobId` reached terminal state `state` with `digest` upheld (zero: none). Totals
+    /// of the closing transaction: `paid` went to providers and verifiers, `refunded` (escrow, bond
+    /// and slash compensation) to the requester, `fees` to treasury and audit pool (premium and
+    /// slash shares with nobody to reward included), `burned` was destroyed. Slashes in earlier
+    /// transactions of the job are in their own ProviderSlashed and Credited events.
     event JobClosed(
         uint256 indexed jobId, JobState state, bytes32 digest, uint256 paid, uint256 refunded, uint256 fees, uint256 burned
     );
     /// @notice `amount` was credited to `account` for job `jobId` (payment, refund, reward or compensation).
     event Credited(uint256 indexed jobId, address indexed account, uint256 amount);
+    /// @notice A batched call skipped job `jobId`: `operation` (the single-item function's
+    /// selector) reverted with `reason` (an ABI-encoded custom error of this interface).
+    event BatchItemSkipped(uint256 indexed jobId, bytes4 indexed operation, bytes reason);
     /// @notice `account` withdrew `amount`.
     event Withdrawn(address indexed account, uint256 amount);
     /// @notice Parameters changed.
@@ -219,19 +262,19 @@ interface IJobMarket {
     /// @notice Cancels an Open job and credits its full escrow back.
     function cancel(uint256 jobId) external;
 
-    /// @notice Challenges a Committed job (replicas = 1) before its window ends, posting the bond.
+    /// @notice Challenges a Committed job (replicas = 1) before its window ends, posting a bond of
+    /// `verifiers` x units x clearing price that pays the verifiers if the result is upheld.
     function challenge(uint256 jobId) external;
 
     // ---------------------------------------------------------------- matcher
 
-    /// @notice Assigns `providers` (exactly `replicas`, distinct) to Open job `jobId`.
+    /// @notice Assigns the executors `providers` (exactly `replicas`, distinct, not the requester)
+    /// to Open job `jobId`; each is checked against its own registered terms. Verifiers are never
+    /// named by anyone: see `staffAudit`.
     function assign(uint256 jobId, address[] calldata providers) external;
 
-    /// @notice `assign` for many jobs.
+    /// @notice `assign` for many jobs; a job that cannot be assigned is skipped (BatchItemSkipped).
     function assignBatch(uint256[] calldata jobIds, address[][] calldata providers) external;
-
-    /// @notice Assigns the k verifiers of an audit (distinct, excluding the executor).
-    function assignVerifiers(uint256 jobId, address[] calldata verifiers) external;
 
     // ---------------------------------------------------------------- providers
 
@@ -251,15 +294,27 @@ interface IJobMarket {
     /// @return audited Whether the job is now audited.
     function drawAudit(uint256 jobId) external returns (bool audited);
 
-    /// @notice `drawAudit` for many jobs.
+    /// @notice `drawAudit` for many jobs; jobs not drawable are skipped (BatchItemSkipped).
     function drawAudits(uint256[] calldata jobIds) external;
+
+    /// @notice Draws verifiers for the current audit round of job `jobId` on-chain, stake-weighted
+    /// from the job's profile (executors, requester and earlier participants excluded), seeded by
+    /// the hash of the block the round started in (its seed block). A seed that aged out, or whose
+    /// block lies in an earlier 64-block draw epoch than now, is replaced by the current block
+    /// (AuditReseeded) and the call must be repeated from the next block: stake can change during
+    /// an epoch, but draws weigh it as it stood at the epoch's start, before any seed was known.
+    /// @return filled Seats filled so far in the round.
+    function staffAudit(uint256 jobId) external returns (uint256 filled);
+
+    /// @notice `staffAudit` for many jobs; jobs not staffable are skipped (BatchItemSkipped).
+    function staffAudits(uint256[] calldata jobIds) external;
 
     /// @notice Advances a job whose window allows it: settles (or audits, if the draw selects it)
     /// after the challenge window, resolves reveals once all are in or the reveal window passed, and
     /// ends an audit whose deadline passed.
     function finalize(uint256 jobId) external;
 
-    /// @notice `finalize` for many jobs.
+    /// @notice `finalize` for many jobs; jobs not finalizable are skipped (BatchItemSkipped).
     function finalizeBatch(uint256[] calldata jobIds) external;
 
     /// @notice Expires an Open job past its accept deadline, handles executors that missed the commit
@@ -267,7 +322,7 @@ interface IJobMarket {
     /// ends an audit whose deadline passed.
     function expire(uint256 jobId) external;
 
-    /// @notice `expire` for many jobs.
+    /// @notice `expire` for many jobs; jobs not expirable are skipped (BatchItemSkipped).
     function expireBatch(uint256[] calldata jobIds) external;
 
     // ---------------------------------------------------------------- payouts
@@ -303,13 +358,15 @@ interface IJobMarket {
     /// @notice Revealed digest of participant `index` (zero if none).
     function revealedDigest(uint256 jobId, uint256 index) external view returns (bytes32);
 
-    /// @notice Bond posted by the requester's challenge of `jobId` (zero if none).
+    /// @notice Bond held for the requester's challenge of `jobId` (zero if none).
     function challengeBond(uint256 jobId) external view returns (uint256);
 
     /// @notice Whether the audit draw for a Committed job selects it (reverts before the next block).
     function auditSelected(uint256 jobId) external view returns (bool);
 
-    /// @notice Escrow for a request at current parameters.
+    /// @notice Escrow for a request at current parameters: replicas x units x max price, the fee
+    /// (at least `minFee`) and, for replicas = 1, the audit premium, all at the max price; what
+    /// the job does not spend is credited back at close.
     function escrowFor(JobRequest calldata request) external view returns (uint256);
 
     /// @notice Number of jobs created; ids run from 1 to this.

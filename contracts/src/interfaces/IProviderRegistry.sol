@@ -20,6 +20,8 @@ interface IProviderRegistry {
     /// @param profileMask Bit i set when the provider supports determinism profile id i.
     /// @param gpuModel GPU model name, right-padded ASCII ("cpu" for CPU-only providers).
     /// @param endpoint Where the provider can be reached (informational; not used on-chain).
+    /// @param minExecWindow Shortest exec window the provider accepts as an executor, in seconds.
+    /// @param maxUnits Most units the provider accepts in one job as an executor.
     struct Provider {
         uint96 stake;
         uint96 locked;
@@ -33,15 +35,42 @@ interface IProviderRegistry {
         uint256 profileMask;
         bytes32 gpuModel;
         string endpoint;
+        uint32 minExecWindow;
+        uint32 maxUnits;
     }
 
     /// @notice The provider's registration terms.
+    /// @param minExecWindow Shortest exec window (seconds) the provider accepts: a job with a shorter
+    /// window cannot be assigned to it, so a requester cannot turn an assignment into a no-show.
+    /// @param maxUnits Most units per job the provider accepts as an executor (at least 1).
     struct Terms {
         uint256 profileMask;
         bytes32 gpuModel;
         uint16 vramGiB;
         uint80 pricePerUnit;
         string endpoint;
+        uint32 minExecWindow;
+        uint32 maxUnits;
+    }
+
+    /// @notice What a job asks of its executors, checked against each executor's terms.
+    struct Requirements {
+        uint8 profile;
+        uint16 minVramGiB;
+        uint80 maxPricePerUnit;
+        uint32 units;
+        uint32 execWindow;
+        uint8 collateralMultiple;
+    }
+
+    /// @notice A verifier draw (see `drawVerifiers`).
+    struct Draw {
+        bytes32 seed;
+        uint8 profile;
+        uint8 count;
+        uint16 firstDraw;
+        uint16 maxDraws;
+        uint96 collateral;
     }
 
     // ---------------------------------------------------------------- errors
@@ -56,6 +85,10 @@ interface IProviderRegistry {
     error ProviderRegistryNotRegistered(address provider);
     /// @notice The terms are unusable: a zero price, an empty profile mask or a bit for an undefined profile.
     error ProviderRegistryInvalidTerms(uint256 profileMask, uint80 pricePerUnit);
+    /// @notice The job's exec window `execWindow` is shorter than `provider`'s minimum `minExecWindow`.
+    error ProviderRegistryExecWindowTooShort(address provider, uint32 execWindow, uint32 minExecWindow);
+    /// @notice The job's `units` exceed `provider`'s maximum `maxUnits`.
+    error ProviderRegistryTooManyUnits(address provider, uint32 units, uint32 maxUnits);
     /// @notice Amount must be non-zero.
     error ProviderRegistryZeroAmount();
     /// @notice Not enough unlocked, non-unbonding stake for the request.
@@ -126,16 +159,26 @@ interface IProviderRegistry {
 
     // ---------------------------------------------------------------- market hooks
 
-    /// @notice Checks that `provider` may take a job with these requirements and locks `amount`.
-    /// @return pricePerUnit The provider's current price, which the job pays it.
-    function lockCollateral(
-        uint256 jobId,
-        address provider,
-        uint96 amount,
-        uint8 profile,
-        uint16 minVramGiB,
-        uint80 maxPricePerUnit
-    ) external returns (uint80 pricePerUnit);
+    /// @notice Checks each of `providers` against `req` and its own terms (registered, not
+    /// unbonding, profile, VRAM, price, exec window, units), then locks from each the collateral
+    /// multiple x units x the clearing price (the highest ask among them).
+    /// @return clearingPrice The price per unit every executor of the job is paid.
+    /// @return collateral The amount locked from each executor.
+    function lockExecutors(uint256 jobId, address[] calldata providers, Requirements calldata req)
+        external
+        returns (uint80 clearingPrice, uint96 collateral);
+
+    /// @notice Draws up to `d.count` verifiers for `jobId`, weighted by stake as it stood at the start
+    /// of the current draw epoch (64 blocks) among the providers staked in `d.profile` (unbonding
+    /// ones carry no weight), skipping anyone in `excluded`, anyone drawn already, anyone unbonding
+    /// or no longer in the profile and anyone without `d.collateral` of free stake, and locks
+    /// `d.collateral` from each. Draw i uses keccak256(seed, firstDraw + i); at most `d.maxDraws`
+    /// draws are made.
+    /// @return drawn The verifiers drawn, in draw order.
+    /// @return draws How many draws were used.
+    function drawVerifiers(uint256 jobId, Draw calldata d, address[] calldata excluded)
+        external
+        returns (address[] memory drawn, uint256 draws);
 
     /// @notice Releases `amount` of `provider`'s locked collateral; counts a completed job when `completed`.
     function releaseCollateral(uint256 jobId, address provider, uint96 amount, bool completed) external;
@@ -170,6 +213,14 @@ interface IProviderRegistry {
 
     /// @notice Sum of all providers' stakes.
     function totalStaked() external view returns (uint256);
+
+    /// @notice Stake that verifier draws in `profile` weigh: the stakes of registered providers
+    /// supporting it that are not unbonding.
+    function profileStake(uint8 profile) external view returns (uint256);
+
+    /// @notice `account`'s weight in `profile`'s verifier draws (draws use the weights as they stood
+    /// at the start of the current 64-block epoch).
+    function drawWeight(uint8 profile, address account) external view returns (uint256);
 
     /// @notice The descriptor hash of profile `id` (zero when undefined).
     function profile(uint8 id) external view returns (bytes32);

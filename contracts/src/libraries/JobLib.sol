@@ -30,28 +30,49 @@ library JobLib {
         return commitment(resultHash(jobId, digest), seal(provider, jobId, digest));
     }
 
-    /// @notice Escrow of a job: every replica at the maximum price, plus the protocol fee on that.
-    function escrowOf(uint256 replicas, uint256 units, uint256 maxPricePerUnit, uint256 feeBps)
-        internal
-        pure
-        returns (uint256)
-    {
+    /// @notice The protocol fee on `pay`: `feeBps` of it, at least `minFee`; nothing on nothing.
+    function feeOf(uint256 amount, uint256 feeBps, uint256 minFee) internal pure returns (uint256) {
+        if (amount == 0) return 0;
+        uint256 fee = amount * feeBps / BPS;
+        return fee < minFee ? minFee : fee;
+    }
+
+    /// @notice Escrow of a job: every replica at the maximum price, the fee on that and the audit
+    /// premium (`premiumBps` of it; zero unless replicas = 1).
+    function escrowOf(
+        uint256 replicas,
+        uint256 units,
+        uint256 maxPricePerUnit,
+        uint256 feeBps,
+        uint256 minFee,
+        uint256 premiumBps
+    ) internal pure returns (uint256) {
         uint256 payment = replicas * units * maxPricePerUnit;
-        return payment + payment * feeBps / BPS;
+        return payment + feeOf(payment, feeBps, minFee) + payment * premiumBps / BPS;
     }
 
     /// @notice Escrow held for `j`.
     function escrow(IJobMarket.Job storage j) internal view returns (uint256) {
-        return escrowOf(j.replicas, j.units, j.maxPricePerUnit, j.feeBps);
+        return escrowOf(j.replicas, j.units, j.maxPricePerUnit, j.feeBps, j.minFee, j.premiumBps);
     }
 
-    /// @notice Collateral each participant of `j` locks: multiple x units x max price per unit.
+    /// @notice What one upheld executor or verifier of `j` is paid: units x clearing price.
+    function pay(IJobMarket.Job storage j) internal view returns (uint256) {
+        return uint256(j.units) * j.clearingPrice;
+    }
+
+    /// @notice Collateral each participant of `j` locks: multiple x units x clearing price.
     function collateral(IJobMarket.Job storage j) internal view returns (uint96) {
-        return uint96(uint256(j.collateralMultiple) * j.units * j.maxPricePerUnit);
+        return uint96(uint256(j.collateralMultiple) * j.units * j.clearingPrice);
     }
 
     /// @notice Number of set bits.
     function popcount(uint256 x) internal pure returns (uint256 c) {
         for (; x != 0; x &= x - 1) ++c;
+    }
+
+    /// @notice Bits lo .. hi-1 set.
+    function range(uint256 lo, uint256 hi) internal pure returns (uint256) {
+        return ((1 << hi) - 1) & ~((1 << lo) - 1);
     }
 }

@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {MarketFixture} from "../utils/MarketFixture.sol";
 import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
+import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
 import {JobLib} from "../../src/libraries/JobLib.sol";
 
 /// @notice One test per lifecycle path, unbatched and in batches of 20: `forge snapshot` records
@@ -13,10 +14,10 @@ contract GasLifecycleTest is MarketFixture {
     uint256 internal constant BATCH = 20;
     bytes32 internal constant GOOD = keccak256("correct output");
     bytes32 internal constant BAD = keccak256("fabricated output");
+    bytes32 internal constant OTHER = keccak256("another output");
 
     address internal p0;
     address[] internal trio;
-    address[] internal verifiers;
 
     function setUp() public override {
         super.setUp();
@@ -24,9 +25,10 @@ contract GasLifecycleTest is MarketFixture {
         trio.push(p0);
         trio.push(newProvider("p1", PRICE));
         trio.push(newProvider("p2", PRICE));
-        verifiers.push(newProvider("v0", PRICE));
-        verifiers.push(newProvider("v1", PRICE));
-        verifiers.push(newProvider("v2", PRICE));
+        // Stake enough providers for the drawn verifiers of two rounds (3, then 7 fresh ones).
+        stakeVerifiers(12);
+        // Unaudited paths steer the commit block's hash to one the draw does not select
+        // (auditBps cannot be 0 in v2); the audited ones set auditBps to 10000.
         setAuditBps(0);
         // A steady-state market: every account already holds a credit, the pools are non-zero.
         uint256 id = createJob(1);
@@ -95,6 +97,7 @@ contract GasLifecycleTest is MarketFixture {
         vm.snapshotValue("replicas3_honest_batch20_per_job", gasUsed / BATCH);
     }
 
+    /// @notice v2: a disagreement among replicas is decided by 3 drawn verifiers.
     function test_gas_replicas3_oneWrong() public {
         vm.startSnapshotGas("replicas3_one_wrong_per_job");
         uint256 id = createJob(3);
@@ -105,6 +108,8 @@ contract GasLifecycleTest is MarketFixture {
         revealAs(trio[0], id, GOOD);
         revealAs(trio[1], id, GOOD);
         revealAs(trio[2], id, BAD);
+        market.finalize(id);
+        _auditWith(id, GOOD);
         market.finalize(id);
         vm.stopSnapshotGas();
         assertEq(registry.provider(trio[2]).jobsSlashed, 1);
@@ -139,6 +144,56 @@ contract GasLifecycleTest is MarketFixture {
         market.finalize(id);
         vm.stopSnapshotGas();
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    /// @notice Round 1's verifiers split 1-1-1 (no majority): 7 fresh verifiers decide.
+    function test_gas_replicas1_escalated() public {
+        setAuditBps(10_000);
+        vm.startSnapshotGas("replicas1_escalated_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        nextBlock();
+        market.drawAudit(id);
+        address[] memory vs = staffRound(id);
+        commitAs(vs[0], id, GOOD);
+        commitAs(vs[1], id, BAD);
+        commitAs(vs[2], id, OTHER);
+        revealAs(p0, id, GOOD);
+        revealAs(vs[0], id, GOOD);
+        revealAs(vs[1], id, BAD);
+        revealAs(vs[2], id, OTHER);
+        market.finalize(id);
+        _auditWith(id, GOOD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    /// @notice A challenge nobody can staff (p0 is the only provider of a new profile): the keeper's
+    /// draw finds nobody, the round times out, no verdict: refund, p0 released unpaid.
+    function test_gas_replicas1_unstaffed_refund() public {
+        vm.prank(owner);
+        uint8 lonely = registry.addProfile(keccak256("lonely"));
+        IProviderRegistry.Terms memory t = terms(PRICE, 80);
+        t.profileMask |= uint256(1) << lonely;
+        vm.prank(p0);
+        registry.updateTerms(t);
+        IJobMarket.JobRequest memory r = request(1);
+        r.profile = lonely;
+        vm.startSnapshotGas("replicas1_unstaffed_refund_per_job");
+        vm.prank(requester);
+        uint256 id = market.createJob(r);
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        vm.prank(requester);
+        market.challenge(id);
+        nextBlock();
+        market.staffAudit(id);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Refunded));
     }
 
     // ---------------------------------------------------------------- no-show
@@ -204,10 +259,11 @@ contract GasLifecycleTest is MarketFixture {
         market.commitBatch(ids, hashes, seals);
     }
 
+    /// @dev Staffs the current round (the block after its seed block, then `staffAudit`) and has
+    /// every drawn verifier commit and reveal `digest`.
     function _auditWith(uint256 id, bytes32 digest) private {
-        vm.prank(matcher);
-        market.assignVerifiers(id, verifiers);
-        for (uint256 i; i < 3; ++i) commitAs(verifiers[i], id, digest);
-        for (uint256 i; i < 3; ++i) revealAs(verifiers[i], id, digest);
+        address[] memory vs = staffRound(id);
+        for (uint256 i; i < vs.length; ++i) commitAs(vs[i], id, digest);
+        for (uint256 i; i < vs.length; ++i) revealAs(vs[i], id, digest);
     }
 }

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {MarketFixture} from "../utils/MarketFixture.sol";
-import {Vm} from "../utils/Test.sol";
+import {Test} from "../utils/Test.sol";
+import {ComputeToken} from "../../src/ComputeToken.sol";
+import {ProviderRegistry} from "../../src/ProviderRegistry.sol";
+import {JobMarket} from "../../src/JobMarket.sol";
 import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
+import {GhostLedger} from "./handlers/GhostLedger.sol";
 import {JobMarketHandler} from "./handlers/JobMarketHandler.sol";
-import {HandlerBase} from "./handlers/HandlerBase.sol";
+import {RegistryHandler} from "./handlers/RegistryHandler.sol";
+import {AdversaryHandler} from "./handlers/AdversaryHandler.sol";
 
 /// @dev forge's state snapshots (not in the project's Vm subset).
 interface VmStateSnapshots {
@@ -14,188 +18,269 @@ interface VmStateSnapshots {
     function revertToState(uint256 snapshotId) external returns (bool success);
 }
 
-/// @notice The invariants of DESIGN.md section 3, checked after every call of a handler-driven
-/// campaign (JobMarketHandler: 3 requesters, 8 providers, matcher, keeper, owner). Each
-/// `invariant_N_*` reads as property N; the handler also records, per property, every call whose
-/// outcome broke it (an accepted forged reveal, a slash of a non-participant, an overdue job that
-/// could not be advanced...), which the same invariant asserts is none.
-contract InvariantsTest is MarketFixture {
-    JobMarketHandler internal handler;
-
+/// @notice The invariants of DESIGN.md section 3 (1-12), checked after every call of a
+/// handler-driven campaign: JobMarketHandler (3 honest requesters, matcher, keeper, 14 providers),
+/// RegistryHandler (stake, unbonding, terms, the owner's parameter attempts) and AdversaryHandler
+/// (a malicious requester, a misbehaving relayer, a colluding minority of providers). Every call
+/// goes through the GhostLedger, which books it from its events and checks it against an
+/// independent model of the v2 money flows; per property it also records every call whose outcome
+/// broke it, which the same invariant asserts is none.
+/// @dev Self-contained deployment (no shared fixture): the campaign's parameters are its own.
+contract InvariantsTest is Test {
     uint8 internal constant SETTLED = 6;
+    uint256 internal constant BPS = 10_000;
+
+    ComputeToken internal token;
+    ProviderRegistry internal registry;
+    JobMarket internal market;
+    GhostLedger internal ledger;
+    JobMarketHandler internal handler;
+    RegistryHandler internal registryHandler;
+    AdversaryHandler internal adversary;
+
+    address internal owner = makeAddr("owner");
+    address internal treasury = makeAddr("treasury");
+    address internal matcher = makeAddr("matcher");
+    address internal keeper = makeAddr("keeper");
 
     error ProbeSucceeded();
 
-    function setUp() public override {
-        super.setUp();
-        IJobMarket.Params memory p = defaultParams();
-        p.auditBps = 2500; // audits often enough that most runs reach them
-        vm.prank(owner);
-        market.setParams(p);
-        handler = new JobMarketHandler(token, registry, market, owner, matcher, keeper, treasury);
+    function setUp() public {
+        vm.warp(1_700_000_000);
+        vm.roll(100);
+        vm.startPrank(owner);
+        token = new ComputeToken(owner);
+        registry = new ProviderRegistry(token, owner, 14 days);
+        market = new JobMarket(token, registry, owner, treasury, campaignParams());
+        registry.setMarket(address(market));
+        registry.addProfile(keccak256("torch-2.13.0/cpu/float32/deterministic"));
+        registry.addProfile(keccak256("torch-2.13.0/cuda-sm90/float32/deterministic"));
+        market.setMatcher(matcher, true);
+        vm.stopPrank();
+        ledger = new GhostLedger(token, registry, market, owner, matcher, keeper, treasury);
+        handler = new JobMarketHandler(ledger);
+        registryHandler = new RegistryHandler(ledger);
+        adversary = new AdversaryHandler(ledger);
+        ledger.allow(address(handler));
+        ledger.allow(address(registryHandler));
+        ledger.allow(address(adversary));
         targetContract(address(handler));
+        targetContract(address(registryHandler));
+        targetContract(address(adversary));
         targetSelector(FuzzSelector({addr: address(handler), selectors: handler.selectors()}));
+        targetSelector(FuzzSelector({addr: address(registryHandler), selectors: _registrySelectors()}));
+        targetSelector(FuzzSelector({addr: address(adversary), selectors: adversary.selectors()}));
         excludeSender(address(market));
         excludeSender(address(registry));
         excludeSender(address(token));
+        excludeSender(address(ledger));
         excludeSender(address(handler));
+        excludeSender(address(registryHandler));
+        excludeSender(address(adversary));
+    }
+
+    /// @notice The campaign's starting parameters: audits often (25%, collateral 3x: exactly the
+    /// bound auditBps x (1 + multiple) = 10,000), 3 verifiers, short windows.
+    function campaignParams() public pure returns (IJobMarket.Params memory) {
+        return IJobMarket.Params({
+            feeBps: 250,
+            auditShareBps: 5000,
+            auditBps: 2500,
+            requesterShareBps: 5000,
+            rewardShareBps: 3000,
+            verifiers: 3,
+            collateralMultiple: 3,
+            challengeWindow: 10 minutes,
+            verifierAssignWindow: 10 minutes,
+            verifierExecWindow: 20 minutes,
+            revealWindow: 10 minutes,
+            minExecWindow: 5 minutes,
+            maxAcceptWindow: 1 days,
+            maxExecWindow: 1 days,
+            reassignWindow: 30 minutes,
+            minFee: 1e12
+        });
+    }
+
+    function _registrySelectors() internal view returns (bytes4[] memory s) {
+        s = new bytes4[](9);
+        s[0] = registryHandler.registerProvider.selector;
+        s[1] = registryHandler.stakeMore.selector;
+        s[2] = registryHandler.requestUnbond.selector;
+        s[3] = registryHandler.cancelUnbond.selector;
+        s[4] = registryHandler.withdrawUnbonded.selector;
+        s[5] = registryHandler.updateTerms.selector;
+        s[6] = registryHandler.setParams.selector;
+        s[7] = registryHandler.setParams.selector;
+        s[8] = registryHandler.setUnbondingPeriod.selector;
     }
 
     // ================================================================ 1. solvency
 
-    /// @notice The market holds exactly the open escrows, the challenge bonds, the withdrawable
-    /// credits, the audit pool and the protocol fees; the registry holds exactly the stake.
+    /// @notice The market holds exactly the open escrows (payment, fee floor and premium), the
+    /// challenge bonds, the withdrawable credits, the audit pool and the protocol fees; the
+    /// registry holds exactly the stake.
     function invariant_1_contractsHoldExactlyWhatTheyOwe() public view {
-        uint256 owed = _openEscrow() + market.totalBonds() + _sumCredits() + market.auditPool() + market.protocolFees();
-        assertEq(
-            token.balanceOf(address(market)), owed, "market balance == open escrow + bonds + credits + pool + fees"
-        );
+        uint256 open = _openEscrow();
+        assertEq(open, ledger.ghostOpenEscrow(), "escrow from the live jobs' records == escrow they pulled");
+        uint256 owed = open + market.totalBonds() + ledger.ghostCredited() - ledger.ghostWithdrawn()
+            + market.auditPool() + market.protocolFees();
+        assertEq(token.balanceOf(address(market)), owed, "market balance == open escrow + bonds + credits + pool + fees");
         assertEq(token.balanceOf(address(registry)), registry.totalStaked(), "registry balance == total staked");
         _noViolations(1);
     }
 
     // ================================================================ 2. sum tracking
 
-    /// @notice Every total the contracts keep equals the sum of its parts, and each part equals
-    /// what the handler booked from the events.
+    /// @notice Every total the contracts keep equals the sum of its parts as the ledger booked them
+    /// from the events: total stake, each profile's draw weight, bonds, escrows, and the audit pool
+    /// + fees against the v2 flows attributed to jobs. Per provider (stake, weights) and per account
+    /// (credits) the ledger checks each one a call touches, right after the call; all of them at
+    /// the end of each run.
     function invariant_2_totalsEqualTheSumOfTheirParts() public view {
-        uint256 stakes;
-        for (uint256 i; i < handler.providerCount(); ++i) {
-            address p = handler.provider(i);
-            uint256 s = registry.provider(p).stake;
-            assertEq(s, handler.ghostStake(p), "stake == staked - slashed - unbonded");
-            stakes += s;
-        }
-        assertEq(registry.totalStaked(), stakes, "totalStaked == sum of stakes");
-        for (uint256 i; i < handler.holderCount(); ++i) {
-            address a = handler.holder(i);
-            assertEq(market.credits(a), handler.ghostCredits(a), "credits == credited - withdrawn, per account");
-        }
-        assertEq(_sumCredits(), handler.ghostCredited() - handler.ghostWithdrawn(), "sum of credits");
+        assertEq(registry.totalStaked(), ledger.ghostTotalStake(), "totalStaked == staked - slashed - unbonded");
+        assertEq(registry.profileStake(0), ledger.ghostWeight(0), "profileStake(0) == sum of draw weights");
+        assertEq(registry.profileStake(1), ledger.ghostWeight(1), "profileStake(1) == sum of draw weights");
+        assertEq(market.jobCount(), ledger.jobsSeen(), "jobCount == jobs created");
+        uint256[] memory live = ledger.live();
         uint256 bonds;
-        uint256 n = market.jobCount();
-        assertEq(n, handler.jobsSeen(), "jobCount == jobs created");
-        for (uint256 id = 1; id <= n; ++id) {
-            bonds += market.challengeBond(id);
-            assertEq(_escrowOf(id), handler.ghostJob(id).escrow, "escrow from the job record == escrow pulled");
+        for (uint256 k; k < live.length; ++k) {
+            bonds += market.challengeBond(live[k]);
         }
-        assertEq(market.totalBonds(), bonds, "totalBonds == sum of challenge bonds");
+        assertEq(market.totalBonds(), bonds, "totalBonds == sum of the live jobs' bonds");
+        assertEq(market.totalBonds(), ledger.ghostBondsHeld(), "totalBonds == bonds posted - paid - returned");
         assertEq(
-            int256(market.auditPool() + market.protocolFees() + handler.ghostFeesWithdrawn()),
-            handler.ghostPoolAttributed(),
-            "audit pool + fees (+ fees withdrawn) == what the job calls put in"
+            int256(market.auditPool() + market.protocolFees() + ledger.ghostFeesWithdrawn()),
+            ledger.ghostPoolAttributed(),
+            "audit pool + fees (+ withdrawn) == the v2 flows of the jobs"
         );
         _noViolations(2);
     }
 
+    /// @notice Invariant 2 provider by provider and account by account (every provider and holder).
+    function _checkEveryProviderAndHolder() internal view {
+        uint256 stakes;
+        uint256[2] memory weights;
+        for (uint256 i; i < 14; ++i) {
+            address p = ledger.provider(i);
+            IProviderRegistry.Provider memory r = registry.provider(p);
+            assertEq(r.stake, ledger.ghostStake(p), "stake == staked - slashed - unbonded");
+            assertLe(r.locked, r.stake, "locked <= stake");
+            assertEq(r.locked, ledger.ghostLocked(p), "locked == booked locks - releases - slashes");
+            if (r.unbondAt == 0) assertEq(r.unbonding, 0, "no unbonding amount without a request");
+            else assertLe(uint256(r.unbonding), uint256(r.stake) - r.locked, "unbonding <= stake - locked");
+            stakes += r.stake;
+            for (uint8 prof; prof < 2; ++prof) {
+                uint256 w = registry.drawWeight(prof, p);
+                bool drawable = r.registered && r.unbondAt == 0 && (r.profileMask >> prof) & 1 != 0;
+                assertEq(w, drawable ? r.stake : 0, "draw weight == stake while registered, not unbonding, in profile");
+                weights[prof] += w;
+            }
+        }
+        assertEq(registry.totalStaked(), stakes, "totalStaked == sum of stakes");
+        assertEq(registry.profileStake(0), weights[0], "profileStake(0) == sum of draw weights");
+        assertEq(registry.profileStake(1), weights[1], "profileStake(1) == sum of draw weights");
+        uint256 credits;
+        for (uint256 i; i < ledger.holderCount(); ++i) {
+            address a = ledger.holder(i);
+            assertEq(market.credits(a), ledger.ghostCredits(a), "credits == credited - withdrawn, per account");
+            credits += market.credits(a);
+        }
+        assertEq(credits, ledger.ghostCredited() - ledger.ghostWithdrawn(), "sum of credits");
+    }
+
     // ================================================================ 3. per-job conservation
 
-    /// @notice Per job, over its whole life: escrow + bond + slashed stake == credits + burned +
-    /// net audit-pool/fee growth + what is still held for it (escrow and bond while it is live,
-    /// nothing once it is terminal). Exact, to the wei.
+    /// @notice Per live job: escrow + bond + slashed stake == credits + burned + modelled pool
+    /// flow + what is still held (escrow and bond). Terminal jobs are checked at their close (the
+    /// same equation with nothing held, and the JobClosed figures against the v2 model), and all
+    /// again at the end of each run.
     function invariant_3_perJobTokensAreConserved() public view {
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
-            HandlerBase.GJob memory g = handler.ghostJob(id);
-            bool terminal = uint8(market.state(id)) >= SETTLED;
-            uint256 held = terminal ? 0 : g.escrow + market.challengeBond(id);
-            if (terminal) assertEq(market.challengeBond(id), 0, "a terminal job holds no bond");
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            uint256 id = live[k];
+            GhostLedger.GJob memory g = ledger.ghostJob(id);
             int256 inflow = int256(g.escrow + g.bondPosted + g.slashed);
-            int256 outflow = int256(g.credited + g.burned + held) + g.poolNet;
-            assertEq(inflow, outflow, string.concat("job ", vm.toString(id), ": escrow + bond + slashed == out"));
+            int256 outflow = int256(g.credited + g.burned + g.escrow + market.challengeBond(id)) + g.poolNet;
+            assertEq(inflow, outflow, string.concat("live job ", vm.toString(id), ": escrow + bond + slashed == out"));
         }
         _noViolations(3);
     }
 
-    /// @notice DESIGN 3 on the JobClosed figures: at the terminal state, paid + refunded + fees +
-    /// burned == escrowed + slashed-in, where escrowed is the escrow plus the bond still held, and
-    /// slashed-in is the stake slashed by the closing call plus what the audit pool paid verifiers
-    /// in it. Also paid + refunded must be what the call credited, burned what it burned.
-    function invariant_3_jobClosedFiguresAccountForTheClose() public view {
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
-            if (uint8(market.state(id)) < SETTLED) continue;
-            HandlerBase.GJob memory g = handler.ghostJob(id);
-            string memory job =
-                string.concat("job ", vm.toString(id), " closed as ", vm.toString(uint256(g.closedState)));
-            assertEq(
-                g.cPaid + g.cRefunded, g.txCredited, string.concat(job, ": paid + refunded == credited by the close")
-            );
-            assertEq(g.cBurned, g.txBurned, string.concat(job, ": burned == burned by the close"));
-            assertEq(
-                g.cPaid + g.cRefunded + g.cFees + g.cBurned,
-                g.escrow + g.txBond + g.txSlashed + g.txPoolPay,
-                string.concat(job, ": paid + refunded + fees + burned == escrow + bond + slashed-in")
-            );
-        }
-    }
-
     // ================================================================ 4. locked collateral
 
-    /// @notice locked[p] <= stake[p], and locked[p] is the collateral of p's active participations
-    /// (counted two ways: from the assignment/slash/close events, and from the live jobs' records).
+    /// @notice locked <= stake, and the collateral locked in the registry is the collateral of the
+    /// live jobs' active seats (active mask x collateral multiple x units x clearing price, from the
+    /// records). Per provider, the ledger checks locked == its booked seats after every call that
+    /// touches it, and each touched job's active mask against the seats it saw locked.
     function invariant_4_lockedIsTheCollateralOfActiveJobs() public view {
-        uint256 np = handler.providerCount();
-        address[] memory providers = new address[](np);
-        for (uint256 i; i < np; ++i) {
-            providers[i] = handler.provider(i);
+        uint256[] memory live = ledger.live();
+        uint256 fromRecords;
+        for (uint256 k; k < live.length; ++k) {
+            IJobMarket.Job memory j = market.job(live[k]);
+            uint256 seats;
+            for (uint256 m = j.activeMask; m != 0; m &= m - 1) {
+                ++seats;
+            }
+            fromRecords += seats * j.collateralMultiple * j.units * j.clearingPrice;
         }
-        // collateral of each provider's participations in live jobs, from the jobs' own records
-        uint256[] memory active = new uint256[](np);
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
-            if (uint8(market.state(id)) >= SETTLED) continue;
-            IJobMarket.Participant[] memory ps = market.participants(id);
-            for (uint256 k; k < ps.length; ++k) {
-                if (handler.part(id, ps[k].provider).slashed) continue; // slashed no-show: collateral gone
-                for (uint256 i; i < np; ++i) {
-                    if (providers[i] == ps[k].provider) active[i] += handler.ghostJob(id).collateral;
+        assertEq(ledger.ghostLockedTotal(), fromRecords, "locked collateral == active seats of the live jobs");
+        _noViolations(4);
+    }
+
+    /// @notice Invariant 4 provider by provider, from the live jobs' records.
+    function _checkLockedPerProvider() internal view {
+        address[] memory ps = new address[](14);
+        uint256[] memory active = new uint256[](14);
+        for (uint256 i; i < 14; ++i) {
+            ps[i] = ledger.provider(i);
+        }
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            IJobMarket.Job memory j = market.job(live[k]);
+            uint256 collateral = uint256(j.collateralMultiple) * j.units * j.clearingPrice;
+            IJobMarket.Participant[] memory seats = market.participants(live[k]);
+            for (uint256 s; s < seats.length; ++s) {
+                if (j.activeMask & (1 << s) == 0) continue;
+                for (uint256 i; i < 14; ++i) {
+                    if (ps[i] == seats[s].provider) active[i] += collateral;
                 }
             }
         }
-        for (uint256 i; i < np; ++i) {
-            IProviderRegistry.Provider memory r = registry.provider(providers[i]);
+        for (uint256 i; i < 14; ++i) {
+            IProviderRegistry.Provider memory r = registry.provider(ps[i]);
             assertLe(r.locked, r.stake, "locked <= stake");
-            assertEq(r.locked, handler.ghostLocked(providers[i]), "locked == booked locks - releases - slashes");
-            assertEq(r.locked, active[i], "locked == collateral of the live jobs p takes part in");
+            assertEq(r.locked, active[i], "locked == collateral of p's active seats in live jobs");
         }
-        _noViolations(4);
     }
 
     // ================================================================ 5. transitions
 
-    /// @notice Jobs move only along the lifecycle graph (checked at every call), only the calls on
-    /// a job change it, terminal states are final and every terminal job was closed exactly once.
+    /// @notice Jobs move only along the v2 lifecycle graph (every state change the events report
+    /// is checked as it happens); the stored state is the one the events led to; terminal states
+    /// are final and every terminal job was closed exactly once.
     function invariant_5_onlyAllowedTransitions() public view {
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
-            HandlerBase.GJob memory g = handler.ghostJob(id);
-            uint8 s = uint8(market.state(id));
-            assertEq(s, g.lastState, "state changed only by calls on the job");
-            bool terminal = s >= SETTLED;
-            assertEq(g.closedCount, terminal ? 1 : 0, "closed once iff terminal");
-            if (terminal) assertEq(g.closedState, s, "closed with the terminal state");
-            assertLe(g.reopenCount, 1, "reopened at most once");
-            assertEq(market.job(id).flags & 1, g.reopenCount, "reopened flag == reopen seen");
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            GhostLedger.GJob memory g = ledger.ghostJob(live[k]);
+            assertEq(uint8(market.state(live[k])), g.lastState, "state changed only by calls on the job");
+            assertLt(g.lastState, SETTLED, "a live job is not terminal");
+            assertEq(g.closedCount, 0, "a live job was never closed");
+            assertEq(market.job(live[k]).flags & 1, g.reopenCount, "reopened flag == reopen seen");
         }
         _noViolations(5);
     }
 
     // ================================================================ 6. slashing bounds
 
-    /// @notice Every slash took at most the collateral the provider had locked in that job, from
-    /// that provider (checked at each slash); no stake moved other than by the booked events.
+    /// @notice Every slash took exactly the collateral the provider had locked in that job's seat,
+    /// from that provider, once (checked at each slash); per job, slashes never exceed the
+    /// collateral its seats locked.
     function invariant_6_slashesStayWithinTheJobsCollateral() public view {
-        for (uint256 i; i < handler.providerCount(); ++i) {
-            address p = handler.provider(i);
-            assertEq(registry.provider(p).stake, handler.ghostStake(p), "no untracked stake change");
-        }
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
-            HandlerBase.GJob memory g = handler.ghostJob(id);
-            assertLe(
-                g.slashed, uint256(g.collateral) * handler.assignedCount(id), "job slashes <= its locked collateral"
-            );
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            GhostLedger.GJob memory g = ledger.ghostJob(live[k]);
+            assertLe(g.slashed, g.slashCap, "job slashes <= collateral its seats locked");
         }
         _noViolations(6);
     }
@@ -203,15 +288,17 @@ contract InvariantsTest is MarketFixture {
     // ================================================================ 7. unbonding
 
     /// @notice A pending unbond is always covered by free stake (locked collateral stays put and
-    /// slashable); nothing was withdrawn before unbondAt and unbonding providers took no new work.
+    /// slashable) and weighs nothing in the draws; nothing was withdrawn before unbondAt and
+    /// unbonding providers took no new seats.
     function invariant_7_unbondingStaysSlashable() public view {
-        for (uint256 i; i < handler.providerCount(); ++i) {
-            IProviderRegistry.Provider memory r = registry.provider(handler.provider(i));
-            if (r.unbondAt == 0) {
-                assertEq(r.unbonding, 0, "no unbonding amount without a request");
-            } else {
-                assertLe(uint256(r.unbonding), uint256(r.stake) - r.locked, "unbonding <= stake - locked");
-            }
+        uint256 mask = ledger.unbondingMask();
+        for (uint256 i; mask != 0; (++i, mask >>= 1)) {
+            if (mask & 1 == 0) continue;
+            address p = ledger.provider(i);
+            IProviderRegistry.Provider memory r = registry.provider(p);
+            assertTrue(r.unbondAt != 0, "an unbond request the events announced is pending");
+            assertLe(uint256(r.unbonding), uint256(r.stake) - r.locked, "unbonding <= stake - locked");
+            assertEq(registry.drawWeight(0, p) + registry.drawWeight(1, p), 0, "an unbonding provider is not drawn");
         }
         _noViolations(7);
     }
@@ -220,20 +307,24 @@ contract InvariantsTest is MarketFixture {
 
     /// @notice Every live job past its deadline can be advanced right now: expire for Open,
     /// Assigned and Auditing, finalize for Committed, Auditing and Revealing (probed in a call that
-    /// reverts afterwards). The handler's own overdue calls and in-time honest actions never failed.
+    /// reverts afterwards; a draw re-seeded in this very block goes from the next one). The
+    /// handlers' own overdue calls and in-time honest actions never failed.
     function invariant_8_overdueJobsCanAlwaysAdvance() public {
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            uint256 id = live[k];
             IJobMarket.Job memory j = market.job(id);
             uint8 s = uint8(j.state);
-            if (s >= SETTLED || block.timestamp <= j.deadline) continue;
+            if (block.timestamp <= j.deadline) continue;
             string memory job = string.concat("overdue job ", vm.toString(id), " in state ", vm.toString(uint256(s)));
             bool viaExpire = s == uint8(IJobMarket.JobState.Open) || s == uint8(IJobMarket.JobState.Assigned)
                 || s == uint8(IJobMarket.JobState.Auditing);
             bool viaFinalize = s == uint8(IJobMarket.JobState.Committed) || s == uint8(IJobMarket.JobState.Auditing)
                 || s == uint8(IJobMarket.JobState.Revealing);
+            bool reseededNow = s == uint8(IJobMarket.JobState.Committed) && j.flags & 8 != 0
+                && j.seedBlock == uint32(block.number);
             if (viaExpire) assertTrue(_canAdvance(id, false), string.concat(job, ": expire reverts"));
-            if (viaFinalize) assertTrue(_canAdvance(id, true), string.concat(job, ": finalize reverts"));
+            if (viaFinalize && !reseededNow) assertTrue(_canAdvance(id, true), string.concat(job, ": finalize reverts"));
         }
         _noViolations(8);
     }
@@ -242,17 +333,18 @@ contract InvariantsTest is MarketFixture {
 
     /// @notice Every accepted reveal opened the commitment its revealer made (checked at each
     /// reveal; forged, copied and foreign reveals were refused, matching ones accepted), and the
-    /// stored digests are the committed ones.
+    /// stored digests of the live jobs are the committed ones.
     function invariant_9_revealsMatchHashAndSeal() public view {
-        uint256 n = handler.jobsSeen();
-        for (uint256 id = 1; id <= n; ++id) {
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            uint256 id = live[k];
             IJobMarket.Participant[] memory ps = market.participants(id);
             uint256 mask = market.job(id).revealMask;
-            for (uint256 k; k < ps.length; ++k) {
-                if (mask & (1 << k) == 0) continue;
-                HandlerBase.Part memory pt = handler.part(id, ps[k].provider);
+            for (uint256 s; s < ps.length; ++s) {
+                if (mask & (1 << s) == 0) continue;
+                GhostLedger.Part memory pt = ledger.part(id, ps[s].provider);
                 assertTrue(pt.digestKnown, "revealed a commitment made without knowing the digest");
-                assertEq(market.revealedDigest(id, k), pt.digest, "stored digest == committed digest");
+                assertEq(market.revealedDigest(id, s), pt.digest, "stored digest == committed digest");
             }
         }
         _noViolations(9);
@@ -263,66 +355,136 @@ contract InvariantsTest is MarketFixture {
     /// @notice Tokens exist only by minting and leave only by burning; every token credited,
     /// burned, pooled or held came from an escrow, a bond or slashed stake.
     function invariant_10_noValueCreated() public view {
-        assertEq(token.totalSupply(), handler.ghostMinted() - handler.ghostBurned(), "supply == minted - burned");
+        assertEq(token.totalSupply(), ledger.ghostMinted() - ledger.ghostBurned(), "supply == minted - burned");
         uint256 balances = token.balanceOf(address(market)) + token.balanceOf(address(registry))
-            + token.balanceOf(treasury) + token.balanceOf(requester) + token.balanceOf(owner) + token.balanceOf(matcher)
-            + token.balanceOf(keeper);
-        for (uint256 i; i < handler.holderCount(); ++i) {
-            balances += token.balanceOf(handler.holder(i));
+            + token.balanceOf(treasury) + token.balanceOf(owner) + token.balanceOf(matcher) + token.balanceOf(keeper);
+        for (uint256 i; i < ledger.holderCount(); ++i) {
+            balances += token.balanceOf(ledger.holder(i));
         }
         assertEq(balances, token.totalSupply(), "all tokens are with known holders");
-        uint256 sources = handler.ghostEscrowed() + handler.ghostBondsPosted() + handler.ghostSlashed();
-        uint256 uses = handler.ghostCredited() + handler.ghostBurned() + market.auditPool() + market.protocolFees()
-            + handler.ghostFeesWithdrawn() + _openEscrow() + market.totalBonds();
+        uint256 sources = ledger.ghostEscrowed() + ledger.ghostBondsPosted() + ledger.ghostSlashed();
+        uint256 uses = ledger.ghostCredited() + ledger.ghostBurned() + market.auditPool() + market.protocolFees()
+            + ledger.ghostFeesWithdrawn() + _openEscrow() + market.totalBonds();
         assertEq(uses, sources, "credited + burned + pool + fees + held == escrow + bonds + slashed");
         _noViolations(10);
+    }
+
+    // ================================================================ 11. honest providers
+
+    /// @notice A provider that committed and revealed the correct digest on time is never slashed,
+    /// whatever the requester, the relayer or a minority of verifiers do. Jobs where a draw gave the
+    /// colluders a majority of a round's seats are excluded (and counted: excusedHonestSlashes).
+    function invariant_11_honestRevealersAreNeverSlashed() public view {
+        assertEq(ledger.honestSlashes(), 0, "slashes of providers that revealed the true digest");
+        _noViolations(11);
+    }
+
+    // ================================================================ 12. parameter bounds
+
+    /// @notice Whatever the owner (or anyone) attempted, the live parameters satisfy
+    /// auditBps x (1 + collateralMultiple) >= 10,000, an odd verifier count (1, 3 or 5) and the
+    /// other bounds of setParams.
+    function invariant_12_paramsStayWithinBounds() public view {
+        IJobMarket.Params memory p = market.params();
+        assertGe(uint256(p.auditBps) * (1 + uint256(p.collateralMultiple)), BPS, "auditBps x (1 + multiple) >= 10000");
+        assertTrue(p.verifiers == 1 || p.verifiers == 3 || p.verifiers == 5, "verifiers is 1, 3 or 5");
+        assertTrue(p.collateralMultiple >= 1 && p.collateralMultiple <= 20, "collateralMultiple in 1..20");
+        assertLe(p.feeBps, 1000, "feeBps <= 1000");
+        assertLe(uint256(p.requesterShareBps) + p.rewardShareBps, BPS, "slash shares <= 100%");
+        assertGt(p.minFee, 0, "minFee > 0");
+        assertLe(p.minExecWindow, p.maxExecWindow, "minExecWindow <= maxExecWindow");
+        assertGe(p.verifierExecWindow, p.minExecWindow, "verifierExecWindow >= minExecWindow");
+        assertLe(2 * market.maxJobLifetime(), registry.unbondingPeriod(), "2 x lifetime <= unbonding period");
+        _noViolations(12);
     }
 
     // ================================================================ end of each run
 
     /// @notice After each run every job is wound down (time moved past every deadline, overdue jobs
-    /// advanced) and every credit withdrawn: nothing may stay stuck, and the contracts then hold
-    /// exactly the audit pool and the stake.
+    /// advanced) and every credit withdrawn: nothing may stay stuck, the contracts then hold exactly
+    /// the audit pool and the stake, and every job's books close.
     function afterInvariant() public {
         assertEq(handler.drain(), 0, "every job reaches a terminal state");
-        for (uint256 i; i < handler.providerCount(); ++i) {
-            assertEq(registry.provider(handler.provider(i)).locked, 0, "no collateral locked once all jobs are closed");
+        for (uint256 i; i < 14; ++i) {
+            assertEq(registry.provider(ledger.provider(i)).locked, 0, "no collateral locked once all jobs are closed");
         }
         assertEq(token.balanceOf(address(market)), market.auditPool(), "market holds only the audit pool at the end");
         assertEq(market.totalBonds(), 0, "no bond held at the end");
+        for (uint256 n = 1; n <= 12; ++n) {
+            _noViolations(n); // every call of the wind-down was booked and checked like any other
+        }
         invariant_1_contractsHoldExactlyWhatTheyOwe();
-        invariant_2_totalsEqualTheSumOfTheirParts();
-        invariant_3_perJobTokensAreConserved();
-        invariant_4_lockedIsTheCollateralOfActiveJobs();
-        invariant_5_onlyAllowedTransitions();
-        invariant_6_slashesStayWithinTheJobsCollateral();
-        invariant_7_unbondingStaysSlashable();
-        invariant_9_revealsMatchHashAndSeal();
         invariant_10_noValueCreated();
+        _checkEveryProviderAndHolder();
+        assertEq(ledger.honestSlashes(), 0, "slashes of providers that revealed the true digest");
+        _checkClosedJobs();
+    }
+
+    /// @notice Every terminal job: nothing held, escrow + bond + slashed == credited + burned +
+    /// pool flow; JobClosed figures == the v2 model == what the closing step moved.
+    function _checkClosedJobs() internal view {
+        uint256 n = ledger.jobsSeen();
+        for (uint256 id = 1; id <= n; ++id) {
+            GhostLedger.GJob memory g = ledger.ghostJob(id);
+            string memory job = string.concat("job ", vm.toString(id));
+            assertGe(g.lastState, SETTLED, string.concat(job, " is terminal"));
+            assertEq(g.closedCount, 1, string.concat(job, " closed once"));
+            assertEq(market.challengeBond(id), 0, string.concat(job, " holds no bond"));
+            assertEq(market.job(id).activeMask, 0, string.concat(job, " holds no collateral"));
+            assertEq(
+                int256(g.escrow + g.bondPosted + g.slashed),
+                int256(g.credited + g.burned) + g.poolNet,
+                string.concat(job, ": escrow + bond + slashed == credited + burned + pool")
+            );
+            GhostLedger.GClose memory c = ledger.ghostClose(id);
+            assertEq(c.paid, c.mPaid, string.concat(job, ": JobClosed.paid == model"));
+            assertEq(c.refunded, c.mRefunded, string.concat(job, ": JobClosed.refunded == model"));
+            assertEq(c.fees, c.mFees, string.concat(job, ": JobClosed.fees == model"));
+            assertEq(c.burned, c.mBurned, string.concat(job, ": JobClosed.burned == model"));
+            assertEq(c.paid + c.refunded, c.credited, string.concat(job, ": paid + refunded == credited by the close"));
+            assertEq(c.burned, c.burnedSeen, string.concat(job, ": burned == burned by the close"));
+        }
     }
 
     // ================================================================ coverage
 
-    /// @notice The handler really reaches the deep paths: a long deterministic sequence of its
+    /// @notice The handlers really reach the deep paths: a long deterministic sequence of their
     /// actions (every selector, pseudo-random arguments) with every invariant checked along the
-    /// way must settle, refund and expire jobs, run audits and challenges, slash, reopen, refuse
-    /// forged reveals, unbond... The campaign's own call table only shows which actions ran.
+    /// way must settle, refund and expire jobs, run audits, escalate, challenge, slash, reopen,
+    /// refuse forged reveals, skip stale batch items, re-seed... Also reports how often the
+    /// colluders were seated, and how often a draw gave them a round majority.
     function test_handlerReachesEveryPath() public {
-        string[32] memory names = _pathNames();
-        uint256[32] memory total;
-        uint256 jobs;
-        // 48 runs of the campaign's depth, each from the freshly set-up state as forge does; each
-        // run in its own call frame so that memory does not pile up
-        for (uint256 run; run < 48; ++run) {
+        string[40] memory names = _pathNames();
+        uint256[40] memory total;
+        uint256[8] memory stats;
+        ledger.setRecordHits(true);
+        handler.setRecordHits(true);
+        registryHandler.setRecordHits(true);
+        adversary.setRecordHits(true);
+        for (uint256 run; run < 24; ++run) {
             uint256 snapshot = VmStateSnapshots(address(vm)).snapshotState();
-            (uint256[32] memory reached, uint256 created) = this.coverageRun(run);
+            (uint256[40] memory reached, uint256[8] memory s) = this.coverageRun(run);
             for (uint256 k; k < names.length; ++k) {
                 total[k] += reached[k];
             }
-            jobs += created;
+            for (uint256 k; k < 8; ++k) {
+                stats[k] += s[k];
+            }
             VmStateSnapshots(address(vm)).revertToState(snapshot);
         }
-        _log("jobs", jobs);
+        string[8] memory statNames = [
+            "jobs",
+            "verdicts",
+            "rounds staffed",
+            "rounds with a colluder seated",
+            "rounds with a colluder majority",
+            "jobs excluded from invariant 11",
+            "true-digest revealers upheld",
+            "wrong-digest revealers slashed"
+        ];
+        for (uint256 k; k < 8; ++k) {
+            _log(statNames[k], stats[k]);
+        }
         for (uint256 k; k < names.length; ++k) {
             _log(names[k], total[k]);
         }
@@ -331,40 +493,55 @@ contract InvariantsTest is MarketFixture {
         }
     }
 
-    /// @notice One run of 64 pseudo-random handler actions with the invariants checked along the
-    /// way and afterInvariant at the end; returns how often each path of `_pathNames` was reached
-    /// by the actions (before afterInvariant winds the run down).
-    function coverageRun(uint256 run) external returns (uint256[32] memory reached, uint256 jobs) {
+    /// @notice One run of 96 pseudo-random handler actions with the invariants checked along the
+    /// way and afterInvariant at the end.
+    function coverageRun(uint256 run) external returns (uint256[40] memory reached, uint256[8] memory stats) {
         require(msg.sender == address(this), "coverage only");
-        bytes4[] memory sel = handler.selectors();
-        string[32] memory names = _pathNames();
-        uint256[32] memory before;
+        bytes4[] memory h = handler.selectors();
+        bytes4[] memory r = _registrySelectors();
+        bytes4[] memory a = adversary.selectors();
+        string[40] memory names = _pathNames();
+        uint256[40] memory before;
         for (uint256 k; k < names.length; ++k) {
             before[k] = _pathHits(names[k]);
         }
-        for (uint256 i; i < 64; ++i) {
-            uint256 r = uint256(keccak256(abi.encode("step", run, i)));
-            (bool ok,) = address(handler)
-                .call(
-                    abi.encodeWithSelector(
-                        sel[r % sel.length],
-                        r >> 8,
-                        uint256(keccak256(abi.encode(r, 1))),
-                        uint256(keccak256(abi.encode(r, 2))),
-                        uint256(keccak256(abi.encode(r, 3)))
-                    )
-                );
+        for (uint256 i; i < 96; ++i) {
+            uint256 x = uint256(keccak256(abi.encode("step", run, i)));
+            uint256 pick = x % (h.length + r.length + a.length);
+            (address target, bytes4 sel) = pick < h.length
+                ? (address(handler), h[pick])
+                : pick < h.length + r.length
+                    ? (address(registryHandler), r[pick - h.length])
+                    : (address(adversary), a[pick - h.length - r.length]);
+            (bool ok,) = target.call(
+                abi.encodeWithSelector(
+                    sel,
+                    x >> 8,
+                    uint256(keccak256(abi.encode(x, 1))),
+                    uint256(keccak256(abi.encode(x, 2))),
+                    uint256(keccak256(abi.encode(x, 3)))
+                )
+            );
             assertTrue(ok, "handler actions never revert");
             if (i % 16 == 15) _checkAll();
         }
         for (uint256 k; k < names.length; ++k) {
             reached[k] = _pathHits(names[k]) - before[k];
         }
-        jobs = handler.jobsSeen();
         afterInvariant();
+        stats = [
+            ledger.jobsSeen(),
+            ledger.verdicts(),
+            ledger.roundsStaffed(),
+            ledger.roundsWithColluder(),
+            ledger.roundsColluderMajority(),
+            ledger.taintedJobs(),
+            ledger.truthUpheld(),
+            ledger.liarsSlashed()
+        ];
     }
 
-    function _pathNames() internal pure returns (string[32] memory) {
+    function _pathNames() internal pure returns (string[40] memory) {
         return [
             "created",
             "assigned",
@@ -374,42 +551,50 @@ contract InvariantsTest is MarketFixture {
             "revealed",
             "withheld",
             "forgedRevealRefused",
-            "settled",
-            "refunded",
+            "settledUnverified",
+            "settledByVerdict",
+            "refundedNoVerdict",
+            "refundedExecutorLost",
             "expired",
             "cancelled",
             "reopened",
-            "slashed",
+            "slashedNoShow",
+            "slashedLoserCompensated",
             "auditSelected",
             "auditCleared",
             "challenged",
-            "verifiersAssigned",
-            "withdrawn",
-            "unbonded",
-            "createJobsWithPermit",
+            "staffed",
+            "round2",
+            "colluderSeated",
+            "drawReseeded",
+            "staffReseeded",
+            "poolPaidVerifiers",
+            "bondPaidVerifiers",
+            "rewardShared",
+            "batchItemSkipped",
+            "griefBatch",
             "assignBatch",
             "commitBatch",
-            "drawAudits",
+            "paramsSet",
+            "paramsRejected",
+            "unbonded",
             "slashedWhileUnbonding",
-            "edge 2 -> 3",
-            "edge 2 -> 5",
-            "edge 2 -> 8",
-            "edge 3 -> 6",
-            "edge 4 -> 5",
-            "edge 4 -> 6",
-            "edge 5 -> 7"
+            "advCreateRefused",
+            "edge 5 -> 4",
+            "edge 4 -> 7",
+            "edge 2 -> 8"
         ];
     }
 
-    /// @dev "edge a -> b" is the handler's transition counter, anything else a named counter.
+    /// @dev "edge a -> b" is the ledger's transition counter, anything else a named counter.
     function _pathHits(string memory name) internal view returns (uint256) {
         bytes memory b = bytes(name);
         if (b.length == 11 && b[0] == "e" && b[4] == " ") {
             uint8 from = uint8(b[5]) - 48;
             uint8 to = uint8(b[10]) - 48;
-            return handler.hits(keccak256(abi.encode("edge", from, to)));
+            return ledger.hits(keccak256(abi.encode("edge", from, to)));
         }
-        return handler.hits(bytes32(b));
+        return ledger.hits(bytes32(b));
     }
 
     function _checkAll() internal {
@@ -423,11 +608,16 @@ contract InvariantsTest is MarketFixture {
         invariant_8_overdueJobsCanAlwaysAdvance();
         invariant_9_revealsMatchHashAndSeal();
         invariant_10_noValueCreated();
+        invariant_11_honestRevealersAreNeverSlashed();
+        invariant_12_paramsStayWithinBounds();
+        _checkEveryProviderAndHolder();
+        _checkLockedPerProvider();
     }
 
     function _log(string memory name, uint256 value) internal view {
-        (bool ok,) = address(0x000000000000000000636F6e736F6c652e6c6f67)
-            .staticcall(abi.encodeWithSignature("log(string,uint256)", name, value));
+        (bool ok,) = address(0x000000000000000000636F6e736F6c652e6c6f67).staticcall(
+            abi.encodeWithSignature("log(string,uint256)", name, value)
+        );
         ok;
     }
 
@@ -450,77 +640,22 @@ contract InvariantsTest is MarketFixture {
     }
 
     function _noViolations(uint256 invariantNo) internal view {
-        assertEq(handler.violations(invariantNo), 0, handler.firstViolation(invariantNo));
+        assertEq(ledger.violations(invariantNo), 0, ledger.firstViolation(invariantNo));
     }
 
+    /// @dev v2 escrow from the job record: payment + max(payment x feeBps, minFee) + payment x premiumBps.
     function _escrowOf(uint256 id) internal view returns (uint256) {
         IJobMarket.Job memory j = market.job(id);
         uint256 payment = uint256(j.replicas) * j.units * j.maxPricePerUnit;
-        return payment + payment * j.feeBps / 10_000;
+        uint256 fee = payment * j.feeBps / BPS;
+        if (fee < j.minFee) fee = j.minFee;
+        return payment + fee + payment * j.premiumBps / BPS;
     }
 
     function _openEscrow() internal view returns (uint256 sum) {
-        uint256 n = market.jobCount();
-        for (uint256 id = 1; id <= n; ++id) {
-            if (uint8(market.state(id)) < SETTLED) sum += _escrowOf(id);
-        }
-    }
-
-    function _sumCredits() internal view returns (uint256 sum) {
-        for (uint256 i; i < handler.holderCount(); ++i) {
-            sum += market.credits(handler.holder(i));
-        }
-    }
-}
-
-/// @notice Regression for what invariant_3_jobClosedFiguresAccountForTheClose found: a lost challenge splits the bond among the honest verifiers and sends the rounding
-/// dust to the audit pool; JobClosed.fees ("to treasury and audit pool") must include it, so the
-/// closing transaction's figures add up to escrow + bond exactly (they were 1 wei short).
-contract JobClosedAccountingTest is MarketFixture {
-    bytes32 internal constant GOOD = keccak256("correct output");
-
-    function test_lostChallenge_bondDustReportedInJobClosedFees() public {
-        setAuditBps(0);
-        address p = newProvider("p", PRICE);
-        address[] memory vs = newProviders(3, PRICE);
-        uint256 id = createJob(1);
-        assignJob(id, one(p));
-        commitAs(p, id, GOOD);
-        vm.prank(requester);
-        market.challenge(id);
-        vm.prank(matcher);
-        market.assignVerifiers(id, vs);
-        for (uint256 i; i < 3; ++i) {
-            commitAs(vs[i], id, GOOD);
-        }
-        revealAs(p, id, GOOD);
-        for (uint256 i; i < 3; ++i) {
-            revealAs(vs[i], id, GOOD);
-        }
-        uint256 bond = market.params().challengeBond; // 10e18: 3 x 3333333333333333333 + 1 wei dust
-        uint256 pool = market.auditPool();
-        uint256 fees = market.protocolFees();
-        vm.recordLogs();
-        market.finalize(id);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
-        (uint256 paid, uint256 refunded, uint256 fee, uint256 burned) = _closed(logs);
-        assertEq(bond % 3, 1, "the bond does not split evenly: 1 wei of dust goes to the audit pool");
-        assertEq(
-            fee, market.auditPool() + market.protocolFees() - pool - fees, "fees == what went to treasury and pool"
-        );
-        assertEq(paid + refunded + fee + burned, escrowOf(1) + bond, "DESIGN 3: paid + refunded + fees + burned");
-    }
-
-    function _closed(Vm.Log[] memory logs)
-        internal
-        view
-        returns (uint256 paid, uint256 refunded, uint256 fees, uint256 burned)
-    {
-        for (uint256 i; i < logs.length; ++i) {
-            if (logs[i].emitter != address(market) || logs[i].topics[0] != IJobMarket.JobClosed.selector) continue;
-            (,, paid, refunded, fees, burned) =
-                abi.decode(logs[i].data, (uint8, bytes32, uint256, uint256, uint256, uint256));
+        uint256[] memory live = ledger.live();
+        for (uint256 k; k < live.length; ++k) {
+            sum += _escrowOf(live[k]);
         }
     }
 }

@@ -30,11 +30,11 @@ contract JobMarketAssignTest is UnitBase {
         uint256 id = createJob(3);
         uint32 deadline = uint32(block.timestamp + 1 hours);
         vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id, a, 0, PRICE / 2, deadline);
+        emit IJobMarket.ProviderAssigned(id, a, 0, PRICE, deadline); // v2: everyone at the clearing price
         vm.expectEmit(address(market));
         emit IJobMarket.ProviderAssigned(id, b, 1, PRICE, deadline);
         vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id, c, 2, PRICE * 3 / 4, deadline);
+        emit IJobMarket.ProviderAssigned(id, c, 2, PRICE, deadline);
         vm.prank(matcher);
         market.assign(id, three(a, b, c));
 
@@ -145,17 +145,19 @@ contract JobMarketAssignTest is UnitBase {
         address lazy1 = newProvider("lazy1", PRICE);
         address lazy2 = newProvider("lazy2", PRICE);
         address fresh = newProvider("fresh", PRICE);
-        uint256 id = createJob(2);
-        assignJob(id, two(lazy1, lazy2));
+        address fresh2 = newProvider("fresh2", PRICE);
+        address lazy3 = newProvider("lazy3", PRICE);
+        uint256 id = createJob(3);
+        assignJob(id, three(lazy1, lazy2, lazy3));
         skipTime(1 hours + 1);
         market.expire(id);
         assertState(id, IJobMarket.JobState.Open);
         vm.prank(matcher);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketProviderExcluded.selector, id, lazy2));
-        market.assign(id, two(fresh, lazy2));
+        market.assign(id, three(fresh, lazy2, fresh2));
         vm.prank(matcher);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketProviderExcluded.selector, id, lazy1));
-        market.assign(id, two(lazy1, fresh));
+        market.assign(id, three(lazy1, fresh, fresh2));
     }
 
     function test_assign_excludedOnlyForThatJob() public {
@@ -236,12 +238,13 @@ contract JobMarketAssignTest is UnitBase {
     function test_assign_failureRollsBackEarlierLocks() public {
         address a = newProvider("a", PRICE);
         address expensive = newProvider("expensive", 2 * PRICE);
-        uint256 id = createJob(2);
+        address b = newProvider("b", PRICE);
+        uint256 id = createJob(3);
         vm.prank(matcher);
         vm.expectRevert(
             abi.encodeWithSelector(IProviderRegistry.ProviderRegistryPriceTooHigh.selector, expensive, 2 * PRICE, PRICE)
         );
-        market.assign(id, two(a, expensive));
+        market.assign(id, three(a, b, expensive));
         assertEq(registry.provider(a).locked, 0);
         assertState(id, IJobMarket.JobState.Open);
     }
@@ -261,11 +264,11 @@ contract JobMarketAssignTest is UnitBase {
         }
         market.assign(id, one(p));
         assertEq(uint256(market.job(id).clearingPrice), ask);
-        assertEq(registry.provider(p).locked, 2 * uint256(UNITS) * maxPrice, "collateral at the max price");
+        assertEq(registry.provider(p).locked, 10 * uint256(UNITS) * ask, "v2: collateral at the clearing price");
     }
 
     function testFuzz_assign_clearingPriceIsMaxAsk(uint8 replicas, uint256 seed) public {
-        replicas = uint8(bound(replicas, 1, 5));
+        replicas = oddReplicas(replicas);
         address[] memory ps = new address[](replicas);
         uint80 highest;
         for (uint256 i; i < replicas; ++i) {
@@ -283,11 +286,11 @@ contract JobMarketAssignTest is UnitBase {
         stakeAmount = uint96(bound(stakeAmount, 1, 10 * COLLATERAL));
         IJobMarket.Params memory prm = defaultParams();
         prm.collateralMultiple = multiple;
+        prm.auditBps = 5000; // the audit bound holds for every multiple
         applyParams(prm);
         address p = customProvider("p", terms(PRICE, 80), stakeAmount);
         uint256 id = createJob(1);
         uint256 collateral = uint256(multiple) * PAY;
-        assertEq(collateralOf(id), collateral);
         vm.prank(matcher);
         if (collateral > stakeAmount) {
             vm.expectRevert(
@@ -316,16 +319,17 @@ contract JobMarketAssignTest is UnitBase {
         address b = newProvider("b", PRICE / 2);
         address c = newProvider("c", PRICE);
         uint256 id1 = createJob(1);
-        uint256 id2 = createJob(2);
+        address d = newProvider("d", PRICE);
+        uint256 id2 = createJob(3);
         uint32 deadline = uint32(block.timestamp + 1 hours);
         vm.expectEmit(address(market));
         emit IJobMarket.ProviderAssigned(id1, a, 0, PRICE, deadline);
         vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id2, b, 0, PRICE / 2, deadline);
+        emit IJobMarket.ProviderAssigned(id2, b, 0, PRICE, deadline);
         vm.expectEmit(address(market));
         emit IJobMarket.ProviderAssigned(id2, c, 1, PRICE, deadline);
         vm.prank(matcher);
-        market.assignBatch(ids2(id1, id2), lists2(one(a), two(b, c)));
+        market.assignBatch(ids2(id1, id2), lists2(one(a), three(b, c, d)));
         assertState(id1, IJobMarket.JobState.Assigned);
         assertState(id2, IJobMarket.JobState.Assigned);
         assertEq(market.participants(id2)[1].provider, c);
@@ -370,16 +374,60 @@ contract JobMarketAssignTest is UnitBase {
         market.assignBatch(ids1(id1), l);
     }
 
-    function test_assignBatch_oneFailureRevertsAll() public {
+    /// @notice v2 (replaces "one failure reverts all"): the failing item is skipped and reported.
+    function test_assignBatch_skipsFailingItem() public {
         address a = newProvider("a", PRICE);
         address b = newProvider("b", PRICE);
         uint256 id1 = createJob(1);
         uint256 id2 = createJob(1);
+        vm.expectEmit(address(market));
+        emit IJobMarket.BatchItemSkipped(
+            id2,
+            market.assign.selector,
+            abi.encodeWithSelector(IJobMarket.JobMarketWrongProviderCount.selector, id2, 2, 1)
+        );
         vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketWrongProviderCount.selector, id2, 2, 1));
         market.assignBatch(ids2(id1, id2), lists2(one(a), two(a, b)));
-        assertState(id1, IJobMarket.JobState.Open);
-        assertEq(registry.provider(a).locked, 0);
+        assertState(id1, IJobMarket.JobState.Assigned);
+        assertState(id2, IJobMarket.JobState.Open);
+        assertEq(registry.provider(a).locked, COLLATERAL);
+        assertEq(registry.provider(b).locked, 0);
+    }
+
+    /// @notice Attack 2 (assign side): an exec window below the provider's own minimum is rejected.
+    function test_assign_revertsExecWindowBelowProviderMinimum() public {
+        IProviderRegistry.Terms memory t = terms(PRICE, 80);
+        t.minExecWindow = 2 hours;
+        address slow = customProvider("slow", t, PROVIDER_STAKE);
+        uint256 id = createJob(1); // 1 hour exec window
+        vm.prank(matcher);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IProviderRegistry.ProviderRegistryExecWindowTooShort.selector, slow, uint32(1 hours), uint32(2 hours)
+            )
+        );
+        market.assign(id, one(slow));
+    }
+
+    function test_assign_revertsRequesterAsExecutor() public {
+        address[] memory ps = newProviders(3, PRICE);
+        uint256 id = createJob(3);
+        ps[1] = requester;
+        vm.prank(matcher);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketRequesterAsProvider.selector, id, requester));
+        market.assign(id, ps);
+    }
+
+    function test_assign_revertsTooManyUnitsForProvider() public {
+        IProviderRegistry.Terms memory t = terms(PRICE, 80);
+        t.maxUnits = UNITS - 1;
+        address small = customProvider("small", t, PROVIDER_STAKE);
+        uint256 id = createJob(1);
+        vm.prank(matcher);
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderRegistryTooManyUnits.selector, small, UNITS, UNITS - 1)
+        );
+        market.assign(id, one(small));
     }
 
     function test_assignBatch_sameProviderTwoJobs() public {

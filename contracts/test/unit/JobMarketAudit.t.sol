@@ -8,27 +8,21 @@ import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 
-/// @notice drawAudit, drawAudits, auditSelected, challenge, assignVerifiers and how audits end.
+/// @notice drawAudit, drawAudits, auditSelected, challenge, staffAudit / staffAudits (verifiers
+/// drawn on-chain, v2) and how audits end: verdicts, escalation to round 2, no-verdict refunds,
+/// verifier pay from the bond then the pool.
 contract JobMarketAuditTest is UnitBase {
+    uint256 internal constant REWARD = COLLATERAL * 3000 / BPS;
+
     address internal exec;
-    address[] internal vs;
+    /// @dev Staked providers the registry can draw (12: two rounds of 3 and 7 fit).
+    address[] internal pool;
 
     function setUp() public override {
         super.setUp();
         exec = newProvider("exec", PRICE);
-        vs.push(newProvider("v0", PRICE));
-        vs.push(newProvider("v1", PRICE / 2));
-        vs.push(newProvider("v2", PRICE));
-    }
-
-    function verifiers() internal view returns (address[] memory) {
-        return vs;
-    }
-
-    function assignVerifiersAs(uint256 id) internal {
-        address[] memory l = vs;
-        vm.prank(matcher);
-        market.assignVerifiers(id, l);
+        address[] memory l = stakeVerifiers(12);
+        for (uint256 i; i < l.length; ++i) pool.push(l[i]);
     }
 
     function challengedJob() internal returns (uint256 id) {
@@ -36,6 +30,13 @@ contract JobMarketAuditTest is UnitBase {
         id = committedJob(exec);
         vm.prank(requester);
         market.challenge(id);
+    }
+
+    function isIn(address a, address[] memory l) internal pure returns (bool) {
+        for (uint256 i; i < l.length; ++i) {
+            if (l[i] == a) return true;
+        }
+        return false;
     }
 
     // ---------------------------------------------------------------- drawAudit
@@ -87,12 +88,19 @@ contract JobMarketAuditTest is UnitBase {
         nextBlock();
         assertTrue(market.auditSelected(id));
         vm.expectEmit(address(market));
+        emit IJobMarket.AuditStarted(id, 1, 3, uint32(block.number), uint32(block.timestamp + 10 minutes));
+        vm.expectEmit(address(market));
         emit IJobMarket.AuditDrawn(id, true);
         assertTrue(market.drawAudit(id));
         assertState(id, IJobMarket.JobState.Auditing);
-        assertEq(deadlineOf(id), block.timestamp + 10 minutes, "verifier assign window");
-        assertEq(uint256(market.job(id).participants), 1);
-        assertEq(uint256(market.job(id).flags), 0, "not a challenge");
+        IJobMarket.Job memory j = market.job(id);
+        assertEq(uint256(j.deadline), block.timestamp + 10 minutes, "verifier assign window");
+        assertEq(uint256(j.participants), 1, "nobody named: verifiers are drawn by staffAudit");
+        assertEq(uint256(j.flags), 0, "not a challenge");
+        assertEq(uint256(j.round), 1);
+        assertEq(uint256(j.seats), 3);
+        assertEq(uint256(j.verifiersFrom), 1);
+        assertEq(uint256(j.seedBlock), block.number, "seeded by the hash of this block, unknown to the caller");
     }
 
     function test_drawAudit_selectedTwiceReverts() public {
@@ -109,17 +117,58 @@ contract JobMarketAuditTest is UnitBase {
         market.drawAudit(99);
     }
 
-    function test_drawAudit_staleBlockhashForcesAudit() public {
+    /// @notice v2 (replaces "stale blockhash forces an audit"): an aged draw is re-seeded from the
+    /// current block's hash, which the caller cannot know, and decided in a later block.
+    function test_drawAudit_agedHashReseeds() public {
         setAuditBps(0);
         uint256 id = committedJob(exec);
         uint256 commitBlock = block.number;
         vm.roll(commitBlock + 257); // blockhash(commitBlock) is gone
         assertEq(blockhash(commitBlock), bytes32(0));
-        assertTrue(market.auditSelected(id));
         vm.expectEmit(address(market));
-        emit IJobMarket.AuditDrawn(id, true);
-        assertTrue(market.drawAudit(id), "a late draw never helps a cheater");
+        emit IJobMarket.AuditReseeded(id, uint32(block.number));
+        assertFalse(market.drawAudit(id), "not forced either way");
+        assertState(id, IJobMarket.JobState.Committed);
+        IJobMarket.Job memory j = market.job(id);
+        assertEq(uint256(j.flags), 8, "re-seeded (bit 3), not drawn");
+        assertEq(uint256(j.seedBlock), block.number);
+        // Same block: the new seed is not known yet.
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAuditNotDrawable.selector, id, block.number));
+        market.drawAudit(id);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAuditNotDrawable.selector, id, block.number));
+        market.auditSelected(id);
+        steerDraw(id, true);
+        nextBlock();
+        assertTrue(market.auditSelected(id));
+        assertTrue(market.drawAudit(id), "decided by the re-seeded block's hash");
         assertState(id, IJobMarket.JobState.Auditing);
+    }
+
+    function test_drawAudit_reseededNotSelectedIsDrawnClear() public {
+        setAuditBps(0);
+        uint256 id = committedJob(exec);
+        vm.roll(block.number + 300);
+        market.drawAudit(id);
+        steerDraw(id, false);
+        nextBlock();
+        assertFalse(market.drawAudit(id));
+        assertEq(uint256(market.job(id).flags), 8 | 4);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        assertState(id, IJobMarket.JobState.Settled);
+    }
+
+    function test_drawAudit_reseedAgesOutAgain() public {
+        setAuditBps(10_000);
+        uint256 id = committedJob(exec);
+        vm.roll(block.number + 300);
+        market.drawAudit(id);
+        vm.roll(block.number + 300);
+        vm.expectEmit(address(market));
+        emit IJobMarket.AuditReseeded(id, uint32(block.number));
+        assertFalse(market.drawAudit(id));
+        nextBlock();
+        assertTrue(market.drawAudit(id));
     }
 
     function test_drawAudit_lastBlockWithHashNotForced() public {
@@ -129,10 +178,11 @@ contract JobMarketAuditTest is UnitBase {
         vm.roll(commitBlock + 256);
         assertNotEq(blockhash(commitBlock), bytes32(0));
         assertFalse(market.drawAudit(id));
+        assertEq(uint256(market.job(id).flags), 4);
     }
 
     function testFuzz_drawAudit_matchesBlockhashDraw(uint16 auditBps, uint8 blocksLater) public {
-        auditBps = uint16(bound(auditBps, 0, 10_000));
+        auditBps = uint16(bound(auditBps, 477, 10_000)); // 477 x 21 >= 10000
         setAuditBps(auditBps);
         uint256 id = committedJob(exec);
         uint256 commitBlock = block.number;
@@ -165,7 +215,7 @@ contract JobMarketAuditTest is UnitBase {
     function test_drawAudits() public {
         setAuditBps(0);
         uint256 id1 = committedJob(exec);
-        uint256 id2 = committedJob(vs[0]);
+        uint256 id2 = committedJob(pool[0]);
         nextBlock();
         vm.expectEmit(address(market));
         emit IJobMarket.AuditDrawn(id1, false);
@@ -179,7 +229,7 @@ contract JobMarketAuditTest is UnitBase {
     function test_drawAudits_selects() public {
         setAuditBps(10_000);
         uint256 id1 = committedJob(exec);
-        uint256 id2 = committedJob(vs[0]);
+        uint256 id2 = committedJob(pool[0]);
         nextBlock();
         market.drawAudits(ids2(id1, id2));
         assertState(id1, IJobMarket.JobState.Auditing);
@@ -191,21 +241,31 @@ contract JobMarketAuditTest is UnitBase {
         market.drawAudits(new uint256[](0));
     }
 
-    function test_drawAudits_oneBadJobRevertsAll() public {
+    /// @notice v2 (replaces "one bad job reverts all"): the bad item is skipped and reported.
+    function test_drawAudits_skipsItemNotCommitted() public {
         setAuditBps(0);
         uint256 id1 = committedJob(exec);
-        uint256 id2 = assignedJob(vs[0]);
+        uint256 id2 = assignedJob(pool[0]);
         nextBlock();
-        vm.expectRevert(unexpected(id2, IJobMarket.JobState.Assigned, S_COMMITTED));
-        market.drawAudits(ids2(id1, id2));
-        assertEq(uint256(market.job(id1).flags), 0, "first draw rolled back");
+        vm.expectEmit(address(market));
+        emit IJobMarket.BatchItemSkipped(
+            id2, market.drawAudit.selector, unexpected(id2, IJobMarket.JobState.Assigned, S_COMMITTED)
+        );
+        market.drawAudits(ids2(id2, id1));
+        assertEq(uint256(market.job(id1).flags), 4, "the other item drawn");
     }
 
-    function test_drawAudits_revertsInCommitBlock() public {
+    function test_drawAudits_skipsInCommitBlock() public {
         setAuditBps(0);
         uint256 id1 = committedJob(exec);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAuditNotDrawable.selector, id1, block.number));
+        vm.expectEmit(address(market));
+        emit IJobMarket.BatchItemSkipped(
+            id1,
+            market.drawAudit.selector,
+            abi.encodeWithSelector(IJobMarket.JobMarketAuditNotDrawable.selector, id1, block.number)
+        );
         market.drawAudits(ids1(id1));
+        assertEq(uint256(market.job(id1).flags), 0);
     }
 
     // ---------------------------------------------------------------- challenge
@@ -226,6 +286,18 @@ contract JobMarketAuditTest is UnitBase {
         assertEq(market.totalBonds(), BOND);
         assertEq(before - token.balanceOf(requester), BOND);
         assertEq(uint256(market.job(id).flags) & 2, 2, "challenged flag");
+        assertEq(uint256(market.job(id).round), 1);
+        assertEq(uint256(market.job(id).participants), 1, "the requester names nobody");
+    }
+
+    /// @notice The bond is verifiers x units x clearing price: a cheap executor means a cheap bond.
+    function test_challenge_bondAtClearingPrice() public {
+        setAuditBps(0);
+        address cheap = newProvider("cheap", PRICE / 4);
+        uint256 id = committedJob(cheap);
+        vm.prank(requester);
+        market.challenge(id);
+        assertEq(market.challengeBond(id), 3 * uint256(UNITS) * (PRICE / 4));
     }
 
     function test_challenge_atDeadline() public {
@@ -280,10 +352,11 @@ contract JobMarketAuditTest is UnitBase {
     }
 
     function test_challenge_revertsReplicatedJob() public {
-        uint256 id = createJob(2);
-        assignJob(id, two(exec, vs[0]));
+        uint256 id = createJob(3);
+        assignJob(id, three(exec, pool[0], pool[1]));
         commitAs(exec, id, GOOD);
-        commitAs(vs[0], id, GOOD);
+        commitAs(pool[0], id, GOOD);
+        commitAs(pool[1], id, GOOD);
         vm.prank(requester);
         vm.expectRevert(unexpected(id, IJobMarket.JobState.Revealing, S_COMMITTED));
         market.challenge(id);
@@ -296,7 +369,7 @@ contract JobMarketAuditTest is UnitBase {
         token.mint(frugal, 1_000e18);
         IJobMarket.JobRequest memory r = request(1);
         vm.startPrank(frugal);
-        token.approve(address(market), PAY + FEE); // the escrow, not the bond
+        token.approve(address(market), ESCROW1); // the escrow, not the bond
         uint256 id = market.createJob(r);
         vm.stopPrank();
         assignJob(id, one(exec));
@@ -325,372 +398,419 @@ contract JobMarketAuditTest is UnitBase {
         assertEq(market.totalBonds(), BOND);
     }
 
-    // ---------------------------------------------------------------- assignVerifiers
+    // ---------------------------------------------------------------- staffAudit
 
-    function test_assignVerifiers() public {
+    function test_staffAudit() public {
         uint256 id = auditingJob(exec, GOOD);
-        uint32 deadline = uint32(block.timestamp + 1 hours);
-        vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id, vs[0], 1, PRICE, deadline);
-        vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id, vs[1], 2, PRICE / 2, deadline);
-        vm.expectEmit(address(market));
-        emit IJobMarket.ProviderAssigned(id, vs[2], 3, PRICE, deadline);
-        assignVerifiersAs(id);
-        assertState(id, IJobMarket.JobState.Auditing);
+        nextBlock();
+        vm.recordLogs();
+        vm.prank(keeper); // permissionless
+        assertEq(market.staffAudit(id), 3);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint32 deadline = uint32(block.timestamp + 30 minutes); // verifierExecWindow, not the requester's
         IJobMarket.Job memory j = market.job(id);
         assertEq(uint256(j.participants), 4);
-        assertEq(uint256(j.deadline), deadline, "execution window for the verifiers");
-        assertEq(uint256(j.clearingPrice), PRICE, "executor's price kept");
-        IJobMarket.Participant[] memory ps = market.participants(id);
-        assertEq(ps.length, 4);
-        assertEq(ps[0].provider, exec);
+        assertEq(uint256(j.deadline), deadline);
+        assertEq(uint256(j.activeMask), 0xF);
+        address[] memory vs = roundVerifiers(id);
+        uint256 assigned;
+        bool staffed;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == IJobMarket.ProviderAssigned.selector) {
+                ++assigned;
+                (uint8 index, uint80 price, uint32 dl) = abi.decode(logs[i].data, (uint8, uint80, uint32));
+                assertEq(uint256(index), assigned, "verifier indices follow the executors");
+                assertEq(address(uint160(uint256(logs[i].topics[2]))), vs[index - 1]);
+                assertEq(uint256(price), PRICE, "paid the clearing price");
+                assertEq(uint256(dl), deadline);
+            }
+            if (logs[i].topics[0] == IJobMarket.AuditStaffed.selector) {
+                staffed = true;
+                assertEq(logs[i].data, abi.encode(uint8(1), deadline));
+            }
+        }
+        assertEq(assigned, 3);
+        assertTrue(staffed, "AuditStaffed");
         for (uint256 i; i < 3; ++i) {
-            assertEq(ps[1 + i].provider, vs[i]);
-            assertEq(registry.provider(vs[i]).locked, COLLATERAL);
+            assertTrue(vs[i] != exec && vs[i] != requester, "executor and requester excluded");
+            assertEq(registry.provider(vs[i]).locked, COLLATERAL, "verifier collateral at the clearing price");
+            for (uint256 k; k < i; ++k) assertTrue(vs[i] != vs[k], "distinct");
         }
     }
 
-    function test_assignVerifiers_revertsForNonMatcher() public {
+    function test_staffAudit_revertsInSeedBlock() public {
         uint256 id = auditingJob(exec, GOOD);
-        address[] memory l = verifiers();
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketNotMatcher.selector, requester));
-        market.assignVerifiers(id, l);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketSeedNotReady.selector, id, block.number));
+        market.staffAudit(id);
     }
 
-    function test_assignVerifiers_revertsWhenNotAuditing() public {
-        setAuditBps(0);
-        uint256 id = committedJob(exec);
-        address[] memory l = verifiers();
-        vm.prank(matcher);
-        vm.expectRevert(unexpected(id, IJobMarket.JobState.Committed, S_AUDITING));
-        market.assignVerifiers(id, l);
-    }
-
-    function test_assignVerifiers_revertsTwice() public {
+    function test_staffAudit_revertsWhenStaffed() public {
         uint256 id = auditingJob(exec, GOOD);
-        assignVerifiersAs(id);
-        address[] memory others = newProviders(3, PRICE);
-        vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketVerifiersAssigned.selector, id));
-        market.assignVerifiers(id, others);
+        staffRound(id);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAuditStaffed.selector, id));
+        market.staffAudit(id);
     }
 
-    function test_assignVerifiers_revertsAfterAssignWindow() public {
+    function test_staffAudit_revertsAfterAssignWindow() public {
         uint256 id = auditingJob(exec, GOOD);
         uint256 deadline = deadlineOf(id);
-        vm.warp(deadline + 1);
-        address[] memory l = verifiers();
-        vm.prank(matcher);
+        skipTime(10 minutes + 1);
         vm.expectRevert(passed(id, deadline));
-        market.assignVerifiers(id, l);
+        market.staffAudit(id);
     }
 
-    function test_assignVerifiers_revertsWrongCount() public {
-        uint256 id = auditingJob(exec, GOOD);
-        address[] memory l = two(vs[0], vs[1]);
-        vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketWrongProviderCount.selector, id, 2, 3));
-        market.assignVerifiers(id, l);
-    }
-
-    function test_assignVerifiers_revertsExecutorAsVerifier() public {
-        uint256 id = auditingJob(exec, GOOD);
-        address[] memory l = three(vs[0], exec, vs[2]);
-        vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketDuplicateProvider.selector, id, exec));
-        market.assignVerifiers(id, l);
-    }
-
-    function test_assignVerifiers_revertsDuplicateVerifier() public {
-        uint256 id = auditingJob(exec, GOOD);
-        address[] memory l = three(vs[0], vs[1], vs[0]);
-        vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketDuplicateProvider.selector, id, vs[0]));
-        market.assignVerifiers(id, l);
-    }
-
-    function test_assignVerifiers_revertsExcludedNoShow() public {
-        setAuditBps(10_000);
-        address lazy = newProvider("lazy", PRICE);
-        uint256 id = assignedJob(lazy);
-        skipTime(1 hours + 1);
-        market.expire(id); // lazy slashed and excluded; job reopened
-        assignJob(id, one(exec));
-        commitAs(exec, id, GOOD);
+    function test_staffAudit_revertsWrongState() public {
+        setAuditBps(0);
+        uint256 id = committedJob(exec);
         nextBlock();
-        assertTrue(market.drawAudit(id));
-        address[] memory l = three(vs[0], lazy, vs[2]);
-        vm.prank(matcher);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketProviderExcluded.selector, id, lazy));
-        market.assignVerifiers(id, l);
+        vm.expectRevert(unexpected(id, IJobMarket.JobState.Committed, S_AUDITING));
+        market.staffAudit(id);
     }
 
-    function test_assignVerifiers_revertsVerifierPriceTooHigh() public {
-        uint256 id = auditingJob(exec, GOOD);
-        address pricey = newProvider("pricey", PRICE + 1);
-        address[] memory l = three(vs[0], vs[1], pricey);
-        vm.prank(matcher);
-        vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.ProviderRegistryPriceTooHigh.selector, pricey, PRICE + 1, PRICE)
-        );
-        market.assignVerifiers(id, l);
-        assertEq(registry.provider(vs[0]).locked, 0, "earlier locks rolled back");
-    }
-
-    function testFuzz_assignVerifiers_count(uint8 k, uint8 given) public {
-        k = uint8(bound(k, 1, 7));
-        given = uint8(bound(given, 0, 8));
-        IJobMarket.Params memory p = defaultParams();
-        p.auditBps = 10_000;
-        p.verifiers = k;
-        applyParams(p);
-        uint256 id = assignedJob(exec);
-        commitAs(exec, id, GOOD);
-        nextBlock();
-        market.drawAudit(id);
-        address[] memory l = newProviders(given, PRICE);
-        vm.prank(matcher);
-        if (given != k) {
-            vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketWrongProviderCount.selector, id, given, k));
-            market.assignVerifiers(id, l);
-            return;
+    /// @notice The requester may be a staked provider too: it is never drawn for its own job.
+    function test_staffAudit_neverDrawsRequesterOrExecutor() public {
+        vm.startPrank(owner);
+        token.mint(requester, 100_000e18);
+        vm.stopPrank();
+        vm.startPrank(requester);
+        registry.register(terms(PRICE, 80));
+        token.approve(address(registry), 100_000e18);
+        registry.stake(100_000e18); // 100x everyone else's stake
+        vm.stopPrank();
+        for (uint256 k; k < 5; ++k) {
+            uint256 id = auditingJob(exec, GOOD);
+            address[] memory vs = staffRound(id);
+            assertFalse(isIn(requester, vs), "requester drawn");
+            assertFalse(isIn(exec, vs), "executor drawn");
         }
-        market.assignVerifiers(id, l);
-        assertEq(uint256(market.job(id).participants), 1 + uint256(k));
     }
 
-    // ---------------------------------------------------------------- verifiers commit
+    function test_staffAudit_skipsProvidersWithoutFreeStake() public {
+        // Lock every pool provider's stake but three: only those three can be drawn.
+        for (uint256 i = 3; i < pool.length; ++i) {
+            vm.prank(pool[i]);
+            registry.requestUnbond(uint96(PROVIDER_STAKE)); // unbonding: weight 0, and no free stake
+        }
+        uint256 id = auditingJob(exec, GOOD);
+        address[] memory vs = staffRound(id);
+        for (uint256 i; i < 3; ++i) assertTrue(isIn(vs[i], three(pool[0], pool[1], pool[2])));
+    }
+
+    /// @notice Too few drawable providers: the seats found stay filled, later calls continue the
+    /// draw, and a round still short at its deadline ends with no verdict (everyone released).
+    function test_staffAudit_partialThenNoVerdict() public {
+        for (uint256 i = 2; i < pool.length; ++i) {
+            vm.prank(pool[i]);
+            registry.requestUnbond(uint96(PROVIDER_STAKE));
+        }
+        uint256 id = auditingJob(exec, GOOD);
+        nextBlock();
+        assertEq(market.staffAudit(id), 2, "two seats filled");
+        assertEq(market.staffAudit(id), 2, "nobody else drawable");
+        assertState(id, IJobMarket.JobState.Auditing);
+        address[] memory vs = roundVerifiers(id);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        assertState(id, IJobMarket.JobState.Refunded);
+        for (uint256 i; i < 2; ++i) {
+            assertEq(registry.provider(vs[i]).locked, 0, "released");
+            assertEq(registry.provider(vs[i]).stake, PROVIDER_STAKE, "unslashed");
+        }
+        assertEq(registry.provider(exec).stake, PROVIDER_STAKE);
+    }
+
+    /// @notice A round whose seed block aged out re-seeds from the current block.
+    function test_staffAudit_agedSeedReseeds() public {
+        uint256 id = auditingJob(exec, GOOD);
+        vm.roll(block.number + 257);
+        vm.expectEmit(address(market));
+        emit IJobMarket.AuditReseeded(id, uint32(block.number));
+        assertEq(market.staffAudit(id), 0);
+        assertEq(uint256(market.job(id).seedBlock), block.number);
+        assertEq(uint256(market.job(id).participants), 1, "nobody drawn from a known hash");
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketSeedNotReady.selector, id, block.number));
+        market.staffAudit(id);
+        assertEq(staffRound(id).length, 3);
+    }
+
+    function test_staffAudits_skipsItems() public {
+        uint256 id1 = auditingJob(exec, GOOD);
+        uint256 id2 = createJob(1);
+        nextBlock();
+        vm.expectEmit(address(market));
+        emit IJobMarket.BatchItemSkipped(
+            id2, market.staffAudit.selector, unexpected(id2, IJobMarket.JobState.Open, S_AUDITING)
+        );
+        market.staffAudits(ids2(id2, id1));
+        assertEq(uint256(market.job(id1).participants), 4, "the other item staffed");
+        vm.expectEmit(address(market));
+        emit IJobMarket.BatchItemSkipped(
+            id1, market.staffAudit.selector, abi.encodeWithSelector(IJobMarket.JobMarketAuditStaffed.selector, id1)
+        );
+        market.staffAudits(ids1(id1));
+    }
+
+    function test_staffAudits_revertsEmpty() public {
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidBatch.selector, 0, 0));
+        market.staffAudits(new uint256[](0));
+    }
+
+    function test_runBatchItem_onlySelf() public {
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketOnlySelf.selector, address(this)));
+        market.runBatchItem(market.finalize.selector, 1, new address[](0));
+    }
+
+    // ---------------------------------------------------------------- verifiers commit and reveal
 
     function test_verifiersCommitThenReveal() public {
         uint256 id = auditingJob(exec, GOOD);
-        assignVerifiersAs(id);
+        address[] memory vs = staffRound(id);
         commitAs(vs[0], id, GOOD);
         commitAs(vs[1], id, GOOD);
-        assertEq(uint256(market.job(id).commitMask), 1 | 2 | 4);
         assertState(id, IJobMarket.JobState.Auditing);
         vm.expectEmit(address(market));
         emit IJobMarket.RevealStarted(id, uint32(block.timestamp + 10 minutes));
         commitAs(vs[2], id, GOOD);
         assertState(id, IJobMarket.JobState.Revealing);
-        // The executor reveals the commitment it made before the audit.
         revealAs(exec, id, GOOD);
-        assertEq(market.revealedDigest(id, 0), GOOD);
+        revealAll(vs, id, GOOD);
+        assertEq(market.revealedDigest(id, 3), GOOD);
     }
 
     function test_verifierCommit_revertsTwice() public {
         uint256 id = auditingJob(exec, GOOD);
-        assignVerifiersAs(id);
+        address[] memory vs = staffRound(id);
         commitAs(vs[0], id, GOOD);
         vm.prank(vs[0]);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAlreadyCommitted.selector, id, vs[0]));
-        market.commit(id, bytes32(0), bytes32(0));
+        market.commit(id, bytes32(uint256(1)), bytes32(uint256(2)));
     }
 
-    // ---------------------------------------------------------------- how audits end
-
-    function revealAll(uint256 id, bytes32 execDigest, bytes32 verifierDigest) internal {
-        assignVerifiersAs(id);
-        for (uint256 i; i < 3; ++i) commitAs(vs[i], id, verifierDigest);
-        revealAs(exec, id, execDigest);
-        for (uint256 i; i < 3; ++i) revealAs(vs[i], id, verifierDigest);
+    function test_verifierCommit_revertsAfterVerifierExecWindow() public {
+        uint256 id = auditingJob(exec, GOOD);
+        address[] memory vs = staffRound(id);
+        uint256 deadline = deadlineOf(id);
+        skipTime(30 minutes + 1);
+        vm.prank(vs[0]);
+        vm.expectRevert(passed(id, deadline));
+        market.commit(id, bytes32(uint256(1)), bytes32(uint256(2)));
     }
+
+    // ---------------------------------------------------------------- verdicts
 
     function test_randomAudit_honest_verifiersPaidFromPool() public {
-        uint256 pool = fundPoolBySlash();
-        assertEq(pool, COLLATERAL * 3000 / BPS);
+        uint256 funded = fundPoolBySlash() + fundPoolBySlash(); // 2 x 30% of a collateral = 6 PAY
+        assertEq(funded, 2 * REWARD);
         uint256 id = auditingJob(exec, GOOD);
-        revealAll(id, GOOD, GOOD);
-        uint256 share = pool / 3; // wanted 3 x PAY is more than the pool: the pool is shared
-        uint256 paid = PAY + 3 * share;
-        vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, GOOD, paid, 0, FEE, 0);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, GOOD);
+        revealAll(vs, id, GOOD);
+        uint256 premium = PAY * 10_000 * 3 / BPS; // auditingJob set auditBps 10000 before creating
         market.finalize(id);
+        assertState(id, IJobMarket.JobState.Settled);
         assertEq(market.credits(exec), PAY);
         for (uint256 i; i < 3; ++i) {
-            assertEq(market.credits(vs[i]), share);
+            assertEq(market.credits(vs[i]), PAY, "units x clearing price each, from the pool");
             assertEq(registry.provider(vs[i]).locked, 0);
             assertEq(uint256(registry.provider(vs[i]).jobsDone), 1);
         }
-        assertEq(market.auditPool(), pool - 3 * share + FEE / 2);
+        assertEq(market.auditPool(), funded - 3 * PAY + FEE / 2 + premium, "pool paid out, premium in");
         assertEq(uint256(registry.provider(exec).jobsDone), 1);
-    }
-
-    function test_randomAudit_verifierPayCappedAtUnitsTimesMaxPrice() public {
-        IJobMarket.Params memory p = defaultParams();
-        p.verifiers = 1;
-        applyParams(p);
-        uint256 pool = fundPoolBySlash() + fundPoolBySlash(); // 1.2 x PAY
-        p.auditBps = 10_000;
-        applyParams(p);
-        uint256 id = assignedJob(exec);
-        commitAs(exec, id, GOOD);
-        nextBlock();
-        market.drawAudit(id);
-        address[] memory l = one(vs[1]);
-        vm.prank(matcher);
-        market.assignVerifiers(id, l);
-        commitAs(vs[1], id, GOOD);
-        revealAs(exec, id, GOOD);
-        revealAs(vs[1], id, GOOD);
-        market.finalize(id);
-        assertEq(market.credits(vs[1]), PAY, "units x max price, not the verifier's lower ask");
-        assertEq(market.auditPool(), pool - PAY + FEE / 2);
     }
 
     function test_randomAudit_emptyPoolVerifiersUnpaid() public {
         uint256 id = auditingJob(exec, GOOD);
-        revealAll(id, GOOD, GOOD);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, GOOD);
+        revealAll(vs, id, GOOD);
         market.finalize(id);
         assertState(id, IJobMarket.JobState.Settled);
-        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), 0);
-        assertEq(market.credits(exec), PAY);
+        for (uint256 i; i < 3; ++i) {
+            assertEq(market.credits(vs[i]), 0, "pay capped by the pool");
+            assertEq(registry.provider(vs[i]).locked, 0, "released");
+        }
     }
 
     function test_randomAudit_cheaterCaught() public {
         uint256 id = auditingJob(exec, BAD);
-        revealAll(id, BAD, GOOD);
-        uint256 comp = COLLATERAL * 5000 / BPS;
-        uint256 reward = COLLATERAL * 3000 / BPS;
-        uint256 burned = COLLATERAL - comp - reward;
-        uint256 supply = token.totalSupply();
-        vm.expectEmit(address(registry));
-        emit IProviderRegistry.Slashed(id, exec, COLLATERAL);
-        vm.expectEmit(address(market));
-        emit IJobMarket.ProviderSlashed(id, exec, COLLATERAL);
-        vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(
-            id, IJobMarket.JobState.Refunded, GOOD, 3 * (reward / 3), comp + PAY + FEE, reward - 3 * (reward / 3), burned
-        );
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, BAD);
+        revealAll(vs, id, GOOD);
+        uint256 escrow = market.escrowFor(request(1));
         market.finalize(id);
-        assertEq(market.credits(requester), PAY + FEE + comp);
-        assertEq(market.credits(exec), 0);
-        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), reward / 3);
-        assertEq(supply - token.totalSupply(), burned);
+        assertState(id, IJobMarket.JobState.Refunded);
         assertEq(registry.provider(exec).stake, PROVIDER_STAKE - COLLATERAL);
-        assertEq(uint256(registry.provider(exec).jobsSlashed), 1);
+        assertEq(market.credits(requester), escrow + COLLATERAL / 2, "escrow back plus compensation");
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), REWARD / 3);
+        assertEq(market.credits(exec), 0);
     }
 
-    function test_challengeWon_bondReturned() public {
+    /// @notice The executor lied and the requester challenged: the cheater's slash compensates the
+    /// requester; upholding verifiers are paid from the bond first (then the rest comes back).
+    function test_challengeWon_requesterCompensated() public {
         setAuditBps(0);
         uint256 id = assignedJob(exec);
         commitAs(exec, id, BAD);
         vm.prank(requester);
         market.challenge(id);
-        revealAll(id, BAD, GOOD);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, BAD);
+        revealAll(vs, id, GOOD);
+        uint256 before = market.credits(requester);
         market.finalize(id);
         assertState(id, IJobMarket.JobState.Refunded);
-        assertEq(market.credits(requester), PAY + FEE + COLLATERAL / 2 + BOND, "escrow, compensation and bond");
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), PAY + REWARD / 3, "bond pay plus reward");
+        assertEq(market.credits(requester) - before, ESCROW1 + COLLATERAL / 2, "escrow, compensation; bond spent");
         assertEq(market.totalBonds(), 0);
-        assertEq(market.challengeBond(id), 0);
     }
 
     function test_challengeLost_bondPaysVerifiers() public {
         uint256 id = challengedJob();
-        revealAll(id, GOOD, GOOD);
-        uint256 share = BOND / 3;
-        vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, GOOD, PAY + 3 * share, 0, FEE + (BOND - 3 * share), 0);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, GOOD);
+        revealAll(vs, id, GOOD);
         market.finalize(id);
-        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), share);
+        assertState(id, IJobMarket.JobState.Settled);
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), PAY);
         assertEq(market.credits(requester), 0);
-        assertEq(market.totalBonds(), 0);
-        assertEq(market.auditPool(), BOND - 3 * share + FEE / 2, "dust and fee share to the pool");
+        assertEq(market.credits(exec), PAY);
+        assertEq(registry.provider(exec).stake, PROVIDER_STAKE);
     }
 
-    function test_audit_noMajorityRefundsWithoutSlashing() public {
+    /// @notice Round 1 splits 1-1-1: 7 fresh verifiers decide; the bond pays first, the pool the rest.
+    function test_escalation_round2DecidesAndPaysFromBondThenPool() public {
+        uint256 funded = fundPoolBySlash() + fundPoolBySlash() + fundPoolBySlash(); // 9 PAY
         uint256 id = challengedJob();
-        assignVerifiersAs(id);
-        commitAs(vs[0], id, BAD);
-        commitAs(vs[1], id, OTHER);
-        commitAs(vs[2], id, keccak256("yet another"));
+        uint256 requesterCredits = market.credits(requester); // refunds of the pool-funding jobs
+        address[] memory r1 = staffRound(id);
+        commitAs(r1[0], id, GOOD);
+        commitAs(r1[1], id, BAD);
+        commitAs(r1[2], id, OTHER);
         revealAs(exec, id, GOOD);
-        revealAs(vs[0], id, BAD);
-        revealAs(vs[1], id, OTHER);
-        revealAs(vs[2], id, keccak256("yet another"));
+        revealAs(r1[0], id, GOOD);
+        revealAs(r1[1], id, BAD);
+        revealAs(r1[2], id, OTHER);
         vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Refunded, bytes32(0), 0, PAY + FEE + BOND, 0, 0);
+        emit IJobMarket.AuditStarted(id, 2, 7, uint32(block.number), uint32(block.timestamp + 10 minutes));
         market.finalize(id);
+        assertState(id, IJobMarket.JobState.Auditing);
+        assertEq(uint256(market.job(id).round), 2);
+        address[] memory r2 = staffAndCommit(id, GOOD);
+        assertEq(r2.length, 7, "2k + 1 fresh verifiers");
+        for (uint256 i; i < 7; ++i) {
+            assertFalse(isIn(r2[i], r1), "fresh");
+            assertTrue(r2[i] != exec);
+        }
+        revealAll(r2, id, GOOD);
+        uint256 poolBefore = market.auditPool();
+        market.finalize(id);
+        assertState(id, IJobMarket.JobState.Settled);
+        // Upheld: the executor, r1[0] and the 7 of round 2; slashed: r1[1], r1[2].
+        uint256 reward = 2 * REWARD / 9;
+        assertEq(market.credits(exec), PAY + reward);
+        assertEq(market.credits(r1[0]), PAY + reward);
+        for (uint256 i; i < 7; ++i) assertEq(market.credits(r2[i]), PAY + reward);
+        assertEq(market.credits(r1[1]), 0);
+        assertEq(registry.provider(r1[1]).stake, PROVIDER_STAKE - COLLATERAL);
+        assertEq(registry.provider(r1[2]).stake, PROVIDER_STAKE - COLLATERAL);
+        assertEq(market.totalBonds(), 0, "the bond (3 PAY) went first");
+        uint256 dust = 2 * REWARD - 9 * reward;
+        assertEq(poolBefore + FEE / 2 + PREMIUM + dust - market.auditPool(), 5 * PAY, "the pool paid the other 5");
+        assertEq(market.credits(requester), requesterCredits, "losing challenger gets nothing back");
+        assertTrue(funded >= 5 * PAY);
+    }
+
+    /// @notice No majority in round 2 either: no verdict, refund, nobody who revealed is slashed.
+    function test_escalation_noMajorityInRound2Refunds() public {
+        uint256 id = challengedJob();
+        address[] memory r1 = staffRound(id);
+        bytes32[3] memory d = [GOOD, BAD, OTHER];
+        for (uint256 i; i < 3; ++i) commitAs(r1[i], id, d[i]);
+        revealAs(exec, id, GOOD);
+        for (uint256 i; i < 3; ++i) revealAs(r1[i], id, d[i]);
+        market.finalize(id);
+        address[] memory r2 = staffRound(id);
+        // 3 GOOD, 2 BAD, 2 OTHER of 7: no strict majority.
+        bytes32[7] memory d2 = [GOOD, GOOD, GOOD, BAD, BAD, OTHER, OTHER];
+        for (uint256 i; i < 7; ++i) commitAs(r2[i], id, d2[i]);
+        for (uint256 i; i < 7; ++i) revealAs(r2[i], id, d2[i]);
+        uint256 supply = token.totalSupply();
+        market.finalize(id);
+        assertState(id, IJobMarket.JobState.Refunded);
+        assertEq(token.totalSupply(), supply, "nothing burned");
+        assertEq(market.credits(requester), ESCROW1 + BOND, "escrow and bond back");
         assertEq(registry.provider(exec).stake, PROVIDER_STAKE);
         assertEq(registry.provider(exec).locked, 0);
-        assertEq(uint256(registry.provider(exec).jobsDone), 0, "no completed job without a majority");
-        for (uint256 i; i < 3; ++i) assertEq(registry.provider(vs[i]).locked, 0);
-        assertEq(market.credits(requester), PAY + FEE + BOND);
+        assertEq(market.credits(exec), 0, "no verdict, no pay");
+        for (uint256 i; i < 7; ++i) {
+            assertEq(registry.provider(r2[i]).locked, 0);
+            assertEq(registry.provider(r2[i]).stake, PROVIDER_STAKE);
+        }
     }
 
-    function test_auditTimeout_noVerifiersSettlesUnverified() public {
-        uint256 id = challengedJob();
+    /// @notice A round nobody can staff ends with no verdict: refund, executor released unpaid.
+    function test_auditTimeout_unstaffedRefunds() public {
+        for (uint256 i; i < pool.length; ++i) {
+            vm.prank(pool[i]);
+            registry.requestUnbond(uint96(PROVIDER_STAKE));
+        }
+        uint256 id = auditingJob(exec, BAD);
+        nextBlock();
+        assertEq(market.staffAudit(id), 0);
         uint256 deadline = deadlineOf(id);
         vm.expectRevert(notReached(id, deadline));
-        market.expire(id);
+        market.finalize(id);
         skipTime(10 minutes + 1);
-        vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, bytes32(0), PAY, BOND, FEE, 0);
-        market.expire(id);
-        assertEq(market.credits(exec), PAY);
-        assertEq(market.credits(requester), BOND, "bond back: nobody verified");
-        assertEq(market.totalBonds(), 0);
-    }
-
-    function test_finalize_revertsAuditBeforeDeadline() public {
-        uint256 id = challengedJob();
-        assignVerifiersAs(id);
-        uint256 deadline = deadlineOf(id);
-        vm.expectRevert(notReached(id, deadline));
         market.finalize(id);
-        vm.warp(deadline);
-        vm.expectRevert(notReached(id, deadline));
-        market.finalize(id);
+        assertState(id, IJobMarket.JobState.Refunded);
+        assertEq(market.credits(requester), market.escrowFor(request(1)));
+        assertEq(market.credits(exec), 0);
+        assertEq(registry.provider(exec).stake, PROVIDER_STAKE, "not slashed");
+        assertEq(registry.provider(exec).locked, 0);
     }
 
     function test_auditTimeout_noVerifierCommitsSlashesVerifiers() public {
-        uint256 id = challengedJob();
-        assignVerifiersAs(id);
-        skipTime(1 hours + 1);
-        uint256 poolBefore = market.auditPool();
-        uint256 comp = COLLATERAL * 5000 / BPS;
-        uint256 reward = COLLATERAL * 3000 / BPS;
-        vm.expectEmit(address(market));
-        emit IJobMarket.JobClosed(
-            id,
-            IJobMarket.JobState.Settled,
-            bytes32(0),
-            PAY,
-            3 * comp + BOND,
-            FEE + 3 * reward,
-            3 * (COLLATERAL - comp - reward)
-        );
+        uint256 id = auditingJob(exec, GOOD);
+        address[] memory vs = staffRound(id);
+        uint256 deadline = deadlineOf(id);
+        vm.expectRevert(notReached(id, deadline));
+        market.finalize(id);
+        skipTime(30 minutes + 1);
+        market.expire(id);
+        assertState(id, IJobMarket.JobState.Revealing);
+        for (uint256 i; i < 3; ++i) assertEq(registry.provider(vs[i]).stake, PROVIDER_STAKE - COLLATERAL);
+        assertEq(market.credits(requester), 0, "no-show slashes never credit the requester");
+        revealAs(exec, id, GOOD);
+        market.finalize(id); // no verifier revealed in round 1: escalate
+        assertEq(uint256(market.job(id).round), 2);
+        address[] memory r2 = staffAndCommit(id, GOOD);
+        revealAll(r2, id, GOOD);
         market.finalize(id);
         assertState(id, IJobMarket.JobState.Settled);
-        for (uint256 i; i < 3; ++i) {
-            assertEq(registry.provider(vs[i]).stake, PROVIDER_STAKE - COLLATERAL);
-            assertEq(registry.provider(vs[i]).locked, 0);
-        }
-        assertEq(market.credits(exec), PAY);
-        assertEq(market.credits(requester), 3 * (COLLATERAL / 2) + BOND);
-        assertEq(market.auditPool() - poolBefore, 3 * (COLLATERAL * 3000 / BPS) + FEE / 2);
+        assertEq(registry.provider(exec).stake, PROVIDER_STAKE, "the honest executor is never slashed");
     }
 
     function test_auditTimeout_partialCommitsGoToReveal() public {
-        uint256 id = challengedJob();
-        assignVerifiersAs(id);
+        uint256 id = auditingJob(exec, GOOD);
+        address[] memory vs = staffRound(id);
         commitAs(vs[0], id, GOOD);
-        commitAs(vs[2], id, GOOD);
-        skipTime(1 hours + 1);
-        vm.expectEmit(address(market));
-        emit IJobMarket.ProviderSlashed(id, vs[1], COLLATERAL);
-        vm.expectEmit(address(market));
-        emit IJobMarket.RevealStarted(id, uint32(block.timestamp + 10 minutes));
-        market.expire(id);
+        commitAs(vs[1], id, GOOD);
+        skipTime(30 minutes + 1);
+        market.finalize(id);
         assertState(id, IJobMarket.JobState.Revealing);
+        assertEq(registry.provider(vs[2]).stake, PROVIDER_STAKE - COLLATERAL, "the no-show slashed");
         revealAs(exec, id, GOOD);
         revealAs(vs[0], id, GOOD);
-        revealAs(vs[2], id, GOOD);
+        revealAs(vs[1], id, GOOD);
         market.finalize(id);
         assertState(id, IJobMarket.JobState.Settled);
-        assertEq(market.credits(vs[0]), BOND / 2);
-        assertEq(market.credits(vs[2]), BOND / 2);
-        assertEq(market.credits(vs[1]), 0);
+        assertEq(market.credits(vs[0]), REWARD / 3, "2 of 3 seats is a strict majority; reward shared");
+    }
+
+    function test_finalize_revertsAuditBeforeDeadline() public {
+        uint256 id = auditingJob(exec, GOOD);
+        uint256 deadline = deadlineOf(id);
+        vm.expectRevert(notReached(id, deadline));
+        market.finalize(id);
     }
 }

@@ -138,10 +138,9 @@ contract JobMarketCommitRevealTest is UnitBase {
     }
 
     function test_commit_revertsExecutorDuringAudit() public {
+        stakeVerifiers(3);
         uint256 id = auditingJob(a, GOOD);
-        address[] memory vs = three(b, c, newProvider("d", PRICE));
-        vm.prank(matcher);
-        market.assignVerifiers(id, vs);
+        staffRound(id);
         vm.prank(a);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketNotParticipant.selector, id, a));
         market.commit(id, bytes32(uint256(1)), bytes32(uint256(2)));
@@ -317,13 +316,14 @@ contract JobMarketCommitRevealTest is UnitBase {
         uint256 reward = COLLATERAL * 3000 / BPS;
         assertEq(market.credits(a), PAY + reward / 2);
         assertEq(market.credits(c), PAY + reward / 2);
-        assertEq(supply - token.totalSupply(), COLLATERAL - COLLATERAL / 2 - reward, "burned");
+        assertEq(supply - token.totalSupply(), COLLATERAL - reward, "burned: a non-revealer compensates nobody");
     }
 
     function testFuzz_copycat_cannotReveal(address copycat, bytes32 digest, bytes32 guess) public {
         vm.assume(copycat != address(0) && copycat.code.length == 0 && !registry.provider(copycat).registered);
         // The copycat commits a's exact resultHash and seal; no digest opens it for the copycat.
-        address[] memory ps = two(a, copycat);
+        vm.assume(copycat != requester);
+        address[] memory ps = three(a, copycat, c);
         vm.prank(owner);
         token.mint(copycat, PROVIDER_STAKE);
         vm.startPrank(copycat);
@@ -331,7 +331,7 @@ contract JobMarketCommitRevealTest is UnitBase {
         token.approve(address(registry), PROVIDER_STAKE);
         registry.stake(PROVIDER_STAKE);
         vm.stopPrank();
-        uint256 id = createJob(2);
+        uint256 id = createJob(3);
         assignJob(id, ps);
         bytes32 rh = JobLib.resultHash(id, digest);
         bytes32 seal = JobLib.seal(a, id, digest);
@@ -339,6 +339,7 @@ contract JobMarketCommitRevealTest is UnitBase {
         market.commit(id, rh, seal);
         vm.prank(copycat);
         market.commit(id, rh, seal);
+        commitAs(c, id, digest);
         revealAs(a, id, digest);
         vm.prank(copycat);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketRevealMismatch.selector, id, copycat));

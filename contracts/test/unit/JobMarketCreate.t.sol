@@ -47,7 +47,9 @@ contract JobMarketCreateTest is UnitBase {
         assertEq(uint256(j.profile), CUDA_PROFILE);
         assertEq(uint256(j.commitMask), 0);
         assertEq(uint256(j.revealMask), 0);
-        assertEq(uint256(j.collateralMultiple), 2);
+        assertEq(uint256(j.collateralMultiple), 10);
+        assertEq(uint256(j.premiumBps), 0, "no audit premium for replicas 3");
+        assertEq(uint256(j.minFee), 1e14, "fee floor snapshot");
         assertEq(uint256(j.maxPricePerUnit), PRICE);
         assertEq(uint256(j.clearingPrice), 0);
         assertEq(uint256(j.units), UNITS);
@@ -59,24 +61,28 @@ contract JobMarketCreateTest is UnitBase {
 
     function test_createJob_idsIncrement() public {
         assertEq(createJob(1), 1);
-        assertEq(createJob(2), 2);
+        assertEq(createJob(3), 2);
         assertEq(createJob(5), 3);
         assertEq(market.jobCount(), 3);
-        assertEq(token.balanceOf(address(market)), 8 * (PAY + FEE));
+        assertEq(token.balanceOf(address(market)), ESCROW1 + 8 * (PAY + FEE));
+        assertEq(uint256(market.job(1).premiumBps), 3000, "replicas 1: auditBps x verifiers");
     }
 
     function test_createJob_snapshotsFeeAndCollateralMultiple() public {
         uint256 id = createJob(1);
         IJobMarket.Params memory p = defaultParams();
         p.feeBps = 1000;
-        p.collateralMultiple = 7;
+        p.collateralMultiple = 15;
+        p.minFee = 1e16;
         applyParams(p);
         IJobMarket.Job memory j = market.job(id);
         assertEq(uint256(j.feeBps), 250, "fee of the old job unchanged");
-        assertEq(uint256(j.collateralMultiple), 2);
+        assertEq(uint256(j.collateralMultiple), 10);
+        assertEq(uint256(j.minFee), 1e14);
         uint256 id2 = createJob(1);
         assertEq(uint256(market.job(id2).feeBps), 1000);
-        assertEq(uint256(market.job(id2).collateralMultiple), 7);
+        assertEq(uint256(market.job(id2).collateralMultiple), 15);
+        assertEq(uint256(market.job(id2).minFee), 1e16);
     }
 
     function test_createJob_revertsZeroReplicas() public {
@@ -97,7 +103,9 @@ contract JobMarketCreateTest is UnitBase {
         IJobMarket.JobRequest memory r = req(UNITS, PRICE, 1);
         r.acceptWindow = 0;
         vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(0), uint32(1 days)));
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(0), uint32(10), uint32(1 days))
+        );
         market.createJob(r);
     }
 
@@ -106,16 +114,24 @@ contract JobMarketCreateTest is UnitBase {
         r.acceptWindow = 1 days + 1;
         vm.prank(requester);
         vm.expectRevert(
-            abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(1 days + 1), uint32(1 days))
+            abi.encodeWithSelector(
+                IJobMarket.JobMarketInvalidWindow.selector, uint32(1 days + 1), uint32(10), uint32(1 days)
+            )
         );
         market.createJob(r);
     }
 
-    function test_createJob_revertsZeroExecWindow() public {
+    /// @notice v2: the exec window has a protocol floor (params.minExecWindow, 60 s).
+    function test_createJob_revertsExecWindowBelowFloor() public {
         IJobMarket.JobRequest memory r = req(UNITS, PRICE, 1);
-        r.execWindow = 0;
+        r.execWindow = 59;
         vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(0), uint32(1 days)));
+        vm.expectRevert(
+            abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(59), uint32(60), uint32(1 days))
+        );
+        market.createJob(r);
+        r.execWindow = 60;
+        vm.prank(requester);
         market.createJob(r);
     }
 
@@ -124,7 +140,9 @@ contract JobMarketCreateTest is UnitBase {
         r.execWindow = 1 days + 1;
         vm.prank(requester);
         vm.expectRevert(
-            abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, uint32(1 days + 1), uint32(1 days))
+            abi.encodeWithSelector(
+                IJobMarket.JobMarketInvalidWindow.selector, uint32(1 days + 1), uint32(60), uint32(1 days)
+            )
         );
         market.createJob(r);
     }
@@ -162,9 +180,9 @@ contract JobMarketCreateTest is UnitBase {
     }
 
     function test_createJob_revertsCollateralOverflow() public {
-        // units x price x collateralMultiple (2) must fit in 96 bits.
+        // units x price x collateralMultiple (10) must fit in 96 bits.
         uint32 units = type(uint32).max;
-        uint80 price = uint80(uint256(type(uint96).max) / 2 / units + 1);
+        uint80 price = uint80(uint256(type(uint96).max) / 10 / units + 1);
         IJobMarket.JobRequest memory r = req(units, price, 1);
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidAmount.selector, units, price));
@@ -178,7 +196,7 @@ contract JobMarketCreateTest is UnitBase {
         IJobMarket.JobRequest memory r = req(UNITS, PRICE, 1);
         vm.prank(poor);
         vm.expectRevert(
-            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(market), 0, PAY + FEE)
+            abi.encodeWithSelector(IERC20Errors.ERC20InsufficientAllowance.selector, address(market), 0, ESCROW1)
         );
         market.createJob(r);
     }
@@ -189,22 +207,25 @@ contract JobMarketCreateTest is UnitBase {
         token.approve(address(market), type(uint256).max);
         IJobMarket.JobRequest memory r = req(UNITS, PRICE, 1);
         vm.prank(poor);
-        vm.expectRevert(abi.encodeWithSelector(IERC20Errors.ERC20InsufficientBalance.selector, poor, 0, PAY + FEE));
+        vm.expectRevert(abi.encodeWithSelector(IERC20Errors.ERC20InsufficientBalance.selector, poor, 0, ESCROW1));
         market.createJob(r);
     }
 
     function testFuzz_createJob_amounts(uint32 units, uint80 price, uint8 replicas) public {
-        replicas = uint8(bound(replicas, 1, 5));
+        replicas = oddReplicas(replicas);
         IJobMarket.JobRequest memory r = req(units, price, replicas);
         uint256 perReplica = uint256(units) * price;
-        if (perReplica == 0 || perReplica * 2 > type(uint96).max) {
+        if (perReplica == 0 || perReplica * 10 > type(uint96).max) {
             vm.prank(requester);
             vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidAmount.selector, units, price));
             market.createJob(r);
             return;
         }
-        uint256 escrow = perReplica * replicas + perReplica * replicas * 250 / 10_000;
-        assertEq(escrow, JobLib.escrowOf(replicas, units, price, 250));
+        uint256 payment = perReplica * replicas;
+        uint256 fee = payment * 250 / 10_000;
+        if (fee < 1e14) fee = 1e14;
+        uint256 escrow = payment + fee + (replicas == 1 ? payment * 3000 / 10_000 : 0);
+        assertEq(escrow, escrowAt(replicas, units, price));
         assertEq(market.escrowFor(r), escrow);
         vm.prank(owner);
         token.mint(requester, escrow);
@@ -212,7 +233,7 @@ contract JobMarketCreateTest is UnitBase {
         uint256 id = createReq(r);
         assertEq(before - token.balanceOf(requester), escrow, "exact pull");
         assertEq(token.balanceOf(address(market)), escrow);
-        assertEq(collateralOf(id), perReplica * 2);
+        assertEq(uint256(market.job(id).collateralMultiple), 10);
     }
 
     function testFuzz_createJob_overflowBound(uint32 units, uint8 multiple) public {
@@ -220,6 +241,7 @@ contract JobMarketCreateTest is UnitBase {
         multiple = uint8(bound(multiple, 1, 20));
         IJobMarket.Params memory p = defaultParams();
         p.collateralMultiple = multiple;
+        p.auditBps = 5000; // the audit bound holds for every multiple
         applyParams(p);
         uint256 limit = uint256(type(uint96).max) / multiple / units; // largest price that fits
         vm.assume(limit >= 1 && limit < type(uint80).max);
@@ -232,7 +254,7 @@ contract JobMarketCreateTest is UnitBase {
         vm.prank(owner);
         token.mint(requester, escrow);
         uint256 id = createReq(r);
-        assertEq(collateralOf(id), uint256(multiple) * units * limit);
+        assertEq(uint256(market.job(id).maxPricePerUnit), limit, "the largest price whose collateral fits");
     }
 
     function testFuzz_createJob_windows(uint32 acceptWindow, uint32 execWindow) public {
@@ -240,16 +262,18 @@ contract JobMarketCreateTest is UnitBase {
         r.acceptWindow = acceptWindow;
         r.execWindow = execWindow;
         vm.prank(requester);
-        if (acceptWindow == 0 || acceptWindow > 1 days) {
+        if (acceptWindow < 10 || acceptWindow > 1 days) {
             vm.expectRevert(
-                abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, acceptWindow, uint32(1 days))
+                abi.encodeWithSelector(
+                    IJobMarket.JobMarketInvalidWindow.selector, acceptWindow, uint32(10), uint32(1 days)
+                )
             );
             market.createJob(r);
             return;
         }
-        if (execWindow == 0 || execWindow > 1 days) {
+        if (execWindow < 60 || execWindow > 1 days) {
             vm.expectRevert(
-                abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, execWindow, uint32(1 days))
+                abi.encodeWithSelector(IJobMarket.JobMarketInvalidWindow.selector, execWindow, uint32(60), uint32(1 days))
             );
             market.createJob(r);
             return;
@@ -262,13 +286,13 @@ contract JobMarketCreateTest is UnitBase {
     function testFuzz_createJob_replicas(uint8 replicas) public {
         IJobMarket.JobRequest memory r = req(UNITS, PRICE, replicas);
         vm.prank(requester);
-        if (replicas == 0 || replicas > 5) {
+        if (replicas == 0 || replicas > 5 || replicas % 2 == 0) {
             vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketInvalidReplicas.selector, replicas));
             market.createJob(r);
             return;
         }
         market.createJob(r);
-        assertEq(token.balanceOf(address(market)), replicas * (PAY + FEE));
+        assertEq(token.balanceOf(address(market)), escrowAt(replicas, UNITS, PRICE));
     }
 
     // ---------------------------------------------------------------- createJobs
@@ -301,7 +325,7 @@ contract JobMarketCreateTest is UnitBase {
         createJob(1); // ids continue after existing jobs
         IJobMarket.JobRequest[] memory rs = batch3();
         uint256 total = batchTotal(rs);
-        assertEq(total, (PAY + FEE) + 3 * 2 * (PAY + FEE) + 5 * (PAY / 2 + PAY / 2 * 250 / 10_000));
+        assertEq(total, ESCROW1 + 3 * 2 * (PAY + FEE) + 5 * (PAY / 2 + PAY / 2 * 250 / 10_000));
         uint32 acceptBy = uint32(block.timestamp + 1 hours);
         uint256 before = token.balanceOf(requester);
 
@@ -366,8 +390,8 @@ contract JobMarketCreateTest is UnitBase {
         uint256 total;
         for (uint256 i; i < n; ++i) {
             uint256 x = uint256(keccak256(abi.encode(seed, i)));
-            rs[i] = req(uint32(bound(x, 1, 1e6)), uint80(bound(x >> 32, 1, 1e18)), uint8(bound(x >> 128, 1, 5)));
-            total += JobLib.escrowOf(rs[i].replicas, rs[i].units, rs[i].maxPricePerUnit, 250);
+            rs[i] = req(uint32(bound(x, 1, 1e6)), uint80(bound(x >> 32, 1, 1e18)), oddReplicas(x >> 128));
+            total += escrowAt(rs[i].replicas, rs[i].units, rs[i].maxPricePerUnit);
         }
         vm.prank(owner);
         token.mint(requester, total);
@@ -550,7 +574,7 @@ contract JobMarketCreateTest is UnitBase {
         vm.prank(requester);
         vm.expectRevert(unexpected(id, IJobMarket.JobState.Expired, S_OPEN));
         market.cancel(id);
-        assertEq(market.credits(requester), PAY + FEE, "credited once");
+        assertEq(market.credits(requester), ESCROW1, "credited once");
     }
 
     function test_cancel_afterAcceptDeadlineStillAllowed() public {
@@ -558,6 +582,6 @@ contract JobMarketCreateTest is UnitBase {
         skipTime(2 hours);
         vm.prank(requester);
         market.cancel(id);
-        assertEq(market.credits(requester), PAY + FEE);
+        assertEq(market.credits(requester), ESCROW1);
     }
 }

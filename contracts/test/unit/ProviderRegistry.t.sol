@@ -33,9 +33,34 @@ contract ProviderRegistryTest is UnitBase {
         token.approve(address(registry), amount);
     }
 
-    function lockAs(address who, uint96 amount) internal returns (uint80) {
+    /// @notice Requirements that lock `amount` (a multiple of PRICE) from a provider asking PRICE:
+    /// units = amount / PRICE at collateral multiple 1.
+    function lockReq(uint96 amount, uint8 profile_, uint16 vram, uint80 maxPrice)
+        internal
+        pure
+        returns (IProviderRegistry.Requirements memory)
+    {
+        require(amount % PRICE == 0, "lockReq: amount not a multiple of PRICE");
+        return IProviderRegistry.Requirements({
+            profile: profile_,
+            minVramGiB: vram,
+            maxPricePerUnit: maxPrice,
+            units: uint32(amount / PRICE),
+            execWindow: 1 hours,
+            collateralMultiple: 1
+        });
+    }
+
+    function lockExec(address[] memory who, IProviderRegistry.Requirements memory r)
+        internal
+        returns (uint80 price, uint96 collateral)
+    {
         vm.prank(address(market));
-        return registry.lockCollateral(1, who, amount, CPU_PROFILE, 0, PRICE);
+        return registry.lockExecutors(1, who, r);
+    }
+
+    function lockAs(address who, uint96 amount) internal returns (uint80 price) {
+        (price,) = lockExec(one(who), lockReq(amount, CPU_PROFILE, 0, PRICE));
     }
 
     // ---------------------------------------------------------------- constructor and views
@@ -440,10 +465,11 @@ contract ProviderRegistryTest is UnitBase {
 
     // ---------------------------------------------------------------- market hooks: access
 
-    function test_lockCollateral_onlyMarket() public {
+    function test_lockExecutors_onlyMarket() public {
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE);
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.ProviderRegistryUnauthorizedMarket.selector, alice));
-        registry.lockCollateral(1, p, 1, CPU_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(p), r);
     }
 
     function test_releaseCollateral_onlyMarket() public {
@@ -460,13 +486,26 @@ contract ProviderRegistryTest is UnitBase {
         registry.slash(1, p, 1e18);
     }
 
-    // ---------------------------------------------------------------- lockCollateral
+    // ---------------------------------------------------------------- lockExecutors
 
-    function test_lockCollateral() public {
-        assertEq(lockAs(p, 10e18), PRICE, "returns the provider's price");
+    function test_lockExecutors() public {
+        assertEq(lockAs(p, 10e18), PRICE, "returns the clearing price");
         assertEq(registry.provider(p).locked, 10e18);
         assertEq(registry.freeStake(p), PROVIDER_STAKE - 10e18);
         assertEq(registry.provider(p).stake, PROVIDER_STAKE);
+    }
+
+    function test_lockExecutors_clearingPriceIsHighestAskAndCollateralAtIt() public {
+        address cheap = newProvider("cheap", PRICE / 4);
+        address mid = newProvider("mid", PRICE / 2);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(100 * PRICE), CPU_PROFILE, 0, 1e18); // huge max
+        r.collateralMultiple = 10;
+        (uint80 clearing, uint96 collateral) = lockExec(three(cheap, mid, p), r);
+        assertEq(uint256(clearing), PRICE, "highest ask, not the max price");
+        assertEq(uint256(collateral), 10 * 100 * PRICE, "multiple x units x clearing price");
+        assertEq(registry.provider(cheap).locked, collateral, "every executor locks the same");
+        assertEq(registry.provider(mid).locked, collateral);
+        assertEq(registry.provider(p).locked, collateral);
     }
 
     function test_lockAndRelease_emitNoEvents() public {
@@ -477,79 +516,138 @@ contract ProviderRegistryTest is UnitBase {
         assertEq(vm.getRecordedLogs().length, 0, "the market's events carry locks and releases");
     }
 
-    function test_lockCollateral_revertsUnregistered() public {
+    function test_lockExecutors_revertsUnregistered() public {
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE);
         vm.prank(address(market));
         vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.ProviderRegistryNotRegistered.selector, alice));
-        registry.lockCollateral(1, alice, 1, CPU_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(alice), r);
     }
 
-    function test_lockCollateral_revertsUnbonding() public {
+    function test_lockExecutors_revertsUnbonding() public {
         vm.prank(p);
         registry.requestUnbond(1);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE);
         vm.prank(address(market));
         vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.ProviderRegistryProviderUnbonding.selector, p));
-        registry.lockCollateral(1, p, 1, CPU_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(p), r);
     }
 
-    function test_lockCollateral_revertsProfileUnsupported() public {
+    function test_lockExecutors_revertsProfileUnsupported() public {
         vm.prank(p);
         registry.updateTerms(cpuOnlyTerms(PRICE));
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CUDA_PROFILE, 0, PRICE);
         vm.prank(address(market));
         vm.expectRevert(
             abi.encodeWithSelector(IProviderRegistry.ProviderRegistryProfileUnsupported.selector, p, CUDA_PROFILE)
         );
-        registry.lockCollateral(1, p, 1, CUDA_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(p), r);
     }
 
-    function test_lockCollateral_revertsInsufficientVram() public {
+    function test_lockExecutors_revertsInsufficientVram() public {
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 81, PRICE);
         vm.prank(address(market));
         vm.expectRevert(
             abi.encodeWithSelector(
                 IProviderRegistry.ProviderRegistryInsufficientVram.selector, p, uint16(80), uint16(81)
             )
         );
-        registry.lockCollateral(1, p, 1, CPU_PROFILE, 81, PRICE);
+        registry.lockExecutors(1, one(p), r);
     }
 
-    function test_lockCollateral_revertsPriceTooHigh() public {
+    function test_lockExecutors_revertsPriceTooHigh() public {
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE - 1);
         vm.prank(address(market));
         vm.expectRevert(
             abi.encodeWithSelector(IProviderRegistry.ProviderRegistryPriceTooHigh.selector, p, PRICE, PRICE - 1)
         );
-        registry.lockCollateral(1, p, 1, CPU_PROFILE, 0, PRICE - 1);
+        registry.lockExecutors(1, one(p), r);
     }
 
-    function test_lockCollateral_revertsInsufficientStake() public {
-        lockAs(p, 600e18);
+    function test_lockExecutors_revertsExecWindowBelowProviderMinimum() public {
+        IProviderRegistry.Terms memory t = terms(PRICE, 80);
+        t.minExecWindow = 2 hours;
+        vm.prank(p);
+        registry.updateTerms(t);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE);
         vm.prank(address(market));
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.ProviderRegistryInsufficientStake.selector, p, uint256(400e18), uint256(400e18 + 1)
+                IProviderRegistry.ProviderRegistryExecWindowTooShort.selector, p, uint32(1 hours), uint32(2 hours)
             )
         );
-        registry.lockCollateral(1, p, 400e18 + 1, CPU_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(p), r);
+        r.execWindow = 2 hours;
+        lockExec(one(p), r); // exactly the provider's minimum is accepted
+        assertEq(registry.provider(p).locked, PRICE);
     }
 
-    function testFuzz_lockCollateral_price(uint80 ask, uint80 maxPrice) public {
-        ask = uint80(bound(ask, 1, type(uint80).max));
+    function test_lockExecutors_revertsTooManyUnits() public {
+        IProviderRegistry.Terms memory t = terms(PRICE, 80);
+        t.maxUnits = 5;
+        vm.prank(p);
+        registry.updateTerms(t);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(6 * PRICE), CPU_PROFILE, 0, PRICE);
+        vm.prank(address(market));
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderRegistryTooManyUnits.selector, p, uint32(6), uint32(5))
+        );
+        registry.lockExecutors(1, one(p), r);
+        lockExec(one(p), lockReq(uint96(5 * PRICE), CPU_PROFILE, 0, PRICE));
+    }
+
+    function test_lockExecutors_revertsInsufficientStake() public {
+        lockAs(p, 600e18);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(400e18 + PRICE), CPU_PROFILE, 0, PRICE);
+        vm.prank(address(market));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IProviderRegistry.ProviderRegistryInsufficientStake.selector, p, uint256(400e18), uint256(400e18 + PRICE)
+            )
+        );
+        registry.lockExecutors(1, one(p), r);
+    }
+
+    function test_lockExecutors_oneFailureLocksNobody() public {
+        address poor = newProvider("poor", PRICE);
+        lockAs(poor, 1000e18);
+        IProviderRegistry.Requirements memory r = lockReq(uint96(PRICE), CPU_PROFILE, 0, PRICE);
+        vm.prank(address(market));
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderRegistryInsufficientStake.selector, poor, 0, PRICE)
+        );
+        registry.lockExecutors(1, two(p, poor), r);
+        assertEq(registry.provider(p).locked, 0);
+    }
+
+    function testFuzz_lockExecutors_price(uint80 ask, uint80 maxPrice) public {
+        ask = uint80(bound(ask, 1, 1e20));
         vm.prank(p);
         registry.updateTerms(terms(ask, 80));
+        IProviderRegistry.Requirements memory r = IProviderRegistry.Requirements({
+            profile: CPU_PROFILE, minVramGiB: 0, maxPricePerUnit: maxPrice, units: 1, execWindow: 1 hours, collateralMultiple: 1
+        });
         vm.prank(address(market));
         if (ask > maxPrice) {
             vm.expectRevert(
                 abi.encodeWithSelector(IProviderRegistry.ProviderRegistryPriceTooHigh.selector, p, ask, maxPrice)
             );
-            registry.lockCollateral(1, p, 1, CPU_PROFILE, 0, maxPrice);
+            registry.lockExecutors(1, one(p), r);
             return;
         }
-        assertEq(registry.lockCollateral(1, p, 1, CPU_PROFILE, 0, maxPrice), ask);
-        assertEq(registry.provider(p).locked, 1);
+        (uint80 clearing, uint96 collateral) = registry.lockExecutors(1, one(p), r);
+        assertEq(uint256(clearing), ask);
+        assertEq(uint256(collateral), ask, "collateral at the ask, whatever the max price");
+        assertEq(registry.provider(p).locked, ask);
     }
 
-    function testFuzz_lockCollateral_amount(uint96 first, uint96 second) public {
-        first = uint96(bound(first, 0, PROVIDER_STAKE));
-        lockAs(p, first);
+    function testFuzz_lockExecutors_amount(uint32 firstUnits, uint32 secondUnits) public {
+        firstUnits = uint32(bound(firstUnits, 0, 1_000_000));
+        secondUnits = uint32(bound(secondUnits, 1, 1_000_000));
+        uint96 first = uint96(firstUnits * PRICE);
+        uint96 second = uint96(secondUnits * PRICE);
+        if (first != 0) lockAs(p, first);
         uint256 free = PROVIDER_STAKE - first;
+        IProviderRegistry.Requirements memory r = lockReq(second, CPU_PROFILE, 0, PRICE);
         vm.prank(address(market));
         if (second > free) {
             vm.expectRevert(
@@ -557,11 +655,89 @@ contract ProviderRegistryTest is UnitBase {
                     IProviderRegistry.ProviderRegistryInsufficientStake.selector, p, free, uint256(second)
                 )
             );
-            registry.lockCollateral(1, p, second, CPU_PROFILE, 0, PRICE);
+            registry.lockExecutors(1, one(p), r);
             return;
         }
-        registry.lockCollateral(1, p, second, CPU_PROFILE, 0, PRICE);
+        registry.lockExecutors(1, one(p), r);
         assertEq(registry.provider(p).locked, uint256(first) + second);
+    }
+
+    // ---------------------------------------------------------------- draw weights and drawVerifiers
+
+    function test_profileStakeAndDrawWeight_followStakeAndTerms() public {
+        assertEq(registry.profileStake(CPU_PROFILE), PROVIDER_STAKE);
+        assertEq(registry.drawWeight(CUDA_PROFILE, p), PROVIDER_STAKE, "weight in every profile of the mask");
+        fund(p, 5e18);
+        vm.prank(p);
+        registry.stake(5e18);
+        assertEq(registry.drawWeight(CPU_PROFILE, p), PROVIDER_STAKE + 5e18, "stake raises it");
+        vm.prank(p);
+        registry.updateTerms(cpuOnlyTerms(PRICE));
+        assertEq(registry.drawWeight(CUDA_PROFILE, p), 0, "leaving a profile removes the leaf");
+        assertEq(registry.profileStake(CUDA_PROFILE), 0);
+        vm.prank(p);
+        registry.requestUnbond(1e18);
+        assertEq(registry.drawWeight(CPU_PROFILE, p), 0, "unbonding: not drawable");
+        assertEq(registry.profileStake(CPU_PROFILE), 0);
+        vm.prank(p);
+        registry.cancelUnbond();
+        assertEq(registry.drawWeight(CPU_PROFILE, p), PROVIDER_STAKE + 5e18);
+        lockAs(p, 10e18);
+        vm.prank(address(market));
+        registry.slash(1, p, 10e18);
+        assertEq(registry.drawWeight(CPU_PROFILE, p), PROVIDER_STAKE + 5e18 - 10e18, "slash lowers it");
+        vm.prank(p);
+        registry.requestUnbond(5e18);
+        vm.warp(block.timestamp + UNBONDING);
+        vm.prank(p);
+        registry.withdrawUnbonded();
+        assertEq(registry.drawWeight(CPU_PROFILE, p), PROVIDER_STAKE - 10e18, "back after the withdrawal");
+    }
+
+    function drawReq(bytes32 seed, uint8 count, uint96 collateral) internal pure returns (IProviderRegistry.Draw memory) {
+        return IProviderRegistry.Draw({
+            seed: seed, profile: CPU_PROFILE, count: count, firstDraw: 0, maxDraws: 64, collateral: collateral
+        });
+    }
+
+    function test_drawVerifiers_onlyMarket() public {
+        IProviderRegistry.Draw memory d = drawReq(bytes32(uint256(1)), 1, 1);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.ProviderRegistryUnauthorizedMarket.selector, alice));
+        registry.drawVerifiers(1, d, new address[](0));
+    }
+
+    function test_drawVerifiers_excludesAndLocks() public {
+        address q = newProvider("q", PRICE);
+        address r = newProvider("r", PRICE);
+        IProviderRegistry.Draw memory d = drawReq(keccak256("seed"), 2, 1e18);
+        nextEpoch(); // draws weigh stake as it stood at the start of the epoch
+        vm.prank(address(market));
+        (address[] memory drawn, uint256 draws) = registry.drawVerifiers(1, d, one(p));
+        assertEq(drawn.length, 2);
+        assertTrue(draws >= 2);
+        assertTrue(drawn[0] != p && drawn[1] != p, "excluded");
+        assertTrue(drawn[0] != drawn[1], "distinct");
+        assertTrue((drawn[0] == q || drawn[0] == r) && (drawn[1] == q || drawn[1] == r));
+        assertEq(registry.provider(q).locked, 1e18, "collateral locked on draw");
+        assertEq(registry.provider(r).locked, 1e18);
+    }
+
+    function test_drawVerifiers_skipsWithoutFreeStakeAndEmptyTree() public {
+        nextEpoch();
+        lockAs(p, uint96(PROVIDER_STAKE)); // all of p's stake locked
+        IProviderRegistry.Draw memory d = drawReq(keccak256("seed"), 1, 1e18);
+        vm.prank(address(market));
+        (address[] memory drawn, uint256 draws) = registry.drawVerifiers(1, d, new address[](0));
+        assertEq(drawn.length, 0, "no free stake: not drawn");
+        assertEq(draws, 64, "the budget bounds the work");
+        d.profile = 1;
+        vm.prank(p);
+        registry.updateTerms(cpuOnlyTerms(PRICE));
+        nextEpoch();
+        vm.prank(address(market));
+        (drawn, draws) = registry.drawVerifiers(1, d, new address[](0));
+        assertEq(drawn.length + draws, 0, "empty tree");
     }
 
     // ---------------------------------------------------------------- releaseCollateral

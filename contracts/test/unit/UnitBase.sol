@@ -17,8 +17,10 @@ abstract contract UnitBase is MarketFixture {
     uint256 internal constant BPS = 10_000;
     uint256 internal constant PAY = uint256(UNITS) * PRICE; // one replica at the max price
     uint256 internal constant FEE = PAY * 250 / 10_000;
-    uint256 internal constant COLLATERAL = 2 * PAY;
-    uint256 internal constant BOND = 10e18;
+    uint256 internal constant COLLATERAL = 10 * PAY; // collateralMultiple 10 at the clearing price
+    uint256 internal constant PREMIUM = PAY * 1000 * 3 / 10_000; // auditBps x verifiers, replicas = 1
+    uint256 internal constant ESCROW1 = PAY + FEE + PREMIUM; // a replicas = 1 job at the defaults
+    uint256 internal constant BOND = 3 * PAY; // challenge bond: verifiers x units x clearing price
 
     uint256 internal constant S_NONE = 1 << 0;
     uint256 internal constant S_OPEN = 1 << 1;
@@ -149,11 +151,22 @@ abstract contract UnitBase is MarketFixture {
 
     // ---------------------------------------------------------------- audit oracle
 
-    /// @notice What the contract's draw must decide for `jobId` committed in `commitBlock`.
+    /// @notice What the contract's draw must decide for `jobId` committed in `commitBlock` (the
+    /// hash must be available: v2 re-seeds an aged draw instead of deciding it).
     function expectedSelected(uint256 jobId, uint256 commitBlock, uint256 auditBps) internal view returns (bool) {
         bytes32 seed = blockhash(commitBlock);
-        if (seed == bytes32(0)) return true;
+        require(seed != bytes32(0), "expectedSelected: hash not available");
         return uint256(keccak256(abi.encode(seed, jobId))) % BPS < auditBps;
+    }
+
+    /// @notice Escrow of a request at the default parameters (fee floor and premium included).
+    function escrowAt(uint256 replicas, uint256 units, uint256 price) internal pure returns (uint256) {
+        return JobLib.escrowOf(replicas, units, price, 250, 1e14, replicas == 1 ? 3000 : 0);
+    }
+
+    /// @notice One of the valid replica counts (1, 3, 5) picked by `x`.
+    function oddReplicas(uint256 x) internal pure returns (uint8) {
+        return uint8(2 * (x % 3) + 1);
     }
 
     function commitmentOf(uint256 jobId, address p, bytes32 digest) internal pure returns (uint64) {

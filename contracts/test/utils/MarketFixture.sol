@@ -28,6 +28,8 @@ abstract contract MarketFixture is Test {
     uint32 internal constant UNITS = 100;
     uint96 internal constant PROVIDER_STAKE = 1_000e18;
     uint40 internal constant UNBONDING = 14 days;
+    /// @dev Most units per job a fixture provider accepts (its `maxUnits` term).
+    uint32 internal constant MAX_UNITS = 1_000_000;
 
     function setUp() public virtual {
         vm.warp(1_700_000_000);
@@ -54,14 +56,16 @@ abstract contract MarketFixture is Test {
             requesterShareBps: 5000,
             rewardShareBps: 3000,
             verifiers: 3,
-            collateralMultiple: 2,
+            collateralMultiple: 10,
             challengeWindow: 10 minutes,
             verifierAssignWindow: 10 minutes,
+            verifierExecWindow: 30 minutes,
             revealWindow: 10 minutes,
-            reassignWindow: 30 minutes,
+            minExecWindow: 60,
             maxAcceptWindow: 1 days,
             maxExecWindow: 1 days,
-            challengeBond: 10e18
+            reassignWindow: 30 minutes,
+            minFee: 1e14
         });
     }
 
@@ -73,7 +77,9 @@ abstract contract MarketFixture is Test {
             gpuModel: bytes32("NVIDIA H100"),
             vramGiB: vramGiB,
             pricePerUnit: price,
-            endpoint: "http://127.0.0.1:9000"
+            endpoint: "http://127.0.0.1:9000",
+            minExecWindow: 0,
+            maxUnits: MAX_UNITS
         });
     }
 
@@ -136,6 +142,7 @@ abstract contract MarketFixture is Test {
     function commitAs(address p, uint256 jobId, bytes32 digest) internal {
         vm.prank(p);
         market.commit(jobId, JobLib.resultHash(jobId, digest), JobLib.seal(p, jobId, digest));
+        if (auditsDisabled && market.state(jobId) == IJobMarket.JobState.Committed) steerDraw(jobId, false);
     }
 
     function revealAs(address p, uint256 jobId, bytes32 digest) internal {
@@ -155,17 +162,124 @@ abstract contract MarketFixture is Test {
         vm.warp(block.timestamp + 12);
     }
 
-    /// @notice Parameters with the audit rate set to `auditBps`.
+    /// @notice When set, every replicas = 1 commit gets a block hash the audit draw does not
+    /// select (see `disableAudits`).
+    bool internal auditsDisabled;
+
+    /// @notice v2 forbids auditBps 0 (auditBps x (1 + collateralMultiple) >= 10000), so "no
+    /// audit" is arranged through the randomness instead: from now on each replicas = 1 commit
+    /// that moves its job to Committed sets its block's hash (vm.setBlockhash) to one the draw
+    /// does not select for that job. Parameters are left as they are.
+    function disableAudits() internal {
+        auditsDisabled = true;
+    }
+
+    /// @notice Parameters with the audit rate set to `auditBps` (the collateral multiple is
+    /// raised to the least the v2 bound allows if needed). `setAuditBps(0)` is `disableAudits()`.
     function setAuditBps(uint16 auditBps) internal {
+        if (auditBps == 0) return disableAudits();
+        auditsDisabled = false;
         IJobMarket.Params memory p = defaultParams();
         p.auditBps = auditBps;
+        while (uint256(auditBps) * (1 + uint256(p.collateralMultiple)) < 10_000) ++p.collateralMultiple;
         vm.prank(owner);
         market.setParams(p);
     }
 
+    /// @notice Sets the hash of the current block to one whose audit draw for `jobId` gives
+    /// `selected`.
+    function steerDraw(uint256 jobId, bool selected) internal {
+        uint256 auditBps = market.params().auditBps;
+        for (uint256 salt;; ++salt) {
+            bytes32 h = keccak256(abi.encode("steer", jobId, salt));
+            if ((uint256(keccak256(abi.encode(h, jobId))) % 10_000 < auditBps) == selected) {
+                vm.setBlockhash(block.number, h);
+                return;
+            }
+        }
+    }
+
+    /// @notice Collateral each participant of `jobId` locks: multiple x units x clearing price.
     function collateralOf(uint256 jobId) internal view returns (uint256) {
         IJobMarket.Job memory j = market.job(jobId);
-        return uint256(j.collateralMultiple) * j.units * j.maxPricePerUnit;
+        return uint256(j.collateralMultiple) * j.units * j.clearingPrice;
+    }
+
+    // ---------------------------------------------------------------- audits (v2: drawn verifiers)
+
+    uint256 private _verifierPoolSize;
+
+    /// @notice Registers and stakes `n` more providers (named "verifier-<i>") that the registry can
+    /// draw as verifiers, then moves to the next draw epoch (draws weigh stake as it stood at the
+    /// start of the epoch); returns the new ones.
+    function stakeVerifiers(uint256 n) internal returns (address[] memory list) {
+        list = new address[](n);
+        for (uint256 i; i < n; ++i) {
+            list[i] = newProvider(string.concat("verifier-", vm.toString(_verifierPoolSize++)), PRICE);
+        }
+        nextEpoch();
+    }
+
+    /// @notice Draw epochs are runs of this many blocks (SortitionTree.EPOCH_BLOCKS).
+    uint256 internal constant EPOCH_BLOCKS = 64;
+
+    /// @notice Moves to the first block of the next draw epoch (12 s per block).
+    function nextEpoch() internal {
+        uint256 target = (block.number / EPOCH_BLOCKS + 1) * EPOCH_BLOCKS;
+        vm.warp(block.timestamp + 12 * (target - block.number));
+        vm.roll(target);
+    }
+
+    /// @notice Staffs the current audit round of `jobId`: moves to the block after the seed block
+    /// and calls `staffAudit` until every seat is filled (the draw budget continues across calls).
+    /// Reverts if the round cannot be staffed. Returns the round's verifiers.
+    function staffRound(uint256 jobId) internal returns (address[] memory) {
+        for (uint256 tries; tries < 40; ++tries) {
+            IJobMarket.Job memory j = market.job(jobId);
+            if (j.participants - j.verifiersFrom == j.seats) return roundVerifiers(jobId);
+            // A new block each try: the seed block's hash must be known, and a seed re-drawn
+            // (aged, or from an earlier epoch) needs the next block.
+            if (block.number == j.seedBlock || tries != 0) nextBlock();
+            vm.prank(keeper);
+            market.staffAudit(jobId);
+        }
+        revert("staffRound: round not staffed");
+    }
+
+    /// @notice The verifiers drawn so far for the current audit round of `jobId`.
+    function roundVerifiers(uint256 jobId) internal view returns (address[] memory list) {
+        IJobMarket.Job memory j = market.job(jobId);
+        IJobMarket.Participant[] memory ps = market.participants(jobId);
+        list = new address[](j.participants - j.verifiersFrom);
+        for (uint256 i; i < list.length; ++i) {
+            list[i] = ps[j.verifiersFrom + i].provider;
+        }
+    }
+
+    /// @notice Staffs the current round and has every drawn verifier commit `digest` (reveals come
+    /// once the job is Revealing: `revealAll`). Returns the round's verifiers.
+    function staffAndCommit(uint256 jobId, bytes32 digest) internal returns (address[] memory vs) {
+        vs = staffRound(jobId);
+        for (uint256 i; i < vs.length; ++i) commitAs(vs[i], jobId, digest);
+    }
+
+    /// @notice Every address in `list` reveals `digest` for `jobId`.
+    function revealAll(address[] memory list, uint256 jobId, bytes32 digest) internal {
+        for (uint256 i; i < list.length; ++i) revealAs(list[i], jobId, digest);
+    }
+
+    /// @notice Audit premium a replicas = 1 job pays on `pay` under the current parameters.
+    function premiumOf(uint256 pay) internal view returns (uint256) {
+        IJobMarket.Params memory p = market.params();
+        return pay * uint256(p.auditBps) * p.verifiers / 10_000;
+    }
+
+    /// @notice Protocol fee on `pay` under the current parameters (at least `minFee`).
+    function feeOf(uint256 pay) internal view returns (uint256) {
+        IJobMarket.Params memory p = market.params();
+        if (pay == 0) return 0;
+        uint256 fee = pay * p.feeBps / 10_000;
+        return fee < p.minFee ? p.minFee : fee;
     }
 
     function escrowOf(uint8 replicas) internal view returns (uint256) {

@@ -1,25 +1,24 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-
-import {Test, Vm} from "../../utils/Test.sol";
+import {Test} from "../../utils/Test.sol";
+import {GhostLedger} from "./GhostLedger.sol";
 import {ComputeToken} from "../../../src/ComputeToken.sol";
 import {ProviderRegistry} from "../../../src/ProviderRegistry.sol";
 import {JobMarket} from "../../../src/JobMarket.sol";
 import {IJobMarket} from "../../../src/interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "../../../src/interfaces/IProviderRegistry.sol";
+import {JobLib} from "../../../src/libraries/JobLib.sol";
 
-/// @notice Shared state of the invariant handlers: the deployment, the actors, and the ghost ledger.
-/// @dev Every call into the contracts goes through `_marketCall` / `_registryCall`, which prank the
-/// actor, record the logs and update the ghosts only from what was observed (events, balance and
-/// pool deltas). Properties that can only be judged at the moment of a call (an honest commit was
-/// rejected, a reveal with a wrong digest was accepted, a slash hit a non-participant...) are
-/// recorded as violations, bucketed by the DESIGN.md invariant number; the invariant functions
-/// assert that every bucket is empty and print the first violation of the bucket.
+/// @notice What the action handlers share: the wiring, job picking, how each provider behaves
+/// (honest providers only ever commit and reveal the true digest; colluders commit the shared
+/// wrong digest, a wrong one of their own, a copy or garbage, or stay away, and may withhold
+/// their reveal), the matcher's and keeper's steps, and one step of a job along its lifecycle.
+/// @dev Every contract call goes through the GhostLedger, which books and checks it. Where the
+/// outcome of a call is fully determined by state the handler can read, the handler checks it
+/// too (an eligible assignment, an in-time commit or reveal, a due staffing, an overdue finalize or
+/// expire must succeed; a copied or wrong reveal, a foreign cancel or challenge must not).
 abstract contract HandlerBase is Test {
-    // ---------------------------------------------------------------- state ids (IJobMarket.JobState)
-    uint8 internal constant NONE = 0;
     uint8 internal constant OPEN = 1;
     uint8 internal constant ASSIGNED = 2;
     uint8 internal constant COMMITTED = 3;
@@ -28,199 +27,91 @@ abstract contract HandlerBase is Test {
     uint8 internal constant SETTLED = 6;
     uint8 internal constant REFUNDED = 7;
     uint8 internal constant EXPIRED = 8;
+    uint256 internal constant S_OPEN = 1 << OPEN;
+    uint256 internal constant S_ASSIGNED = 1 << ASSIGNED;
+    uint256 internal constant S_COMMITTED = 1 << COMMITTED;
+    uint256 internal constant S_AUDITING = 1 << AUDITING;
+    uint256 internal constant S_REVEALING = 1 << REVEALING;
+    uint256 internal constant S_LIVE = S_OPEN | S_ASSIGNED | S_COMMITTED | S_AUDITING | S_REVEALING;
+    uint256 internal constant S_ALL = S_LIVE | (1 << SETTLED) | (1 << REFUNDED) | (1 << EXPIRED);
 
-    uint256 internal constant N_PROVIDERS = 8;
-    uint256 internal constant N_REQUESTERS = 3;
-    /// @dev Caps the loops of `advanceAll` and of the invariant functions.
-    uint256 internal constant MAX_JOBS = 40;
-    uint96 internal constant INITIAL_STAKE = 60e18;
+    /// @dev How a provider commits.
+    uint256 internal constant HONEST = 0;
+    uint256 internal constant COLLUDE = 1; // the digest every colluder agrees on
+    uint256 internal constant WRONG = 2; //   a wrong digest of its own
+    uint256 internal constant COPY = 3; //    copies another participant's resultHash and seal
+    uint256 internal constant GARBAGE = 4; // a commitment no digest opens
 
-    // ---------------------------------------------------------------- wiring
-    ComputeToken public immutable token;
-    ProviderRegistry public immutable registry;
-    JobMarket public immutable market;
-    address public immutable owner;
-    address public immutable matcher;
-    address public immutable keeper;
-    address public immutable treasury;
-    /// @notice Never a participant: tries foreign cancels, challenges and copycat reveals.
-    address public immutable outsider;
+    /// @dev What an action needs of the job it picks, besides its state.
+    uint8 internal constant ANY = 0;
+    uint8 internal constant IN_TIME = 1;
+    uint8 internal constant TO_COMMIT = 2;
+    uint8 internal constant TO_REVEAL = 3;
+    uint8 internal constant TO_STAFF = 4;
 
+    uint256 internal constant N_PROVIDERS = 14;
+
+    GhostLedger public immutable ledger;
+    ComputeToken internal immutable token;
+    ProviderRegistry internal immutable registry;
+    JobMarket internal immutable market;
+    address internal immutable owner;
+    address internal immutable matcher;
+    address internal immutable keeper;
+    address internal immutable outsider;
+    address internal immutable mallory;
+
+    address internal immutable _deployer;
+    /// @dev The provider addresses and who colludes, cached from the ledger (they never change).
     address[] internal _providers;
-    address[] internal _requesters;
-    /// @notice Every address that may hold tokens or credits (for the global sums).
-    address[] internal _holders;
+    mapping(address account => bool) internal _colluder;
 
-    // ---------------------------------------------------------------- ghost ledger
-    uint256 public ghostMinted;
-    uint256 public ghostBurned;
-    uint256 public ghostEscrowed;
-    uint256 public ghostBondsPosted;
-    uint256 public ghostSlashed;
-    uint256 public ghostCredited;
-    uint256 public ghostWithdrawn;
-    uint256 public ghostFeesWithdrawn;
-    uint256 public ghostUnbonded;
-    /// @notice Sum over calls of the change of auditPool + protocolFees, attributed to jobs.
-    int256 public ghostPoolAttributed;
-
-    mapping(address account => uint256) public ghostCredits;
-    mapping(address provider => uint256) public ghostStake;
-    mapping(address provider => uint256) public ghostLocked;
-
-    /// @notice What the handler saw of one job.
-    struct GJob {
-        address requester;
-        uint8 replicas;
-        uint8 lastState;
-        uint8 closedCount;
-        uint8 reopenCount;
-        uint8 closedState;
-        uint96 collateral;
-        uint256 escrow;
-        uint256 bondPosted;
-        uint256 slashed; //     all ProviderSlashed amounts of the job
-        uint256 credited; //    all Credited amounts of the job
-        uint256 burned; //      tokens the market burned while handling the job
-        int256 poolNet; //      change of auditPool + protocolFees in calls on the job
-        // JobClosed figures
-        uint256 cPaid;
-        uint256 cRefunded;
-        uint256 cFees;
-        uint256 cBurned;
-        // what the closing call actually moved
-        uint256 txCredited;
-        uint256 txBurned;
-        uint256 txSlashed;
-        uint256 txBond; //      challenge bond held when the closing call started
-        uint256 txPoolPay; //   audit-pool tokens paid to verifiers by the closing call (modelled)
-        // a committed (resultHash, seal) pair a copycat can copy
-        bytes32 lastResultHash;
-        bytes32 lastSeal;
+    constructor(GhostLedger ledger_) {
+        _deployer = msg.sender;
+        for (uint256 i; i < N_PROVIDERS; ++i) {
+            address p = ledger_.provider(i);
+            _providers.push(p);
+            _colluder[p] = ledger_.isColluder(p);
+        }
+        ledger = ledger_;
+        token = ledger_.token();
+        registry = ledger_.registry();
+        market = ledger_.market();
+        owner = ledger_.owner();
+        matcher = ledger_.matcher();
+        keeper = ledger_.keeper();
+        outsider = ledger_.outsider();
+        mallory = ledger_.mallory();
     }
 
-    /// @notice What the handler saw of one provider in one job.
-    struct Part {
-        bool assigned;
-        bool active; //        collateral locked and neither released nor slashed
-        bool slashed;
-        bool committed;
-        bool digestKnown; //   committed keccak(jobId, digest) and seal(provider, jobId, digest)
-        bool revealed;
-        bytes32 digest;
+    // ================================================================ plumbing
+
+    function _call(address from, uint256 id, bytes memory data) internal returns (bool) {
+        return ledger.execJob(from, id, data);
     }
-
-    mapping(uint256 jobId => GJob) internal _jobs;
-    mapping(uint256 jobId => address[]) internal _assigned;
-    mapping(uint256 jobId => mapping(address provider => Part)) internal _parts;
-    uint256 public jobsSeen;
-
-    /// @notice Successful actions and reached paths, by name (see the summary in afterInvariant).
-    mapping(bytes32 name => uint256) public hits;
-    /// @notice Violations per DESIGN.md invariant number, and the first one of each.
-    mapping(uint256 invariantNo => uint256) public violations;
-    mapping(uint256 invariantNo => string) public firstViolation;
-
-    /// @dev Effects of one call, decoded from its logs.
-    struct Fx {
-        uint256 job;
-        uint256 credited;
-        uint256 burned;
-        uint256 slashed;
-        uint256 feesWithdrawn;
-        bool closed;
-        bool otherJob; // a job-indexed event of another job appeared
-        uint8 closedState;
-        uint256 lastRegSlashJob;
-        address lastRegSlashProvider;
-        uint256 lastRegSlashAmount;
-    }
-
-    /// @dev What `_marketCall` reads before a call on a job.
-    struct Pre {
-        uint256 pool;
-        uint256 bond;
-        uint256 poolPay;
-        uint8 reopens;
-    }
-
-    constructor(
-        ComputeToken token_,
-        ProviderRegistry registry_,
-        JobMarket market_,
-        address owner_,
-        address matcher_,
-        address keeper_,
-        address treasury_
-    ) {
-        token = token_;
-        registry = registry_;
-        market = market_;
-        owner = owner_;
-        matcher = matcher_;
-        keeper = keeper_;
-        treasury = treasury_;
-        outsider = makeAddr("outsider");
-        ghostMinted = token_.totalSupply();
-    }
-
-    // ---------------------------------------------------------------- views for the invariants
-
-    function providerCount() external pure returns (uint256) {
-        return N_PROVIDERS;
-    }
-
-    function provider(uint256 i) external view returns (address) {
-        return _providers[i];
-    }
-
-    function requesterCount() external pure returns (uint256) {
-        return N_REQUESTERS;
-    }
-
-    function requester(uint256 i) external view returns (address) {
-        return _requesters[i];
-    }
-
-    function holderCount() external view returns (uint256) {
-        return _holders.length;
-    }
-
-    function holder(uint256 i) external view returns (address) {
-        return _holders[i];
-    }
-
-    function ghostJob(uint256 jobId) external view returns (GJob memory) {
-        return _jobs[jobId];
-    }
-
-    function part(uint256 jobId, address p) external view returns (Part memory) {
-        return _parts[jobId][p];
-    }
-
-    function assignedCount(uint256 jobId) external view returns (uint256) {
-        return _assigned[jobId].length;
-    }
-
-    function assignedAt(uint256 jobId, uint256 i) external view returns (address) {
-        return _assigned[jobId][i];
-    }
-
-    // ---------------------------------------------------------------- recording helpers
 
     function _violate(uint256 invariantNo, string memory why) internal {
-        if (violations[invariantNo] == 0) firstViolation[invariantNo] = why;
-        violations[invariantNo] += 1;
+        ledger.violate(invariantNo, why);
     }
 
     function _hit(bytes32 name) internal {
-        hits[name] += 1;
+        if (_recordHits) ledger.hit(name);
     }
 
-    function _mint(address to, uint256 amount) internal {
-        vm.prank(owner);
-        token.mint(to, amount);
-        ghostMinted += amount;
+    /// @dev Mirrors the ledger's switch: path counters only for the coverage test.
+    bool internal _recordHits;
+
+    function setRecordHits(bool on) external {
+        require(msg.sender == _deployer, "handler: deployer only");
+        _recordHits = on;
+    }
+
+    function _state(uint256 id) internal view returns (uint8) {
+        return ledger.lastState(id);
+    }
+
+    function _provider(uint256 i) internal view returns (address) {
+        return _providers[i % N_PROVIDERS];
     }
 
     /// @notice Moves time and blocks forward together, as a chain does (12 s blocks).
@@ -234,368 +125,471 @@ abstract contract HandlerBase is Test {
         if (block.timestamp <= deadline) _advance(deadline - block.timestamp + 1 + extra);
     }
 
-    // ---------------------------------------------------------------- calls
-
-    /// @notice Calls the market as `from` and books what the call did. `jobId` is the one job the
-    /// call acts on (0 for createJobs, withdraw and withdrawFees).
-    function _marketCall(address from, uint256 jobId, bytes memory data) internal returns (bool ok) {
-        Pre memory pre;
-        pre.pool = market.auditPool() + market.protocolFees();
-        if (jobId != 0) {
-            pre.bond = market.challengeBond(jobId);
-            pre.poolPay = _modelVerifierPoolPay(jobId);
-            pre.reopens = _jobs[jobId].reopenCount;
-        }
-        vm.recordLogs();
-        vm.prank(from);
-        (ok,) = address(market).call(data);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
-        if (!ok) return false;
-        Fx memory fx;
-        fx.job = jobId;
-        _process(logs, fx);
-        int256 dPool = int256(market.auditPool() + market.protocolFees()) - int256(pre.pool);
-        ghostPoolAttributed += dPool;
-        if (jobId == 0) {
-            // Only withdrawFees may move the pool/fee ledger outside a job.
-            if (dPool != -int256(fx.feesWithdrawn)) _violate(2, "pool or fees changed by a call on no job");
-            ghostPoolAttributed += int256(fx.feesWithdrawn); // booked as ghostFeesWithdrawn instead
-        } else {
-            if (fx.otherJob) _violate(5, "a call on one job emitted events of another");
-            _jobs[jobId].poolNet += dPool;
-            _observe(jobId, fx, pre);
-        }
+    function colludingDigest(uint256 id) public pure returns (bytes32) {
+        return keccak256(abi.encode("fabricated output", id));
     }
 
-    /// @notice Calls a batch function that moves no tokens (assignBatch, commitBatch, drawAudits)
-    /// on the jobs `ids` and checks each job's transition.
-    function _marketCallMany(address from, uint256[] memory ids, bytes memory data) internal returns (bool ok) {
-        uint256 pool = market.auditPool() + market.protocolFees();
-        Pre[] memory pre = new Pre[](ids.length);
-        for (uint256 i; i < ids.length; ++i) {
-            pre[i].reopens = _jobs[ids[i]].reopenCount;
-        }
-        vm.recordLogs();
-        vm.prank(from);
-        (ok,) = address(market).call(data);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
-        if (!ok) return false;
-        Fx memory fx;
-        _process(logs, fx);
-        if (fx.credited != 0 || fx.slashed != 0 || fx.burned != 0 || market.auditPool() + market.protocolFees() != pool)
-        {
-            _violate(10, "a batch of assignments, commits or draws moved tokens");
-        }
-        for (uint256 i; i < ids.length; ++i) {
-            Fx memory none;
-            _observe(ids[i], none, pre[i]);
-        }
+    function _trueDigest(uint256 id) internal pure returns (bytes32) {
+        return keccak256(abi.encode("correct output", id));
     }
 
-    /// @notice Calls the registry as `from` and books the stake events.
-    function _registryCall(address from, bytes memory data) internal returns (bool ok) {
-        vm.recordLogs();
-        vm.prank(from);
-        (ok,) = address(registry).call(data);
-        Vm.Log[] memory logs = vm.getRecordedLogs();
-        if (!ok) return false;
-        Fx memory fx;
-        _process(logs, fx);
-        if (fx.slashed != 0 || fx.credited != 0) _violate(6, "a provider action moved slashes or credits");
-    }
+    // ================================================================ job selection
 
-    // ---------------------------------------------------------------- log decoding
-
-    function _process(Vm.Log[] memory logs, Fx memory fx) internal {
-        for (uint256 i; i < logs.length; ++i) {
-            Vm.Log memory l = logs[i];
-            if (l.topics.length == 0) continue;
-            if (l.emitter == address(market)) _onMarketLog(l, fx);
-            else if (l.emitter == address(registry)) _onRegistryLog(l, fx);
-            else if (l.emitter == address(token)) _onTokenLog(l, fx);
-        }
-    }
-
-    function _onMarketLog(Vm.Log memory l, Fx memory fx) internal {
-        bytes32 t = l.topics[0];
-        if (t == IJobMarket.Withdrawn.selector) {
-            address account = address(uint160(uint256(l.topics[1])));
-            uint256 amount = abi.decode(l.data, (uint256));
-            if (amount != ghostCredits[account]) _violate(2, "withdraw paid other than the whole credit");
-            ghostCredits[account] -= amount > ghostCredits[account] ? ghostCredits[account] : amount;
-            ghostWithdrawn += amount;
-            _hit("withdrawn");
-            return;
-        }
-        if (t == IJobMarket.FeesWithdrawn.selector) {
-            uint256 amount = abi.decode(l.data, (uint256));
-            ghostFeesWithdrawn += amount;
-            fx.feesWithdrawn += amount;
-            _hit("feesWithdrawn");
-            return;
-        }
-        if (l.topics.length < 2) return; // ParamsSet, MatcherSet, TreasurySet
-        uint256 id = uint256(l.topics[1]);
-        if (t == IJobMarket.JobCreated.selector) return _onCreated(id, l);
-        if (fx.job != 0 && id != fx.job) fx.otherJob = true;
-        if (t == IJobMarket.ProviderAssigned.selector) return _onAssigned(id, address(uint160(uint256(l.topics[2]))));
-        if (t == IJobMarket.Credited.selector) {
-            address account = address(uint160(uint256(l.topics[2])));
-            uint256 amount = abi.decode(l.data, (uint256));
-            ghostCredits[account] += amount;
-            ghostCredited += amount;
-            _jobs[id].credited += amount;
-            fx.credited += amount;
-            return;
-        }
-        if (t == IJobMarket.ProviderSlashed.selector) {
-            return _onSlashed(id, address(uint160(uint256(l.topics[2]))), abi.decode(l.data, (uint256)), fx);
-        }
-        if (t == IJobMarket.ResultRevealed.selector) {
-            return _onRevealed(id, address(uint160(uint256(l.topics[2]))), abi.decode(l.data, (bytes32)));
-        }
-        if (t == IJobMarket.JobClosed.selector) return _onClosed(id, l.data, fx);
-        if (t == IJobMarket.JobChallenged.selector) {
-            uint256 bond = abi.decode(l.data, (uint256));
-            _jobs[id].bondPosted += bond;
-            ghostBondsPosted += bond;
-            _hit("challenged");
-            return;
-        }
-        if (t == IJobMarket.JobReopened.selector) return _onReopened(id);
-        if (t == IJobMarket.AuditDrawn.selector) {
-            _hit(abi.decode(l.data, (bool)) ? bytes32("auditSelected") : bytes32("auditCleared"));
-            return;
-        }
-        if (t == IJobMarket.ResultCommitted.selector) return _hit("committed");
-        if (t == IJobMarket.RevealStarted.selector) return _hit("revealStarted");
-    }
-
-    function _onCreated(uint256 id, Vm.Log memory l) internal {
-        (, IJobMarket.JobRequest memory r,, uint256 escrow) =
-            abi.decode(l.data, (bytes32, IJobMarket.JobRequest, uint32, uint256));
-        GJob storage j = _jobs[id];
-        if (j.lastState != NONE) _violate(5, "job id created twice");
-        IJobMarket.Job memory onchain = market.job(id);
-        j.requester = address(uint160(uint256(l.topics[2])));
-        j.replicas = r.replicas;
-        j.lastState = OPEN;
-        j.collateral = uint96(uint256(onchain.collateralMultiple) * r.units * r.maxPricePerUnit);
-        j.escrow = escrow;
-        ghostEscrowed += escrow;
-        if (id != jobsSeen + 1) _violate(5, "job ids not consecutive");
-        jobsSeen = id;
-        if (uint8(onchain.state) != OPEN) _violate(5, "a created job is not Open");
-        _hit("created");
-    }
-
-    function _onAssigned(uint256 id, address p) internal {
-        Part storage pt = _parts[id][p];
-        if (pt.assigned) _violate(4, "a provider was assigned twice to one job");
-        pt.assigned = true;
-        pt.active = true;
-        _assigned[id].push(p);
-        ghostLocked[p] += _jobs[id].collateral;
-        if (registry.provider(p).unbondAt != 0) _violate(7, "an unbonding provider took new collateral locks");
-        _hit("assigned");
-    }
-
-    /// @dev DESIGN 6: a slash takes exactly the collateral this provider locked for this job, from
-    /// this provider, once; the registry's Slashed event must be the same slash.
-    function _onSlashed(uint256 id, address p, uint256 amount, Fx memory fx) internal {
-        GJob storage j = _jobs[id];
-        Part storage pt = _parts[id][p];
-        if (!pt.assigned || !pt.active) _violate(6, "slashed a provider without collateral locked in the job");
-        if (amount > j.collateral) _violate(6, "slash above the job's collateral");
-        if (fx.lastRegSlashJob != id || fx.lastRegSlashProvider != p || fx.lastRegSlashAmount != amount) {
-            _violate(6, "market and registry disagree on a slash");
-        }
-        fx.lastRegSlashAmount = 0;
-        if (pt.active) ghostLocked[p] -= j.collateral;
-        pt.active = false;
-        pt.slashed = true;
-        ghostSlashed += amount;
-        j.slashed += amount;
-        fx.slashed += amount;
-        _hit("slashed");
-        if (registry.provider(p).unbondAt != 0) _hit("slashedWhileUnbonding");
-    }
-
-    /// @dev DESIGN 9: an accepted reveal must be the digest the handler committed for that provider.
-    function _onRevealed(uint256 id, address p, bytes32 digest) internal {
-        Part storage pt = _parts[id][p];
-        if (!pt.committed || pt.revealed) _violate(9, "reveal without a pending commitment");
-        if (!pt.digestKnown) _violate(9, "a copied or unrevealable commitment was revealed");
-        else if (pt.digest != digest) _violate(9, "revealed a digest other than the committed one");
-        pt.revealed = true;
-        _hit("revealed");
-    }
-
-    function _onReopened(uint256 id) internal {
-        GJob storage j = _jobs[id];
-        j.reopenCount += 1;
-        address[] storage list = _assigned[id];
-        for (uint256 i; i < list.length; ++i) {
-            if (_parts[id][list[i]].active) _violate(4, "collateral still locked when the job reopened");
-        }
-        _hit("reopened");
-    }
-
-    /// @dev Releases every participation still active: a closed job holds no collateral.
-    function _onClosed(uint256 id, bytes memory data, Fx memory fx) internal {
-        (uint8 st,, uint256 paid, uint256 refunded, uint256 fees, uint256 burned) =
-            abi.decode(data, (uint8, bytes32, uint256, uint256, uint256, uint256));
-        GJob storage j = _jobs[id];
-        j.closedCount += 1;
-        if (j.closedCount > 1) _violate(5, "a job was closed twice");
-        j.closedState = st;
-        j.cPaid = paid;
-        j.cRefunded = refunded;
-        j.cFees = fees;
-        j.cBurned = burned;
-        fx.closed = true;
-        fx.closedState = st;
-        address[] storage list = _assigned[id];
-        for (uint256 i; i < list.length; ++i) {
-            Part storage pt = _parts[id][list[i]];
-            if (pt.active) {
-                pt.active = false;
-                ghostLocked[list[i]] -= j.collateral;
+    /// @notice A job whose last observed state is in `mask` and that meets `need`, searching from a
+    /// fuzzed start; 0 when there is none.
+    function _pickJob(uint256 seed, uint256 mask, uint8 need) internal view returns (uint256) {
+        if (mask & ~S_LIVE == 0) {
+            (uint256[] memory ids, uint8[] memory states) = ledger.liveStates();
+            uint256 n = ids.length;
+            for (uint256 k; k < n; ++k) {
+                uint256 i = (seed % n + k) % n;
+                if ((1 << states[i]) & mask != 0 && _meets(ids[i], need)) return ids[i];
             }
+            return 0;
         }
-        if (st == SETTLED) _hit("settled");
-        else if (st == REFUNDED) _hit("refunded");
-        else if (st == EXPIRED) _hit("expired");
+        uint256 count = ledger.jobsSeen();
+        for (uint256 k; k < count; ++k) {
+            uint256 id = 1 + (seed % count + k) % count;
+            if ((1 << _state(id)) & mask != 0 && _meets(id, need)) return id;
+        }
+        return 0;
     }
 
-    function _onRegistryLog(Vm.Log memory l, Fx memory fx) internal {
-        bytes32 t = l.topics[0];
-        if (t == IProviderRegistry.Staked.selector) {
-            (uint256 amount,) = abi.decode(l.data, (uint256, uint256));
-            ghostStake[address(uint160(uint256(l.topics[1])))] += amount;
-        } else if (t == IProviderRegistry.Slashed.selector) {
-            address p = address(uint160(uint256(l.topics[2])));
-            uint256 amount = abi.decode(l.data, (uint256));
-            if (amount > ghostStake[p]) _violate(6, "slash above the provider's stake");
-            else ghostStake[p] -= amount;
-            fx.lastRegSlashJob = uint256(l.topics[1]);
-            fx.lastRegSlashProvider = p;
-            fx.lastRegSlashAmount = amount;
-        } else if (t == IProviderRegistry.Unbonded.selector) {
-            address p = address(uint160(uint256(l.topics[1])));
-            uint256 amount = abi.decode(l.data, (uint256));
-            if (amount > ghostStake[p]) _violate(7, "unbonded more than the stake");
-            else ghostStake[p] -= amount;
-            ghostUnbonded += amount;
+    function _meets(uint256 id, uint8 need) internal view returns (bool) {
+        if (need == ANY) return true;
+        IJobMarket.Job memory j = market.job(id);
+        if (block.timestamp > j.deadline) return false;
+        if (need == TO_COMMIT) return _pendingCommitter(id, j, 0) != address(0);
+        if (need == TO_REVEAL) return _pendingRevealer(id, 0) != address(0);
+        if (need == TO_STAFF) return _unstaffed(j);
+        return true;
+    }
+
+    function _unstaffed(IJobMarket.Job memory j) internal pure returns (bool) {
+        return uint8(j.state) == AUDITING && j.participants - j.verifiersFrom < j.seats;
+    }
+
+    /// @notice The live, in-time job furthest along its lifecycle (0 if none); `onlyOf` restricts it to
+    /// one requester's jobs (zero: anyone's).
+    function _deepestJob(uint256 seed, address onlyOf) internal view returns (uint256 best) {
+        (uint256[] memory ids, uint8[] memory states) = ledger.liveStates();
+        uint256 n = ids.length;
+        uint8 bestState;
+        for (uint256 k; k < n; ++k) {
+            uint256 i = (seed % n + k) % n;
+            if (states[i] <= bestState) continue;
+            IJobMarket.Job memory j = market.job(ids[i]);
+            if ((onlyOf != address(0) && j.requester != onlyOf) || block.timestamp > j.deadline) continue;
+            (best, bestState) = (ids[i], states[i]);
         }
     }
 
-    function _onTokenLog(Vm.Log memory l, Fx memory fx) internal {
-        if (l.topics[0] != IERC20.Transfer.selector || l.topics.length < 3) return;
-        address from = address(uint160(uint256(l.topics[1])));
-        address to = address(uint160(uint256(l.topics[2])));
-        if (to != address(0)) return;
-        uint256 amount = abi.decode(l.data, (uint256));
-        ghostBurned += amount;
-        if (from != address(market) || fx.job == 0) {
-            _violate(10, "tokens burned outside a job's slash");
+    // ================================================================ requester steps
+
+    function _cancel(uint256 id, bool foreign) internal {
+        address caller = foreign ? outsider : ledger.jobRequester(id);
+        bool ok = _call(caller, id, abi.encodeCall(IJobMarket.cancel, (id)));
+        if (foreign && ok) _violate(5, "a stranger cancelled a job");
+        if (!foreign && !ok) _violate(8, "the requester could not cancel an Open job");
+        if (ok) _hit("cancelled");
+    }
+
+    function _challenge(uint256 id, bool foreign) internal {
+        IJobMarket.Job memory j = market.job(id);
+        address caller = foreign ? outsider : j.requester;
+        bool ok = _call(caller, id, abi.encodeCall(IJobMarket.challenge, (id)));
+        bool due = uint8(j.state) == COMMITTED && block.timestamp <= j.deadline;
+        if (foreign && ok) _violate(5, "a stranger challenged a job");
+        if (!foreign && !ok && due) _violate(8, "an in-time challenge was rejected");
+        if (!foreign && ok && !due) _violate(5, "a late challenge was accepted");
+    }
+
+    // ================================================================ matcher steps
+
+    /// @notice Assigns providers that meet every rule to an Open job; with `adversarial`, as many
+    /// colluders as possible. Sometimes slips in one that breaks a rule, which must be refused.
+    function _assign(uint256 id, uint256 seed, bool adversarial) internal {
+        IJobMarket.Job memory j = market.job(id);
+        if (uint8(j.state) != OPEN || block.timestamp > j.deadline) return;
+        (address[] memory chosen, bool enough) = _choose(id, j, seed, adversarial);
+        if (!enough) {
+            _hit("unassignable");
             return;
         }
-        fx.burned += amount;
-        _jobs[fx.job].burned += amount;
+        bool bad;
+        if (seed % 8 == 0) bad = _spoil(id, j, chosen, seed >> 8);
+        bool ok = _call(matcher, id, abi.encodeCall(IJobMarket.assign, (id, chosen)));
+        if (ok && bad) _violate(4, "an ineligible provider was assigned");
+        if (!ok && !bad) _violate(8, "an assignment of eligible providers was rejected");
+        if (!ok && bad) _hit("badAssignRefused");
     }
 
-    // ---------------------------------------------------------------- per-call checks
-
-    /// @dev DESIGN 5: the job moved along an edge of the lifecycle graph, JobClosed was emitted
-    /// exactly when it became terminal, and with that state. Stores the closing call's figures.
-    function _observe(uint256 id, Fx memory fx, Pre memory pre) internal {
-        GJob storage j = _jobs[id];
-        uint8 before = j.lastState;
-        uint8 post = uint8(market.state(id));
-        if (post != before) {
-            if (!_allowedEdge(before, post, j.replicas, pre.reopens, j.reopenCount)) {
-                _violate(
-                    5,
-                    string.concat(
-                        "illegal transition ", vm.toString(uint256(before)), " -> ", vm.toString(uint256(post))
-                    )
-                );
-            }
-            _hit(bytes32(uint256(keccak256(abi.encode("edge", before, post)))));
-        }
-        bool becameTerminal = post >= SETTLED && before < SETTLED;
-        if (fx.closed != becameTerminal) _violate(5, "JobClosed not emitted exactly when the job became terminal");
-        if (fx.closed && fx.closedState != post) _violate(5, "JobClosed state differs from the stored state");
-        if (fx.closed) {
-            j.txCredited = fx.credited;
-            j.txBurned = fx.burned;
-            j.txSlashed = fx.slashed;
-            j.txBond = pre.bond;
-            j.txPoolPay = pre.poolPay;
-            if (fx.slashed != 0 && post == EXPIRED) _hit("closeWithNoShowSlash");
-            if (pre.poolPay != 0) _hit("poolPaidVerifiers");
-            if (pre.bond != 0) {
-                _hit(post == SETTLED ? bytes32("closedWithBondSettled") : bytes32("closedWithBondRefunded"));
-            }
-        }
-        j.lastState = post;
-    }
-
-    /// @notice The lifecycle graph of DESIGN.md section 3.
-    function _allowedEdge(uint8 a, uint8 b, uint8 replicas, uint8 reopensBefore, uint8 reopensAfter)
-        internal
-        pure
-        returns (bool)
-    {
-        if (a == OPEN) return b == ASSIGNED || b == EXPIRED;
-        if (a == ASSIGNED) {
-            return (b == COMMITTED && replicas == 1) || b == REVEALING
-                || (b == OPEN && reopensBefore == 0 && reopensAfter == 1) || (b == EXPIRED && reopensBefore == 1);
-        }
-        if (a == COMMITTED) return b == AUDITING || b == SETTLED;
-        if (a == AUDITING) return b == REVEALING || b == SETTLED;
-        if (a == REVEALING) return b == SETTLED || b == REFUNDED;
-        return false; // None is left only by creation; terminal states are final
-    }
-
-    /// @notice Audit-pool tokens a closing call on `jobId` would pay honest verifiers: the audited
-    /// executor is in the majority, verifiers agree with it, and no challenge bond funds them.
-    /// @dev An independent model of JobMarket._payVerifiers, read before the call.
-    function _modelVerifierPoolPay(uint256 jobId) internal view returns (uint256) {
-        IJobMarket.Job memory j = market.job(jobId);
-        if (uint8(j.state) != REVEALING || j.participants <= j.replicas) return 0;
-        if (market.challengeBond(jobId) != 0) return 0;
-        (bytes32 majority, bool found) = _majorityOf(jobId, j.participants, j.revealMask);
-        if (!found || j.revealMask & 1 == 0 || market.revealedDigest(jobId, 0) != majority) return 0;
-        uint256 honest;
-        for (uint256 i = j.replicas; i < j.participants; ++i) {
-            if (j.revealMask & (1 << i) != 0 && market.revealedDigest(jobId, i) == majority) ++honest;
-        }
-        if (honest == 0) return 0;
-        uint256 wanted = honest * uint256(j.units) * j.maxPricePerUnit;
-        uint256 pool = market.auditPool();
-        uint256 budget = wanted < pool ? wanted : pool;
-        return budget / honest * honest;
-    }
-
-    function _majorityOf(uint256 jobId, uint256 n, uint256 revealMask)
+    /// @notice Whether `p` meets the job's rules on its own (the shared clearing price aside).
+    function _fits(uint256 id, IJobMarket.Job memory j, address p, IProviderRegistry.Provider memory r)
         internal
         view
-        returns (bytes32 digest, bool found)
+        returns (bool)
     {
-        uint256 revealed;
-        for (uint256 i; i < n; ++i) {
-            if (revealMask & (1 << i) != 0) ++revealed;
-        }
-        for (uint256 i; i < n; ++i) {
-            if (revealMask & (1 << i) == 0) continue;
-            bytes32 d = market.revealedDigest(jobId, i);
-            uint256 votes;
-            for (uint256 k; k < n; ++k) {
-                if (revealMask & (1 << k) != 0 && market.revealedDigest(jobId, k) == d) ++votes;
+        return p != j.requester && r.registered && r.unbondAt == 0 && (r.profileMask >> j.profile) & 1 != 0
+            && r.vramGiB >= j.minVramGiB && r.pricePerUnit <= j.maxPricePerUnit && j.execWindow >= r.minExecWindow
+            && j.units <= r.maxUnits && !ledger.noShowExcluded(id, p);
+    }
+
+    /// @dev A set of executors being built: each keeps free stake for the collateral at the
+    /// clearing price (the highest ask) of the set.
+    struct Pick {
+        address[] chosen;
+        uint256[] free;
+        uint256 count;
+        uint256 clearing;
+    }
+
+    /// @notice `replicas` providers that together meet every rule: added greedily in a fuzzed order
+    /// (colluders first when `adversarial`), each only if everyone chosen still has free stake for
+    /// the collateral at the raised clearing price.
+    function _choose(uint256 id, IJobMarket.Job memory j, uint256 seed, bool adversarial)
+        internal
+        view
+        returns (address[] memory chosen, bool enough)
+    {
+        Pick memory k = Pick(new address[](j.replicas), new uint256[](j.replicas), 0, 0);
+        uint256 start = seed % N_PROVIDERS;
+        if (adversarial) {
+            for (uint256 i; i < 3 && k.count < j.replicas; ++i) {
+                _consider(id, j, k, _provider(11 + (start + i) % 3));
             }
-            if (votes * 2 > revealed) return (d, true);
         }
+        for (uint256 i; i < N_PROVIDERS && k.count < j.replicas; ++i) {
+            _consider(id, j, k, _provider(start + i));
+        }
+        return (k.chosen, k.count == j.replicas);
+    }
+
+    function _consider(uint256 id, IJobMarket.Job memory j, Pick memory k, address p) internal view {
+        if (_listed(p, k.chosen, k.count)) return;
+        IProviderRegistry.Provider memory r = registry.provider(p);
+        if (!_fits(id, j, p, r)) return;
+        uint256 price = r.pricePerUnit > k.clearing ? r.pricePerUnit : k.clearing;
+        uint256 collateral = uint256(j.collateralMultiple) * j.units * price;
+        uint256 f = uint256(r.stake) - r.locked;
+        if (f < collateral) return;
+        for (uint256 i; i < k.count; ++i) {
+            if (k.free[i] < collateral) return;
+        }
+        (k.chosen[k.count], k.free[k.count], k.clearing) = (p, f, price);
+        ++k.count;
+    }
+
+    function _listed(address p, address[] memory list, uint256 n) internal pure returns (bool) {
+        for (uint256 i; i < n; ++i) {
+            if (list[i] == p) return true;
+        }
+        return false;
+    }
+
+    /// @notice Breaks one rule in `chosen`: a duplicate, the requester itself, or a provider that
+    /// is unregistered, unbonding, an excluded no-show, or whose terms the job does not meet.
+    function _spoil(uint256 id, IJobMarket.Job memory j, address[] memory chosen, uint256 seed)
+        internal
+        view
+        returns (bool)
+    {
+        uint256 slot = seed % chosen.length;
+        uint256 kind = (seed >> 8) % 3;
+        if (kind == 0 && chosen.length > 1) {
+            chosen[slot] = chosen[(slot + 1) % chosen.length];
+            return true;
+        }
+        if (kind == 1) {
+            chosen[slot] = j.requester;
+            return true;
+        }
+        for (uint256 k; k < N_PROVIDERS; ++k) {
+            address p = _provider(seed % N_PROVIDERS + k);
+            if (_listed(p, chosen, chosen.length)) continue;
+            if (!_fits(id, j, p, registry.provider(p)) && p != j.requester) {
+                chosen[slot] = p;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // ================================================================ provider steps
+
+    /// @notice How `p` commits: an honest provider the true digest, always; a colluder mostly the
+    /// shared wrong digest (always, when `coordinated`), else a wrong one, a copy, garbage, or the truth.
+    function _modeFor(address p, uint256 seed, bool coordinated) internal view returns (uint256) {
+        if (!_colluder[p]) return HONEST;
+        if (coordinated) return COLLUDE;
+        uint256 r = seed % 20;
+        if (r < 10) return COLLUDE;
+        if (r < 12) return WRONG;
+        if (r < 14) return COPY;
+        if (r < 15) return GARBAGE;
+        return HONEST;
+    }
+
+    /// @dev Whether the seat `pt` owes a commit now: executors while Assigned, the current round's
+    /// verifiers while Auditing.
+    function _owes(IJobMarket.Job memory j, GhostLedger.Part memory pt) internal pure returns (bool) {
+        if (!pt.assigned || !pt.active || pt.committed) return false;
+        if (uint8(j.state) == ASSIGNED) return pt.index < j.replicas;
+        return uint8(j.state) == AUDITING && pt.index >= j.verifiersFrom;
+    }
+
+    function _pendingCommitter(uint256 id, IJobMarket.Job memory j, uint256 seed) internal view returns (address) {
+        (address[] memory ps, GhostLedger.Part[] memory parts) = ledger.seatParts(id);
+        uint256 n = ps.length;
+        for (uint256 k; k < n; ++k) {
+            uint256 i = (seed % n + k) % n;
+            if (_owes(j, parts[i])) return ps[i];
+        }
+        return address(0);
+    }
+
+    /// @dev Executors commit while Assigned, verifiers of the current round while Auditing, in time.
+    function _commitDue(uint256 id, IJobMarket.Job memory j, address p) internal view returns (bool) {
+        return block.timestamp <= j.deadline && _owes(j, ledger.part(id, p));
+    }
+
+    function _commitAs(uint256 id, address p, uint256 mode, uint256 seed) internal returns (bool ok) {
+        bytes32 digest;
+        bytes32 rh;
+        bytes32 sl;
+        bool known = true;
+        (bytes32 lastRh, bytes32 lastSl) = ledger.lastCommit(id);
+        if (mode == COPY && lastRh != 0) {
+            (rh, sl) = (lastRh, lastSl);
+            known = false;
+        } else if (mode == GARBAGE) {
+            rh = keccak256(abi.encode("garbage", id, p, seed));
+            sl = keccak256(abi.encode("garbage seal", id, p, seed));
+            known = false;
+        } else {
+            digest = mode == COLLUDE
+                ? colludingDigest(id)
+                : mode == WRONG ? keccak256(abi.encode("wrong", id, p)) : _trueDigest(id);
+            rh = JobLib.resultHash(id, digest);
+            sl = JobLib.seal(p, id, digest);
+        }
+        bool due = _commitDue(id, market.job(id), p);
+        ok = _call(p, id, abi.encodeCall(IJobMarket.commit, (id, rh, sl)));
+        if (ok && !due) _violate(5, "a commit was accepted out of turn or late");
+        if (!ok && due) _violate(8, "an in-time commit of a participant was rejected");
+        if (!ok) return false;
+        ledger.noteCommit(id, p, known, digest, rh, sl);
+        _hit(mode == HONEST ? bytes32("commitHonest") : mode == COPY ? bytes32("commitCopy") : bytes32("commitBad"));
+    }
+
+    /// @notice Every participant that owes a commit commits: honest ones always (the truth, in
+    /// time), colluders by their strategy; an uncoordinated colluder stays away one time in four.
+    function _commitAll(uint256 id, uint256 seed, bool coordinated) internal {
+        (address[] memory ps, GhostLedger.Part[] memory parts) = ledger.seatParts(id);
+        IJobMarket.Job memory j = market.job(id);
+        for (uint256 i; i < ps.length; ++i) {
+            if (!_owes(j, parts[i])) continue;
+            uint256 r = uint256(keccak256(abi.encode(seed, i)));
+            if (_colluder[ps[i]] && !coordinated && r % 4 == 0) {
+                _hit("colluderNoShow");
+                continue;
+            }
+            _commitAs(id, ps[i], _modeFor(ps[i], r >> 8, coordinated), r);
+            j = market.job(id);
+            if (uint8(j.state) != ASSIGNED && uint8(j.state) != AUDITING) break;
+        }
+    }
+
+    function _pendingRevealer(uint256 id, uint256 seed) internal view returns (address) {
+        (address[] memory ps, GhostLedger.Part[] memory parts) = ledger.seatParts(id);
+        uint256 n = ps.length;
+        for (uint256 k; k < n; ++k) {
+            uint256 i = (seed % n + k) % n;
+            if (parts[i].committed && !parts[i].revealed && parts[i].active) return ps[i];
+        }
+        return address(0);
+    }
+
+    /// @notice Every participant with a pending reveal reveals, honest ones always; colluders one
+    /// time in four withhold (all of them together when `coordinated`, to force an escalation).
+    function _revealAll(uint256 id, uint256 seed, bool coordinated) internal {
+        (address[] memory ps, GhostLedger.Part[] memory parts) = ledger.seatParts(id);
+        bool withholdAll = coordinated && seed % 4 == 0;
+        for (uint256 i; i < ps.length; ++i) {
+            GhostLedger.Part memory pt = parts[i];
+            if (!pt.committed || pt.revealed || !pt.active) continue;
+            if (_colluder[ps[i]] && (withholdAll || (!coordinated && (seed >> (i + 2)) % 4 == 0))) {
+                _hit("withheld");
+                continue;
+            }
+            _revealAs(id, ps[i]);
+        }
+    }
+
+    /// @dev Reveals what `p` committed; a copycat or garbage committer tries the true and the
+    /// colluding digest, which must both fail.
+    function _revealAs(uint256 id, address p) internal {
+        GhostLedger.Part memory pt = ledger.part(id, p);
+        if (!pt.digestKnown) {
+            _revealForged(id, p, _trueDigest(id));
+            _revealForged(id, p, colludingDigest(id));
+            return;
+        }
+        IJobMarket.Job memory j = market.job(id);
+        bool due = uint8(j.state) == REVEALING && block.timestamp <= j.deadline && pt.committed && !pt.revealed;
+        bool ok = _call(p, id, abi.encodeCall(IJobMarket.reveal, (id, pt.digest)));
+        if (!ok && due) _violate(9, "a reveal matching hash and seal was rejected");
+        if (ok && !due) _violate(9, "a late or repeated reveal was accepted");
+    }
+
+    /// @dev A reveal whose digest does not open the caller's commitment: it must fail.
+    function _revealForged(uint256 id, address p, bytes32 digest) internal {
+        GhostLedger.Part memory pt = ledger.part(id, p);
+        if (pt.digestKnown && pt.digest == digest) return; // not forged after all
+        if (_call(p, id, abi.encodeCall(IJobMarket.reveal, (id, digest)))) {
+            _violate(9, "a reveal not matching hash and seal was accepted");
+        } else {
+            _hit("forgedRevealRefused");
+        }
+    }
+
+    // ================================================================ keeper steps
+
+    function _drawAudit(uint256 id) internal {
+        if (block.number <= market.participants(id)[0].commitBlock) _advance(12);
+        IJobMarket.Job memory j = market.job(id);
+        if (j.flags & 8 != 0 && block.number <= j.seedBlock) _advance(12); // re-seeded: the next block
+        if (!_call(keeper, id, abi.encodeCall(IJobMarket.drawAudit, (id)))) {
+            _violate(8, "the audit draw failed on a Committed job");
+        }
+    }
+
+    /// @notice Draws the verifiers of an unstaffed, in-time audit round (from the block after its seed).
+    function _staff(uint256 id) internal {
+        IJobMarket.Job memory j = market.job(id);
+        if (uint8(j.state) != AUDITING || j.participants - j.verifiersFrom == j.seats) return;
+        if (block.number <= j.seedBlock) _advance(12);
+        if (block.timestamp > j.deadline) return;
+        if (_call(keeper, id, abi.encodeCall(IJobMarket.staffAudit, (id)))) _hit("staffCall");
+        else _violate(8, "staffAudit of an unstaffed in-time audit failed");
+    }
+
+    function _finalize(uint256 id) internal returns (bool ok) {
+        IJobMarket.Job memory j = market.job(id);
+        ok = _call(keeper, id, abi.encodeCall(IJobMarket.finalize, (id)));
+        bool allRevealed = uint8(j.state) == REVEALING && j.revealMask == j.commitMask;
+        if (!ok && (block.timestamp > j.deadline || allRevealed) && !_sameBlockReseed(j)) {
+            _violate(
+                8,
+                string.concat(
+                    "finalize failed after the deadline or with every reveal in: job ",
+                    vm.toString(id),
+                    " state ",
+                    vm.toString(uint256(uint8(j.state))),
+                    " ",
+                    vm.toString(ledger.lastRevert())
+                )
+            );
+        }
+        if (ok) _hit("finalized");
+    }
+
+    /// @dev The one overdue finalize that may revert: a Committed job whose draw was re-seeded in
+    /// this very block (it draws from the next one).
+    function _sameBlockReseed(IJobMarket.Job memory j) internal view returns (bool) {
+        return uint8(j.state) == COMMITTED && j.flags & 8 != 0 && j.seedBlock == uint32(block.number);
+    }
+
+    function _expire(uint256 id) internal returns (bool ok) {
+        uint256 deadline = market.job(id).deadline;
+        ok = _call(keeper, id, abi.encodeCall(IJobMarket.expire, (id)));
+        if (!ok && block.timestamp > deadline) {
+            _violate(8, string.concat("expire failed after the deadline: ", vm.toString(ledger.lastRevert())));
+        }
+        if (ok && block.timestamp <= deadline) _violate(5, "a job was expired before its deadline");
+        if (ok) _hit("expiredCall");
+    }
+
+    /// @notice Advances every overdue live job: expire (Open, Assigned, Auditing) or finalize
+    /// (Committed, Revealing); returns how many live jobs remain.
+    function _advanceAll() internal returns (uint256 remaining) {
+        (uint256[] memory ids, uint8[] memory states) = ledger.liveStates();
+        for (uint256 k; k < ids.length; ++k) {
+            if (block.timestamp <= market.job(ids[k]).deadline) continue;
+            if ((1 << states[k]) & (S_OPEN | S_ASSIGNED | S_AUDITING) != 0) _expire(ids[k]);
+            else _finalize(ids[k]);
+        }
+        return ledger.live().length;
+    }
+
+    /// @notice More than 256 fast blocks pass in a few seconds: a seed block's hash ages out while
+    /// every window stays open.
+    function _ageSeed() internal {
+        vm.roll(block.number + 257);
+        vm.warp(block.timestamp + 1);
+    }
+
+    // ================================================================ one lifecycle step
+
+    /// @dev One step of job `id` along its path, the branch chosen by `choice`. `adversarial`: the
+    /// requester challenges whenever it can, the relayer assigns colluders first and sometimes
+    /// lets an audit go unstaffed, colluders coordinate (all commit the same wrong digest; all
+    /// reveal it or all withhold).
+    function _step(uint256 id, uint256 choice, bool adversarial) internal {
+        uint8 s = _state(id);
+        IJobMarket.Job memory j = market.job(id);
+        uint256 c = choice % 16;
+        bool late = block.timestamp > j.deadline;
+        if (s == OPEN) {
+            if (c == 0) return _cancel(id, false);
+            if (late || c == 1) {
+                _advancePast(j.deadline, 0);
+                _expire(id);
+                return;
+            }
+            return _assign(id, choice >> 4, adversarial && c < 12);
+        }
+        if (s == COMMITTED) {
+            if (!late && (adversarial ? c < 12 : c < 3)) return _challenge(id, false);
+            if (c < 8 && !late) {
+                if (adversarial && c == 7) _ageSeed(); // the relayer sits on the draw
+                return _drawAudit(id);
+            }
+            _advancePast(j.deadline, (choice >> 4) % 4 == 0 ? 2 hours : 0); // sometimes long enough to re-seed
+            _finalize(id);
+            return;
+        }
+        if (s == AUDITING && _unstaffed(j)) {
+            if (late || c < (adversarial ? 3 : 1)) {
+                _advancePast(j.deadline, 0); // nobody staffed the round in time: no verdict
+                if (c % 2 == 0) _expire(id);
+                else _finalize(id);
+                return;
+            }
+            if (adversarial && c >= 14) _ageSeed(); // the relayer sits on the round
+            return _staff(id);
+        }
+        if (s == ASSIGNED || s == AUDITING) {
+            // a reopened job sees more no-shows, so that a second no-show (Expired) is reached
+            uint256 noShows = j.flags & 1 != 0 ? 8 : 2;
+            if (late || c < noShows || _pendingCommitter(id, j, 0) == address(0)) {
+                _advancePast(j.deadline, 0); // whoever has not committed is a no-show
+                if (s == AUDITING && c % 2 == 0) _finalize(id);
+                else _expire(id);
+                return;
+            }
+            return _commitAll(id, choice >> 4, adversarial);
+        }
+        // Revealing
+        if (_pendingRevealer(id, 0) == address(0)) {
+            _finalize(id); // everyone revealed: resolves at once
+            return;
+        }
+        if (late || c < 2) {
+            _advancePast(j.deadline, 0); // the rest withhold
+            _finalize(id);
+            return;
+        }
+        _revealAll(id, choice >> 4, adversarial);
     }
 }
