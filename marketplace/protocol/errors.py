@@ -55,6 +55,7 @@ _HINTS: dict[str, str] = {
     "JobMarketAuditStaffed": "the audit round has all its verifiers; nothing to staff",
     "JobMarketSeedNotReady": "the verifier draw needs the next block's hash; retry next block",
     "JobMarketOnlySelf": "internal batch entry point; call the single-item function instead",
+    "JobMarketBatchItemOutOfGas": "an item ran out of gas; send the batch with more gas or fewer items",
     "JobMarketAlreadyCommitted": "this provider already committed a result to the job",
     "JobMarketNothingToReveal": "commit first, or the reveal was already made",
     "JobMarketRevealMismatch": "reveal exactly the digest that was committed, from the same key",

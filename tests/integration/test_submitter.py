@@ -111,11 +111,15 @@ def current_plan(cast: scenarios.Cast, jobs: list[int]) -> KeeperPlan:
 def test_keeper_draws_finalizes_and_expires_from_chain_state(cast: scenarios.Cast) -> None:
     scenarios.set_audit_rate(cast, 0)
     alice, bob, carol = (cast.providers[n] for n in ("alice", "bob", "carol"))
-    single_a, single_b, unassigned = make_jobs(cast, 3)
+    *singles, unassigned = make_jobs(cast, 7)
     trio = cast.requester.create_job(request(replicas=3, tag=99))
-    cast.matcher.assign_batch([(single_a, [alice.address]), (single_b, [alice.address])])
+    cast.matcher.assign_batch([(j, [alice.address]) for j in singles])
     cast.matcher.assign(trio, [p.address for p in (alice, bob, carol)])
-    alice.commit_batch([(single_a, scenarios.GOOD), (single_b, scenarios.GOOD)])
+    alice.commit_batch([(j, scenarios.GOOD) for j in singles])
+    mine(cast.w3)
+    # The audit rate has a floor above zero: follow two jobs whose draw, as the chain now says,
+    # does not select them (each is clear with probability 1 - auditBps).
+    single_a, single_b = [j for j in singles if not cast.owner.audit_selected(j)][:2]
     for p in (alice, bob, carol):
         p.commit(trio, scenarios.GOOD)
     for p in (alice, bob, carol):

@@ -325,13 +325,13 @@ contract AdversaryHandler is HandlerBase {
     }
 
     /// @notice A whole adversarial lifecycle: mallory's most advanced job (or, one time in three,
-    /// anyone's), up to 16 adversarial steps: she challenges, the relayer seats colluders first and
+    /// anyone's), up to 10 adversarial steps: she challenges, the relayer seats colluders first and
     /// sometimes lets rounds go unstaffed, colluders coordinate; honest providers do their job.
     function advLifecycle(uint256 seed, uint256 choices) external {
         uint256 id = _deepestJob(seed, seed % 3 == 0 ? address(0) : mallory);
         if (id == 0) id = _pickOwn(seed, S_LIVE);
         if (id == 0) return;
-        for (uint256 k; k < 16 && (1 << _state(id)) & S_LIVE != 0; ++k) {
+        for (uint256 k; k < 10 && (1 << _state(id)) & S_LIVE != 0; ++k) {
             _step(id, uint256(keccak256(abi.encode(choices, k))), true);
         }
         _hit("advLifecycle");

@@ -163,7 +163,6 @@ contract GhostLedger is Test {
     }
 
     mapping(uint256 jobId => GJob) internal _jobs;
-    mapping(uint256 jobId => GClose) internal _closes;
     mapping(uint256 jobId => address[]) internal _seats;
     mapping(uint256 jobId => mapping(address provider => Part)) internal _parts;
     mapping(uint256 jobId => mapping(address provider => bool)) public noShowExcluded;
@@ -328,8 +327,12 @@ contract GhostLedger is Test {
         return _jobs[jobId];
     }
 
-    function ghostClose(uint256 jobId) external view returns (GClose memory) {
-        return _closes[jobId];
+    /// @notice Per-job books of a terminal job: escrow + bond + slashed - credited - burned - pool
+    /// flow (zero when they close), and how often it was closed.
+    function books(uint256 jobId) external view returns (int256 gap, uint8 closedCount, uint8 state) {
+        GJob storage j = _jobs[jobId];
+        gap = int256(j.escrow + j.bondPosted + j.slashed) - int256(j.credited + j.burned) - j.poolNet;
+        return (gap, j.closedCount, j.lastState);
     }
 
     function lastState(uint256 jobId) external view returns (uint8) {
@@ -918,7 +921,7 @@ contract GhostLedger is Test {
 
     function _onClosed(uint256 id, bytes memory data) internal {
         GJob storage j = _jobs[id];
-        GClose storage c = _closes[id];
+        GClose memory c;
         uint8 st;
         (st, c.digest, c.paid, c.refunded, c.fees, c.burned) =
             abi.decode(data, (uint8, bytes32, uint256, uint256, uint256, uint256));
@@ -926,7 +929,7 @@ contract GhostLedger is Test {
         j.closedCount += 1;
         j.closedState = st;
         _edge(id, st);
-        Model memory m = _closeModel(id, st, c.digest);
+        Model memory m = _closeModel(id, st, c);
         _checkClose(id, c);
         _checkCredits(id, j, m, _tally[id].comp);
         // per-job conservation over the whole life: nothing is held for a terminal job
@@ -947,14 +950,13 @@ contract GhostLedger is Test {
         else _hit("expired");
     }
 
-    /// @dev Runs the v2 model of the closing step: fills the model figures of `_closes[id]` and
+    /// @dev Runs the v2 model of the closing step: fills the model figures of `c` and
     /// moves the modelled pool and fee counters.
-    function _closeModel(uint256 id, uint8 st, bytes32 digest) internal returns (Model memory m) {
+    function _closeModel(uint256 id, uint8 st, GClose memory c) internal returns (Model memory m) {
         GJob storage j = _jobs[id];
-        GClose storage c = _closes[id];
         IJobMarket.Job memory r = market.job(id);
         m.pay = uint256(r.units) * r.clearingPrice;
-        _judge(id, j, r, st, digest, m);
+        _judge(id, j, r, st, c.digest, m);
         Tally storage t = _tally[id];
         // verifier pay: the bond first, then the pool (capped), split evenly, dust to the pool
         m.bond = ghostBondHeld[id];
@@ -995,7 +997,7 @@ contract GhostLedger is Test {
         ghostPoolAttributed += poolDelta;
     }
 
-    function _checkClose(uint256 id, GClose storage c) internal {
+    function _checkClose(uint256 id, GClose memory c) internal {
         if (c.paid != c.mPaid || c.refunded != c.mRefunded || c.fees != c.mFees || c.burned != c.mBurned) {
             _jobViolate(3, id, "JobClosed figures differ from the v2 model");
         }

@@ -196,13 +196,13 @@ contract JobMarketHandler is HandlerBase {
         if (id != 0) _step(id, choice, false);
     }
 
-    /// @notice Takes the most advanced live job up to 12 steps along its path: whole lifecycles,
+    /// @notice Takes the most advanced live job up to 6 steps along its path: whole lifecycles,
     /// audits and escalations included, in one call.
     function lifecycle(uint256 jobSeed, uint256 choices) external {
         uint256 id = _deepestJob(jobSeed, address(0));
         if (id == 0) id = _pickJob(jobSeed, S_LIVE, ANY);
         if (id == 0) return;
-        for (uint256 k; k < 12 && (1 << _state(id)) & S_LIVE != 0; ++k) {
+        for (uint256 k; k < 6 && (1 << _state(id)) & S_LIVE != 0; ++k) {
             _step(id, uint256(keccak256(abi.encode(choices, k))), false);
         }
         _hit("lifecycle");
@@ -277,9 +277,9 @@ contract JobMarketHandler is HandlerBase {
     /// several Open jobs, a provider commits to every job it owes a commit, a keeper draws audits,
     /// staffs rounds, finalizes or expires several overdue jobs.
     function batch(uint256 seed, uint256 pick) external {
-        uint256 kind = seed % 6;
+        uint256 kind = seed % 7;
         if (kind == 0) return _assignBatch(pick);
-        if (kind == 1) return _commitBatch(seed >> 8);
+        if (kind == 1 || kind == 6) return _commitBatch(seed >> 8);
         uint256 mask = kind == 2 ? S_COMMITTED : kind == 3 ? S_AUDITING : kind == 4 ? S_COMMITTED | S_REVEALING : S_OPEN | S_ASSIGNED | S_AUDITING;
         if (kind >= 4) _advance(bound(pick >> 64, 12, 2 hours));
         else _advance(12); // every seed block is at least a block old
