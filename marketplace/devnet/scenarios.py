@@ -185,10 +185,13 @@ def draw_clear(keeper: Market, job_id: int, *, attempts: int = 50) -> None:
         if w3.eth.block_number <= seed_block:
             mine(w3)
             continue
+        if w3.eth.block_number - seed_block > 256:
+            keeper.draw_audit(job_id)  # the hash aged out on-chain: the contract re-seeds
+            continue
         seed = bytes(w3.eth.get_block(seed_block)["hash"])
         if not _selects(seed, job_id, keeper.params().audit_bps):
             keeper.draw_audit(job_id)
-            return
+            continue  # normally drawn clear now; the loop checks
         w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(257), hex(0)])
         keeper.draw_audit(job_id)  # the hash aged out: re-seeds from this block
     raise RuntimeError(f"job {job_id}: no clear audit draw in {attempts} seeds")
