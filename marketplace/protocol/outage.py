@@ -61,7 +61,7 @@ class Outage:
             )
         else:
             self.log.debug("%s still unavailable: %s", self.name, exc)
-        delay = min(self.first_delay * 2**self.failures, self.max_delay)
+        delay = min(self.first_delay * 2.0**self.failures, self.max_delay)
         self.failures += 1
         self._next_try = now + delay
         return delay
