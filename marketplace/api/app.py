@@ -9,7 +9,8 @@
     POST /heartbeats           a SignedHeartbeat; 200 accepted (or an exact duplicate),
                                422 malformed, 400 wrong chain / market / stale / future,
                                403 bad signature / signer / unregistered, 409 not newer,
-                               413 body above 16 KiB, 503 no chain configured
+                               413 body above 16 KiB, 503 no chain configured or the
+                               registry index unavailable (Retry-After)
     GET  /providers/liveness   each provider's last heartbeat and whether it is live
     POST /results, GET /jobs/{id}/results
                                signed notices of where providers put their encrypted results
@@ -51,6 +52,7 @@ from marketplace.api.metrics import CONTENT_TYPE, Counter, Histogram, Registry
 from marketplace.api.results import results_router
 from marketplace.api.settings import ApiSettings
 from marketplace.protocol.artifact_client import REASON_HEADER, check_sha256
+from marketplace.protocol.errors import DepinError
 from marketplace.protocol.heartbeat import (
     HeartbeatError,
     LivenessBook,
@@ -59,13 +61,15 @@ from marketplace.protocol.heartbeat import (
     verify_heartbeat,
 )
 
-__all__ = ["ProviderSource", "create_app"]
+__all__ = ["ProviderSource", "ProviderSourceUnavailable", "create_app"]
 
 #: Upload bytes are handed to the store's worker thread in pieces of about this size.
 _FLUSH_BYTES: Final = 1024 * 1024
 #: Largest heartbeat body accepted (a heartbeat is about 400 bytes).
 _MAX_HEARTBEAT_BYTES: Final = 16 * 1024
 _OCTET: Final = "application/octet-stream"
+#: Seconds a client is told to wait (Retry-After) when a dependency of the API is unavailable.
+RETRY_AFTER: Final = 2
 
 _HEARTBEAT_STATUS: Final[dict[str, int]] = {
     "malformed": 422,
@@ -80,11 +84,17 @@ _HEARTBEAT_STATUS: Final[dict[str, int]] = {
 }
 
 
+class ProviderSourceUnavailable(DepinError, ConnectionError):
+    """The provider source cannot answer now (its database is down); the heartbeat gets 503
+    with Retry-After, and the provider sends it again."""
+
+
 class ProviderSource(Protocol):
     """Which addresses are registered providers (the relayer's index of registry events).
 
     When given to `create_app`, heartbeats from other addresses are refused with 403, which
-    also keeps the liveness book to registered providers.
+    also keeps the liveness book to registered providers. `is_registered` raises
+    `ProviderSourceUnavailable` when it cannot tell.
     """
 
     def is_registered(self, address: str) -> bool: ...
@@ -356,7 +366,13 @@ def create_app(
                 now=int(clock()),
                 max_skew=settings.heartbeat_max_skew,
             )
-            if provider_source is not None and not provider_source.is_registered(provider):
+            try:
+                registered = provider_source is None or await run_in_threadpool(
+                    provider_source.is_registered, provider
+                )
+            except ProviderSourceUnavailable as exc:
+                return _error(503, str(exc), headers={"retry-after": str(RETRY_AFTER)})
+            if not registered:
                 raise HeartbeatError(
                     "unregistered",
                     f"{provider} is not a registered provider on this market; register it "

@@ -19,25 +19,30 @@ JavaScript number. Addresses are checksummed. ``credited`` is the sum of the mar
 had it never withdrawn. Liveness (``last_heartbeat``, ``live``) comes from the heartbeat book
 when one is given, else it is null.
 
-Errors are ``{"detail": "<what went wrong>"}`` like the rest of the API.
+Errors are ``{"detail": "<what went wrong>"}`` like the rest of the API. While the store's
+database is unavailable (locked, unreadable, its server restarting) every endpoint here answers
+503 with ``Retry-After``; the outage is logged once, and its end once.
 
     app = create_app(settings, liveness=book, routers=[chain_router(store, book)])
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.protocol.outage import Outage
+from marketplace.relayer.outages import database_unavailable, reason, safe_url
 from marketplace.relayer.store import (
     AuditRoundRow,
     Checkpoint,
@@ -63,6 +68,11 @@ __all__ = [
     "VerdictOut",
     "chain_router",
 ]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client is told to wait (Retry-After) while the database is unavailable.
+RETRY_AFTER = 2
 
 #: Most jobs one page of GET /jobs returns.
 MAX_LIMIT = 500
@@ -417,10 +427,29 @@ def chain_router(
     heartbeat_interval: int = 15,
     heartbeat_missed: int = 3,
     clock: Callable[[], float] = time.time,
+    outage: Outage | None = None,
 ) -> APIRouter:
     """The read endpoints over `store`; `liveness` adds each provider's heartbeat state
-    (live when its last heartbeat is within `heartbeat_missed` x `heartbeat_interval` s)."""
-    router = APIRouter(tags=["chain"])
+    (live when its last heartbeat is within `heartbeat_missed` x `heartbeat_interval` s).
+    `outage` tracks the database as these endpoints see it (one of its own when None)."""
+    db = outage or Outage(f"relayer database {safe_url(store.url)} (API)", log)
+
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            db.failed(reason(exc))
+            raise HTTPException(
+                503,
+                "the relayer's database is unavailable (it is retried by itself); "
+                f"retry in {RETRY_AFTER} s",
+                headers={"retry-after": str(RETRY_AFTER)},
+            ) from exc
+        db.ok()
+
+    router = APIRouter(tags=["chain"], dependencies=[Depends(guard)])
 
     def credited(address: str | None = None) -> dict[str, int]:
         query = select(HistoryRow.account, HistoryRow.amount).where(HistoryRow.event == "Credited")

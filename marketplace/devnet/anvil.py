@@ -38,7 +38,9 @@ def free_port() -> int:
 
 class Anvil:
     """Starts Anvil on a free loopback port; stops it on exit. `state_file` keeps the chain
-    across restarts (anvil --state)."""
+    across restarts (anvil --state: loaded at start, dumped on a clean exit and, with
+    `state_interval`, every that many seconds). `kill()` then `start()` is a crash and restart
+    on the same port: the chain comes back as of the last dump, shorter than it was."""
 
     def __init__(
         self,
@@ -46,11 +48,13 @@ class Anvil:
         state_file: Path | None = None,
         log_file: Path | None = None,
         chain_id: int = 31337,
+        state_interval: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.state_file = state_file
         self.log_file = log_file
         self.chain_id = chain_id
+        self.state_interval = state_interval
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,6 +65,8 @@ class Anvil:
         cmd = [anvil_binary(), "--port", str(self.port), "--chain-id", str(self.chain_id)]
         if self.state_file is not None:
             cmd += ["--state", str(self.state_file)]
+            if self.state_interval is not None:
+                cmd += ["--state-interval", str(self.state_interval)]
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         w3 = Web3(Web3.HTTPProvider(self.url))
@@ -86,6 +92,14 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is dumped, the state file keeps its last dump."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
         self.proc = None
 
     def __enter__(self) -> Anvil:

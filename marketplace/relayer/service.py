@@ -19,7 +19,19 @@ Each `step()`:
 
 Nothing is assigned twice: jobs this relayer assigned stay out of matching until the listener's
 checkpoint passes the block they were assigned in, and a job the store still shows Open but the
-chain does not is dropped by the submitter with the contract's error.
+chain does not is dropped by the submitter with the contract's error. An assignment whose block
+the chain no longer has (a node restarted from an older state dump, a reorg) leaves that book at
+once, so the job is matched again as soon as the listener has rolled the store back.
+
+Outages: `run` survives the RPC going away (refused, reset, timed out, a node restarted with a
+shorter chain) and the database going away (locked, unreadable, a database server restarting).
+Each outage is logged once (`marketplace.protocol.outage.Outage`: one warning, one recovery line
+with its length), the loop backs off (doubling from `poll_interval` up to `max_backoff`) and
+resumes by itself. A failed step writes nothing half-way: the listener applies a block range and
+its checkpoint in one transaction, and the submitter re-reads the key's nonce from the chain at
+every call. While only the database is down the keeper keeps going from the chain, over the live
+jobs the store named last, so no audit goes unstaffed and no finalization or expiry waits for
+the database; after any outage one step catches up on every call that fell due.
 
 `api_app(relayer, settings)` builds the HTTP API served next to the loop (`depin relayer run`):
 artifacts, POST /heartbeats into the relayer's own liveness book, /metrics, and the read
@@ -28,6 +40,7 @@ endpoints over its store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -40,16 +53,18 @@ from eth_utils.address import to_checksum_address
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from web3 import Web3
-from web3.exceptions import Web3Exception
+from web3.exceptions import BlockNotFound
 
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ChainError
 from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
+from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
 from marketplace.relayer.listener import Listener
 from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
+from marketplace.relayer.outages import RPC_ERRORS, database_unavailable, reason, safe_url
 from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.store import JobRow, ParticipantRow, Store
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
@@ -117,6 +132,7 @@ class Relayer:
         heartbeat_interval: int | None = None,
         heartbeat_missed: int | None = None,
         poll_interval: float | None = None,
+        max_backoff: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if settings is None and (market is None or store is None):
@@ -148,12 +164,29 @@ class Relayer:
         self.heartbeat_interval = _pick(heartbeat_interval, s.heartbeat_interval if s else None, 15)
         self.heartbeat_missed = _pick(heartbeat_missed, s.heartbeat_missed if s else None, 3)
         self.poll_interval = _pick(poll_interval, s.poll_interval if s else None, 1.0)
+        self.max_backoff = max(
+            self.poll_interval, _pick(max_backoff, s.max_backoff if s else None, 10.0)
+        )
+        endpoint = getattr(self.w3.provider, "endpoint_uri", None) or "the chain"
+        #: The RPC and the database, each logged once per outage (shared with the submitter).
+        self.rpc_outage = Outage(
+            f"RPC {endpoint}", log, first_delay=self.poll_interval, max_delay=self.max_backoff
+        )
+        self.db_outage = Outage(
+            f"relayer database {safe_url(store.url)}",
+            log,
+            first_delay=self.poll_interval,
+            max_delay=self.max_backoff,
+        )
         self.listener = Listener(self.w3, self.deployment, store, confirmations=self.confirmations)
-        self.submitter = Submitter(market, max_batch=self.max_batch)
+        self.submitter = Submitter(market, max_batch=self.max_batch, outage=self.rpc_outage)
         #: Keeper items the contract skipped, so an unchanged job is not retried forever.
         self.skips = keeper.SkipBook(max_skips)
-        #: job id -> block its assignment landed in, until the listener's checkpoint passes it.
-        self._in_flight: dict[int, int] = {}
+        #: job id -> (block, block hash) its assignment landed in, until the listener's
+        #: checkpoint passes that block or the chain turns out not to have it any more.
+        self._in_flight: dict[int, tuple[int, str]] = {}
+        #: The live job ids the store named last: the keeper's worklist while it is down.
+        self._live_ids: list[int] = []
 
     def close(self) -> None:
         self.store.close()
@@ -161,11 +194,29 @@ class Relayer:
     # ------------------------------------------------------------------ one cycle
 
     def step(self) -> StepReport:
+        """One cycle: follow the chain, match, assign, keep. Raises what made it fail (an RPC
+        or a database error) after doing what it could without the failed part: while the
+        database is down the keeper still runs over the last known live jobs."""
         report = StepReport()
+        try:
+            self._follow_and_match(report)
+            live_ids = self.store.live_job_ids()
+        except Exception as exc:
+            if database_unavailable(exc) and self._live_ids:
+                # The chain is the keeper's truth; only its worklist came from the store.
+                with contextlib.suppress(*RPC_ERRORS):
+                    self._keep(report, self._live_ids)
+            raise
+        self._live_ids = live_ids
+        self.skips.forget(live_ids)
+        self._keep(report, live_ids)
+        return report
+
+    def _follow_and_match(self, report: StepReport) -> None:
         report.events = self.listener.poll_once()
         checkpoint = self.store.checkpoint(self.deployment.chain_id)
         report.checkpoint = checkpoint.block_number if checkpoint is not None else 0
-        self._in_flight = {j: b for j, b in self._in_flight.items() if b > report.checkpoint}
+        self._settle_in_flight(report.checkpoint)
 
         providers = self._provider_views()
         open_jobs = self._open_jobs()
@@ -176,51 +227,89 @@ class Relayer:
         if executors:
             result = self.submitter.submit_assignments(executors)
             for tx in result.landed:
+                block_hash = _hex(tx.receipt["blockHash"])
                 for job_id in tx.done_ids:
-                    self._in_flight[job_id] = tx.block
+                    self._in_flight[job_id] = (tx.block, block_hash)
             report.assigned = result.landed_ids()
             report.dropped.extend(result.dropped)
 
-        live_ids = self.store.live_job_ids()
-        self.skips.forget(live_ids)
-        if live_ids:
-            head = self.w3.eth.get_block("latest")
-            views = read_job_views(self.market, live_ids)
-            plan = keeper.plan(
-                views, int(head["timestamp"]), int(head["number"]), self.max_batch, self.skips
+    def _settle_in_flight(self, checkpoint: int) -> None:
+        """Forgets assignments the listener has applied, and those whose block the chain lost
+        (a restart from an older state, a reorg): their jobs are Open again."""
+        self._in_flight = {j: b for j, b in self._in_flight.items() if b[0] > checkpoint}
+        if not self._in_flight:
+            return
+        current: dict[int, str | None] = {}
+        for block, _ in set(self._in_flight.values()):
+            try:
+                current[block] = _hex(self.w3.eth.get_block(block)["hash"])
+            except BlockNotFound:
+                current[block] = None
+        lost = {j for j, (b, h) in self._in_flight.items() if current[b] != h}
+        if lost:
+            log.warning(
+                "assignments of jobs %s are gone from the chain (node restarted from an older "
+                "state or a reorg); they are matched again",
+                sorted(lost),
             )
-            if not plan.empty:
-                result = self.submitter.submit_keeper(plan)
-                report.drawn = result.landed_ids("draw_audits")
-                report.staffed = result.landed_ids("staff_audits")
-                report.finalized = result.landed_ids("finalize")
-                report.expired = result.landed_ids("expire")
-                report.dropped.extend(result.dropped)
-                by_id = {v.job_id: v for v in views}
-                for kind, skip in result.skipped():
-                    if skip.job_id in by_id:
-                        self.skips.record(by_id[skip.job_id], kind)
-                for d in result.dropped:  # a single-item batch that reverted outright
-                    if d.job_id in by_id and not any(
-                        s.job_id == d.job_id for _, s in result.skipped(d.kind)
-                    ):
-                        self.skips.record(by_id[d.job_id], d.kind)
-        return report
+            self._in_flight = {j: b for j, b in self._in_flight.items() if j not in lost}
 
-    def run(self, stop: threading.Event, max_backoff: float = 60.0) -> None:
-        """Runs `step()` every `poll_interval` seconds until `stop` is set, backing off
-        (doubling up to `max_backoff`) while the RPC fails."""
-        backoff = self.poll_interval
+    def _keep(self, report: StepReport, live_ids: list[int]) -> None:
+        """The keeper's pass: every draw, staffing, finalization and expiry due now, read from
+        the chain's view of `live_ids`, in one plan (so an outage is caught up in one pass)."""
+        if not live_ids:
+            return
+        head = self.w3.eth.get_block("latest")
+        views = read_job_views(self.market, live_ids)
+        plan = keeper.plan(
+            views, int(head["timestamp"]), int(head["number"]), self.max_batch, self.skips
+        )
+        if plan.empty:
+            return
+        result = self.submitter.submit_keeper(plan)
+        report.drawn += result.landed_ids("draw_audits")
+        report.staffed += result.landed_ids("staff_audits")
+        report.finalized += result.landed_ids("finalize")
+        report.expired += result.landed_ids("expire")
+        report.dropped.extend(result.dropped)
+        by_id = {v.job_id: v for v in views}
+        for kind, skip in result.skipped():
+            if skip.job_id in by_id:
+                self.skips.record(by_id[skip.job_id], kind)
+        for d in result.dropped:  # a single-item batch that reverted outright
+            if d.job_id in by_id and not any(
+                s.job_id == d.job_id for _, s in result.skipped(d.kind)
+            ):
+                self.skips.record(by_id[d.job_id], d.kind)
+
+    def run(self, stop: threading.Event, max_backoff: float | None = None) -> None:
+        """Runs `step()` every `poll_interval` seconds until `stop` is set. An RPC or database
+        outage is logged once; the loop backs off (up to `max_backoff`, the relayer's own when
+        None) and resumes when the dependency is back. Other errors (a bug, a misconfiguration)
+        end the loop: the process exits and its supervisor restarts it."""
+        if max_backoff is not None:
+            for outage in (self.rpc_outage, self.db_outage):
+                outage.max_delay = max(outage.first_delay, max_backoff)
         while not stop.is_set():
             try:
                 report = self.step()
-            except (ChainError, OSError, Web3Exception) as exc:
-                log.warning("relayer step failed (%s); retrying in %.1f s", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, max_backoff)
-                continue
-            backoff = self.poll_interval
-            if report.assigned or report.staffed or report.finalized or report.expired:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    stop.wait(self.db_outage.failed(reason(exc)))
+                    continue
+                if isinstance(exc, RPC_ERRORS):
+                    stop.wait(self.rpc_outage.failed(reason(exc)))
+                    continue
+                raise
+            self.rpc_outage.ok()
+            self.db_outage.ok()
+            if (
+                report.assigned
+                or report.drawn
+                or report.staffed
+                or report.finalized
+                or (report.expired)
+            ):
                 log.info("step: %s", report.as_dict())
             stop.wait(self.poll_interval)
 
@@ -316,20 +405,48 @@ class Relayer:
 
 
 class StoreProviders:
-    """The API's `ProviderSource` over the relayer's store: registered per the indexed events."""
+    """The API's `ProviderSource` over the relayer's store: registered per the indexed events.
 
-    def __init__(self, store: Store) -> None:
+    Registrations seen are remembered, so while the database is unavailable heartbeats of
+    providers already known keep being accepted (their liveness does not lapse because of the
+    relayer's own outage); an address never seen gets `ProviderSourceUnavailable` (503)."""
+
+    def __init__(self, store: Store, outage: Outage | None = None) -> None:
         self.store = store
+        self.outage = outage or Outage(f"relayer database {safe_url(store.url)}", log)
+        self._known: set[str] = set()
 
     def is_registered(self, address: str) -> bool:
-        row = self.store.provider(to_checksum_address(address))
-        return row is not None and bool(row.registered)
+        from marketplace.api.app import ProviderSourceUnavailable
+
+        checksummed = to_checksum_address(address)
+        try:
+            row = self.store.provider(checksummed)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            self.outage.failed(reason(exc))
+            if checksummed in self._known:
+                return True
+            raise ProviderSourceUnavailable(
+                "the relayer's database is unavailable, so it cannot check that "
+                f"{checksummed} is registered; retry in a few seconds"
+            ) from exc
+        self.outage.ok()
+        registered = row is not None and bool(row.registered)
+        if registered:
+            self._known.add(checksummed)
+        else:
+            self._known.discard(checksummed)
+        return registered
 
 
 def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
     """The HTTP API of `relayer`: heartbeats land in `relayer.liveness` (created if None, so the
     matcher reads the same book), checked against its deployment and its registered providers;
-    jobs, providers and status come from its store."""
+    jobs, providers and status come from its store. While the store is unavailable its
+    endpoints answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of
+    known providers keep working."""
     from marketplace.api.app import create_app
     from marketplace.api.chain_routes import chain_router
     from marketplace.api.settings import ApiSettings
@@ -345,18 +462,33 @@ def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
         host=settings.api_host,
         port=settings.api_port,
     )
+    # The API's own view of the database: its requests fail and recover apart from the loop's.
+    outage = Outage(
+        f"relayer database {safe_url(relayer.store.url)} (API)",
+        log,
+        first_delay=relayer.poll_interval,
+        max_delay=relayer.max_backoff,
+    )
     router = chain_router(
         relayer.store,
         relayer.liveness,
         heartbeat_interval=relayer.heartbeat_interval,
         heartbeat_missed=relayer.heartbeat_missed,
+        outage=outage,
     )
     return create_app(
         api_settings,
-        provider_source=StoreProviders(relayer.store),
+        provider_source=StoreProviders(relayer.store, outage),
         liveness=relayer.liveness,
         routers=[router],
     )
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    text = str(value).lower()
+    return text if text.startswith("0x") else "0x" + text
 
 
 def _pick(explicit: T | None, configured: T | None, default: T) -> T:

@@ -9,6 +9,8 @@
                                       (sqlite in ~/.local/share/depin/relayer.sqlite3)
     DEPIN_RELAYER_CONFIRMATIONS       blocks left unapplied behind the head (1)
     DEPIN_RELAYER_POLL_INTERVAL       seconds between two cycles (1.0)
+    DEPIN_RELAYER_MAX_BACKOFF         longest wait between two attempts while the RPC or the
+                                      database is unavailable (10.0)
     DEPIN_RELAYER_MAX_BATCH           most jobs per transaction (50)
     DEPIN_RELAYER_REQUIRE_HEARTBEATS  match only providers with a recent heartbeat (true)
     DEPIN_RELAYER_HEARTBEAT_INTERVAL  seconds between a provider's heartbeats (15)
@@ -81,6 +83,9 @@ class RelayerSettings(StoreSettings):
     confirmations: Annotated[int, Field(ge=0)] = 1
     #: Seconds between two cycles.
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    #: Longest wait, in seconds, between two attempts while the RPC or the database is down;
+    #: bounds how long the relayer takes to notice a dependency is back.
+    max_backoff: Annotated[float, Field(gt=0)] = 10.0
     #: Most jobs per transaction.
     max_batch: Annotated[int, Field(ge=1)] = 50
     #: When true only providers live in the liveness book (or the store's heartbeats) are matched.

@@ -12,10 +12,13 @@
   returned, and the rest are sent, so one stale job never blocks the others.
 - Transient failures (connection refused or reset, node restarting, nonce too low / too high,
   receipt not found in time) are retried with exponential backoff after `signer.reset_nonce()`,
-  so the next attempt reads the 'pending' nonce afresh.
-- Nonces: the Signer tracks them locally; each `submit_*` call first re-reads the 'pending'
-  count, so a new process, a gap left by a lost transaction or a send from another process
-  with the same key do not wedge the queue.
+  so the next attempt reads the 'pending' nonce afresh. They are logged through an `Outage`
+  (one warning per RPC outage, shared with the relayer loop when it passes its own), not once
+  per attempt.
+- Nonces: the Signer tracks them locally within one call; each `submit_*` call first re-reads
+  the 'pending' count, so a new process, a gap left by a lost transaction, a send from another
+  process with the same key, or a node restarted from an older state (its nonce rolled back
+  with its chain) never meet a remembered nonce.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from web3.types import TxReceipt
 from marketplace.protocol.chain import Signer
 from marketplace.protocol.client import BatchSkip, Market
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
+from marketplace.protocol.outage import Outage
 from marketplace.relayer.keeper import JobView, KeeperPlan
 
 log = logging.getLogger(__name__)
@@ -155,6 +159,7 @@ class Submitter:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        outage: Outage | None = None,
     ) -> None:
         if market.signer is None:
             raise ConfigError("the submitter needs a client with a key (Market(..., account))")
@@ -168,6 +173,11 @@ class Submitter:
         self.max_backoff = max_backoff
         self._sleep = sleep
         self._lock = _key_lock(self.signer.address)
+        endpoint = getattr(market.w3.provider, "endpoint_uri", None) or "the chain"
+        #: The RPC as the submitter sees it: one warning per outage, however many retries.
+        self.outage = outage or Outage(
+            f"RPC {endpoint}", log, first_delay=backoff, max_delay=max(backoff, max_backoff)
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -251,7 +261,7 @@ class Submitter:
         delay = self.backoff
         for n in range(self.retries + 1):
             try:
-                return attempt()
+                value = attempt()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -260,10 +270,13 @@ class Submitter:
                         f"gave up after {self.retries + 1} attempts: {exc}; "
                         "check that the RPC is up and the key's pending nonce"
                     ) from exc
-                log.warning("transient failure (%s); retrying in %.2f s", exc, delay)
+                self.outage.failed(f"{type(exc).__name__}: {exc}")
                 self.signer.reset_nonce()
                 self._sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
+                continue
+            self.outage.ok()
+            return value
         raise AssertionError("unreachable")
 
 

@@ -52,14 +52,16 @@ def settings_for(
     deployment_file = tmp_path / "deployment.json"
     cast.deployment.write(deployment_file)
     assert cast.matcher.signer is not None
-    return RelayerSettings(
+    settings = RelayerSettings(
         rpc_url=str(cast.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
         deployment_file=deployment_file,
         private_key="0x" + bytes(cast.matcher.signer.account.key).hex(),
         db_url=f"sqlite:///{tmp_path / 'relayer.sqlite3'}",
         confirmations=0,
-        **({} if require_heartbeats is None else {"require_heartbeats": require_heartbeats}),
     )
+    if require_heartbeats is None:
+        return settings
+    return settings.model_copy(update={"require_heartbeats": require_heartbeats})
 
 
 def assigned_counts(store: Store, job_ids: list[int]) -> dict[int, int]:
