@@ -22,10 +22,17 @@
     DEPIN_PROVIDER_TASK_TIME_LIMIT      seconds a job may run before the worker kills it (3300)
     DEPIN_PROVIDER_VISIBILITY_TIMEOUT   seconds before Redis redelivers an unacknowledged task;
                                         above the task time limit (3600)
-    DEPIN_PROVIDER_MAX_DELIVERIES       deliveries of one task (worker crashes included) before
-                                        the agent gives the job up (3)
-    DEPIN_PROVIDER_RESEND_AFTER         seconds the agent waits for a queued task before sending
-                                        it again (same task id; the task is idempotent) (600)
+    DEPIN_PROVIDER_MAX_DELIVERIES       deliveries of one task that started a run and never
+                                        finished it (worker crashes) before the task gives the
+                                        job up (3); retries of transient failures do not count
+    DEPIN_PROVIDER_RUN_MARGIN           seconds a run and its commit are expected to take: a
+                                        transient failure is retried while chain time + this
+                                        margin is before the job's deadline (15); an executor
+                                        duty that cannot make it is released
+    DEPIN_PROVIDER_RESEND_AFTER         last resort: seconds the agent waits for a queued task
+                                        before sending it again (same task id; the task is
+                                        idempotent) (600); a task lost from Redis (not queued,
+                                        not held by a worker, no live run) is re-sent at once
     DEPIN_PROVIDER_STAFF_AFTER_BLOCKS   blocks after an audit's seed block before the agent calls
                                         staffAudit itself for an audit of a job it executed,
                                         should the keeper not have (3; 0: never)
@@ -84,6 +91,8 @@ class ProviderSettings(BaseSettings):
     task_time_limit: Annotated[int, Field(ge=1)] = 3_300
     visibility_timeout: Annotated[int, Field(ge=1)] = 3_600
     max_deliveries: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Seconds kept before a job's deadline for the run and the commit (see `provider.deadline`).
+    run_margin: Annotated[float, Field(ge=0)] = 15.0
     resend_after: Annotated[float, Field(gt=0)] = 600.0
     #: Blocks after an audit's seed block before the agent staffs the audit of its own job
     #: itself (the keeper's job; insurance for when it is down). 0 disables it.

@@ -4,9 +4,20 @@ Delivery rules (DESIGN section 4): the broker and result backend are Redis; a ta
 acknowledged only after it finished (`acks_late`), a worker takes one task at a time
 (`prefetch 1`), a task whose worker process died is put back (`reject_on_worker_lost`), and an
 unacknowledged task returns to the queue after `visibility_timeout`, which the settings keep
-above the task time limit. Each delivery is counted in Redis under the task id; past
-`max_deliveries` (crashes and retries together) the task gives the job up instead of running it
-again, so one poisonous job cannot loop forever.
+above the task time limit.
+
+Budgets are by time, not by count. A transient failure (relayer, RPC unreachable) is retried
+inside the task with capped backoff for as long as the job's on-chain deadline can still be
+met (`provider.deadline.Budget`: chain time + `run_margin` before the deadline); then the task
+returns `abandoned` with the deadline, and the agent releases an executor's seat instead of
+being slashed as a no-show. Deliveries are counted in Redis under the task id only when a run
+starts; past `max_deliveries` runs that never finished (worker crashes) the task gives the job
+up instead of running it again, so one poisonous job cannot loop forever.
+
+While a run goes on, a thread keeps `depin:alive:<task id>` in Redis (a short TTL, refreshed
+every few seconds): the agent tells a lost task (not queued, not held by a worker, not alive)
+from a slow one in seconds, and a second delivery of a task whose first delivery still runs
+leaves the run to it (Celery's `Ignore`: it stores nothing, so the first run's result stands).
 
 The task is thin and idempotent: it validates its request, returns the stored result when the
 same task id already succeeded, re-reads the job on-chain (nothing to do once the provider
@@ -19,31 +30,55 @@ started torch (or CUDA) would hand its children a state they cannot use.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import threading
+import time
+import uuid
 from typing import Annotated, Any, Final
 
 import redis
 from celery import Celery, Task
+from celery.exceptions import Ignore
 from celery.result import AsyncResult
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from web3.exceptions import Web3Exception
 
 from marketplace.protocol.artifact_client import ArtifactClient
 from marketplace.protocol.chain import connect
-from marketplace.protocol.client import JobState, Market
+from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ChainError, ConfigError
-from provider.execute import TransientError, execute
+from marketplace.protocol.outage import Outage
+from provider.deadline import Budget, ChainClock
+from provider.execute import Execution, TransientError, execute
 from provider.settings import ProviderSettings
 
-__all__ = ["TASK_NAME", "TaskRequest", "make_celery", "run_worker", "task_id"]
+__all__ = [
+    "ALIVE_TTL",
+    "TASK_NAME",
+    "TaskRequest",
+    "alive_key",
+    "deliveries_key",
+    "held_key",
+    "make_celery",
+    "run_worker",
+    "task_id",
+]
 
 log = logging.getLogger(__name__)
 
 TASK_NAME: Final = "depin.execute"
 #: How long task results and delivery counters are kept in Redis.
 RESULT_TTL: Final = 7 * 86_400
-_RETRY_CAP: Final = 60
+#: Longest wait between two attempts of a run that failed for a transient reason.
+RETRY_CAP: Final = 20.0
+#: Seconds `depin:alive:<task id>` outlives its last refresh, and how often a run refreshes it.
+ALIVE_TTL: Final = 10
+ALIVE_REFRESH: Final = 2.0
+#: A run that would wait past its time limit minus this hands the task back to the queue.
+_TIME_LIMIT_SLACK: Final = 30.0
 #: Seconds a new pool process may take to start (preload included) before Celery replaces it.
 PROCESS_START_TIMEOUT: Final = 300.0
 
@@ -69,6 +104,21 @@ def task_id(chain_id: int, market: str, request: TaskRequest) -> str:
         f"depin:{chain_id}:{market.lower()}:{request.job_id}:{request.round}:"
         f"{request.role}:{request.provider.lower()}"
     )
+
+
+def alive_key(tid: str) -> str:
+    """The Redis key a running delivery of task `tid` keeps alive."""
+    return f"depin:alive:{tid}"
+
+
+def held_key(tid: str) -> str:
+    """The Redis key a live worker keeps while it holds task `tid` (reserved or running)."""
+    return f"depin:held:{tid}"
+
+
+def deliveries_key(tid: str) -> str:
+    """The Redis key counting the runs of task `tid` that started."""
+    return f"depin:deliveries:{tid}"
 
 
 def make_celery(settings: ProviderSettings) -> Celery:
@@ -106,6 +156,19 @@ def make_celery(settings: ProviderSettings) -> Celery:
     if settings.preload:
         # Runs in each pool process right after the fork, before it takes a task.
         worker_process_init.connect(preload, weak=False)
+
+    holding = _Holding(settings.broker_url)
+
+    def start_holding(**_: Any) -> None:
+        holding.start()
+
+    def stop_holding(**_: Any) -> None:
+        holding.stop()
+
+    # In the worker's main process: a task it holds waits there (for a free pool process, which
+    # may still be starting) before any run marks it alive.
+    worker_ready.connect(start_holding, weak=False)
+    worker_shutdown.connect(stop_holding, weak=False)
 
     app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)(execute_task)
     return app
@@ -168,30 +231,88 @@ class _WorkerState:
             # A request this worker cannot read is not retried: no delivery would do better.
             return {"status": "rejected", "reason": f"malformed task request: {exc}"}
         tid = str(task.request.id)
-        deliveries = self._count_delivery(tid)
-        if deliveries > self.settings.max_deliveries:
-            return {
-                "status": "abandoned",
-                "reason": f"delivered {deliveries} times, above DEPIN_PROVIDER_MAX_DELIVERIES "
-                f"({self.settings.max_deliveries})",
-            }
-        previous: AsyncResult[Any] = task.AsyncResult(tid)
-        if previous.state == "SUCCESS" and isinstance(previous.result, dict):
-            return previous.result
-        skip = self._skip_reason(request)
-        if skip is not None:
-            return {"status": "skipped", "reason": skip}
+        stored = _stored(task.AsyncResult(tid))
+        if stored is not None:
+            return stored
+        alive = _Alive(self.redis(), tid)
+        if not alive.claim():
+            # Another delivery of this task runs now (a re-send crossed a redelivery): it
+            # stores the result; this one stores nothing and leaves the run to it.
+            log.info("job %d: task %s already runs elsewhere; leaving it", request.job_id, tid)
+            raise Ignore()
         try:
-            execution = execute(
-                request.job_id,
-                bytes.fromhex(request.spec_hash[2:]),
-                self.artifacts(),
-                self.profile(),
-            )
-        except (TransientError, ChainError) as exc:
-            countdown = min(2**deliveries, _RETRY_CAP)
-            log.warning("job %d: %s; retry in %d s", request.job_id, exc, countdown)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+            stored = _stored(task.AsyncResult(tid))  # finished between the first look and claim
+            if stored is not None:
+                return stored
+            deliveries = self._count_delivery(tid)
+            if deliveries > self.settings.max_deliveries:
+                return {
+                    "status": "abandoned",
+                    "reason": f"{deliveries} runs started and never finished (worker crashes), "
+                    f"above DEPIN_PROVIDER_MAX_DELIVERIES ({self.settings.max_deliveries})",
+                    "deadline": None,
+                }
+            return self._run_within_deadline(task, request, tid)
+        finally:
+            alive.release()
+
+    def _run_within_deadline(
+        self, task: Task[Any, Any], request: TaskRequest, tid: str
+    ) -> dict[str, Any]:
+        """Runs the job, retrying transient failures while its on-chain deadline can still be
+        met; `abandoned` (with the deadline) once it cannot."""
+        budget = Budget(margin=self.settings.run_margin, max_delay=RETRY_CAP)
+        clock = ChainClock()
+        outage = Outage(f"job {request.job_id}: relayer or RPC", log, max_delay=RETRY_CAP)
+        started = time.monotonic()
+        deadline: int | None = None
+        attempt = 0
+        while True:
+            try:
+                job, chain_now = self._read_job(request.job_id)
+            except ChainError as exc:
+                problem: Exception = exc
+            else:
+                clock.observe(chain_now)
+                skip = _skip_reason(request, job)
+                if skip is not None:
+                    return {"status": "skipped", "reason": skip}
+                # An unstaffed audit round's deadline is the staffing deadline, which the round
+                # moves on when it fills: a verifier waits for the chain to decide.
+                deadline = (
+                    None if request.role == "verifier" and job.needs_staffing else job.deadline
+                )
+                if deadline is not None and not budget.feasible(chain_now, deadline):
+                    return _abandoned(request, deadline, chain_now, budget)
+                try:
+                    execution = execute(
+                        request.job_id,
+                        bytes.fromhex(request.spec_hash[2:]),
+                        self.artifacts(),
+                        self.profile(),
+                    )
+                except (TransientError, ChainError) as exc:
+                    problem = exc
+                else:
+                    outage.ok()
+                    return self._done(request, execution)
+            wait = budget.next_wait(attempt, clock.now(), deadline)
+            if wait is None:
+                assert deadline is not None
+                return _abandoned(request, deadline, clock.now() or 0.0, budget, problem)
+            outage.failed(problem)
+            if (
+                time.monotonic() - started + wait
+                > self.settings.task_time_limit - _TIME_LIMIT_SLACK
+            ):
+                # The time limit would kill this run mid-wait: hand the task back to the queue,
+                # without spending a crash delivery on it.
+                self._uncount_delivery(tid)
+                raise task.retry(exc=problem, countdown=wait, max_retries=None)
+            time.sleep(wait)
+            attempt += 1
+
+    def _done(self, request: TaskRequest, execution: Execution) -> dict[str, Any]:
         log.info(
             "job %d (%s) done in %.2f s%s",
             request.job_id,
@@ -201,22 +322,177 @@ class _WorkerState:
         )
         return {"status": "done", "worker": socket.gethostname(), **execution.as_dict()}
 
+    def _read_job(self, job_id: int) -> tuple[Job, int]:
+        """The job and the latest block's timestamp; ChainError when the RPC fails."""
+        try:
+            market = self.market()
+            job = market.job(job_id)
+            now = int(market.w3.eth.get_block("latest")["timestamp"])
+        except ChainError:
+            raise
+        except (OSError, Web3Exception) as exc:  # requests' errors are OSErrors
+            raise ChainError(
+                f"reading job {job_id} at the RPC failed ({type(exc).__name__}: {exc}); "
+                "retrying while its deadline allows"
+            ) from exc
+        return job, now
+
     def _count_delivery(self, tid: str) -> int:
-        key = f"depin:deliveries:{tid}"
-        client = self.redis()
-        count = int(client.incr(key))
-        client.expire(key, RESULT_TTL)
+        """Counts a run that starts now. Redis down: not counted (the poison guard waits for
+        it), rather than failing a run the worker could do."""
+        try:
+            client = self.redis()
+            count = int(client.incr(deliveries_key(tid)))
+            client.expire(deliveries_key(tid), RESULT_TTL)
+        except redis.RedisError as exc:
+            log.warning("delivery of %s not counted: %s", tid, exc)
+            return 1
         return count
 
-    def _skip_reason(self, request: TaskRequest) -> str | None:
-        """Why the job needs no run any more, read from the chain in one call; None when it
-        does."""
-        job = self.market().job(request.job_id)
-        if job.state not in (JobState.ASSIGNED, JobState.AUDITING):
-            return f"job {request.job_id} is {job.state.name}; commits are closed"
-        if job.commit_mask >> request.index & 1:
-            return "already committed"
+    def _uncount_delivery(self, tid: str) -> None:
+        try:
+            self.redis().decr(deliveries_key(tid))
+        except redis.RedisError as exc:
+            log.warning("delivery of %s not uncounted: %s", tid, exc)
+
+
+def _stored(result: AsyncResult[Any]) -> dict[str, Any] | None:
+    """The stored result of a task that already succeeded; None otherwise (or Redis down)."""
+    try:
+        if result.state == "SUCCESS" and isinstance(result.result, dict):
+            return result.result
+    except redis.RedisError:
         return None
+    return None
+
+
+def _skip_reason(request: TaskRequest, job: Job) -> str | None:
+    """Why the job needs no run any more; None when it does."""
+    if job.state not in (JobState.ASSIGNED, JobState.AUDITING):
+        return f"job {request.job_id} is {job.state.name}; commits are closed"
+    if job.commit_mask >> request.index & 1:
+        return "already committed"
+    return None
+
+
+def _abandoned(
+    request: TaskRequest,
+    deadline: int,
+    chain_now: float,
+    budget: Budget,
+    problem: Exception | None = None,
+) -> dict[str, Any]:
+    reason = (
+        f"job {request.job_id}: chain time {chain_now:.0f} + {budget.margin:.0f} s margin "
+        f"passes the deadline {deadline}"
+    )
+    if problem is not None:
+        reason += f"; last failure: {problem}"
+    log.warning("%s; giving the job up", reason)
+    return {"status": "abandoned", "reason": reason, "deadline": deadline}
+
+
+class _Holding:
+    """Keeps `depin:held:<task id>` for every task the worker's main process holds."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="depin-held", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from celery.worker import state
+
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=5.0)
+        host = socket.gethostname()
+        while not self._stop.wait(ALIVE_REFRESH):
+            try:
+                ids = [str(r.id) for r in list(state.reserved_requests)]
+            except RuntimeError:  # the set changed while copied; next tick
+                continue
+            try:
+                with client.pipeline(transaction=False) as pipe:
+                    for tid in ids:
+                        pipe.set(held_key(tid), host, ex=ALIVE_TTL)
+                    pipe.execute()
+            except redis.RedisError:
+                continue  # Redis down: nobody can look; retry on the next tick
+
+
+class _Alive:
+    """`depin:alive:<task id>` while this delivery runs: claimed once, refreshed by a thread."""
+
+    def __init__(self, client: redis.Redis, tid: str) -> None:
+        self.client = client
+        self.key = alive_key(tid)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim(self) -> bool:
+        """Takes the key unless another live delivery holds it; starts the refresh thread."""
+        try:
+            if not self.client.set(self.key, self.owner, nx=True, ex=ALIVE_TTL):
+                holder = self.client.get(self.key)
+                if holder is not None and not _dead_here(_text(holder)):
+                    return False
+                # The holder was a process of this machine that died (a killed pool process):
+                # its key would linger for the TTL; take over now.
+                self.client.set(self.key, self.owner, ex=ALIVE_TTL)
+        except redis.RedisError as exc:
+            log.warning("cannot mark %s alive: %s", self.key, exc)
+        self._thread = threading.Thread(target=self._refresh, name="depin-alive", daemon=True)
+        self._thread.start()
+        return True
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(ALIVE_REFRESH):
+            try:
+                # Set, not just expire: after a Redis restart without data the key comes back.
+                self.client.set(self.key, self.owner, ex=ALIVE_TTL)
+            except redis.RedisError:
+                continue  # Redis down: the agent cannot look either; retry on the next tick
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            holder = self.client.get(self.key)
+            if holder is not None and _text(holder) == self.owner:
+                self.client.delete(self.key)
+        except redis.RedisError:
+            pass  # expires by itself
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether `holder` (host:pid:nonce) names a process of this machine that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # an earlier delivery in this very process ended without releasing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def run_worker(

@@ -37,3 +37,10 @@ def test_torch_threads_split_the_cores(
 ) -> None:
     settings = ProviderSettings(capacity=capacity, torch_threads=threads)
     assert settings.threads_per_job(cores) == expected
+
+
+def test_run_margin_is_seconds_before_the_deadline() -> None:
+    assert ProviderSettings().run_margin == 15.0
+    assert ProviderSettings(run_margin=0).run_margin == 0
+    with pytest.raises(ValidationError, match="run_margin"):
+        ProviderSettings(run_margin=-1)
