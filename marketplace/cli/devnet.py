@@ -2,12 +2,15 @@
 
     depin devnet up [--providers 2] [--lazy M] [--copycat C] [--no-show K] [--detach]
     depin devnet status [--json]
+    depin devnet restart NAME|all
     depin devnet down [--clean]
 
 `up` starts Anvil, Redis, the contracts, the relayer and the provider agents with their Celery
-workers (see marketplace.devnet.manager); in the foreground Ctrl-C or SIGTERM stops them all,
-with `--detach` they keep running until `down`. Devnet only: every key under `<dir>/keys` has
-the password "devnet".
+workers (see marketplace.devnet.manager); in the foreground it supervises them (a component that
+stops is started again: at once, then with backoff up to 30 s) and Ctrl-C or SIGTERM stops them
+all; with `--detach` they keep running, unsupervised, until `down`. `restart` restarts one
+component (anvil, redis, relayer, provider-N-agent, provider-N-worker) or all of them.
+Devnet only: every key under `<dir>/keys` has the password "devnet".
 """
 
 from __future__ import annotations
@@ -104,17 +107,19 @@ def up(
         if detach:
             typer.echo(f"detached; stop with `depin devnet down --dir {directory}`")
             return
-        typer.echo("running; Ctrl-C stops everything")
-        reported: set[int] = set()
+        typer.echo("running and supervised (a stopped component is restarted); Ctrl-C stops")
         try:
             while True:
-                for record, code in devnet.exited():
-                    if record.pid not in reported:
-                        reported.add(record.pid)
-                        typer.echo(
-                            f"warning: {record.name} exited with code {code}; see {record.log}",
-                            err=True,
-                        )
+                try:
+                    restarts = devnet.supervise_once()
+                except DepinError as exc:  # e.g. `down` from another shell: nothing to do
+                    typer.echo(f"warning: supervision: {exc}", err=True)
+                    restarts = []
+                for restart in restarts:
+                    typer.echo(f"warning: {restart.line()}", err=True)
+                if devnet.state.phase != "up":
+                    typer.echo(f"devnet is {devnet.state.phase} (stopped elsewhere)")
+                    break
                 time.sleep(0.5)
         except (_Stop, KeyboardInterrupt):
             typer.echo("stopping")
@@ -157,7 +162,14 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"  relayer  {relayer['api_url']} unreachable ({relayer.get('error')})")
     for p in data["processes"]:
-        lines.append(f"  {p['name']:<20} pid {p['pid']:<8} {'running' if p['alive'] else 'EXITED'}")
+        state = "running" if p["alive"] else "EXITED"
+        restarts = p.get("restarts", 0)
+        if restarts:
+            last = p.get("last_exit")
+            state += f", {restarts} restarts" + (
+                f" (last exit code {last})" if last is not None else ""
+            )
+        lines.append(f"  {p['name']:<20} pid {p['pid']:<8} {state}")
     for p in data["providers"]:
         live = "live" if p["live"] else "silent"
         lines.append(f"  {p['name']:<20} {p['address']} {p['behavior']:<8} {live}")
@@ -166,6 +178,42 @@ def _status_lines(data: dict[str, Any]) -> list[str]:
             f"  requester {data['requester']['address']} ({data['requester']['keystore']})"
         )
     return lines
+
+
+@app.command("restart")
+def restart(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Component: anvil, redis, relayer, provider-N-agent, provider-N-worker, or all."
+        ),
+    ],
+    directory: DirOpt = DEFAULT_DIR,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait until it answers again.")
+    ] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restart one component of a running devnet (detached or in the foreground).
+
+    Stops it if it still runs (SIGTERM, then SIGKILL after 10 s), starts it with the same
+    command and settings, records the new pid in state.json and waits until it answers. Anvil
+    comes back on the same port from anvil-state.json (a crashed one as of its last dump)."""
+    from marketplace.devnet.manager import Devnet
+
+    with errors():
+        devnet = Devnet.attach(directory)
+        names = devnet.components() if name == "all" else [name]
+        records = [devnet.restart(n, timeout=timeout) for n in names]
+    data = [{"name": r.name, "pid": r.pid, "restarts": r.restarts, "log": r.log} for r in records]
+    emit(
+        {"restarted": data},
+        as_json,
+        [
+            f"restarted {d['name']}: pid {d['pid']} (restart {d['restarts']}); log {d['log']}"
+            for d in data
+        ],
+    )
 
 
 @app.command("down")

@@ -14,6 +14,26 @@ funded requester wallet. Every child runs in its own process group with its outp
 in another process, `Devnet.attach(dir).down()`) can stop whatever was started, even by an `up`
 that crashed.
 
+Supervision: `supervise_once()` (the foreground `depin devnet up` calls it twice a second)
+starts again every component that stopped, as `processes.RestartPolicy` says (at once, then
+1, 2, 4 .. 30 s while it keeps stopping; reported as crash-looping after 5 in a row), and
+records the new pid in state.json. `restart(name)` restarts one component of a running devnet
+from any process (`depin devnet restart NAME`), `kill(name, sig)` signals one (fault injection).
+Component names, in start order (`COMPONENTS` explains each):
+
+    anvil                 the chain; restarted on the same port and chain id from
+                          anvil-state.json (dumped every 10 s and on a clean stop), so after a
+                          crash the chain comes back as of its last dump, up to ~10 s shorter
+    redis                 the Celery broker; same port, same append-only file in <dir>/redis
+    relayer               `depin relayer run`: listener, matcher, keeper, submitter and the
+                          HTTP API (artifacts, heartbeats, jobs) in one process
+    provider-N-agent      provider N's agent (`depin provider run`)
+    provider-N-worker     provider N's Celery worker (`depin provider worker`), pool included
+
+A restarted process is the same command with the same settings, its output appended to the
+same log. state.json is read and written under a lock (<dir>/.state.lock), so a foreground
+`up` and a `restart` from another shell never undo each other's pids.
+
 Devnet only: the keystores under `<dir>/keys/` share the password "devnet" and the state file
 holds the deployer key (the token owner), so the faucet can mint. Never reuse these keys.
 """
@@ -21,8 +41,11 @@ holds the deployer key (the token owner), so the faucet can mint. Never reuse th
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +54,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import redis
@@ -43,6 +66,7 @@ from web3.types import RPCEndpoint
 
 from marketplace.devnet import processes
 from marketplace.devnet.anvil import anvil_binary, free_port, funded_account
+from marketplace.devnet.processes import RestartPolicy
 from marketplace.devnet.state import (
     STATE_FILE,
     DevnetState,
@@ -57,12 +81,16 @@ from marketplace.protocol.keys import load_keystore, write_keystore
 
 __all__ = [
     "BEHAVIORS",
+    "COMPONENTS",
     "DEVNET_PARAMS",
     "DEVNET_PASSWORD",
     "Devnet",
     "DevnetConfig",
     "DevnetError",
+    "Restart",
 ]
+
+log = logging.getLogger(__name__)
 
 TOKEN = 10**18
 #: Password of every devnet keystore. Devnet only: the keys hold nothing of value.
@@ -94,6 +122,16 @@ PROVIDER_MAX_UNITS = 1_000_000
 BEHAVIORS = ("honest", "lazy", "copycat", "no-show")
 #: Seconds between provider heartbeats (relayer and agents agree on it).
 HEARTBEAT_INTERVAL = 2
+#: What each component role runs; `kill` and `restart` take any name in state.json.
+COMPONENTS: dict[str, str] = {
+    "anvil": "the chain (restarts from anvil-state.json, same port and chain id)",
+    "redis": "the Celery broker (restarts on the same port with its append-only file)",
+    "relayer": "listener, matcher, keeper, submitter and the HTTP API, in one process",
+    "agent": "provider-N-agent: a provider's chain watcher, committer and revealer",
+    "worker": "provider-N-worker: a provider's Celery worker and its pool processes",
+}
+#: The state file's lock, held while it is read, changed and written.
+LOCK_FILE = ".state.lock"
 
 
 class DevnetError(DepinError, RuntimeError):
@@ -173,6 +211,65 @@ class DevnetConfig:
         return params
 
 
+@dataclass(frozen=True)
+class Restart:
+    """One component started again: by the supervisor after it stopped, or on request."""
+
+    name: str
+    role: str
+    #: The pid before and after.
+    old_pid: int
+    pid: int
+    #: Exit code of the process that stopped (negative: the signal that killed it); None when
+    #: it was still running (a requested restart) or not a child of this process.
+    exit_code: int | None
+    #: Restarts of this component so far (state.json's `restarts`).
+    restarts: int
+    #: Seconds the supervisor waited before this restart (its backoff).
+    delay: float
+    #: The component keeps stopping (RestartPolicy.crash_loop restarts in a row).
+    crash_looping: bool
+    log: str
+    #: Restarted on request (`restart`), not because it stopped.
+    requested: bool = False
+
+    def line(self) -> str:
+        """The one line a restart is reported with."""
+        if self.requested:
+            how = "was restarted on request"
+        elif self.exit_code is None:
+            how = "stopped (exit code unknown: not started by this process)"
+        elif self.exit_code < 0:
+            how = f"was killed by {_signal_name(-self.exit_code)} (exit code {self.exit_code})"
+        else:
+            how = f"exited with code {self.exit_code}"
+        text = (
+            f"{self.name} {how}; started again as pid {self.pid} (restart {self.restarts}"
+            + (f", after {self.delay:.0f} s backoff" if self.delay else "")
+            + f"); log {self.log}"
+        )
+        if self.crash_looping:
+            text = (
+                f"{self.name} is CRASH-LOOPING ({self.restarts} restarts, each within a minute "
+                f"of the last): {text}; read the log and fix the cause, or "
+                f"`depin devnet down`"
+            )
+        return text
+
+
+class _Done(NamedTuple):
+    record: ProcessRecord
+    #: None when nothing was restarted (another process already had).
+    restart: Restart | None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -198,11 +295,15 @@ def _tail(log: Path | None, lines: int = 15) -> str:
 class Devnet:
     """A devnet described by its state file; started by `up` or found by `attach`."""
 
-    def __init__(self, directory: Path, state: DevnetState) -> None:
+    def __init__(
+        self, directory: Path, state: DevnetState, *, policy: RestartPolicy | None = None
+    ) -> None:
         self.dir = directory
         self.state = state
         self._popen: dict[int, subprocess.Popen[bytes]] = {}
         self._w3: Web3 | None = None
+        #: When the supervisor restarts a stopped component (`supervise_once`).
+        self.policy = policy or RestartPolicy()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,6 +344,11 @@ class Devnet:
         """Stops every recorded process group (last started first: SIGTERM, up to `timeout`
         seconds, then SIGKILL) and forgets the pids. Chain state and logs stay on disk unless
         `clean`. Stopping a stopped devnet does nothing."""
+        with self._locked():
+            if self.state.phase == "up":
+                # A supervisor (a foreground `up` elsewhere) must not restart what stops now.
+                self.state.phase = "stopping"
+                self._write()
         left = self._stop_all(timeout=timeout)
         if left:
             raise DevnetError(
@@ -329,6 +435,8 @@ class Devnet:
                 "role": r.role,
                 "pid": r.pid,
                 "alive": processes.process_alive(r),
+                "restarts": r.restarts,
+                "last_exit": r.last_exit,
                 "log": r.log,
             }
             for r in self.state.processes
@@ -384,6 +492,171 @@ class Devnet:
                 out.append((record, proc.returncode))
         return out
 
+    # ------------------------------------------------------------------ supervision
+
+    def components(self) -> list[str]:
+        """The names `kill` and `restart` take, in start order."""
+        return [r.name for r in self.state.processes]
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> ProcessRecord:
+        """Sends `sig` to component `name`'s whole process group (fault injection: SIGKILL is
+        a crash). The record stays in state.json; the supervisor or `restart` starts it again.
+        Returns the record signalled."""
+        with self._locked():
+            record = self._record(name)
+        if not processes.signal_group(record, sig):
+            log.info("%s (pid %d) was not running; nothing signalled", name, record.pid)
+        return record
+
+    def restart(self, name: str, *, wait: bool = True, timeout: float = 60.0) -> ProcessRecord:
+        """Stops component `name` if it still runs (SIGTERM, then SIGKILL: Anvil dumps its
+        state on SIGTERM), starts the same command with the same settings and log, records
+        the new pid in state.json and, with `wait`, waits until it answers (Anvil its chain
+        id, Redis PING, the relayer /healthz). `name` may be "all": every component, in start
+        order (the last one's record is returned). DevnetError when it exits at once."""
+        if name == "all":
+            with self._locked():
+                names = self.components()
+            if not names:
+                raise ConfigError(f"the devnet in {self.dir} runs nothing; start it with `up`")
+            record = None
+            for each in names:
+                record = self.restart(each, wait=wait, timeout=timeout)
+            assert record is not None
+            return record
+        return self._restart(name, wait=wait, timeout=timeout, delay=0.0).record
+
+    def supervise_once(self) -> list[Restart]:
+        """Starts again every component that stopped, once the restart policy allows it (at
+        once the first time, then with backoff); returns one `Restart` per component started.
+        Does nothing unless the devnet is up (not while `down` stops it)."""
+        with self._locked():
+            if self.state.phase != "up":
+                return []
+            stopped = [r for r in self.state.processes if not processes.process_alive(r)]
+        out: list[Restart] = []
+        for record in stopped:
+            if not self.policy.ready(record.name):
+                continue
+            delay = self.policy.delay(record.name)
+            try:
+                done = self._restart(
+                    record.name, wait=False, timeout=0.0, delay=delay, only_stopped=True
+                )
+            except DevnetError as exc:
+                log.error("%s could not be started again: %s", record.name, exc)
+                self.policy.restarted(record.name)  # counts toward backoff and crash loop
+                continue
+            if done.restart is not None:
+                log.warning("%s", done.restart.line())
+                out.append(done.restart)
+        return out
+
+    def _restart(
+        self, name: str, *, wait: bool, timeout: float, delay: float, only_stopped: bool = False
+    ) -> _Done:
+        with self._locked():
+            if self.state.phase != "up":
+                raise ConfigError(
+                    f"the devnet in {self.dir} is {self.state.phase}, not up; start it with "
+                    f"`depin devnet up --dir {self.dir}`"
+                )
+            old = self._record(name)
+            if only_stopped and processes.process_alive(old):
+                # Started again meanwhile by another process (a `restart` from a shell).
+                return _Done(old, None)
+            code = self._exit_code(old)
+            left = processes.stop_groups([old], timeout=10.0)
+            if left:
+                raise DevnetError(
+                    f"cannot stop {name} (pgid {old.pgid}) to restart it; kill it by hand",
+                    step=name,
+                    log=Path(old.log),
+                )
+            proc, fresh = processes.spawn(
+                name,
+                old.role,
+                old.command,
+                env=_child_env(old.env),
+                log=Path(old.log),
+                cwd=self.dir,
+            )
+            self._popen[proc.pid] = proc
+            record = replace(fresh, env=old.env, restarts=old.restarts + 1, last_exit=code)
+            self.state.processes = [record if r.name == name else r for r in self.state.processes]
+            self._write()
+        streak = self.policy.restarted(name)
+        restart = Restart(
+            name=name,
+            role=record.role,
+            old_pid=old.pid,
+            pid=record.pid,
+            exit_code=code,
+            restarts=record.restarts,
+            delay=delay,
+            crash_looping=streak >= self.policy.crash_loop,
+            log=record.log,
+            requested=not only_stopped,
+        )
+        if wait:
+            self._wait_ready(record, proc, timeout)
+        return _Done(record, restart)
+
+    def _wait_ready(
+        self, record: ProcessRecord, proc: subprocess.Popen[bytes], timeout: float
+    ) -> None:
+        started = time.monotonic()
+
+        def ready() -> bool:
+            if record.role == "anvil":
+                w3 = Web3(Web3.HTTPProvider(self.state.rpc_url, request_kwargs={"timeout": 2}))
+                return bool(w3.eth.chain_id == self.state.chain_id)
+            if record.role == "redis":
+                client = redis.Redis.from_url(self.state.redis_url, socket_timeout=1)
+                try:
+                    return bool(client.ping())
+                finally:
+                    client.close()
+            if record.role == "relayer":
+                return httpx.get(f"{self.state.api_url}/healthz", timeout=2).status_code == 200
+            # Agents and workers serve nothing: still running after a moment is the check.
+            return time.monotonic() - started > 1.0
+
+        what = {
+            "anvil": f"answering on {self.state.rpc_url}",
+            "redis": f"answering PING on {self.state.redis_url}",
+            "relayer": f"serving {self.state.api_url}/healthz",
+        }.get(record.role, "running")
+        self._wait(record.name, proc, Path(record.log), ready, timeout, what)
+
+    def _record(self, name: str) -> ProcessRecord:
+        for record in self.state.processes:
+            if record.name == name:
+                return record
+        raise ConfigError(
+            f"no component {name!r} in the devnet in {self.dir}; it has "
+            f"{', '.join(self.components()) or 'nothing running'} (or `all`)"
+        )
+
+    def _exit_code(self, record: ProcessRecord) -> int | None:
+        proc = self._popen.get(record.pid)
+        return None if proc is None else proc.poll()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Holds the state file's lock and re-reads the state: another process (a foreground
+        `up`, a `restart` from a shell) may have changed it."""
+        if not (self.dir / STATE_FILE).exists():
+            yield
+            return
+        with (self.dir / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.state = DevnetState.load(self.dir)
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     # ------------------------------------------------------------------ internals
 
     def _write(self) -> None:
@@ -412,7 +685,7 @@ class Devnet:
                 f"cannot start {name} ({command[0]}): {exc}", step=name, log=log
             ) from exc
         self._popen[proc.pid] = proc
-        self.state.processes.append(record)
+        self.state.processes.append(replace(record, env=dict(env)))
         self._write()
         return proc, log
 

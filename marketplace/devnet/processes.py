@@ -3,6 +3,11 @@
 A process started in its own session gets no terminal signal (Ctrl-C reaches only `up`, which
 then stops the children in order) and outlives a detached `up`. Stopping signals the whole
 group, so a Celery worker's pool children stop with it.
+
+`RestartPolicy` decides when a component that stopped is started again: at once the first
+time, then after 1, 2, 4 .. 30 s while it keeps stopping; a component that stays up for
+`stable` seconds starts over at once. `crash_loop` restarts in a row without such a run make it
+crash-looping: it is still restarted every 30 s, and reported as such.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from marketplace.devnet.state import ProcessRecord
 from marketplace.protocol.errors import ConfigError
 
 __all__ = [
+    "RestartPolicy",
     "group_alive",
     "process_alive",
     "redis_binary",
+    "signal_group",
     "spawn",
     "stop_groups",
 ]
@@ -149,6 +156,73 @@ def _reap(pid: int) -> None:
 def _signal_group(record: ProcessRecord, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(record.pgid, sig)
+
+
+def signal_group(record: ProcessRecord, sig: int) -> bool:
+    """Sends `sig` to the process group of `record` (a Celery worker's pool children too);
+    False when nothing of it is left or its pid now belongs to another process."""
+    if _reused(record) or not _group_exists(record.pgid):
+        return False
+    _signal_group(record, sig)
+    return True
+
+
+class RestartPolicy:
+    """When a stopped component may be started again (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+        stable: float = 60.0,
+        crash_loop: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if first_delay <= 0 or max_delay < first_delay or stable <= 0 or crash_loop < 1:
+            raise ConfigError(
+                "RestartPolicy needs 0 < first_delay <= max_delay, stable > 0, crash_loop >= 1"
+            )
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.stable = stable
+        self.crash_loop = crash_loop
+        self.clock = clock
+        #: name -> restarts in a row without a stable run
+        self._streak: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+        #: name -> when the restart of a stopped component is due
+        self._due: dict[str, float] = {}
+
+    def delay(self, name: str) -> float:
+        """Seconds the next restart of `name` waits after it was seen stopped."""
+        streak = self._current_streak(name, self.clock())
+        return 0.0 if streak == 0 else min(self.first_delay * 2.0 ** (streak - 1), self.max_delay)
+
+    def ready(self, name: str) -> bool:
+        """Whether `name`, seen stopped now (or earlier), may be restarted now."""
+        now = self.clock()
+        if name not in self._due:
+            self._due[name] = now + self.delay(name)
+        return now >= self._due[name]
+
+    def restarted(self, name: str) -> int:
+        """Records a restart of `name`; returns the restarts in a row so far."""
+        now = self.clock()
+        streak = self._current_streak(name, now) + 1
+        self._streak[name] = streak
+        self._started[name] = now
+        self._due.pop(name, None)
+        return streak
+
+    def crash_looping(self, name: str) -> bool:
+        return self._streak.get(name, 0) >= self.crash_loop
+
+    def _current_streak(self, name: str, now: float) -> int:
+        started = self._started.get(name)
+        if started is None or now - started >= self.stable:
+            return 0
+        return self._streak.get(name, 0)
 
 
 def _exited(records: list[ProcessRecord], deadline: float) -> list[ProcessRecord]:

@@ -29,7 +29,8 @@ STATE_FILE = "state.json"
 #: Bumped when a field changes meaning; `load` refuses other versions.
 STATE_VERSION = 1
 
-Phase = Literal["starting", "up", "down"]
+#: starting (in `up`), up, stopping (in `down`: nothing is restarted), down.
+Phase = Literal["starting", "up", "stopping", "down"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,14 @@ class ProcessRecord:
     start_ticks: int | None
     log: str
     command: list[str]
+    #: The DEPIN_ settings the process was started with (on top of the caller's environment
+    #: without its own DEPIN_ variables), so any process can restart it the same way.
+    env: dict[str, str] = field(default_factory=dict)
+    #: Times this component was started again after it stopped (crash or `restart`).
+    restarts: int = 0
+    #: Exit code of the process this one replaced (negative: killed by that signal); None when
+    #: unknown (it was not a child of the process that restarted it) or never restarted.
+    last_exit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,47 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert data["relayer"]["status"]["chain_id"] == 31337
         assert data["providers"] == []
 
+        # Supervision of the running devnet: Redis killed with -9 is started again by
+        # `supervise_once` on the same port with its append-only data.
+        client = redis.Redis.from_url(state.redis_url, socket_timeout=2)
+        client.set("kept", "across the crash")
+        time.sleep(1.5)  # appendfsync everysec
+        old_redis = devnet.kill("redis", signal.SIGKILL)
+        pgids.append(old_redis.pgid)
+        _wait_for(lambda: not _alive(old_redis.pid))
+        (restart,) = devnet.supervise_once()
+        assert restart.name == "redis" and restart.restarts == 1 and restart.delay == 0
+        new_redis = DevnetState.load(directory).processes[1]
+        pgids.append(new_redis.pgid)
+        assert new_redis.name == "redis" and new_redis.pid == restart.pid != old_redis.pid
+        _wait_for(lambda: _pings(client))
+        assert client.get("kept") == b"across the crash"
+        client.close()
+
+        # `depin devnet restart NAME` from another process: the relayer, then Anvil (SIGTERM
+        # dumps its state, so the chain comes back whole on the same port and chain id).
+        head = w3.eth.block_number
+        for name in ("relayer", "anvil"):
+            out = _depin("restart", name, "--dir", str(directory), "--json", timeout=90)
+            assert out.returncode == 0, out.stdout + out.stderr
+            (done,) = json.loads(out.stdout)["restarted"]
+            assert done["name"] == name and done["restarts"] == 1
+            pgids.append(done["pid"])
+        assert w3.eth.chain_id == 31337 and w3.eth.block_number >= head
+        assert w3.eth.get_code(Web3.to_checksum_address(deployment.market))
+        unknown = _depin("restart", "nope", "--dir", str(directory), timeout=20)
+        assert unknown.returncode == 1 and "anvil, redis, relayer" in unknown.stderr
+        status = _depin("status", "--dir", str(directory), "--json", timeout=20)
+        assert status.returncode == 0, status.stdout + status.stderr
+        data = json.loads(status.stdout)
+        assert {p["name"]: p["restarts"] for p in data["processes"]} == {
+            "anvil": 1,
+            "redis": 1,
+            "relayer": 1,
+        }
+        assert data["healthy"] is True
+        pgids = [p.pgid for p in DevnetState.load(directory).processes]
+
         # A second `up` on a running devnet is refused and starts nothing.
         again = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
         assert again.returncode == 1 and "already runs" in again.stderr
@@ -113,6 +154,9 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
 
         down = _depin("down", "--dir", str(directory), timeout=40)
         assert down.returncode == 0, down.stdout + down.stderr
+        # The Redis `supervise_once` started here is this test's child: collect its exit.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(new_redis.pid, 0)
         _assert_groups_gone(pgids)
         after = DevnetState.load(directory)
         assert after.phase == "down" and after.processes == []
@@ -128,6 +172,28 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert clean.returncode == 0 and not directory.exists()
     finally:
         _kill_leftovers(pgids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_for(ready: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "not ready in time"
+        time.sleep(0.1)
 
 
 def _recording_pgids(directory: Path, seen: list[int]) -> Any:
@@ -201,6 +267,26 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
                 if state.phase == "up" and "Ctrl-C" in log.read_text():
                     break
             time.sleep(0.2)
+        # The foreground `up` supervises: Redis killed with -9 is started again at once, the
+        # restart logged with its exit code and log, state.json holding the new pid.
+        old = state.processes[1]
+        assert old.name == "redis"
+        os.killpg(old.pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, log.read_text()
+            new = DevnetState.load(directory).processes[1]
+            if new.pid != old.pid and "killed by SIGKILL" in log.read_text():
+                break
+            time.sleep(0.2)
+        pgids.append(new.pgid)
+        assert new.restarts == 1 and new.last_exit == -signal.SIGKILL
+        assert f"redis was killed by SIGKILL (exit code -9); started again as pid {new.pid}" in (
+            log.read_text()
+        )
+        client = redis.Redis.from_url(state.redis_url, socket_timeout=2)
+        _wait_for(lambda: _pings(client))
+        client.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
         assert "devnet stopped" in log.read_text()

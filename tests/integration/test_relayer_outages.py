@@ -21,7 +21,7 @@ import pytest
 from web3 import Web3
 
 from marketplace.devnet import scenarios
-from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
 from marketplace.protocol.client import JobState
 from marketplace.relayer.service import Relayer, api_app
 from marketplace.relayer.store import Store
@@ -125,6 +125,38 @@ def test_anvil_killed_and_restarted_from_an_older_state(
         # Once each on the chain that stayed: the lost assignments are gone from the store too.
         assert assignments(relayer, every) == dict.fromkeys(every, 1)
         assert outage_lines(caplog, "RPC") == (1, 1)
+        relayer.close()
+    finally:
+        anvil.stop()
+
+
+def test_assignments_lost_with_a_rollback_are_matched_again_before_the_listener_sees_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With confirmations the listener lags the head, so the relayer's own book of jobs it
+    # assigned is what keeps them out of matching. A rollback that takes the assignments must
+    # empty that book at once, or the jobs wait until the chain grows past the lost block.
+    anvil = Anvil(state_file=tmp_path / "anvil-state.json", log_file=tmp_path / "anvil.log")
+    anvil.start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+        cast = scenarios.setup(w3, funded_account(w3), providers=3)
+        scenarios.set_audit_rate(cast, 0)
+        jobs = cast.requester.create_jobs([request(1, i) for i in range(3)])
+        mine(w3, 6)  # the creations are final at 5 confirmations
+        anvil.stop()  # dumped: jobs Open
+        anvil.start()
+        settings = settings_for(cast, tmp_path).model_copy(update={"confirmations": 5})
+        relayer = Relayer(settings)
+        assert sorted(relayer.step().assigned) == sorted(jobs)
+        assert relayer.step().assigned == []  # in flight: not matched twice
+        anvil.kill()
+        anvil.start()  # the assignment block is gone; the listener never applied it
+        caplog.set_level(logging.WARNING)
+        report = relayer.step()
+        assert sorted(report.assigned) == sorted(jobs)
+        assert "are gone from the chain" in caplog.text
+        assert all(cast.owner.state(j) == JobState.ASSIGNED for j in jobs)
         relayer.close()
     finally:
         anvil.stop()

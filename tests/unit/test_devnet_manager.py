@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from marketplace.devnet import processes
-from marketplace.devnet.manager import DEVNET_PARAMS, DevnetConfig, _prepare_dir
+from marketplace.devnet.manager import DEVNET_PARAMS, Devnet, DevnetConfig, _prepare_dir
 from marketplace.devnet.state import (
     STATE_FILE,
     DevnetState,
@@ -182,3 +183,100 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     assert processes.stop_groups([reused], timeout=0.2) == []
     assert processes.process_alive(record)  # untouched
     assert processes.stop_groups([record], timeout=2) == []
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_restart_policy_at_once_then_backoff_to_30_s_then_crash_loop() -> None:
+    clock = _Clock()
+    policy = processes.RestartPolicy(stable=60, crash_loop=5, clock=clock)
+    waits = []
+    for _ in range(8):
+        assert policy.ready("relayer") is (policy.delay("relayer") == 0)
+        waits.append(policy.delay("relayer"))
+        clock.now += waits[-1]
+        assert policy.ready("relayer")
+        policy.restarted("relayer")
+        clock.now += 0.5  # it stops again at once
+    assert waits == [0, 1, 2, 4, 8, 16, 30, 30]
+    assert policy.crash_looping("relayer")
+    assert policy.delay("redis") == 0 and not policy.crash_looping("redis")  # per component
+    clock.now += 60  # a run of a minute: the next stop is a first one again
+    assert policy.delay("relayer") == 0 and policy.ready("relayer")
+    assert policy.restarted("relayer") == 1 and not policy.crash_looping("relayer")
+    with pytest.raises(ConfigError):
+        processes.RestartPolicy(first_delay=0)
+
+
+def _supervised(tmp_path: Path) -> Devnet:
+    """A devnet state that is up with one cheap component (a sleeping Python) under `tmp_path`."""
+    _proc, record = processes.spawn(
+        "sleeper",
+        "worker",
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        env=dict(os.environ),
+        log=tmp_path / "logs" / "sleeper.log",
+    )
+    state = _state(tmp_path)
+    state.processes = [replace(record, env={"DEPIN_EXAMPLE": "1"})]
+    state.write(tmp_path)
+    return Devnet.attach(tmp_path)
+
+
+def test_supervise_once_restarts_a_killed_component_and_records_it(tmp_path: Path) -> None:
+    clock = _Clock()
+    devnet = _supervised(tmp_path)
+    devnet.policy = processes.RestartPolicy(clock=clock)
+    first = devnet.state.processes[0]
+    try:
+        assert devnet.supervise_once() == []  # running: nothing to do
+        assert devnet.kill("sleeper", signal.SIGKILL).pid == first.pid
+        _gone(first)
+        (restart,) = devnet.supervise_once()  # the first stop: restarted at once
+        assert restart.name == "sleeper" and restart.old_pid == first.pid
+        assert restart.restarts == 1 and restart.delay == 0 and not restart.crash_looping
+        assert restart.exit_code is None  # not a child of this Devnet: unknown
+        assert "stopped (exit code unknown" in restart.line() and restart.log in restart.line()
+        on_disk = DevnetState.load(tmp_path).processes[0]
+        assert on_disk.pid == restart.pid != first.pid and on_disk.restarts == 1
+        assert on_disk.env == {"DEPIN_EXAMPLE": "1"} and on_disk.command == first.command
+        assert processes.process_alive(on_disk)
+
+        # Its own child now: the exit code is known; the second stop waits 1 s.
+        devnet.kill("sleeper", signal.SIGKILL)
+        _gone(on_disk)
+        assert devnet.supervise_once() == []
+        clock.now += 1
+        (again,) = devnet.supervise_once()
+        assert again.exit_code == -signal.SIGKILL and again.delay == 1 and again.restarts == 2
+        assert "killed by SIGKILL" in again.line()
+        assert DevnetState.load(tmp_path).processes[0].last_exit == -signal.SIGKILL
+
+        # `restart` by name works on a running component; an unknown name says what exists.
+        record = devnet.restart("sleeper", timeout=10)
+        assert record.restarts == 3 and record.pid != again.pid
+        with pytest.raises(ConfigError, match="sleeper"):
+            devnet.restart("nope")
+        # Nothing is restarted while the devnet is stopping (a `down` elsewhere).
+        state = DevnetState.load(tmp_path)
+        state.phase = "stopping"
+        state.write(tmp_path)
+        devnet.kill("sleeper", signal.SIGKILL)
+        _gone(record)
+        assert devnet.supervise_once() == []
+    finally:
+        processes.stop_groups(DevnetState.load(tmp_path).processes, timeout=1)
+
+
+def _gone(record: ProcessRecord) -> None:
+    for _ in range(200):
+        if not processes.process_alive(record):
+            return
+        subprocess.run(["sleep", "0.05"], check=True)
+    raise AssertionError(f"{record.name} still runs")

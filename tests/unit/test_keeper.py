@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketplace.protocol.client import FLAG_RESEEDED, JobState
-from marketplace.relayer.keeper import FLAG_DRAWN, JobView, SkipBook, action, chunk, plan
+from marketplace.relayer.keeper import (
+    FLAG_DRAWN,
+    KINDS,
+    JobView,
+    SkipBook,
+    action,
+    chunk,
+    plan,
+)
 
 NOW = 1_000_000
 HEAD = 500
@@ -152,6 +160,29 @@ def test_plan_chunks_each_list_and_keeps_ids_sorted() -> None:
     assert p.draw_audits == [] and p.finalize == [] and p.staff_audits == []
     assert p.ids("expire") == list(range(1, 11))
     assert plan([], NOW, HEAD).empty
+
+
+def test_after_an_outage_one_plan_catches_up_on_everything_that_fell_due() -> None:
+    # The relayer was away while time passed: draws, staffing, finalizations and expiries of
+    # many jobs are all due at once. One plan holds every one of them, in batches.
+    views = [
+        *(view(i, JobState.COMMITTED, commit_block=HEAD - 9) for i in range(1, 6)),
+        *(audit(i, 1, deadline=NOW + 5) for i in range(10, 14)),
+        *(view(i, JobState.COMMITTED, deadline=NOW - 50, commit_block=1) for i in range(20, 27)),
+        *(audit(i, 3, deadline=NOW - 1) for i in range(30, 33)),
+        *(view(i, JobState.REVEALING, commit_mask=7, reveal_mask=7) for i in range(40, 42)),
+        *(audit(i, 2, deadline=NOW - 1) for i in range(50, 53)),
+        *(view(i, JobState.OPEN, deadline=NOW - 900) for i in range(60, 66)),
+        *(view(i, JobState.ASSIGNED, deadline=NOW - 1) for i in range(70, 72)),
+    ]
+    p = plan(views, NOW, HEAD, max_batch=4)
+    assert p.ids("draw_audits") == list(range(1, 6))
+    assert p.ids("staff_audits") == list(range(10, 14))
+    assert p.ids("finalize") == [*range(20, 27), *range(30, 33), 40, 41]
+    assert p.ids("expire") == [*range(50, 53), *range(60, 66), 70, 71]
+    assert all(len(batch) <= 4 for kind in KINDS for batch in getattr(p, kind))
+    planned = [j for kind in KINDS for j in p.ids(kind)]
+    assert sorted(planned) == sorted(v.job_id for v in views)  # every job, once
 
 
 def test_chunk_rejects_zero() -> None:
