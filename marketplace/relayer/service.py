@@ -303,12 +303,8 @@ class Relayer:
                 raise
             self.rpc_outage.ok()
             self.db_outage.ok()
-            if (
-                report.assigned
-                or report.drawn
-                or report.staffed
-                or report.finalized
-                or (report.expired)
+            if any(
+                (report.assigned, report.drawn, report.staffed, report.finalized, report.expired)
             ):
                 log.info("step: %s", report.as_dict())
             stop.wait(self.poll_interval)

@@ -22,7 +22,8 @@ from web3 import Web3
 
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
-from marketplace.protocol.client import JobState
+from marketplace.protocol.client import JobState, Market
+from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.relayer.service import Relayer, api_app
 from marketplace.relayer.store import Store
 from tests.conftest import serve
@@ -235,9 +236,25 @@ def test_api_answers_503_while_its_database_is_unreachable(
     url, server, thread = serve(api_app(relayer, settings))
     caplog.set_level(logging.INFO)
     moved = tmp_path / "moved"
+    known, unseen = list(cast.providers.values())[:2]
+
+    def beat(client: Market) -> httpx.Response:
+        assert client.signer is not None
+        hb = sign_heartbeat(
+            client.signer.account,
+            chain_id=cast.deployment.chain_id,
+            market=cast.deployment.market,
+            timestamp=int(time.time()),
+            load=0,
+            capacity=1,
+            profiles=[0],
+        )
+        return http.post("/heartbeats", content=hb.model_dump_json())
+
     try:
         with httpx.Client(base_url=url, timeout=10) as http:
             assert http.get("/status").status_code == 200
+            assert beat(known).status_code == 200
             # The database goes away the way a server restart looks to a client: the open
             # connections are dropped and new ones fail until it is back.
             data.rename(moved)
@@ -250,10 +267,17 @@ def test_api_answers_503_while_its_database_is_unreachable(
                 assert "database is unavailable" in down.json()["detail"]
             assert http.get("/jobs").status_code == 503
             assert http.get("/healthz").status_code == 200  # the API itself is up
+            # Heartbeats: a provider the API checked before stays live; one it cannot check
+            # yet is asked to retry, not told it is unregistered.
+            time.sleep(1.1)  # a newer timestamp than the accepted one
+            assert beat(known).status_code == 200
+            refused = beat(unseen)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             data.unlink()
             moved.rename(data)
             assert http.get("/status").status_code == 200
             assert http.get("/jobs").status_code == 200
+            assert beat(unseen).status_code == 200
     finally:
         server.should_exit = True
         thread.join(timeout=10)
