@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build artifacts test slither snapshot demo paths bench lint redis clean distclean
+.PHONY: bootstrap build artifacts test slither snapshot demo paths chaos bench lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -72,6 +72,13 @@ snapshot: $(NODE_STAMP)
 # check passes and no process is left. Extra flags: make demo DEMO_ARGS="--jobs 12 --keep".
 demo: bootstrap
 	$(PY) -m marketplace.demo $(DEMO_ARGS)
+
+# The faults an operator meets (relayer, Anvil, Redis, workers and agents killed -9 and restarted,
+# the chain rolled back, a provider offline) against one devnet, 30 jobs each; a table per fault
+# with drain times; exits 0 only when no honest provider was slashed and the books are exact.
+# `make test` runs the short version (tests/integration/test_chaos.py).
+chaos: bootstrap
+	$(PY) -m marketplace.devnet.chaos $(CHAOS_ARGS)
 
 # Every job lifecycle path (challenge lost, no-show, unbond then slash, ...) driven directly
 # against the contracts on a fresh Anvil, with a conservation table per path.
