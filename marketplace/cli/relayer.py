@@ -60,6 +60,7 @@ def run(
     """Follow the chain, assign open jobs, run the keeper and serve the HTTP API (artifacts,
     heartbeats, jobs, metrics) until Ctrl-C or SIGTERM."""
     from marketplace.protocol.heartbeat import MemoryLivenessBook
+    from marketplace.relayer.outages import database_unavailable, reason, safe_url
     from marketplace.relayer.service import Relayer  # web3 import kept off `--help`
 
     overrides: dict[str, Any] = {
@@ -77,7 +78,15 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with errors():
         settings = RelayerSettings(**overrides)
-        relayer = Relayer(settings, liveness=MemoryLivenessBook())
+        try:
+            relayer = Relayer(settings, liveness=MemoryLivenessBook())
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            raise fail(
+                f"cannot open the relayer database {safe_url(settings.db_url)} ({reason(exc)}); "
+                "check DEPIN_RELAYER_DB_URL and that the database is up and writable"
+            ) from None
 
     server: Any = None
     sock: socket.socket | None = None

@@ -58,7 +58,7 @@ from web3.exceptions import BlockNotFound
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment
-from marketplace.protocol.errors import ChainError
+from marketplace.protocol.errors import ChainError, ConfigError
 from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
@@ -148,7 +148,13 @@ class Relayer:
             assert s is not None
             path = s.sqlite_path()
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot create {path.parent} for the relayer database ({exc}); "
+                        "fix DEPIN_RELAYER_DB_URL"
+                    ) from None
             store = Store(s.db_url)
         self.market = market
         self.w3: Web3 = market.w3
