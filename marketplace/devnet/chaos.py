@@ -11,7 +11,8 @@ state dump), heals it, and follows every job to a terminal state. Then it checks
 - exact conservation of tokens over every holder and both contracts (`demo.conservation`);
 - no honest provider slashed: the ProviderSlashed events of the trial's jobs name only providers
   the fault took offline on purpose (`verifier-offline`), none of the others;
-- the drain time: seconds from the heal to the last job terminal.
+- the drain time: seconds from the heal to the last job terminal, beside the baseline trial's
+  (`none`: the same batch with no fault) so the fault's own delay reads off the table.
 
 and prints one table row per fault. Exit status 0 only when every trial passes.
 
@@ -141,7 +142,19 @@ def _wipe_redis(devnet: Devnet, config: ChaosConfig) -> None:
             path.unlink()
 
 
+def _nothing(devnet: Devnet, config: ChaosConfig) -> None:
+    """The baseline trial's fault: none."""
+
+
 FAULTS: tuple[Fault, ...] = (
+    Fault(
+        "none",
+        "no fault: the baseline drain time of a batch on this machine",
+        _nothing,
+        _nothing,
+        outage=0.0,
+        short_outage=0.0,
+    ),
     Fault(
         "relayer-down",
         "relayer (matcher, keeper, API) kill -9, restarted after the outage",
@@ -196,7 +209,7 @@ FAULTS: tuple[Fault, ...] = (
         "one provider (agent and worker) offline for the whole trial: audits it is drawn for "
         "must still end with a verdict",
         _kill(_offline_provider),
-        lambda devnet, config: None,
+        _nothing,
         outage=0.0,
         short_outage=0.0,
         delay=0.0,
