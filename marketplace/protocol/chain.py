@@ -4,15 +4,27 @@ decoded into ContractRevert before anything is broadcast."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.types import Nonce, TxParams, TxReceipt
 
 from marketplace.protocol.errors import ChainError, TransactionFailed, decode_revert
+
+#: Seconds a sent transaction may take to be mined before `transact` gives up on it.
+RECEIPT_TIMEOUT = 120.0
+#: Seconds between two checks that the node still knows a sent, unmined transaction.
+_DROP_CHECK = 2.0
+
+
+class TransactionDropped(ChainError):
+    """The node no longer knows a sent transaction (it restarted, or a rollback dropped it);
+    nothing was applied. Re-read the chain and send again: the nonce is re-read first."""
+
 
 # Headroom over eth_estimateGas: storage refunds and warm/cold differences between the
 # estimate and inclusion must not run a transaction out of gas.
@@ -37,7 +49,11 @@ def connect(rpc_url: str, expected_chain_id: int | None = None) -> Web3:
 
 
 class Signer:
-    """Sends transactions from one local key in nonce order; safe to share between threads."""
+    """Sends transactions from one local key in nonce order; safe to share between threads.
+
+    The nonce of each transaction is the chain's pending count, read just before signing (one
+    call). A nonce remembered here would outlive transactions the chain lost (a node restarted
+    from an older state, a rollback) and queue every later transaction behind the gap."""
 
     def __init__(self, w3: Web3, account: LocalAccount) -> None:
         self.w3 = w3
@@ -70,21 +86,48 @@ class Signer:
             if min_gas > gas:
                 limit = int(self.w3.eth.get_block("latest")["gasLimit"])
                 gas = min(min_gas, int(limit / _GAS_HEADROOM))
-            if self._nonce is None:
-                self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
+            self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
             params["gas"] = int(gas * _GAS_HEADROOM)
             params["nonce"] = Nonce(self._nonce)
             tx = call.build_transaction(params)
             signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             self._nonce += 1
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        receipt = self._wait(tx_hash)
         if receipt["status"] != 1:
             raise TransactionFailed(
                 f"transaction {tx_hash.hex()} reverted on-chain after a successful estimate; "
                 "state changed in between: re-read the job and retry"
             )
         return receipt
+
+    def _wait(self, tx_hash: Any) -> TxReceipt:
+        """The receipt of `tx_hash`; TransactionDropped as soon as the node forgets it (a
+        restart from an older state or a rollback), instead of waiting out the timeout."""
+        started = time.monotonic()
+        checked = started
+        while True:
+            try:
+                return self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                pass
+            now = time.monotonic()
+            if now - checked >= _DROP_CHECK:
+                checked = now
+                try:
+                    self.w3.eth.get_transaction(tx_hash)
+                except TransactionNotFound:
+                    self.reset_nonce()
+                    raise TransactionDropped(
+                        f"transaction {tx_hash.hex()} was dropped by the node (restart or "
+                        "rollback) before it was mined; re-read the chain and send it again"
+                    ) from None
+            if now - started > RECEIPT_TIMEOUT:
+                raise ChainError(
+                    f"transaction {tx_hash.hex()} not mined after {RECEIPT_TIMEOUT:.0f} s; check "
+                    "the node (is it mining?) and the gas price, then send again"
+                )
+            time.sleep(0.1)
 
     def reset_nonce(self) -> None:
         """Forget the tracked nonce (after a node restart or an external send from this key)."""
