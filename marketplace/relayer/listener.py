@@ -35,6 +35,7 @@ from web3.types import BlockData, FilterParams
 
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ChainError, ConfigError
+from marketplace.protocol.outage import Outage
 from marketplace.relayer.events import Decoder, RawLog
 from marketplace.relayer.store import CheckpointView, Store
 
@@ -108,17 +109,15 @@ class Listener:
         self, stop: threading.Event, poll_interval: float = 2.0, max_backoff: float = 60.0
     ) -> None:
         """Polls until `stop` is set, backing off (doubling up to `max_backoff`) while the RPC
-        is unavailable."""
-        backoff = poll_interval
+        is unavailable; an outage is logged once, its end once."""
+        outage = Outage("the RPC", log, first_delay=poll_interval, max_delay=max_backoff)
         while not stop.is_set():
             try:
                 applied = self.poll_once()
             except RPCUnavailable as exc:
-                log.warning("%s; retrying in %.1f s", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, max_backoff)
+                stop.wait(outage.failed(exc))
                 continue
-            backoff = poll_interval
+            outage.ok()
             if applied:
                 log.info("applied %d events", applied)
             stop.wait(poll_interval)
