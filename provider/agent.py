@@ -3,19 +3,33 @@ workers, commits and reveals on time, and heartbeats to the relayer.
 
 Each `step()`:
 
-1. the listener (the relayer's, with this agent's own database: explicit block ranges, a
+1. the head is read; a head that went backwards, or a reorg the listener rolled back, is a
+   rollback: the signer forgets its tracked nonce and every recent duty is reconciled with
+   what the chain now shows (a slow reconcile of live duties also runs every
+   `_RECONCILE_EVERY` seconds as a safety net);
+2. the listener (the relayer's, with this agent's own database: explicit block ranges, a
    checkpoint, reorg rollback, events applied once) applies what became final;
-2. every participation of this provider that still needs a commit becomes a duty in the ledger
+3. every participation of this provider that still needs a commit becomes a duty in the ledger
    and, for an honest provider, one Celery task with a deterministic id (`worker.task_id`);
-3. finished tasks give their digest (or, past the delivery budget, the duty is abandoned); a
-   task silent for `resend_after` seconds is sent again under the same id;
-4. computed duties are committed in one `commitBatch` after re-reading the chain (a commitment
+4. finished tasks give their digest; a task lost from Redis (not queued, not held by a worker,
+   no live run) is sent again under the same id within seconds, a silent one after
+   `resend_after` seconds;
+5. an executor duty the worker gave up (its deadline could not be met), or one still waiting
+   for a worker with less than `run_margin` seconds left, is released on-chain for the small
+   release fee instead of being slashed as a no-show;
+6. computed duties are committed in one `commitBatch` after re-reading the chain (a commitment
    already there, from before a crash, is adopted, never sent twice; a deadline already passed
    is not attempted); the encrypted result is announced to the relayer with a signed notice;
-5. committed duties of jobs in the reveal phase are revealed, again after re-reading the chain;
-6. an audit of a job this provider executed that is still unstaffed a few blocks after its
+7. committed duties of jobs in the reveal phase are revealed, again after re-reading the chain;
+8. an audit of a job this provider executed that is still unstaffed a few blocks after its
    seed block gets a `staffAudit` call from here (the keeper normally makes it);
-7. a signed heartbeat goes to the relayer every `heartbeat_interval` seconds.
+9. a signed heartbeat goes to the relayer every `heartbeat_interval` seconds.
+
+Each of the three dependencies (RPC, Redis, relayer) has an `Outage`: its first failure is
+logged once, the steps that need it are skipped with capped backoff while it is down (the
+others go on: a Redis outage does not hold back commits and reveals), and a cheap probe tells
+when it is back. The run loop survives anything else too: an unexpected error is logged with
+its traceback and the loop goes on after a pause; only SIGTERM and SIGINT stop it.
 
 Nobody assigns verifiers: the contract draws them (stake-weighted, `staffAudit`) and each drawn
 provider sees a ProviderAssigned event for itself with an index >= the job's replicas. That is
@@ -31,7 +45,9 @@ participant's hash and seal from its commit (and cannot reveal), `no-show` never
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 import signal
 import threading
@@ -39,25 +55,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import httpx
-from celery import Celery
+import kombu.exceptions
+import redis
+import requests
+from celery import Celery, states
+from celery.exceptions import CeleryError
 from eth_utils.address import to_checksum_address
 from sqlalchemy import select
 from web3.exceptions import Web3Exception
 
 from marketplace.protocol.chain import connect
-from marketplace.protocol.client import JobState, Market
+from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.protocol.heartbeat import sign_heartbeat
+from marketplace.protocol.outage import Outage
 from marketplace.protocol.results import sign_result_notice
 from marketplace.relayer.listener import Listener, RPCUnavailable
-from marketplace.relayer.store import JobRow, ParticipantRow, Store
+from marketplace.relayer.store import CheckpointView, JobRow, ParticipantRow, Store
+from provider.deadline import ChainClock
 from provider.ledger import DutyRow, Ledger
 from provider.settings import Behavior, ProviderSettings
-from provider.worker import TASK_NAME, TaskRequest, make_celery, task_id
+from provider.worker import (
+    ALIVE_REFRESH,
+    TASK_NAME,
+    TaskRequest,
+    alive_key,
+    deliveries_key,
+    held_key,
+    make_celery,
+    task_id,
+)
 
 __all__ = ["Agent", "AgentReport", "run_agent"]
 
@@ -65,6 +96,32 @@ log = logging.getLogger(__name__)
 
 _COMMIT_STATES = (JobState.ASSIGNED, JobState.AUDITING)
 _OPEN_STATES = (JobState.ASSIGNED, JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING)
+#: Ledger statuses a rollback can undo (the chain evidence behind them may be orphaned).
+_UNDOABLE = ("committed", "revealed", "closed", "skipped", "released", "abandoned")
+#: Seconds between two reconciles of live duties with the chain (a safety net; rollbacks the
+#: head or the listener reveal trigger one at once).
+_RECONCILE_EVERY: Final = 30.0
+#: How far back (seconds of ledger updates) a rollback looks for duties to reconcile.
+_ROLLBACK_LOOKBACK: Final = 3_600.0
+#: A queued task is lost once it was seen neither queued, nor held by a live worker, nor running
+#: this long: over one refresh of those keys, so a task between two refreshes is never taken
+#: for lost.
+_LOST_AFTER: Final = ALIVE_REFRESH + 1.5
+#: Errors that mean a dependency is unreachable (or answered like one), by dependency.
+_RPC_ERRORS: tuple[type[BaseException], ...] = (
+    RPCUnavailable,
+    ChainError,
+    Web3Exception,
+    requests.RequestException,
+    OSError,
+)
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    kombu.exceptions.KombuError,
+    CeleryError,
+    OSError,
+)
+_RELAYER_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
 
 
 @dataclass
@@ -77,9 +134,32 @@ class AgentReport:
     committed: list[int] = field(default_factory=list)
     revealed: list[int] = field(default_factory=list)
     abandoned: list[int] = field(default_factory=list)
+    #: Executor seats handed back with `release` instead of a no-show.
+    released: list[int] = field(default_factory=list)
+    #: Tasks sent again because Redis had lost them (not queued, not held, not running).
+    resent: list[int] = field(default_factory=list)
+    #: Duties moved back to what the chain shows after a rollback.
+    reconciled: list[int] = field(default_factory=list)
     #: Audits of this provider's own jobs it called staffAudit for (the keeper was late).
     staffed: list[int] = field(default_factory=list)
+    rollback: bool = False
     heartbeat: bool = False
+
+
+class _RollbackListener(Listener):
+    """The relayer's listener, counting the reorgs it rolled its store back for."""
+
+    rollbacks = 0
+
+    def _resolve_reorg(self, head: int) -> CheckpointView:
+        before = self.store.checkpoint(self.chain_id)
+        after = super()._resolve_reorg(head)
+        if before is not None and (before.block_number, before.block_hash) != (
+            after.block_number,
+            after.block_hash,
+        ):
+            self.rollbacks += 1
+        return after
 
 
 class Agent:
@@ -105,12 +185,30 @@ class Agent:
         self.store = store
         self.ledger = ledger
         self.celery = celery if celery is not None else make_celery(settings)
+        self.redis = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
         self.clock = clock
         self.behavior: Behavior = settings.behavior
-        self.listener = Listener(
+        self.listener = _RollbackListener(
             market.w3, self.deployment, store, confirmations=settings.confirmations
         )
         self.http = httpx.Client(base_url=settings.relayer_url.rstrip("/"), timeout=10.0)
+        self.rpc = Outage(f"RPC {settings.rpc_url}", log)
+        self.broker = Outage(f"Redis {_redacted(settings.broker_url)}", log)
+        self.relayer = Outage(
+            f"relayer {settings.relayer_url}", log, first_delay=2.0, max_delay=30.0
+        )
+        self._unexpected = Outage("agent cycle", log, first_delay=1.0, max_delay=30.0)
+        self._heartbeats_refused = Outage(
+            f"heartbeats at {settings.relayer_url}", log, first_delay=5.0, max_delay=60.0
+        )
+        self.chain_clock = ChainClock()
+        self._head = -1
+        self._rollbacks_seen = 0
+        self._last_reconcile = time.monotonic()
+        #: Task id -> when (monotonic) it was first seen lost; cleared once seen again.
+        self._lost_since: dict[str, float] = {}
         self._last_heartbeat = 0.0
         record = market.provider(self.me)
         if not record.registered:
@@ -130,50 +228,222 @@ class Agent:
 
     def close(self) -> None:
         self.http.close()
+        self.redis.close()
         self.store.close()
         self.ledger.close()
 
     # ------------------------------------------------------------------ one cycle
 
     def step(self) -> AgentReport:
+        """One cycle. A dependency that fails is marked down and the steps that need it wait
+        for its backoff; the steps that do not need it go on."""
         report = AgentReport()
-        report.events = self.listener.poll_once()
-        self._discover(report)
-        self._collect(report)
-        self._copy()
-        self._commit(report)
-        self._announce()
-        self._reveal(report)
-        self._staff_own_audits(report)
+        rpc = self._up(self.rpc, _RPC_ERRORS, lambda: self.market.w3.eth.block_number)
+        broker = self._up(self.broker, _BROKER_ERRORS, self.redis.ping)
+        relayer = self._up(self.relayer, _RELAYER_ERRORS, lambda: self.http.get("/healthz"))
+        if rpc:
+            rpc = self._guard(self.rpc, _RPC_ERRORS, lambda: self._follow_chain(report))
+        if broker:
+            broker = self._guard(self.broker, _BROKER_ERRORS, lambda: self._discover(report))
+        if broker:
+            self._guard(self.broker, _BROKER_ERRORS, lambda: self._collect(report))
+        if rpc:
+            rpc = self._chain_steps((self._release, self._copy, self._commit), report)
+        if relayer:
+            relayer = self._guard(self.relayer, _RELAYER_ERRORS, self._announce)
+        if rpc:
+            self._chain_steps((self._reveal, self._staff_own_audits), report)
         self._close_finished()
-        report.heartbeat = self._heartbeat()
+        if relayer:
+            self._guard(
+                self.relayer,
+                _RELAYER_ERRORS,
+                lambda: setattr(report, "heartbeat", self._heartbeat()),
+            )
         return report
 
+    def _chain_steps(
+        self, steps: tuple[Callable[[AgentReport], None], ...], report: AgentReport
+    ) -> bool:
+        """Runs `steps` that need the RPC in order; stops at the first RPC failure."""
+        for chain_step in steps:
+            if not self._guard(self.rpc, _RPC_ERRORS, functools.partial(chain_step, report)):
+                return False
+        return True
+
+    def _up(
+        self, outage: Outage, errors: tuple[type[BaseException], ...], probe: Callable[[], Any]
+    ) -> bool:
+        """Whether the dependency of `outage` may be used this cycle: up, or down with its
+        backoff over and `probe` answering."""
+        if not outage.down:
+            return True
+        if not outage.ready():
+            return False
+        try:
+            probe()
+        except errors as exc:
+            outage.failed(exc)
+            return False
+        outage.ok()
+        return True
+
+    def _guard(
+        self, outage: Outage, errors: tuple[type[BaseException], ...], action: Callable[[], Any]
+    ) -> bool:
+        """Runs `action`; a dependency error marks `outage` down. Returns whether it ran."""
+        try:
+            action()
+        except errors as exc:
+            outage.failed(exc)
+            if outage is self.rpc:
+                # A node that failed may come back restarted, its pool and nonces gone.
+                self.signer.reset_nonce()
+            return False
+        return True
+
     def run(self, stop: threading.Event) -> None:
-        """Steps every `poll_interval` seconds until `stop` is set; an RPC outage backs off."""
+        """Steps every `poll_interval` seconds until `stop` is set. Dependency outages are
+        handled inside the step; any other error is logged with its traceback and the loop
+        goes on after a pause."""
         log.info("agent of %s started (%s)", self.me, self.behavior)
-        backoff = self.settings.poll_interval
         while not stop.is_set():
             try:
                 report = self.step()
-            except (RPCUnavailable, ChainError, Web3Exception, httpx.TransportError) as exc:
-                log.warning("%s; retrying in %.1f s", exc, backoff)
+            except Exception as exc:  # the agent must outlive any single failure
+                if not self._unexpected.down:
+                    log.exception("agent cycle failed; going on after a pause")
+                pause = self._unexpected.failed(exc)
                 self.signer.reset_nonce()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                stop.wait(pause)
                 continue
-            backoff = self.settings.poll_interval
-            if report.queued or report.committed or report.revealed or report.abandoned:
+            self._unexpected.ok()
+            if (
+                report.queued
+                or report.committed
+                or report.revealed
+                or report.abandoned
+                or report.released
+                or report.resent
+                or report.reconciled
+            ):
                 log.info(
-                    "queued %s committed %s revealed %s abandoned %s",
+                    "queued %s committed %s revealed %s abandoned %s released %s resent %s "
+                    "reconciled %s",
                     report.queued,
                     report.committed,
                     report.revealed,
                     report.abandoned,
+                    report.released,
+                    report.resent,
+                    report.reconciled,
                 )
             if report.staffed:
                 log.info("staffed the audits of own jobs %s", report.staffed)
             stop.wait(self.settings.poll_interval)
+
+    # ------------------------------------------------------------------ following the chain
+
+    def _follow_chain(self, report: AgentReport) -> None:
+        """Reads the head, applies new events, and reconciles the ledger after a rollback (a
+        head that went backwards, or a reorg the listener rolled back) or every
+        `_RECONCILE_EVERY` seconds."""
+        latest = self.market.w3.eth.get_block("latest")
+        head = int(latest["number"])
+        self.chain_clock.observe(int(latest["timestamp"]))
+        backwards = head < self._head
+        self._head = head
+        report.events = self.listener.poll_once()
+        reorged = self.listener.rollbacks != self._rollbacks_seen
+        self._rollbacks_seen = self.listener.rollbacks
+        if backwards or reorged:
+            log.warning(
+                "the chain rolled back (%s); re-reading nonces and reconciling duties",
+                "head went backwards" if backwards else "reorg",
+            )
+            report.rollback = True
+            self.signer.reset_nonce()
+            self._reconcile(self._rollback_candidates(), report)
+            self._last_reconcile = time.monotonic()
+        elif time.monotonic() - self._last_reconcile > _RECONCILE_EVERY:
+            self._reconcile(self._live_candidates(), report)
+            self._last_reconcile = time.monotonic()
+
+    def _rollback_candidates(self) -> list[DutyRow]:
+        since = time.time() - _ROLLBACK_LOOKBACK
+        return [d for d in self.ledger.with_status(*_UNDOABLE) if d.updated_at >= since]
+
+    def _live_candidates(self) -> list[DutyRow]:
+        """Committed and revealed duties, and finished ones whose job the store shows live."""
+        duties = self.ledger.with_status("committed", "revealed")
+        since = time.time() - _ROLLBACK_LOOKBACK
+        for duty in self.ledger.with_status("closed", "skipped", "released", "abandoned"):
+            if duty.updated_at < since:
+                continue
+            job = self.store.job(duty.job_id)
+            if job is not None and job.state in _OPEN_STATES:
+                duties.append(duty)
+        return duties
+
+    def _reconcile(self, duties: list[DutyRow], report: AgentReport) -> None:
+        for duty in duties:
+            if self.behavior != "honest" and duty.status == "skipped":
+                continue
+            job = self.market.job(duty.job_id)
+            status = self._status_on_chain(duty, job)
+            if status is None or status == duty.status:
+                continue
+            log.warning(
+                "job %d: the ledger said %s, the chain now shows %s; following the chain",
+                duty.job_id,
+                duty.status,
+                status,
+            )
+            values: dict[str, object] = {"status": status, "note": f"reconciled from {duty.status}"}
+            if status == "queued":
+                values["sent_at"] = None  # _collect clears the stale result and sends it
+            self.ledger.update(duty.task_id, **values)
+            report.reconciled.append(duty.job_id)
+
+    def _status_on_chain(self, duty: DutyRow, job: Job) -> str | None:
+        """The ledger status that matches what the chain shows for `duty`; None to keep it."""
+        if job.state.terminal:
+            return None  # _close_finished closes it once the listener applies the close
+        mine = self._seat_holder(duty) == self.me
+        committed = mine and bool(job.commit_mask >> duty.index & 1)
+        revealed = mine and bool(job.reveal_mask >> duty.index & 1)
+        if revealed:
+            return "revealed"
+        if committed:
+            return "committed"
+        if not mine or job.state in (JobState.NONE, JobState.OPEN):
+            # The assignment itself is gone (or the seat is another provider's now).
+            return "skipped" if duty.status in ("committed", "revealed") else None
+        if not self._may_commit(duty, job):
+            return "skipped" if duty.status in ("committed", "revealed") else None
+        if duty.status == "released" and self._released_on_chain(duty, job):
+            return None
+        if duty.digest is not None:
+            return "computed"
+        if self.behavior == "copycat":
+            return "copying"
+        if self.behavior == "honest":
+            return "queued"
+        return None
+
+    def _may_commit(self, duty: DutyRow, job: Job) -> bool:
+        """Whether the job accepts this duty's commit now (state, role, round, deadline)."""
+        if job.state not in _COMMIT_STATES:
+            return False
+        if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
+            return False
+        if duty.role == "verifier" and duty.index < job.verifiers_from:
+            return False
+        return self._chain_time() <= job.deadline
+
+    def _released_on_chain(self, duty: DutyRow, job: Job) -> bool:
+        """Whether this provider's release of `duty` is on-chain (its seat no longer active)."""
+        return not job.active_mask >> duty.index & 1
 
     # ------------------------------------------------------------------ duties
 
@@ -231,8 +501,8 @@ class Agent:
             )
             if self.behavior == "honest":
                 self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
-                self._send(duty)
                 report.queued.append(job.job_id)
+                self._send(duty)
             elif self.behavior == "lazy" or (
                 self.behavior == "copycat" and job.replicas == 1 and not p.verifier
             ):
@@ -265,17 +535,38 @@ class Agent:
         self.ledger.update(duty.task_id, sends=duty.sends + 1, sent_at=self.clock())
 
     def _collect(self, report: AgentReport) -> None:
-        for duty in self.ledger.with_status("queued"):
-            result = self.celery.AsyncResult(duty.task_id)
-            if not result.ready():
-                if duty.sent_at is None or self.clock() - duty.sent_at > self.settings.resend_after:
+        queued = self.ledger.with_status("queued")
+        broker: _BrokerView | None = None
+        for duty in queued:
+            if duty.sent_at is None:
+                # Never sent (a crash or a Redis outage came between the ledger and the send),
+                # or sent again after a rollback: a stored result that is not a digest belongs
+                # to the chain as it was, so it goes before the send.
+                self._forget_stale(duty)
+                self._send(duty)
+                continue
+            meta = self._result(duty.task_id)
+            if meta is None:
+                if broker is None:
+                    broker = _BrokerView.read(self.redis, self.settings.queue)
+                if self._lost(duty, broker):
+                    log.warning(
+                        "job %d: task %s is lost (not queued, not held by a worker, not "
+                        "running); sending it again",
+                        duty.job_id,
+                        duty.task_id,
+                    )
+                    self._send(duty)
+                    report.resent.append(duty.job_id)
+                elif self.clock() - duty.sent_at > self.settings.resend_after:
                     log.info(
                         "job %d: no result yet; sending task %s again", duty.job_id, duty.task_id
                     )
                     self._send(duty)
                 continue
-            value: Any = result.result
-            if result.successful() and isinstance(value, dict) and value.get("status") == "done":
+            self._lost_since.pop(duty.task_id, None)
+            succeeded, value = meta
+            if succeeded and isinstance(value, dict) and value.get("status") == "done":
                 self.ledger.update(
                     duty.task_id,
                     status="computed",
@@ -284,17 +575,113 @@ class Agent:
                     failure=str(value["failure"]) or None,
                 )
                 report.computed.append(duty.job_id)
-            elif (
-                result.successful() and isinstance(value, dict) and value.get("status") == "skipped"
-            ):
+            elif succeeded and isinstance(value, dict) and value.get("status") == "skipped":
                 self.ledger.update(duty.task_id, status="skipped", note=str(value.get("reason")))
             else:
                 note = str(value.get("reason")) if isinstance(value, dict) else repr(value)
                 log.warning("job %d: the worker gave the job up: %s", duty.job_id, note)
-                self.ledger.update(duty.task_id, status="abandoned", note=note[:2000])
+                # An executor hands its seat back (release) rather than be slashed; a verifier
+                # seat cannot be released.
+                status = "releasing" if duty.role == "executor" else "abandoned"
+                self.ledger.update(duty.task_id, status=status, note=note[:2000])
                 report.abandoned.append(duty.job_id)
 
-    def _copy(self) -> None:
+    def _result(self, tid: str) -> tuple[bool, Any] | None:
+        """(succeeded, value) of a finished task; None while it is not finished.
+
+        Read from the result backend directly: Celery's AsyncResult also subscribes to the
+        result channel and unsubscribes when collected, and after a Redis outage its result
+        consumer gives up for good ("the Celery application must be restarted")."""
+        meta = self.celery.backend.get_task_meta(tid, cache=False)
+        status = meta.get("status")
+        if status not in states.READY_STATES:
+            return None
+        return status == states.SUCCESS, meta.get("result")
+
+    def _forget_stale(self, duty: DutyRow) -> None:
+        meta = self._result(duty.task_id)
+        if meta is None:
+            return
+        succeeded, value = meta
+        if not (succeeded and isinstance(value, dict) and value.get("status") == "done"):
+            backend = self.celery.backend
+            self.redis.delete(backend.get_key_for_task(duty.task_id), deliveries_key(duty.task_id))
+
+    def _lost(self, duty: DutyRow, broker: _BrokerView) -> bool:
+        """Whether `duty`'s task has been gone from Redis (not queued, not held by a live
+        worker, no live run) for `_LOST_AFTER` seconds."""
+        tid = duty.task_id
+        now = time.monotonic()
+        gone = (
+            tid not in broker.queued
+            and duty.sent_at is not None
+            and self.clock() - duty.sent_at > _LOST_AFTER
+            and not self.redis.exists(alive_key(tid), held_key(tid))
+        )
+        if not gone:
+            self._lost_since.pop(tid, None)
+            return False
+        first = self._lost_since.setdefault(tid, now)
+        if now - first < _LOST_AFTER:
+            return False
+        del self._lost_since[tid]
+        return True
+
+    def _release(self, report: AgentReport) -> None:
+        """Hands back executor seats that cannot be computed and committed in time: duties the
+        worker gave up, and queued ones whose deadline is nearer than the run margin."""
+        now = self._chain_now()
+        for duty in self.ledger.with_status("queued"):
+            if duty.role != "executor" or duty.sent_at is None:
+                continue
+            row = self.store.job(duty.job_id)
+            if row is None or row.state != JobState.ASSIGNED or row.deadline is None:
+                continue
+            running = self._running(duty)
+            lead = self.settings.run_margin / 3 if running else self.settings.run_margin
+            if now + lead > row.deadline:
+                log.warning(
+                    "job %d: %s with %.0f s left before the deadline %d; releasing the seat",
+                    duty.job_id,
+                    "still running" if running else "not started",
+                    row.deadline - now,
+                    row.deadline,
+                )
+                self.ledger.update(duty.task_id, status="releasing", note="deadline too near")
+        for duty in self.ledger.with_status("releasing"):
+            reason = self._why_not_release(duty)
+            if reason is not None:
+                log.warning("job %d: seat not released: %s", duty.job_id, reason)
+                self.ledger.update(duty.task_id, status="abandoned", note=reason[:2000])
+                continue
+            # No release on-chain yet: the seat is given up as before.
+            self.ledger.update(duty.task_id, status="abandoned")
+            report.abandoned.append(duty.job_id)
+
+    def _running(self, duty: DutyRow) -> bool:
+        try:
+            return bool(self.redis.exists(alive_key(duty.task_id)))
+        except redis.RedisError:
+            return True  # unknown: assume the best, the short lead still applies
+
+    def _why_not_release(self, duty: DutyRow) -> str | None:
+        """Why `duty`'s seat cannot be released, from the chain; None when it can."""
+        job = self.market.job(duty.job_id)
+        if duty.index >= job.replicas:
+            return "a verifier seat cannot be released"
+        if job.state != JobState.ASSIGNED:
+            return f"job is {job.state.name}"
+        if self._seat_holder(duty) != self.me:
+            return "the seat belongs to another provider (job reopened)"
+        if job.commit_mask >> duty.index & 1:
+            return "the seat already committed"
+        if self._released_on_chain(duty, job):
+            return "already released"
+        if self._chain_time() > job.deadline:
+            return f"the commit deadline {job.deadline} passed"
+        return None
+
+    def _copy(self, report: AgentReport) -> None:
         """Copycat test aid: adopts another participant's committed hash and seal."""
         for duty in self.ledger.with_status("copying"):
             logs = self.market.market.events.ResultCommitted().get_logs(
@@ -354,6 +741,11 @@ class Agent:
     def _chain_time(self) -> int:
         return int(self.market.w3.eth.get_block("latest")["timestamp"])
 
+    def _chain_now(self) -> float:
+        """Chain time from this cycle's head read, moved on by the local clock."""
+        now = self.chain_clock.now()
+        return float(self._chain_time()) if now is None else now
+
     def _commit(self, report: AgentReport) -> None:
         due: list[DutyRow] = []
         for duty in self.ledger.with_status("computed"):
@@ -389,27 +781,31 @@ class Agent:
             report.committed.append(d.job_id)
 
     def _announce(self) -> None:
-        """Signed notices of where the encrypted results are, for committed duties."""
-        for duty in self.ledger.with_status("committed", "revealed"):
-            if duty.notice_posted or not duty.artifact:
-                continue
+        """Signed notices of where the encrypted results are, for committed duties (also those
+        closed while the relayer was down: the requester still needs the result)."""
+        for duty in self.ledger.unannounced():
             notice = sign_result_notice(
                 self.signer.account,
                 chain_id=self.deployment.chain_id,
                 market=self.deployment.market,
                 job_id=duty.job_id,
-                artifact=duty.artifact,
+                artifact=str(duty.artifact),
                 timestamp=int(self.clock()),
             )
-            try:
-                response = self.http.post("/results", content=notice.model_dump_json())
-            except httpx.TransportError as exc:
-                log.warning("job %d: result notice not delivered: %s", duty.job_id, exc)
-                return
+            # A transport error ends the step: the relayer outage is handled by the caller.
+            response = self.http.post("/results", content=notice.model_dump_json())
             if response.status_code == 200:
                 self.ledger.update(duty.task_id, notice_posted=True)
+            elif response.status_code >= 500 or response.status_code == 429:
+                log.warning("job %d: result notice not taken now: %s", duty.job_id, response.text)
+                return  # the relayer is unwell: the next cycle tries again
             else:
+                # Refused for good (sending it again would not change the answer): recorded,
+                # not retried every cycle.
                 log.warning("job %d: result notice refused: %s", duty.job_id, response.text)
+                self.ledger.update(
+                    duty.task_id, notice_posted=True, note=f"notice refused: {response.text[:500]}"
+                )
 
     def _reveal(self, report: AgentReport) -> None:
         for duty in self.ledger.with_status("committed"):
@@ -485,8 +881,12 @@ class Agent:
     # ------------------------------------------------------------------ liveness
 
     def _heartbeat(self) -> bool:
+        """Sends a heartbeat when one is due. While the relayer is down the caller skips this
+        (with backoff); heartbeats the relayer refuses back off the same way."""
         now = self.clock()
         if now - self._last_heartbeat < self.settings.heartbeat_interval:
+            return False
+        if not self._heartbeats_refused.ready():
             return False
         load = len(self.ledger.with_status("queued"))
         hb = sign_heartbeat(
@@ -498,16 +898,51 @@ class Agent:
             capacity=self.settings.capacity,
             profiles=self.profiles,
         )
-        try:
-            response = self.http.post("/heartbeats", content=hb.model_dump_json())
-        except httpx.TransportError as exc:
-            log.warning("heartbeat not delivered to %s: %s", self.settings.relayer_url, exc)
-            return False
+        response = self.http.post("/heartbeats", content=hb.model_dump_json())
         if response.status_code != 200:
-            log.warning("heartbeat refused (%d): %s", response.status_code, response.text)
+            self._heartbeats_refused.failed(f"refused ({response.status_code}): {response.text}")
             return False
+        self._heartbeats_refused.ok()
         self._last_heartbeat = now
         return True
+
+
+@dataclass(frozen=True)
+class _BrokerView:
+    """The task ids waiting in a queue's Redis lists, read once per cycle. (A task a worker
+    took is held in kombu's `unacked` hash until acknowledged, also when that worker died:
+    the worker's `depin:held:<task id>` key, not that hash, tells whether it still lives.)"""
+
+    queued: frozenset[str]
+
+    @classmethod
+    def read(cls, client: redis.Redis, queue: str) -> _BrokerView:
+        # kombu keeps a queue's messages of priority > 0 in lists suffixed "\x06\x16<step>".
+        lists = [queue] + [f"{queue}\x06\x16{p}" for p in (3, 6, 9)]
+        queued: set[str] = set()
+        for name in lists:
+            for raw in client.lrange(name, 0, -1):
+                tid = _message_id(raw)
+                if tid is not None:
+                    queued.add(tid)
+        return cls(frozenset(queued))
+
+
+def _message_id(raw: bytes | str) -> str | None:
+    """The task id in the headers of one kombu message (JSON)."""
+    try:
+        message = json.loads(raw)
+        return str(message["headers"]["id"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return scheme + sep + rest.rsplit("@", 1)[1]
 
 
 def _made_up_digest(job_id: int) -> bytes:

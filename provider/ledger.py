@@ -7,15 +7,21 @@ also re-reads the chain, so a transaction that landed just before a crash is rec
 
 Duty statuses::
 
-    queued      a task was sent; waiting for the worker's result
+    queued      a task was sent (or is due: `sent_at` unset); waiting for the worker's result
     computed    the digest is known; the commit is due
     copying     (copycat test aid) waiting for another participant's commitment to copy
     committed   the commitment is on-chain
     revealed    the digest is revealed on-chain
     ignored     (no-show test aid) never committed
-    abandoned   the worker gave up (delivery budget spent) or the commit was refused
+    releasing   an executor seat that cannot be computed and committed in time: to release
+    released    the seat was handed back on-chain (`release`) instead of a no-show
+    abandoned   the worker gave up (deadline, crash budget) and no release was possible, or
+                the commit was refused
     skipped     nothing to do any more (the job moved on before the commit)
     closed      the job reached a terminal state after the commit
+
+After a chain rollback the agent moves duties back to what the chain shows (`committed` ->
+`computed`, `revealed` -> `committed`, `closed`/`skipped`/`released` -> the live state).
 """
 
 from __future__ import annotations
@@ -100,6 +106,20 @@ class Ledger:
     def with_status(self, *statuses: str) -> list[DutyRow]:
         with self._sessions() as s:
             query = select(DutyRow).where(DutyRow.status.in_(statuses)).order_by(DutyRow.job_id)
+            return list(s.scalars(query))
+
+    def unannounced(self) -> list[DutyRow]:
+        """Committed (or later) duties with a result artifact whose notice is not posted."""
+        with self._sessions() as s:
+            query = (
+                select(DutyRow)
+                .where(
+                    DutyRow.status.in_(("committed", "revealed", "closed")),
+                    DutyRow.notice_posted.is_(False),
+                    DutyRow.artifact.is_not(None),
+                )
+                .order_by(DutyRow.job_id)
+            )
             return list(s.scalars(query))
 
     def all(self) -> Sequence[DutyRow]:

@@ -40,7 +40,6 @@ from typing import Annotated, Any, Final
 import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
-from celery.result import AsyncResult
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from web3.exceptions import Web3Exception
@@ -231,7 +230,7 @@ class _WorkerState:
             # A request this worker cannot read is not retried: no delivery would do better.
             return {"status": "rejected", "reason": f"malformed task request: {exc}"}
         tid = str(task.request.id)
-        stored = _stored(task.AsyncResult(tid))
+        stored = _stored(task, tid)
         if stored is not None:
             return stored
         alive = _Alive(self.redis(), tid)
@@ -241,7 +240,7 @@ class _WorkerState:
             log.info("job %d: task %s already runs elsewhere; leaving it", request.job_id, tid)
             raise Ignore()
         try:
-            stored = _stored(task.AsyncResult(tid))  # finished between the first look and claim
+            stored = _stored(task, tid)  # finished between the first look and claim
             if stored is not None:
                 return stored
             deliveries = self._count_delivery(tid)
@@ -356,13 +355,17 @@ class _WorkerState:
             log.warning("delivery of %s not uncounted: %s", tid, exc)
 
 
-def _stored(result: AsyncResult[Any]) -> dict[str, Any] | None:
-    """The stored result of a task that already succeeded; None otherwise (or Redis down)."""
+def _stored(task: Task[Any, Any], tid: str) -> dict[str, Any] | None:
+    """The stored result of a task that already succeeded; None otherwise (or Redis down).
+    Read from the backend directly, not through an AsyncResult, whose result-channel
+    subscription does not survive a Redis outage."""
     try:
-        if result.state == "SUCCESS" and isinstance(result.result, dict):
-            return result.result
+        meta = task.backend.get_task_meta(tid, cache=False)
     except redis.RedisError:
         return None
+    value = meta.get("result")
+    if meta.get("status") == "SUCCESS" and isinstance(value, dict):
+        return value
     return None
 
 

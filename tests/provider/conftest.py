@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import uvicorn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from marketplace.api.app import create_app
+from marketplace.api.listen import listen
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account
@@ -77,44 +80,76 @@ def redis_binary() -> str:
 
 @dataclass
 class RedisServer:
+    """A redis-server without persistence: a restart comes back empty, as a crashed server
+    without its data file."""
+
     url: str
     proc: subprocess.Popen[bytes]
+    port: int = 0
+    base: Path = Path()
+
+    @classmethod
+    def start_new(cls, base: Path) -> RedisServer:
+        server = cls("", None, free_port(), base)  # type: ignore[arg-type]
+        server.start()
+        return server
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.base),
+            ],
+            stdout=(self.base / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "no redis"
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: everything it held is gone."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    base = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(base),
-        ],
-        stdout=(base / "redis.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
-    yield RedisServer(url, proc)
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = RedisServer.start_new(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server for one test (see `world`)."""
+    base = tmp_path / "redis"
+    base.mkdir()
+    server = RedisServer.start_new(base)
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
 
 
 @dataclass
@@ -153,11 +188,23 @@ class World:
     queue: str
     relayer: Relayer
     requester_key: LocalAccount
+    api: _Api | None = None
+    redis: RedisServer | None = None
     workers: list[Worker] = field(default_factory=list)
     agents: dict[str, Agent] = field(default_factory=dict)
     #: Whether single-replica jobs take their random audit draw; False runs each draw with a
     #: seed that clears the job as soon as it is committed.
     audits: bool = False
+
+    def stop_api(self) -> None:
+        """Takes the relayer's API down (artifacts, heartbeats, result notices)."""
+        assert self.api is not None
+        self.api.stop()
+
+    def start_api(self) -> None:
+        """Serves the relayer's API again on the same address."""
+        assert self.api is not None
+        self.api.start()
 
     def settings(self, name: str, behavior: Behavior = "honest", **extra: Any) -> ProviderSettings:
         provider = self.cast.providers[name]
@@ -223,9 +270,22 @@ class World:
     def artifacts(self) -> ArtifactClient:
         return ArtifactClient(self.api_url)
 
-    def submit_matmul(self, n: int, seed: int, *, replicas: int = 1, iterations: int = 1) -> int:
+    def submit_matmul(
+        self,
+        n: int,
+        seed: int,
+        *,
+        replicas: int = 1,
+        iterations: int = 1,
+        exec_window: int = 3_600,
+    ) -> int:
         return self.submit(
-            "matmul", "", (), {"n": n, "seed": seed, "iterations": iterations}, replicas=replicas
+            "matmul",
+            "",
+            (),
+            {"n": n, "seed": seed, "iterations": iterations},
+            replicas=replicas,
+            exec_window=exec_window,
         )
 
     def submit(
@@ -236,6 +296,7 @@ class World:
         parameters: dict[str, Any],
         *,
         replicas: int = 1,
+        exec_window: int = 3_600,
     ) -> int:
         """Uploads `inputs` and the spec, then creates the job as the requester."""
         with self.artifacts() as store:
@@ -257,6 +318,7 @@ class World:
                 units=scenarios.UNITS,
                 max_price_per_unit=scenarios.PRICE,
                 replicas=replicas,
+                exec_window=exec_window,
             )
         )
 
@@ -329,9 +391,15 @@ def world(
     request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
 ) -> Iterator[World]:
     """A deployment with `@pytest.mark.providers(n)` registered providers (1 by default), so
-    that the relayer can only match providers a test runs an agent for."""
+    that the relayer can only match providers a test runs an agent for. A test that also asks
+    for `private_redis` gets a world on that Redis server of its own, to kill and restart."""
     marker = request.node.get_closest_marker("providers")
     count = int(marker.args[0]) if marker is not None else 1
+    redis_ = (
+        request.getfixturevalue("private_redis")
+        if "private_redis" in request.fixturenames
+        else redis_server
+    )
     with Anvil(log_file=tmp_path / "anvil.log") as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
         cast = scenarios.setup(w3, funded_account(w3), params=PARAMS, providers=count)
@@ -342,7 +410,7 @@ def world(
                 deployment_file=tmp_path / "deployment.json",
             )
         )
-        api_url, server, thread = serve(app)
+        api = _Api(app)
         relayer = Relayer(
             market=cast.matcher,
             store=Store(f"sqlite:///{tmp_path / 'relayer.sqlite3'}"),
@@ -353,7 +421,9 @@ def world(
         requester_key: LocalAccount = Account.from_key(
             bytes(cast.requester.signer.account.key)  # type: ignore[union-attr]
         )
-        world = World(tmp_path, w3, cast, api_url, redis_server.url, queue, relayer, requester_key)
+        world = World(
+            tmp_path, w3, cast, api.url, redis_.url, queue, relayer, requester_key, api, redis_
+        )
         try:
             yield world
         finally:
@@ -362,8 +432,33 @@ def world(
             for agent in world.agents.values():
                 agent.close()
             relayer.close()
-            server.should_exit = True
-            thread.join(timeout=10)
+            api.stop()
+
+
+class _Api:
+    """The relayer's API in a uvicorn thread that can be stopped and served again on the same
+    address."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.url, self.server, self.thread = serve(app)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def start(self) -> None:
+        sock = listen("127.0.0.1", self.port)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
 
 
 def direct_digest(n: int, seed: int, iterations: int = 1) -> bytes:
