@@ -29,7 +29,6 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint8 internal constant FLAG_REOPENED = 1;
     uint8 internal constant FLAG_CHALLENGED = 2;
     uint8 internal constant FLAG_DRAWN = 4;
-    uint8 internal constant FLAG_RESEEDED = 8;
 
     uint256 internal constant S_OPEN = 1 << uint8(JobState.Open);
     uint256 internal constant S_ASSIGNED = 1 << uint8(JobState.Assigned);
@@ -122,18 +121,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function cancel(uint256 jobId) external {
-        Job storage j = _jobs[jobId];
-        _requireState(jobId, j.state, S_OPEN);
-        if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
+        Job storage j = _requesterJob(jobId, S_OPEN);
         _close(jobId, j, JobState.Expired, bytes32(0), 0, _emptyTally());
     }
 
     /// @inheritdoc IJobMarket
     function challenge(uint256 jobId) external nonReentrant {
-        Job storage j = _jobs[jobId];
-        _requireState(jobId, j.state, S_COMMITTED);
-        if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
-        if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
+        Job storage j = _requesterJob(jobId, S_COMMITTED);
+        _requireBefore(jobId, j);
         uint256 bond = _params.verifiers * JobLib.pay(j);
         j.flags |= FLAG_CHALLENGED;
         _bonds[jobId] = bond;
@@ -167,6 +162,21 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJobMarket
+    function release(uint256 jobId) external nonReentrant {
+        Job storage j = _jobs[jobId];
+        _requireState(jobId, j.state, S_ASSIGNED);
+        // slither-disable-next-line reentrancy-no-eth -- MarketLib (delegatecalled) only calls the registry, the trusted contract fixed at construction; every entry point is nonReentrant
+        uint256 fee = MarketLib.release(j, _participants[jobId], _excluded[jobId], _registry, jobId);
+        _auditPool += uint128(fee);
+        // No seat left uncommitted: go on as after a commit deadline with nobody missing.
+        if (j.activeMask & ~uint256(j.commitMask) == 0) {
+            Tally memory t = _emptyTally();
+            t.fees = fee;
+            _afterDeadline(jobId, j, t);
+        }
+    }
+
+    /// @inheritdoc IJobMarket
     function commitBatch(uint256[] calldata jobIds, bytes32[] calldata resultHashes, bytes32[] calldata seals)
         external
     {
@@ -183,7 +193,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function reveal(uint256 jobId, bytes32 digest) external {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_REVEALING);
-        if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
+        _requireBefore(jobId, j);
         uint256 n = j.participants;
         uint256 owed = j.commitMask & ~uint256(j.revealMask);
         for (uint256 i; i < n; ++i) {
@@ -334,11 +344,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function auditSelected(uint256 jobId) external view returns (bool) {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
-        if (j.flags & FLAG_DRAWN != 0) return false;
-        uint32 seedBlock = j.flags & FLAG_RESEEDED != 0 ? j.seedBlock : _participants[jobId][0].commitBlock;
-        bytes32 seed = MarketLib.randomness(seedBlock);
-        if (seed == bytes32(0)) revert JobMarketAuditNotDrawable(jobId, seedBlock);
-        return MarketLib.selects(seed, jobId, _params.auditBps);
+        return MarketLib.auditSelected(j, _params, _participants[jobId][0].commitBlock, jobId);
     }
 
     /// @inheritdoc IJobMarket
@@ -381,7 +387,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function maxJobLifetime() public view returns (uint256) {
-        return MarketLib.lifetime(_params);
+        return MarketLib.lifetimeOf(_params);
     }
 
     /// @inheritdoc IJobMarket
@@ -468,7 +474,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _assign(uint256 jobId, address[] calldata providers) private {
         Job storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_OPEN);
-        if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
+        _requireBefore(jobId, j);
         uint256 n = providers.length;
         if (n != j.replicas) revert JobMarketWrongProviderCount(jobId, n, j.replicas);
         bool reopened = j.flags & FLAG_REOPENED != 0;
@@ -512,13 +518,16 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         Job storage j = _jobs[jobId];
         JobState s = j.state;
         _requireState(jobId, s, S_ASSIGNED | S_AUDITING);
-        if (block.timestamp > j.deadline) revert JobMarketDeadlinePassed(jobId, j.deadline);
+        _requireBefore(jobId, j);
         uint256 n = j.participants;
         // Executors commit while Assigned; during an audit only the current round's verifiers do.
         uint256 i = s == JobState.Auditing ? j.verifiersFrom : 0;
         for (; i < n; ++i) {
             Participant storage p = _participants[jobId][i];
             if (p.provider != msg.sender) continue;
+            uint256 active = j.activeMask;
+            // A seat handed back (release) is no longer the provider's.
+            if (active & (1 << i) == 0) continue;
             uint256 mask = j.commitMask;
             if (mask & (1 << i) != 0) revert JobMarketAlreadyCommitted(jobId, msg.sender);
             p.commitment = JobLib.commitment(resultHash, seal);
@@ -526,15 +535,16 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             mask |= 1 << i;
             j.commitMask = uint32(mask);
             emit ResultCommitted(jobId, msg.sender, resultHash, seal);
-            _afterCommit(jobId, j, mask, n);
+            _afterCommit(jobId, j, mask, active, n);
             return;
         }
         revert JobMarketNotParticipant(jobId, msg.sender);
     }
 
-    function _afterCommit(uint256 jobId, Job storage j, uint256 mask, uint256 n) private {
+    function _afterCommit(uint256 jobId, Job storage j, uint256 mask, uint256 active, uint256 n) private {
         if (j.state == JobState.Assigned) {
-            if (mask & ((1 << n) - 1) != (1 << n) - 1) return;
+            // Seats handed back (release) owe no commit.
+            if (active & ~mask != 0) return;
             if (j.replicas == 1) {
                 j.state = JobState.Committed;
                 j.deadline = uint32(block.timestamp) + _params.challengeWindow;
@@ -590,7 +600,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             _resolve(jobId, j);
             return;
         }
-        if (block.timestamp <= j.deadline) revert JobMarketDeadlineNotReached(jobId, j.deadline);
+        _requireAfter(jobId, j);
         if (s == JobState.Auditing) return _auditTimedOut(jobId, j);
         if (j.flags & FLAG_DRAWN == 0) {
             // Nobody drew the audit during the window: draw it now.
@@ -604,7 +614,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         Job storage j = _jobs[jobId];
         JobState s = j.state;
         _requireState(jobId, s, S_OPEN | S_ASSIGNED | S_AUDITING);
-        if (block.timestamp <= j.deadline) revert JobMarketDeadlineNotReached(jobId, j.deadline);
+        _requireAfter(jobId, j);
         if (s == JobState.Open) {
             _close(jobId, j, JobState.Expired, bytes32(0), 0, _emptyTally());
         } else if (s == JobState.Auditing) {
@@ -613,13 +623,19 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             Tally memory t = _emptyTally();
             // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
             _slashMissingCommits(jobId, j, 0, t);
-            if (j.commitMask != 0) {
-                _startReveal(jobId, j);
-            } else if (j.flags & FLAG_REOPENED == 0) {
-                _reopen(jobId, j);
-            } else {
-                _close(jobId, j, JobState.Expired, bytes32(0), 0, t);
-            }
+            _afterDeadline(jobId, j, t);
+        }
+    }
+
+    /// @dev Every executor seat still held has committed: reveal if anyone did, else reopen once,
+    /// else expire with a full refund.
+    function _afterDeadline(uint256 jobId, Job storage j, Tally memory t) private {
+        if (j.commitMask != 0) {
+            _startReveal(jobId, j);
+        } else if (j.flags & FLAG_REOPENED == 0) {
+            _reopen(jobId, j);
+        } else {
+            _close(jobId, j, JobState.Expired, bytes32(0), 0, t);
         }
     }
 
@@ -939,6 +955,23 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev The one state guard: reverts with the job, its state and the allowed-state bitmap.
     function _requireState(uint256 jobId, JobState current, uint256 allowed) private pure {
         if ((1 << uint8(current)) & allowed == 0) revert JobMarketUnexpectedState(jobId, current, allowed);
+    }
+
+    /// @dev Job `jobId`, checked to be in a state of `allowed` and to be the caller's request.
+    function _requesterJob(uint256 jobId, uint256 allowed) private view returns (Job storage j) {
+        j = _jobs[jobId];
+        _requireState(jobId, j.state, allowed);
+        if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
+    }
+
+    function _requireBefore(uint256 jobId, Job storage j) private view {
+        uint32 deadline = j.deadline;
+        if (block.timestamp > deadline) revert JobMarketDeadlinePassed(jobId, deadline);
+    }
+
+    function _requireAfter(uint256 jobId, Job storage j) private view {
+        uint32 deadline = j.deadline;
+        if (block.timestamp <= deadline) revert JobMarketDeadlineNotReached(jobId, deadline);
     }
 
     function _premiumBps(Params storage p, uint8 replicas) private view returns (uint16) {

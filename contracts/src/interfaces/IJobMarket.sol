@@ -147,7 +147,7 @@ interface IJobMarket {
     error JobMarketWrongProviderCount(uint256 jobId, uint256 given, uint256 expected);
     /// @notice `provider` appears twice in job `jobId`.
     error JobMarketDuplicateProvider(uint256 jobId, address provider);
-    /// @notice `provider` was excluded from job `jobId` after failing to commit.
+    /// @notice `provider` was excluded from job `jobId` after failing to commit or releasing it.
     error JobMarketProviderExcluded(uint256 jobId, address provider);
     /// @notice The requester of job `jobId` cannot execute it.
     error JobMarketRequesterAsProvider(uint256 jobId, address provider);
@@ -155,7 +155,7 @@ interface IJobMarket {
     error JobMarketAuditStaffed(uint256 jobId);
     /// @notice The draw of job `jobId` needs the hash of block `seedBlock`; try again next block.
     error JobMarketSeedNotReady(uint256 jobId, uint256 seedBlock);
-    /// @notice `provider` already committed to job `jobId`.
+    /// @notice `provider` already committed to job `jobId` (and so can no longer release it).
     error JobMarketAlreadyCommitted(uint256 jobId, address provider);
     /// @notice `provider` has no commitment to reveal, or revealed already.
     error JobMarketNothingToReveal(uint256 jobId, address provider);
@@ -216,11 +216,15 @@ interface IJobMarket {
     event ProviderSlashed(uint256 indexed jobId, address indexed provider, uint256 amount);
     /// @notice Job `jobId` failed to get commits from every executor and was reopened.
     event JobReopened(uint256 indexed jobId, uint32 acceptBy);
+    /// @notice Executor `provider` handed its seat of job `jobId` back before its deadline, paying
+    /// `fee` of its collateral into the audit pool; the rest was unlocked.
+    event ProviderReleased(uint256 indexed jobId, address indexed provider, uint256 fee);
     /// @notice Job `jobId` reached terminal state `state` with `digest` upheld (zero: none). Totals
     /// of the closing transaction: `paid` went to providers and verifiers, `refunded` (escrow, bond
-    /// and slash compensation) to the requester, `fees` to treasury and audit pool (premium and
-    /// slash shares with nobody to reward included), `burned` was destroyed. Slashes in earlier
-    /// transactions of the job are in their own ProviderSlashed and Credited events.
+    /// and slash compensation) to the requester, `fees` to treasury and audit pool (premium, slash
+    /// shares with nobody to reward and the fee of a release that closed the job included),
+    /// `burned` was destroyed. Slashes and releases in earlier transactions of the job are in
+    /// their own ProviderSlashed, ProviderReleased and Credited events.
     event JobClosed(
         uint256 indexed jobId, JobState state, bytes32 digest, uint256 paid, uint256 refunded, uint256 fees, uint256 burned
     );
@@ -280,6 +284,19 @@ interface IJobMarket {
 
     /// @notice Commits a result for job `jobId` as executor or verifier.
     function commit(uint256 jobId, bytes32 resultHash, bytes32 seal) external;
+
+    /// @notice Hands the caller's executor seat of Assigned job `jobId` back before its commit
+    /// deadline, for a worker that cannot run the job. The caller pays a release fee of units x
+    /// clearing price (one job's pay, collateral / collateralMultiple) from its collateral into
+    /// the audit pool, the rest of its collateral is unlocked, and it is excluded from the job.
+    /// With no executor left the job reopens (once; a job already reopened expires with a full
+    /// refund); with every remaining executor committed the reveal starts; otherwise the others
+    /// keep their seats and deadline.
+    /// @dev Only an active executor that has not committed may release: a result is never
+    /// withdrawn once committed, so release cannot dodge the audit draw seeded after the commit.
+    /// Verifiers cannot release: a verifier leaving could leave an audit round unstaffed (no
+    /// verdict) and so spare a cheating executor its slash.
+    function release(uint256 jobId) external;
 
     /// @notice `commit` for many jobs.
     function commitBatch(uint256[] calldata jobIds, bytes32[] calldata resultHashes, bytes32[] calldata seals)

@@ -9,7 +9,8 @@ import {SortitionTree} from "./SortitionTree.sol";
 /// @title MarketLib
 /// @notice JobMarket logic deployed once and linked (delegatecalled), so the market stays within
 /// the 24 KiB code-size limit of every EVM chain: the parameter bounds, the longest job lifetime
-/// they allow, and the on-chain draw of an audit round's verifiers.
+/// they allow, the audit draw, the on-chain draw of an audit round's verifiers, and an executor's
+/// release of its seat.
 library MarketLib {
     uint256 internal constant BPS = 10_000;
     uint256 internal constant MAX_VERIFIERS = 5;
@@ -20,6 +21,8 @@ library MarketLib {
     uint256 internal constant MAX_DRAWS = 255;
     /// @dev Job flag: the audit draw was re-seeded (IJobMarket.Job.flags bit 3).
     uint8 internal constant FLAG_RESEEDED = 8;
+    /// @dev Job flag: the audit draw ran and did not select the job (bit 2).
+    uint8 internal constant FLAG_DRAWN = 4;
     /// @dev Outcomes of `drawAudit`.
     uint8 internal constant DRAW_RESEEDED = 0;
     uint8 internal constant DRAW_AUDITED = 1;
@@ -66,9 +69,22 @@ library MarketLib {
     /// (accept and execute again), the challenge window (or the replicas' reveal), then two audit
     /// rounds of drawing, executing and revealing.
     function lifetime(IJobMarket.Params memory p) public pure returns (uint256) {
-        uint256 round = uint256(p.verifierAssignWindow) + p.verifierExecWindow + p.revealWindow;
-        uint256 first = p.challengeWindow > p.revealWindow ? p.challengeWindow : p.revealWindow;
-        return uint256(p.maxAcceptWindow) + p.maxExecWindow + p.reassignWindow + p.maxExecWindow + first + 2 * round;
+        return _lifetime(
+            p.maxAcceptWindow + uint256(p.maxExecWindow) * 2 + p.reassignWindow,
+            p.challengeWindow,
+            p.revealWindow,
+            p.verifierAssignWindow + uint256(p.verifierExecWindow)
+        );
+    }
+
+    /// @notice `lifetime` of the market's current parameters (its `maxJobLifetime`), read in place.
+    function lifetimeOf(IJobMarket.Params storage p) external view returns (uint256) {
+        return _lifetime(
+            p.maxAcceptWindow + uint256(p.maxExecWindow) * 2 + p.reassignWindow,
+            p.challengeWindow,
+            p.revealWindow,
+            p.verifierAssignWindow + uint256(p.verifierExecWindow)
+        );
     }
 
     /// @dev The single source of randomness: swap for a VRF on chains where block hashes are weak.
@@ -81,6 +97,22 @@ library MarketLib {
         // slither-disable-next-line incorrect-equality -- block ages are exact integers: age 0 (current block) has no hash yet
         if (age == 0 || age > 256) return bytes32(0);
         return blockhash(block.number - age);
+    }
+
+    /// @notice Whether the audit draw of Committed job `jobId` selects it (see
+    /// IJobMarket.auditSelected); the caller has checked the state.
+    function auditSelected(IJobMarket.Job storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
+        external
+        view
+        returns (bool)
+    {
+        uint8 flags = j.flags;
+        if (flags & FLAG_DRAWN != 0) return false;
+        uint32 seedBlock = flags & FLAG_RESEEDED != 0 ? j.seedBlock : commitBlock;
+        bytes32 seed = randomness(seedBlock);
+        // slither-disable-next-line incorrect-equality -- a zero hash is how blockhash reports an unknown block; intended
+        if (seed == bytes32(0)) revert IJobMarket.JobMarketAuditNotDrawable(jobId, seedBlock);
+        return selects(seed, jobId, p.auditBps);
     }
 
     /// @notice Runs the audit draw of Committed replicas = 1 job `jobId` from the hash of its commit
@@ -125,6 +157,39 @@ library MarketLib {
         j.seedBlock = seedBlock;
         j.deadline = staffBy;
         emit IJobMarket.AuditStarted(jobId, round, seats, seedBlock, staffBy);
+    }
+
+    /// @notice Hands the caller's executor seat of Assigned job `jobId` back (see
+    /// IJobMarket.release); the caller has checked the state. The release fee (units x clearing
+    /// price) is slashed to the market, the rest of the collateral unlocked, and the caller
+    /// excluded from the job.
+    /// @return fee What the registry sent to the market, for the caller to place.
+    function release(
+        IJobMarket.Job storage j,
+        mapping(uint256 => IJobMarket.Participant) storage parts,
+        mapping(address => bool) storage excluded,
+        IProviderRegistry registry,
+        uint256 jobId
+    ) external returns (uint256 fee) {
+        if (block.timestamp > j.deadline) revert IJobMarket.JobMarketDeadlinePassed(jobId, j.deadline);
+        uint256 replicas = j.replicas;
+        for (uint256 i; i < replicas; ++i) {
+            if (parts[i].provider != msg.sender) continue;
+            uint256 bit = 1 << i;
+            // A committed result stays: its audit draw is seeded after the commit.
+            if (j.commitMask & bit != 0) revert IJobMarket.JobMarketAlreadyCommitted(jobId, msg.sender);
+            uint256 active = j.activeMask;
+            if (active & bit == 0) break;
+            j.activeMask = uint32(active & ~bit);
+            excluded[msg.sender] = true;
+            uint96 collateral = JobLib.collateral(j);
+            fee = JobLib.pay(j);
+            registry.slash(jobId, msg.sender, uint96(fee));
+            registry.releaseCollateral(jobId, msg.sender, collateral - uint96(fee), false);
+            emit IJobMarket.ProviderReleased(jobId, msg.sender, fee);
+            return fee;
+        }
+        revert IJobMarket.JobMarketNotParticipant(jobId, msg.sender);
     }
 
     /// @notice Whether `seed` selects job `jobId` for an audit at probability `auditBps`.
@@ -231,6 +296,17 @@ library MarketLib {
             maxDraws: uint16(budget),
             collateral: JobLib.collateral(j)
         });
+    }
+
+    /// @dev `executions`: accept, execute, reassign and execute again; `staffAndExec`: one audit
+    /// round's draw and commit windows.
+    function _lifetime(uint256 executions, uint256 challenge, uint256 reveal, uint256 staffAndExec)
+        private
+        pure
+        returns (uint256)
+    {
+        uint256 first = challenge > reveal ? challenge : reveal;
+        return executions + first + 2 * (staffAndExec + reveal);
     }
 
     function _windowOk(uint32 w) private pure returns (bool) {

@@ -212,6 +212,50 @@ contract GasLifecycleTest is MarketFixture {
         assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
     }
 
+    // ---------------------------------------------------------------- release
+
+    /// @notice The executor hands the job back before its deadline; the reopened job settles.
+    function test_gas_released_reopened_settled() public {
+        vm.startSnapshotGas("released_reopened_settled_per_job");
+        uint256 id = _create1();
+        assignJob(id, one(trio[2]));
+        vm.prank(trio[2]);
+        market.release(id);
+        assignJob(id, one(p0));
+        commitAs(p0, id, GOOD);
+        skipTime(10 minutes + 1);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    /// @notice One of three replicas releases after the other two committed: the reveal starts.
+    function test_gas_replicas3_oneReleased() public {
+        vm.startSnapshotGas("replicas3_one_released_per_job");
+        uint256 id = createJob(3);
+        assignJob(id, trio);
+        commitAs(trio[0], id, GOOD);
+        commitAs(trio[1], id, GOOD);
+        vm.prank(trio[2]);
+        market.release(id);
+        revealAs(trio[0], id, GOOD);
+        revealAs(trio[1], id, GOOD);
+        market.finalize(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Settled));
+    }
+
+    /// @notice The release transaction alone: fee to the pool, the rest unlocked, the job reopened.
+    function test_gas_release_tx() public {
+        uint256 id = _create1();
+        assignJob(id, one(trio[2]));
+        vm.startSnapshotGas("release_reopen_tx");
+        vm.prank(trio[2]);
+        market.release(id);
+        vm.stopSnapshotGas();
+        assertEq(uint8(market.state(id)), uint8(IJobMarket.JobState.Open));
+    }
+
     function test_gas_expired_unassigned_batch20() public {
         IJobMarket.JobRequest[] memory reqs = _requests(1);
         vm.startSnapshotGas("expired_unassigned_batch20");

@@ -474,8 +474,8 @@ contract InvariantsTest is Test {
     /// refuse forged reveals, skip stale batch items, re-seed... Also reports how often the
     /// colluders were seated, and how often a draw gave them a round majority.
     function test_handlerReachesEveryPath() public {
-        string[40] memory names = _pathNames();
-        uint256[40] memory total;
+        string[41] memory names = _pathNames();
+        uint256[41] memory total;
         uint256[8] memory stats;
         ledger.setRecordHits(true);
         handler.setRecordHits(true);
@@ -483,7 +483,7 @@ contract InvariantsTest is Test {
         adversary.setRecordHits(true);
         for (uint256 run; run < 24; ++run) {
             uint256 snapshot = VmStateSnapshots(address(vm)).snapshotState();
-            (uint256[40] memory reached, uint256[8] memory s) = this.coverageRun(run);
+            (uint256[41] memory reached, uint256[8] memory s) = this.coverageRun(run);
             for (uint256 k; k < names.length; ++k) {
                 total[k] += reached[k];
             }
@@ -515,13 +515,13 @@ contract InvariantsTest is Test {
 
     /// @notice One run of 96 pseudo-random handler actions with the invariants checked along the
     /// way and afterInvariant at the end.
-    function coverageRun(uint256 run) external returns (uint256[40] memory reached, uint256[8] memory stats) {
+    function coverageRun(uint256 run) external returns (uint256[41] memory reached, uint256[8] memory stats) {
         require(msg.sender == address(this), "coverage only");
         bytes4[] memory h = handler.selectors();
         bytes4[] memory r = _registrySelectors();
         bytes4[] memory a = adversary.selectors();
-        string[40] memory names = _pathNames();
-        uint256[40] memory before;
+        string[41] memory names = _pathNames();
+        uint256[41] memory before;
         for (uint256 k; k < names.length; ++k) {
             before[k] = _pathHits(names[k]);
         }
@@ -561,7 +561,7 @@ contract InvariantsTest is Test {
         ];
     }
 
-    function _pathNames() internal pure returns (string[40] memory) {
+    function _pathNames() internal pure returns (string[41] memory) {
         return [
             "created",
             "assigned",
@@ -602,7 +602,8 @@ contract InvariantsTest is Test {
             "outvotedVerifierSpared",
             "edge 5 -> 4",
             "edge 4 -> 7",
-            "edge 2 -> 8"
+            "edge 2 -> 8",
+            "released"
         ];
     }
 

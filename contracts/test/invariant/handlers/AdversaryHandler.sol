@@ -324,6 +324,27 @@ contract AdversaryHandler is HandlerBase {
         }
     }
 
+    /// @notice A colluder (or anyone) releases: an executor that takes seats only to hand them
+    /// back (paying the fee each time, excluded afterwards), or a release the rules forbid: a
+    /// committed executor, a verifier during an audit, a stranger, a seat already released, at the
+    /// deadline's edge or after it.
+    function advRelease(uint256 jobSeed, uint256 seed) external {
+        uint256 id = _pickJob(jobSeed, seed % 4 == 0 ? S_LIVE : S_ASSIGNED, ANY);
+        if (id == 0) return;
+        (address[] memory ps,) = ledger.seatParts(id);
+        uint256 kind = (seed >> 8) % 8;
+        address p = kind == 0 || ps.length == 0 ? outsider : ps[(seed >> 16) % ps.length];
+        uint256 deadline = market.job(id).deadline;
+        if (kind == 1 && block.timestamp < deadline) {
+            vm.warp(deadline); // the last second a release is allowed
+            vm.roll(block.number + 1);
+        } else if (kind == 2) {
+            _advancePast(deadline, 0);
+        }
+        _release(id, p);
+        _hit("advRelease");
+    }
+
     /// @notice A whole adversarial lifecycle: mallory's most advanced job (or, one time in three,
     /// anyone's), up to 10 adversarial steps: she challenges, the relayer seats colluders first and
     /// sometimes lets rounds go unstaffed, colluders coordinate; honest providers do their job.
@@ -340,7 +361,7 @@ contract AdversaryHandler is HandlerBase {
     function selectors() external pure returns (bytes4[] memory s) {
         bytes4[13] memory list = [
             this.advCreate.selector,
-            this.advCreate.selector,
+            this.advRelease.selector,
             this.advChallenge.selector,
             this.advCancel.selector,
             this.advAssign.selector,

@@ -191,6 +191,7 @@ contract GhostLedger is Test {
         uint256 comp; //         requester share of slashed executors that lost the verdict
         uint256 reward; //       reward share of verdict slashes, to distribute at the close
         uint256 noShowReward; // reward share of no-show slashes (into the pool at once)
+        uint256 releaseFee; //   fees of released seats (into the pool at once)
         uint256 burnExpected;
         uint256 burned;
         uint256 credited;
@@ -691,6 +692,9 @@ contract GhostLedger is Test {
         }
         if (t == IJobMarket.JobChallenged.selector) return _onChallenged(id, abi.decode(l.data, (uint256)));
         if (t == IJobMarket.JobReopened.selector) return _onReopened(id);
+        if (t == IJobMarket.ProviderReleased.selector) {
+            return _onReleased(id, address(uint160(uint256(l.topics[2]))), abi.decode(l.data, (uint256)));
+        }
         if (t == IJobMarket.AuditDrawn.selector) {
             _hit(abi.decode(l.data, (bool)) ? bytes32("auditSelected") : bytes32("auditCleared"));
             return;
@@ -924,6 +928,35 @@ contract GhostLedger is Test {
         if (registry.provider(p).unbondAt != 0) _hit("slashedWhileUnbonding");
     }
 
+    /// @dev An executor handed its seat back: only an active executor seat that has not committed,
+    /// while the job is Assigned; the fee is units x clearing price, taken from its collateral by a
+    /// registry slash of exactly that amount and put into the audit pool whole (nobody is credited,
+    /// nothing burned); the rest of the collateral is unlocked, and the provider may not be
+    /// assigned to the job again.
+    function _onReleased(uint256 id, address p, uint256 fee) internal {
+        GJob storage j = _jobs[id];
+        Part storage pt = _parts[id][p];
+        if (!pt.assigned || !pt.active || pt.committed || pt.index >= j.replicas || j.lastState != ASSIGNED) {
+            _jobViolate(5, id, "a seat was released that may not be");
+        }
+        if (fee != uint256(j.units) * j.clearingPrice) _jobViolate(6, id, "release fee is not units x clearing price");
+        if (_regSlashAmount != fee || _regSlashJob != id || _regSlashProvider != p) {
+            _jobViolate(6, id, "market and registry disagree on a release fee");
+        }
+        _regSlashAmount = 0;
+        if (pt.active) _unlock(p, pt.collateral);
+        pt.active = false;
+        noShowExcluded[id][p] = true;
+        ghostSlashed += fee;
+        j.slashed += fee;
+        _tallyDirty[id] = true;
+        _tally[id].releaseFee += fee;
+        _mPool += fee;
+        j.poolNet += int256(fee);
+        ghostPoolAttributed += int256(fee);
+        _hit("released");
+    }
+
     /// @dev The close model: who is upheld, what each is paid (executors units x clearing price;
     /// verifiers the same from the bond, then the pool, capped by the pool), the reward split, the
     /// fee (floored) and premium on executor pay, the refund; compared with JobClosed, the Credited
@@ -1014,7 +1047,7 @@ contract GhostLedger is Test {
         }
         c.mPaid = executorPay + m.vshare * m.verUp + m.given;
         c.mRefunded = t.comp + m.refund;
-        c.mFees = t.noShowReward + (t.reward - m.given) + (m.fromBond != 0 ? m.dust : 0) + m.fee + m.premium;
+        c.mFees = t.noShowReward + t.releaseFee + (t.reward - m.given) + (m.fromBond != 0 ? m.dust : 0) + m.fee + m.premium;
         c.mBurned = t.burnExpected;
         c.credited = t.credited;
         c.burnedSeen = t.burned;

@@ -453,6 +453,20 @@ abstract contract HandlerBase is Test {
         }
     }
 
+    /// @notice `p` hands its seat of job `id` back: it must go through exactly when `p` holds an
+    /// active executor seat it has not committed to, the job is Assigned and the deadline has not
+    /// passed.
+    function _release(uint256 id, address p) internal {
+        IJobMarket.Job memory j = market.job(id);
+        GhostLedger.Part memory pt = ledger.part(id, p);
+        bool due = uint8(j.state) == ASSIGNED && block.timestamp <= j.deadline && pt.assigned && pt.active
+            && !pt.committed && pt.index < j.replicas;
+        bool ok = _call(p, id, abi.encodeCall(IJobMarket.release, (id)));
+        if (ok && !due) _violate(5, "a release the rules forbid went through");
+        if (!ok && due) _violate(8, "an in-time release of an uncommitted executor was refused");
+        _hit(ok ? bytes32("releaseCall") : bytes32("releaseRefused"));
+    }
+
     // ================================================================ keeper steps
 
     function _drawAudit(uint256 id) internal {
@@ -578,6 +592,8 @@ abstract contract HandlerBase is Test {
                 else _expire(id);
                 return;
             }
+            // an executor whose worker cannot run the job hands its seat back
+            if (s == ASSIGNED && c == 15) return _release(id, _pendingCommitter(id, j, choice >> 4));
             return _commitAll(id, choice >> 4, adversarial);
         }
         // Revealing
