@@ -480,6 +480,13 @@ class Market:
     def reveal(self, job_id: int, digest: bytes) -> TxReceipt:
         return self._send(self.market.functions.reveal(job_id, digest))
 
+    def release(self, job_id: int) -> TxReceipt:
+        """Hands the caller's executor seat of an Assigned job back before its deadline, when its
+        worker cannot run the job: units x clearing price of its collateral goes to the audit
+        pool, the rest is unlocked, and it cannot be assigned the job again. Only before the
+        caller's commit; verifiers cannot release."""
+        return self._send(self.market.functions.release(job_id))
+
     # ------------------------------------------------------------------ keepers
 
     def draw_audit(self, job_id: int) -> TxReceipt:

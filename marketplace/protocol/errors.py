@@ -50,13 +50,19 @@ _HINTS: dict[str, str] = {
     "JobMarketInvalidBatch": "pass non-empty arrays of equal length",
     "JobMarketWrongProviderCount": "assign exactly as many providers as the job needs",
     "JobMarketDuplicateProvider": "a provider appears once per job; pick distinct executors",
-    "JobMarketProviderExcluded": "this provider missed its deadline on the job; pick another",
+    "JobMarketProviderExcluded": (
+        "this provider missed its deadline on the job or released it; pick another"
+    ),
     "JobMarketRequesterAsProvider": "the requester cannot execute its own job; pick another",
     "JobMarketAuditStaffed": "the audit round has all its verifiers; nothing to staff",
     "JobMarketSeedNotReady": "the verifier draw needs the next block's hash; retry next block",
     "JobMarketOnlySelf": "internal batch entry point; call the single-item function instead",
-    "JobMarketBatchItemOutOfGas": "an item ran out of gas; send the batch with more gas or fewer items",
-    "JobMarketAlreadyCommitted": "this provider already committed a result to the job",
+    "JobMarketBatchItemOutOfGas": (
+        "an item ran out of gas; send the batch with more gas or fewer items"
+    ),
+    "JobMarketAlreadyCommitted": (
+        "this provider already committed a result to the job; a committed seat cannot be released"
+    ),
     "JobMarketNothingToReveal": "commit first, or the reveal was already made",
     "JobMarketRevealMismatch": "reveal exactly the digest that was committed, from the same key",
     "JobMarketDeadlinePassed": "the deadline has passed; the job must be expired or finalized",
