@@ -228,6 +228,17 @@ class ProviderSlashed(ChainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProviderReleased(ChainEvent):
+    """Executor `provider` handed its seat back before the deadline: `fee` (units x clearing
+    price) of its collateral went to the audit pool (the registry's Slashed event carries it),
+    the rest was unlocked, and it cannot be assigned the job again."""
+
+    job_id: int
+    provider: str
+    fee: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class JobReopened(ChainEvent):
     job_id: int
     accept_by: int
@@ -328,6 +339,7 @@ EVENTS: dict[str, tuple[type[ChainEvent], ...]] = {
         RevealStarted,
         ResultRevealed,
         ProviderSlashed,
+        ProviderReleased,
         JobReopened,
         JobClosed,
         Credited,

@@ -255,7 +255,9 @@ class ParticipantRow(Base):
     result_hash: Mapped[str | None] = mapped_column(String(66))
     revealed_digest: Mapped[str | None] = mapped_column(String(66))
     slashed: Mapped[int | None] = mapped_column(Uint256)
-    #: The collateral was released (job closed without slashing this participant).
+    #: The collateral was released: the job closed without slashing this participant, or the
+    #: executor handed its seat back (ProviderReleased: its fee was slashed, the rest unlocked;
+    #: the amount is in the job's history).
     released: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -910,6 +912,15 @@ def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
         participant = _participant(s, job, e.provider)
         if participant is not None:
             participant.slashed = e.amount
+    elif isinstance(e, ev.ProviderReleased):
+        account, amount = e.provider, e.fee
+        participant = _participant(s, job, e.provider)
+        if participant is not None and not participant.released:
+            # The registry's Slashed event took the fee off `locked`; the rest is unlocked here.
+            participant.released = True
+            provider = _provider(s, e.provider)
+            provider.locked = max(provider.locked - (participant.collateral - e.fee), 0)
+            provider.last_block = e.block_number
     elif isinstance(e, ev.JobReopened):
         job.state = JobState.OPEN
         job.round += 1

@@ -572,3 +572,51 @@ def test_confirmations_hold_back_the_newest_blocks(small_chain: Chain, tmp_path:
     assert listener.poll_once() == 1
     assert store.job(job) is not None
     assert_matches_chain(store, c.w3, c.deployment)
+
+
+def test_release_is_projected_and_rolled_back(small_chain: Chain, tmp_path: Path) -> None:
+    c = small_chain
+    store = store_at(tmp_path / "relayer.sqlite3")
+    listener = Listener(c.w3, c.deployment, store, confirmations=0, batch_blocks=4)
+    alice, bob, carol = (c.cast.providers[n] for n in ("alice", "bob", "carol"))
+    trio = c.cast.requester.create_job(request(units=30, replicas=3))
+    c.cast.matcher.assign(trio, [alice.address, bob.address, carol.address])
+    single = c.cast.requester.create_job(request(units=40))
+    listener.poll_once()
+    before = dump(store)
+    snap = rpc(c.w3, "evm_snapshot")
+
+    # One of three replicas hands its seat back; the other two commit and the reveal starts.
+    carol.release(trio)
+    listener.poll_once()
+    row = store.job(trio)
+    assert row is not None and row.state is JobState.ASSIGNED
+    fee = row.units * row.clearing_price
+    (seat,) = [p for p in store.participants(trio) if p.provider == carol.address]
+    assert seat.released and seat.slashed is None and seat.commit_block is None
+    released = [h for h in store.history(trio) if h.event == "ProviderReleased"]
+    assert [(h.account, h.amount) for h in released] == [(carol.address, fee)]
+    assert_matches_chain(store, c.w3, c.deployment)  # carol's stake, locked and slash count
+    alice.commit(trio, scenarios.GOOD)
+    bob.commit(trio, scenarios.GOOD)
+    listener.poll_once()
+    assert states(store, trio) == [JobState.OPEN, JobState.ASSIGNED, JobState.REVEALING]
+
+    # The lone executor of a replicas = 1 job releases: the job reopens without it.
+    c.cast.matcher.assign(single, [alice.address])
+    alice.release(single)
+    listener.poll_once()
+    reopened = store.job(single)
+    assert reopened is not None and (reopened.state, reopened.round) == (JobState.OPEN, 1)
+    (first,) = store.participants(single, round_=0)
+    assert (first.provider, first.released, first.slashed) == (alice.address, True, None)
+    assert_matches_chain(store, c.w3, c.deployment)
+
+    # A reorg drops the releases: the projections are as before them.
+    assert rpc(c.w3, "evm_revert", snap) is True
+    for p in (alice, bob, carol, c.cast.matcher):
+        p.signer.reset_nonce()  # type: ignore[union-attr]
+    mine(c.w3, 12)
+    listener.poll_once()
+    assert dump(store) == before
+    assert_matches_chain(store, c.w3, c.deployment)
