@@ -4,7 +4,8 @@ paid and who was paid and checking that every token is accounted for.
 
 No relayer, provider or model runs here: the scenarios drive the contracts directly with
 made-up digests, so every path (including the rare ones: a lost challenge, a no-show, an unbond
-followed by a slash, an escalation without verdict) runs in seconds. Verifiers are never named:
+followed by a slash, an escalation without verdict, an executor releasing its job) runs in
+seconds. Verifiers are never named:
 the keeper calls staffAudit and the contract draws them, stake-weighted; each audited path
 prints who was drawn in which round. `make demo` is the same market with real processes.
 """
@@ -12,22 +13,49 @@ prints who was drawn in which round. `make demo` is the same market with real pr
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.devnet.anvil import Anvil, funded_account
+from marketplace.devnet.anvil import Anvil, advance, funded_account
 from marketplace.devnet.scenarios import (
+    GOOD,
     PATHS,
     PROVIDER_NAMES,
     TOKEN,
     Cast,
     PathResult,
+    draw_clear,
     drawn_verifiers,
+    job_request,
     setup,
     walk,
 )
 from marketplace.protocol.chain import connect
+
+
+def released(cast: Cast) -> int:
+    """An assigned provider's worker cannot run the job: it releases it before the deadline,
+    paying one job's pay into the audit pool (the rest of its collateral is unlocked), and the
+    job reopens at once for another provider, who settles it."""
+    ivan, judy = cast.providers["ivan"], cast.providers["judy"]
+    job = cast.requester.create_job(job_request(1))
+    cast.matcher.assign(job, [ivan.address])
+    ivan.release(job)
+    cast.matcher.assign(job, [judy.address])
+    judy.commit(job, GOOD)
+    draw_clear(cast.keeper, job)
+    advance(cast.w3, cast.owner.params().challenge_window + 1)
+    cast.keeper.finalize(job)
+    return job
+
+
+#: The scenarios' paths, then the ones walked only here.
+ALL_PATHS: tuple[tuple[str, Callable[[Cast], int]], ...] = (
+    *PATHS,
+    ("executor releases before its deadline, job reopened and settled", released),
+)
 
 
 def _tokens(amount: int) -> str:
@@ -84,7 +112,7 @@ def main() -> int:
             "verifiers are drawn on-chain, stake-weighted.\n"
         )
         failures = 0
-        for title, path in PATHS:
+        for title, path in ALL_PATHS:
             result = walk(cast, title, path)
             table = _table(cast, result)
             console.print(table)
