@@ -654,9 +654,19 @@ class Agent:
                 log.warning("job %d: seat not released: %s", duty.job_id, reason)
                 self.ledger.update(duty.task_id, status="abandoned", note=reason[:2000])
                 continue
-            # No release on-chain yet: the seat is given up as before.
-            self.ledger.update(duty.task_id, status="abandoned")
-            report.abandoned.append(duty.job_id)
+            try:
+                receipt = self.market.release(duty.job_id)
+            except (ContractRevert, TransactionFailed) as exc:
+                log.warning("job %d: release refused: %s", duty.job_id, exc)
+                self.signer.reset_nonce()
+                self.ledger.update(duty.task_id, status="abandoned", note=str(exc)[:2000])
+                continue
+            self.ledger.update(
+                duty.task_id,
+                status="released",
+                note=f"released in {receipt['transactionHash'].to_0x_hex()}",
+            )
+            report.released.append(duty.job_id)
 
     def _running(self, duty: DutyRow) -> bool:
         try:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 
 import pytest
 import redis
 
-from marketplace.protocol.client import JobState
+from marketplace.devnet import scenarios
+from marketplace.protocol.client import JobState, ProviderTerms
+from provider.agent import AgentReport
 from tests.provider.conftest import PARAMS, RedisServer, World, direct_digest
 
 pytestmark = pytest.mark.integration
@@ -73,6 +76,46 @@ def test_relayer_down_longer_than_any_retry_count_is_waited_out(
     assert alice.relayer.count == 1
     worker_log = world.workers[0].log.read_text(errors="replace")
     assert worker_log.count("unavailable") == 1, worker_log[-3000:]
+
+
+@pytest.mark.providers(2)
+def test_relayer_down_past_the_deadline_releases_the_seat_instead_of_a_no_show(
+    world: World,
+) -> None:
+    world.cast.providers["alice"].update_terms(  # the matcher's first choice
+        ProviderTerms(profile_mask=0b1, price_per_unit=scenarios.PRICE // 2, gpu_model="cpu")
+    )
+    world.start_worker()
+    alice = world.agent("alice", run_margin=15)
+    provider = world.cast.providers["alice"].address
+    job = world.submit_matmul(64, seed=22, exec_window=40)
+    world.stop_api()
+    world.drive(lambda: world.state(job) == JobState.ASSIGNED, agents=[alice], what="assignment")
+    (seat,) = world.cast.owner.participants(job)
+    assert seat.provider == provider
+    assigned = world.cast.owner.job(job)
+    stake = world.cast.owner.provider(provider).stake
+    world.drive(
+        lambda: bool(alice.ledger.all()) and alice.ledger.all()[0].status == "released",
+        agents=[alice],
+        timeout=90,
+        what="the release",
+    )
+    released = world.cast.owner.market.events.ProviderReleased().get_logs(
+        argument_filters={"jobId": job}, from_block=world.cast.deployment.block
+    )
+    assert [str(e["args"]["provider"]) for e in released] == [provider]
+    # The release fee (units x clearing price), not the no-show slash of the whole collateral.
+    fee = int(released[0]["args"]["fee"])
+    assert fee == assigned.pay and assigned.collateral == 10 * fee
+    record = world.cast.owner.provider(provider)
+    assert (record.stake, record.locked) == (stake - fee, 0)
+
+    # The job goes to another provider, who computes and commits once the relayer is back.
+    world.start_api()
+    world.agent("bob")
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, what="the reassigned commit")
+    assert world.commits(job) == [world.cast.providers["bob"].address]
 
 
 def test_redis_restarted_without_its_data_the_queued_tasks_are_resent_in_seconds(
@@ -161,3 +204,57 @@ def test_worker_main_process_killed_mid_task_the_agent_resends_in_seconds(world:
     assert world.commits(job) == [provider]
     assert alice.ledger.all()[0].sends == 2
     assert world.result_digest(job, provider) == direct_digest(1024, 42, 150)
+
+
+def test_rpc_down_the_agent_waits_logs_once_and_commits_when_it_is_back(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    world.start_worker()
+    alice = world.agent("alice")
+    provider = world.cast.providers["alice"].address
+    job = world.submit_matmul(64, seed=61)
+    world.drive(lambda: bool(alice.ledger.all()), what="the duty")
+    rpc = alice.market.w3.provider
+    endpoint = rpc.endpoint_uri  # type: ignore[attr-defined]
+    rpc.endpoint_uri = "http://127.0.0.1:9"  # type: ignore[attr-defined]  # nothing listens
+    try:
+        for _ in range(10):
+            alice.step()  # never raises
+            time.sleep(0.2)
+        assert alice.rpc.down
+    finally:
+        rpc.endpoint_uri = endpoint  # type: ignore[attr-defined]
+    assert world.commits(job) == []
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, what="the commit")
+    assert world.commits(job) == [provider]
+    assert _warnings(caplog, "RPC http") == 1
+    assert any("is back after" in r.getMessage() for r in caplog.records)
+
+
+def test_the_run_loop_outlives_an_unexpected_error(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.start_worker()
+    alice = world.agent("alice", poll_interval=0.1)
+    job = world.submit_matmul(64, seed=62)
+    discover = alice._discover
+    failures = iter([True, True])
+
+    def flaky(report: AgentReport) -> None:
+        if next(failures, False):
+            raise RuntimeError("a bug in one cycle")
+        discover(report)
+
+    alice._discover = flaky  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=alice.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        world.drive(lambda: world.state(job) == JobState.COMMITTED, agents=[], what="the commit")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    tracebacks = [r for r in caplog.records if r.exc_info and "agent cycle" in r.getMessage()]
+    assert len(tracebacks) == 1  # logged with its traceback once, then the loop went on
