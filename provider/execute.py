@@ -15,8 +15,8 @@ check and the requester learns why. These codes are:
     input-invalid      an input is malformed for the kind, or the module fails on it
 
 Transient problems (relayer unreachable, a transfer that fails its hash check) raise
-`TransientError`; the task retries them with backoff up to its delivery budget, after which the
-provider does not commit and the protocol's no-show rules apply.
+`TransientError`; the task retries them with capped backoff while the job's on-chain deadline
+can still be met (`provider.deadline`), after which the agent releases an executor's seat.
 """
 
 from __future__ import annotations
