@@ -17,7 +17,8 @@ state dump), heals it, and follows every job to a terminal state. Then it checks
 and prints one table row per fault. Exit status 0 only when every trial passes.
 
     python -m marketplace.devnet.chaos [--faults relayer-down,anvil-rollback,...] [--jobs 30]
-                                       [--providers 4] [--short] [--keep] [--dir DIR]
+                                       [--providers 4] [--audit-bps 10000] [--short]
+                                       [--keep] [--dir DIR]
 
 `--short` is the version `make test` runs (tests/integration/test_chaos.py): fewer jobs and
 shorter outages, the same faults and checks.
@@ -73,10 +74,12 @@ class Fault:
     #: Seconds between inject and heal (full run; `--short` uses `short_outage`).
     outage: float
     short_outage: float
-    #: Seconds after the batch is submitted before the fault is injected. The rollback waits
-    #: past Anvil's 10 s state dump, so the dump holds the batch and the rollback drops what
-    #: the providers did with it, not the batch itself.
+    #: Seconds after the batch is submitted before the fault is injected (then it waits until
+    #: a job of the batch left Open, so the fault hits work in flight).
     delay: float = 4.0
+    #: Inject right after Anvil's next periodic state dump, so the dump holds the batch and a
+    #: rollback drops what the providers did with it, not the batch itself.
+    after_dump: bool = False
     #: Providers (by index into the devnet's list) the fault takes offline for the whole trial;
     #: their no-show slashes are the protocol working, not an honest provider slashed. Such a
     #: fault is injected before the batch, once the relayer has seen the providers' heartbeats
@@ -170,7 +173,8 @@ FAULTS: tuple[Fault, ...] = (
         _restart(_anvil),
         outage=3.0,
         short_outage=3.0,
-        delay=13.0,
+        delay=1.0,
+        after_dump=True,
     ),
     Fault(
         "redis-restart",
@@ -223,6 +227,9 @@ class ChaosConfig:
     faults: tuple[str, ...] = tuple(f.name for f in FAULTS)
     jobs: int = 30
     providers: int = 4
+    #: Every single-replica job audited, so faults also hit audits (drawn verifiers running,
+    #: committing and revealing), not only executors.
+    audit_bps: int = 10_000
     short: bool = False
     #: Seconds a trial's jobs may take to become terminal after the heal.
     drain_timeout: float = 900.0
@@ -241,6 +248,8 @@ class Trial:
     double_commits: int = 0
     double_pays: int = 0
     conservation: Conservation | None = None
+    #: Jobs of the batch not yet terminal when the fault was injected (0: it hit nothing).
+    in_flight: int = 0
     #: Slashes of providers the trial kept honest and online, and of every provider.
     honest_slashes: int = 0
     slashes: int = 0
@@ -253,6 +262,7 @@ class Trial:
     def ok(self) -> bool:
         return (
             not self.error
+            and self.in_flight > 0
             and not self.not_terminal
             and self.double_commits == 0
             and self.double_pays == 0
@@ -295,11 +305,18 @@ def _states(market: Market, ids: Sequence[int]) -> dict[int, JobState]:
     return {i: _retry(lambda i=i: market.job(i).state) for i in ids}  # type: ignore[misc]
 
 
-def _wait_in_flight(market: Market, ids: Sequence[int], seconds: float) -> None:
-    """Waits `seconds`, and then until one job of the batch left Open (work is running), for a
-    minute at most."""
+def _wait_in_flight(
+    market: Market, ids: Sequence[int], seconds: float, dump: Path | None = None
+) -> None:
+    """Waits `seconds`, then for Anvil's next state dump when `dump` is given, then until one
+    job of the batch left Open (work is running), for a minute at most."""
     started = time.monotonic()
+    mtime = dump.stat().st_mtime if dump is not None and dump.exists() else 0.0
     time.sleep(seconds)
+    while dump is not None and time.monotonic() - started < seconds + 30.0:
+        if dump.exists() and dump.stat().st_mtime != mtime:
+            break
+        time.sleep(0.2)
     while time.monotonic() - started < seconds + 60.0:
         if any(s != JobState.OPEN for s in _states(market, ids).values()):
             return
@@ -376,6 +393,7 @@ def run_trial(devnet: Devnet, fault: Fault, config: ChaosConfig, console: Consol
         console.print(f"  {fault.name}: inject ({fault.description})")
         fault.inject(devnet, config)
         time.sleep(OFFLINE_NOTICED)
+        trial.in_flight = config.jobs
     drafts = job_drafts(config.jobs, providers=len(honest) or 1, sentences_per_job=2)
     with Requester(
         devnet.w3, devnet.deployment, devnet.requester_account(), devnet.api_url, poll_interval=0.5
@@ -383,8 +401,10 @@ def run_trial(devnet: Devnet, fault: Fault, config: ChaosConfig, console: Consol
         ids = requester.submit_many([d for d, _ in drafts])
     console.print(f"  {fault.name}: submitted jobs {ids[0]}..{ids[-1]}")
     if not fault.offline:
-        _wait_in_flight(market, ids, fault.delay)
-        console.print(f"  {fault.name}: inject ({fault.description})")
+        dump = devnet.dir / "anvil-state.json" if fault.after_dump else None
+        _wait_in_flight(market, ids, fault.delay, dump)
+        trial.in_flight = sum(1 for s in _states(market, ids).values() if not s.terminal)
+        console.print(f"  {fault.name}: inject ({fault.description}; {trial.in_flight} in flight)")
         fault.inject(devnet, config)
         time.sleep(outage)
     fault.heal(devnet, config)
@@ -413,7 +433,12 @@ def run_chaos(config: ChaosConfig, console: Console) -> list[Trial]:
         )
     directory = config.dir or Path(tempfile.mkdtemp(prefix="depin-chaos-"))
     devnet = Devnet.up(
-        DevnetConfig(dir=directory / "devnet", providers=config.providers, fresh=True),
+        DevnetConfig(
+            dir=directory / "devnet",
+            providers=config.providers,
+            audit_bps=config.audit_bps,
+            fresh=True,
+        ),
         progress=lambda line: console.print(f"  {line}"),
     )
     trials: list[Trial] = []
@@ -453,6 +478,7 @@ def table(trials: Sequence[Trial]) -> Table:
     for column in (
         "fault",
         "jobs",
+        "in flight",
         "terminal",
         "states",
         "double commit/pay",
@@ -469,6 +495,7 @@ def table(trials: Sequence[Trial]) -> Table:
         out.add_row(
             t.fault,
             str(t.jobs),
+            str(t.in_flight),
             f"{t.jobs - len(t.not_terminal)}/{t.jobs}" if not t.error else "-",
             ", ".join(f"{k} {v}" for k, v in sorted(t.states.items())) or t.error,
             f"{t.double_commits}/{t.double_pays}",
@@ -487,6 +514,7 @@ def _parse(argv: Sequence[str] | None) -> ChaosConfig:
     parser.add_argument("--faults", default=",".join(f.name for f in FAULTS))
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--providers", type=int, default=4)
+    parser.add_argument("--audit-bps", type=int, default=10_000)
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--dir", type=Path, default=None)
@@ -498,6 +526,7 @@ def _parse(argv: Sequence[str] | None) -> ChaosConfig:
         faults=tuple(f.strip() for f in args.faults.split(",") if f.strip()),
         jobs=jobs,
         providers=args.providers,
+        audit_bps=args.audit_bps,
         short=args.short,
         dir=args.dir,
         keep=args.keep,

@@ -14,7 +14,14 @@ EXACT = Conservation(0, 0, 0, (0, 0), 0, (0, 0))
 
 
 def _passing() -> Trial:
-    return Trial("relayer-down", jobs=3, states=Counter(settled=3), conservation=EXACT, drain=12.0)
+    return Trial(
+        "relayer-down",
+        jobs=3,
+        in_flight=3,
+        states=Counter(settled=3),
+        conservation=EXACT,
+        drain=12.0,
+    )
 
 
 def test_a_clean_trial_passes() -> None:
@@ -25,6 +32,7 @@ def test_a_clean_trial_passes() -> None:
     "change",
     [
         {"honest_slashes": 1},
+        {"in_flight": 0},
         {"double_commits": 1},
         {"double_pays": 1},
         {"not_terminal": [7]},
