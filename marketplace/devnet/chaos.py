@@ -468,8 +468,10 @@ def run_chaos(config: ChaosConfig, console: Console) -> list[Trial]:
 def _row_line(t: Trial) -> str:
     drain = "-" if t.drain is None else f"{t.drain:.0f} s"
     verdict = "PASS" if t.ok else "FAIL"
+    states = dict(t.states) if not t.error else t.error
     return (
-        f"  {verdict} {t.fault}: {dict(t.states)} drain {drain} honest slashes {t.honest_slashes}"
+        f"  {verdict} {t.fault}: {t.in_flight} in flight; {states}; drain {drain}; "
+        f"slashes {t.slashes} (honest {t.honest_slashes}); releases {t.releases}"
     )
 
 
@@ -535,7 +537,8 @@ def _parse(argv: Sequence[str] | None) -> ChaosConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = _parse(argv)
-    console = Console()
+    # The table has a dozen columns: wide enough for them in a CI log as on a terminal.
+    console = Console(width=max(Console().width, 170))
     try:
         trials = run_chaos(config, console)
     except (ChaosError, DevnetError) as exc:
