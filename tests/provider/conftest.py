@@ -166,6 +166,21 @@ class Worker:
         except FileNotFoundError:
             return []
 
+    def wait_warm(self, timeout: float = 300.0) -> None:
+        """Waits until the worker consumes and its pool process has preloaded torch and the
+        embedding model (a minute or more on a busy machine), so a test's short deadlines
+        measure the fault, not the start."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log.read_text(errors="replace")
+            if " ready." in text and (
+                "Loading weights: 100%" in text or "preloading the embedding model failed" in text
+            ):
+                return
+            assert self.proc.poll() is None, f"the worker exited:\n{text[-3000:]}"
+            assert time.monotonic() < deadline, f"the worker did not warm up:\n{text[-3000:]}"
+            time.sleep(0.2)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -337,7 +352,13 @@ class World:
         while not until():
             if time.monotonic() > deadline:
                 logs = "\n".join(w.log.read_text(errors="replace")[-3000:] for w in self.workers)
-                raise AssertionError(f"timed out waiting for {what}; worker logs:\n{logs}")
+                duties = {
+                    name: [(d.job_id, d.status, d.sends, d.note) for d in a.ledger.all()]
+                    for name, a in self.agents.items()
+                }
+                raise AssertionError(
+                    f"timed out waiting for {what}; duties: {duties}; worker logs:\n{logs}"
+                )
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
             self.relayer.step()
             for agent in agents:

@@ -85,7 +85,7 @@ def test_relayer_down_past_the_deadline_releases_the_seat_instead_of_a_no_show(
     world.cast.providers["alice"].update_terms(  # the matcher's first choice
         ProviderTerms(profile_mask=0b1, price_per_unit=scenarios.PRICE // 2, gpu_model="cpu")
     )
-    world.start_worker()
+    world.start_worker().wait_warm()  # the deadline is short: the fault, not the start, decides
     alice = world.agent("alice", run_margin=15)
     provider = world.cast.providers["alice"].address
     job = world.submit_matmul(64, seed=22, exec_window=40)
@@ -136,7 +136,7 @@ def test_redis_restarted_without_its_data_the_queued_tasks_are_resent_in_seconds
         time.sleep(0.2)
     private_redis.start()  # empty: the queue and the results are gone
     restarted = time.monotonic()
-    world.start_worker()
+    worker = world.start_worker()
     resent_at: dict[int, float] = {}
     while len(resent_at) < 2:
         assert time.monotonic() - restarted < 60, "the lost tasks were not sent again"
@@ -147,6 +147,7 @@ def test_redis_restarted_without_its_data_the_queued_tasks_are_resent_in_seconds
         time.sleep(0.2)
     print(f"\nRedis restarted empty: tasks sent again after {sorted(resent_at.values())} s")
     assert max(resent_at.values()) < 30  # not the 600 s resend_after
+    worker.wait_warm()
     for job in jobs:
         _settle(world, job)
         assert world.commits(job) == [provider]
@@ -190,7 +191,7 @@ def test_worker_main_process_killed_mid_task_the_agent_resends_in_seconds(world:
     os.killpg(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait()
     killed = time.monotonic()
-    world.start_worker()
+    replacement = world.start_worker()
     resent = None
     while resent is None:
         assert time.monotonic() - killed < 60, "the lost task was not sent again"
@@ -200,6 +201,7 @@ def test_worker_main_process_killed_mid_task_the_agent_resends_in_seconds(world:
         time.sleep(0.2)
     print(f"\nworker killed: task sent again after {resent:.1f} s")
     assert resent < 30
+    replacement.wait_warm()
     _settle(world, job)
     assert world.commits(job) == [provider]
     assert alice.ledger.all()[0].sends == 2
