@@ -577,6 +577,20 @@ class Agent:
                 report.computed.append(duty.job_id)
             elif succeeded and isinstance(value, dict) and value.get("status") == "skipped":
                 self.ledger.update(duty.task_id, status="skipped", note=str(value.get("reason")))
+            elif not succeeded:
+                # The run failed outside the job: Redis went away while the worker stored its
+                # result, or the time limit killed it. Run it again under the same id; the
+                # worker's crash budget (DEPIN_PROVIDER_MAX_DELIVERIES, kept) bounds the reruns
+                # and then gives the job up explicitly.
+                log.warning(
+                    "job %d: task %s failed outside the job (%s); sending it again",
+                    duty.job_id,
+                    duty.task_id,
+                    _short(value),
+                )
+                self.redis.delete(self.celery.backend.get_key_for_task(duty.task_id))
+                self._send(duty)
+                report.resent.append(duty.job_id)
             else:
                 note = str(value.get("reason")) if isinstance(value, dict) else repr(value)
                 log.warning("job %d: the worker gave the job up: %s", duty.job_id, note)
@@ -953,6 +967,13 @@ def _redacted(url: str) -> str:
     if "@" not in rest:
         return url
     return scheme + sep + rest.rsplit("@", 1)[1]
+
+
+def _short(value: Any) -> str:
+    """A stored task failure, in one short line."""
+    if isinstance(value, dict):
+        return f"{value.get('exc_type', 'error')}: {value.get('exc_message', '')}"[:300]
+    return repr(value)[:300]
 
 
 def _made_up_digest(job_id: int) -> bytes:

@@ -260,3 +260,25 @@ def test_the_run_loop_outlives_an_unexpected_error(
     assert not thread.is_alive()
     tracebacks = [r for r in caplog.records if r.exc_info and "agent cycle" in r.getMessage()]
     assert len(tracebacks) == 1  # logged with its traceback once, then the loop went on
+
+
+def test_a_run_that_failed_outside_the_job_is_sent_again_not_given_up(world: World) -> None:
+    """Redis went away while the worker stored a finished run: Celery records the task as
+    FAILED with a ConnectionError. That is no reason to hand the seat back: the agent runs the
+    task again under the same id and the job settles, nothing released, nobody slashed."""
+    alice = world.agent("alice")
+    provider = world.cast.providers["alice"].address
+    job = world.submit_matmul(64, seed=43)
+    world.drive(lambda: bool(alice.ledger.all()), what="the duty")
+    tid = alice.ledger.all()[0].task_id
+    # No worker yet: the task waits in the queue while its stored result says it failed.
+    alice.celery.backend.mark_as_failure(tid, ConnectionError("Error 111 connecting to redis"))
+    report = alice.step()
+    assert job in report.resent and job not in report.abandoned
+    world.start_worker()
+    _settle(world, job)
+    assert world.commits(job) == [provider]
+    duty = alice.ledger.get(tid)
+    assert duty is not None and duty.status == "closed" and duty.sends == 2
+    assert world.cast.owner.provider(provider).jobs_slashed == 0
+    assert world.result_digest(job, provider) == direct_digest(64, 43)
