@@ -10,7 +10,8 @@ state dump), heals it, and follows every job to a terminal state. Then it checks
   per provider and job, one JobClosed per job);
 - exact conservation of tokens over every holder and both contracts (`demo.conservation`);
 - no honest provider slashed: the ProviderSlashed events of the trial's jobs name only providers
-  the fault took offline on purpose (`verifier-offline`), none of the others;
+  the fault took offline on purpose (`verifier-offline`), none of the others; nor any seat of
+  theirs released (the jobs have an hour to run: a release would be a fee paid for nothing);
 - the drain time: seconds from the heal to the last job terminal, beside the baseline trial's
   (`none`: the same batch with no fault) so the fault's own delay reads off the table.
 
@@ -253,7 +254,10 @@ class Trial:
     #: Slashes of providers the trial kept honest and online, and of every provider.
     honest_slashes: int = 0
     slashes: int = 0
+    #: Seats handed back (release fee paid); every trial's jobs have an hour to run, so an
+    #: honest provider never needs to.
     releases: int = 0
+    honest_releases: int = 0
     outage: float = 0.0
     drain: float | None = None
     error: str = ""
@@ -269,6 +273,7 @@ class Trial:
             and self.conservation is not None
             and self.conservation.ok
             and self.honest_slashes == 0
+            and self.honest_releases == 0
         )
 
 
@@ -365,8 +370,9 @@ def _audit(trial: Trial, market: Market, ids: Sequence[int], honest: set[str]) -
     trial.slashes = len(slashed)
     keep = {h.lower() for h in honest}
     trial.honest_slashes = sum(1 for p in slashed if p in keep)
-    if any(e.get("name") == "ProviderReleased" for e in market.market.abi):
-        trial.releases = len(_events(market, "ProviderReleased", ids))
+    released = [str(a["provider"]).lower() for a in _events(market, "ProviderReleased", ids)]
+    trial.releases = len(released)
+    trial.honest_releases = sum(1 for p in released if p in keep)
 
 
 def trial_providers(market: Market, ids: Sequence[int]) -> set[str]:
@@ -486,7 +492,7 @@ def table(trials: Sequence[Trial]) -> Table:
         "double commit/pay",
         "conservation",
         "slashes (honest)",
-        "releases",
+        "releases (honest)",
         "outage",
         "drain",
         "result",
@@ -503,7 +509,7 @@ def table(trials: Sequence[Trial]) -> Table:
             f"{t.double_commits}/{t.double_pays}",
             "-" if c is None else ("exact" if c.ok else f"off by {c.imbalance} wei"),
             f"{t.slashes} ({t.honest_slashes})",
-            str(t.releases),
+            f"{t.releases} ({t.honest_releases})",
             f"{t.outage:.0f} s",
             "-" if t.drain is None else f"{t.drain:.0f} s",
             "PASS" if t.ok else "FAIL",

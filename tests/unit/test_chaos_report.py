@@ -33,6 +33,7 @@ def test_a_clean_trial_passes() -> None:
     [
         {"honest_slashes": 1},
         {"in_flight": 0},
+        {"honest_releases": 1},
         {"double_commits": 1},
         {"double_pays": 1},
         {"not_terminal": [7]},
