@@ -203,10 +203,11 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault(
         "agent-kill",
-        "every provider agent kill -9, restarted after the outage",
+        "every provider agent kill -9, restarted after the outage (shorter than the devnet's "
+        "30 s reveal window: an agent down past it misses its reveals, and that is slashed)",
         _kill(_agents),
         _restart(_agents),
-        outage=30.0,
+        outage=15.0,
         short_outage=10.0,
     ),
     Fault(
@@ -355,10 +356,12 @@ def _audit(trial: Trial, market: Market, ids: Sequence[int], honest: set[str]) -
         for a in _events(market, "ResultCommitted", ids)
     )
     trial.double_commits = sum(n - 1 for n in commits.values() if n > 1)
-    # A provider is paid once per job at most; the requester may get a refund and a bond back.
+    # A provider may be credited twice for one job for different reasons (a verifier's pay and
+    # its share of a slash), so a double pay is the same credit twice (job, account, amount)
+    # or a job closed twice; a credit from nowhere also breaks the market's solvency check.
     seated = trial_providers(market, ids)
     credited = Counter(
-        (int(a["jobId"]), str(a["account"]).lower())
+        (int(a["jobId"]), str(a["account"]).lower(), int(a["amount"]))
         for a in _events(market, "Credited", ids)
         if str(a["account"]).lower() in seated
     )
