@@ -10,6 +10,7 @@ nonce at the start of each test.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import ape
@@ -20,7 +21,7 @@ from web3 import Web3
 
 from marketplace.devnet import scenarios
 from marketplace.devnet.scenarios import Cast
-from marketplace.protocol.client import Market
+from marketplace.protocol.client import JobRequest, Market
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,21 @@ def _fresh_nonces(cast: Cast) -> Iterator[None]:
         assert client.signer is not None
         client.signer.reset_nonce()
     yield
+
+
+def matmul_request(replicas: int) -> JobRequest:
+    """A job request at the scenario's units and price with `replicas` executors."""
+    return JobRequest(
+        spec_hash=hashlib.sha256(b'{"kind":"matmul"}').digest(),
+        units=scenarios.UNITS,
+        max_price_per_unit=scenarios.PRICE,
+        replicas=replicas,
+    )
+
+
+def assigned_job(cast: Cast, names: tuple[str, ...]) -> tuple[int, list[Market]]:
+    """A new job assigned by the matcher to the providers `names` (their clients returned)."""
+    providers = [cast.providers[n] for n in names]
+    job = cast.requester.create_job(matmul_request(len(names)))
+    cast.matcher.assign(job, [p.address for p in providers])
+    return job, providers

@@ -13,28 +13,13 @@ from web3.logs import DISCARD
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import advance
 from marketplace.devnet.scenarios import Cast
-from marketplace.protocol.client import JobRequest, JobState, Market
+from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import _HINTS, ContractRevert
+from tests.contracts.conftest import assigned_job
 
 GOOD = hashlib.sha256(b"the correct output tensor bytes").digest()
 PAY = scenarios.UNITS * scenarios.PRICE  # the release fee at the max price
 ESCROW = 132_500_000_000_000_000  # replicas = 1: PAY + 250 bps fee + 3000 bps audit premium
-
-
-def _request(replicas: int) -> JobRequest:
-    return JobRequest(
-        spec_hash=hashlib.sha256(b'{"kind":"matmul"}').digest(),
-        units=scenarios.UNITS,
-        max_price_per_unit=scenarios.PRICE,
-        replicas=replicas,
-    )
-
-
-def _assigned(cast: Cast, names: tuple[str, ...]) -> tuple[int, list[Market]]:
-    providers = [cast.providers[n] for n in names]
-    job = cast.requester.create_job(_request(len(names)))
-    cast.matcher.assign(job, [p.address for p in providers])
-    return job, providers
 
 
 def _refused(err: ContractRevert, name: str) -> None:
@@ -43,7 +28,7 @@ def _refused(err: ContractRevert, name: str) -> None:
 
 
 def test_release_pays_the_fee_unlocks_the_rest_and_reopens(cast: Cast) -> None:
-    job, (alice,) = _assigned(cast, ("alice",))
+    job, (alice,) = assigned_job(cast, ("alice",))
     before = alice.provider(alice.address)
     collateral = cast.owner.job(job).collateral
     assert before.locked >= collateral and collateral == 10 * PAY
@@ -80,7 +65,7 @@ def test_release_pays_the_fee_unlocks_the_rest_and_reopens(cast: Cast) -> None:
 
 
 def test_release_of_one_replica_starts_the_reveal_once_the_rest_committed(cast: Cast) -> None:
-    job, (alice, bob, carol) = _assigned(cast, ("alice", "bob", "carol"))
+    job, (alice, bob, carol) = assigned_job(cast, ("alice", "bob", "carol"))
     alice.commit(job, GOOD)
     bob.commit(job, GOOD)
     carol.release(job)
@@ -94,7 +79,7 @@ def test_release_of_one_replica_starts_the_reveal_once_the_rest_committed(cast: 
 
 
 def test_refused_releases_are_decoded(cast: Cast) -> None:
-    job, (alice, bob, _) = _assigned(cast, ("alice", "bob", "carol"))
+    job, (alice, bob, _) = assigned_job(cast, ("alice", "bob", "carol"))
     alice.commit(job, GOOD)
     with pytest.raises(ContractRevert) as info:
         alice.release(job)

@@ -18,7 +18,7 @@ from marketplace.devnet.anvil import advance, free_port, funded_account
 from marketplace.devnet.scenarios import Cast
 from marketplace.protocol import hashing
 from marketplace.protocol.chain import connect
-from marketplace.protocol.client import JobRequest, JobState, Market
+from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import (
     _HINTS,
@@ -27,28 +27,13 @@ from marketplace.protocol.errors import (
     ContractRevert,
     DepinError,
 )
+from tests.contracts.conftest import assigned_job, matmul_request
 
 GOOD = hashlib.sha256(b"the correct output tensor bytes").digest()
 BAD = hashlib.sha256(b"a fabricated output").digest()
 PAY = 100_000_000_000_000_000  # one replica: 100 units x 1e15
 ESCROW = 132_500_000_000_000_000  # replicas = 1: PAY + 250 bps fee + 3000 bps audit premium
 COLLATERAL = 10 * PAY
-
-
-def _request(replicas: int) -> JobRequest:
-    return JobRequest(
-        spec_hash=hashlib.sha256(b'{"kind":"matmul"}').digest(),
-        units=scenarios.UNITS,
-        max_price_per_unit=scenarios.PRICE,
-        replicas=replicas,
-    )
-
-
-def _assigned_job(cast: Cast, names: tuple[str, ...]) -> tuple[int, list[Market]]:
-    providers = [cast.providers[n] for n in names]
-    job = cast.requester.create_job(_request(len(names)))
-    cast.matcher.assign(job, [p.address for p in providers])
-    return job, providers
 
 
 def _decoded(err: ContractRevert) -> dict[str, Any]:
@@ -71,7 +56,7 @@ def _committed_event(client: Market, receipt: TxReceipt) -> Any:
 
 
 def test_commit_and_reveal_through_the_sdk(cast: Cast) -> None:
-    job, trio = _assigned_job(cast, ("alice", "bob", "carol"))
+    job, trio = assigned_job(cast, ("alice", "bob", "carol"))
     for p in trio:
         args = _committed_event(p, p.commit(job, GOOD))
         # The SDK derives exactly the hash and seal the contract logs and will recompute.
@@ -89,7 +74,7 @@ def test_commit_and_reveal_through_the_sdk(cast: Cast) -> None:
 
 
 def test_commitment_of_matches_the_stored_commitment(cast: Cast) -> None:
-    job, trio = _assigned_job(cast, ("alice", "bob", "carol"))
+    job, trio = assigned_job(cast, ("alice", "bob", "carol"))
     digests = (GOOD, GOOD, BAD)
     for p, digest in zip(trio, digests, strict=True):
         p.commit(job, digest)
@@ -105,7 +90,7 @@ def test_commitment_of_matches_the_stored_commitment(cast: Cast) -> None:
 
 
 def test_copycat_of_hash_and_seal_cannot_reveal(cast: Cast) -> None:
-    job, (alice, bob, carol) = _assigned_job(cast, ("alice", "bob", "carol"))
+    job, (alice, bob, carol) = assigned_job(cast, ("alice", "bob", "carol"))
     honest = _committed_event(alice, alice.commit(job, GOOD))
     # bob copies alice's public hash and seal straight from her commit.
     bob.commit_raw(job, honest["resultHash"], honest["seal"])
@@ -143,7 +128,7 @@ def test_copycat_of_hash_and_seal_cannot_reveal(cast: Cast) -> None:
 
 
 def test_finalize_too_early_is_decoded(cast: Cast) -> None:
-    job, (alice,) = _assigned_job(cast, ("alice",))
+    job, (alice,) = assigned_job(cast, ("alice",))
     alice.commit(job, GOOD)
     deadline = cast.owner.job(job).deadline
     assert cast.owner.state(job) == JobState.COMMITTED
@@ -157,7 +142,7 @@ def test_finalize_too_early_is_decoded(cast: Cast) -> None:
 
 
 def test_assign_by_non_matcher_is_decoded(cast: Cast) -> None:
-    job = cast.requester.create_job(_request(1))
+    job = cast.requester.create_job(matmul_request(1))
     with pytest.raises(ContractRevert) as err:
         cast.requester.assign(job, [cast.providers["alice"].address])
     assert err.value.name == "JobMarketNotMatcher"
@@ -179,7 +164,7 @@ def test_create_job_without_tokens_is_decoded(cast: Cast, w3: Web3) -> None:
     poor = cast.owner.as_account(funded_account(w3))
     jobs = cast.owner.job_count()
     with pytest.raises(ContractRevert) as err:
-        poor.create_job(_request(1))
+        poor.create_job(matmul_request(1))
     assert err.value.name == "ERC20InsufficientBalance"
     assert _decoded(err.value) == {"sender": poor.address, "balance": 0, "needed": ESCROW}
     _assert_hint(err.value)
