@@ -216,12 +216,20 @@ class _WorkerState:
         from provider.runtime.device import select_device
         from provider.runtime.embed import load_model
 
+        started = time.monotonic()
         self.profile()
         device = select_device()
         try:
             load_model(str(device))
         except Exception:  # a broken model install must not keep the worker from other kinds
             log.exception("preloading the embedding model failed; embed jobs will load it")
+            return
+        # Operators (and tests) wait for this line: the pool process takes work at full speed.
+        log.info(
+            "preloaded torch and the embedding model on %s in %.1f s",
+            device,
+            time.monotonic() - started,
+        )
 
     def run(self, task: Task[Any, Any], raw: dict[str, Any]) -> dict[str, Any]:
         try:

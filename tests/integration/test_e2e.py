@@ -20,6 +20,14 @@ from marketplace.requester import JobResult
 
 pytestmark = pytest.mark.integration
 
+#: What the demo printed: part of every claim's failure message (the devnet's logs are gone by
+#: then, and pytest shows the fixture's own output only under the test that set it up).
+_printed: list[str] = []
+
+
+def _story() -> str:
+    return "\n".join(_printed)[-6000:]
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
@@ -29,7 +37,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
     try:
         return run_demo(config, Console(file=out, width=120))
     finally:
-        print(out.getvalue())  # shown by pytest when a test fails
+        _printed.append(out.getvalue())
 
 
 def test_every_job_reaches_a_terminal_state(report: DemoReport) -> None:
@@ -46,7 +54,7 @@ def test_tokens_are_conserved_exactly(report: DemoReport) -> None:
     assert c.unaccounted == (0, 0)  # every holder of the supply is in the books
     assert c.market_shortfall == 0  # the market holds exactly what it owes
     assert c.registry_shortfall == (0, 0)  # the registry holds exactly the stakes
-    assert c.burned > 0  # a slash burned its share
+    assert c.burned > 0, _story()  # a slash burned its share
 
 
 def test_the_lazy_provider_is_slashed_and_no_honest_one(report: DemoReport) -> None:
@@ -54,12 +62,12 @@ def test_the_lazy_provider_is_slashed_and_no_honest_one(report: DemoReport) -> N
     honest = [p for p in report.providers if p.behavior == "honest"]
     assert len(lazy) == 1 and len(honest) == 3
     (cheat,) = lazy
-    assert cheat.executed >= 1
-    assert cheat.jobs_slashed >= 1 and cheat.stake_after < cheat.stake_before
-    assert cheat.jobs_done == 0 and cheat.earned <= 0
+    assert cheat.executed >= 1, _story()
+    assert cheat.jobs_slashed >= 1 and cheat.stake_after < cheat.stake_before, _story()
+    assert cheat.jobs_done == 0 and cheat.earned <= 0, _story()
     for p in honest:
-        assert p.jobs_slashed == 0 and p.stake_after == p.stake_before, p
-        assert p.jobs_done >= 1 and p.earned > 0, p
+        assert p.jobs_slashed == 0 and p.stake_after == p.stake_before, (p, _story())
+        assert p.jobs_done >= 1 and p.earned > 0, (p, _story())
 
 
 def test_results_decrypt_verify_and_match_a_local_run(report: DemoReport) -> None:
@@ -80,4 +88,4 @@ def test_results_decrypt_verify_and_match_a_local_run(report: DemoReport) -> Non
 
 def test_every_claim_passes_and_no_process_is_left(report: DemoReport) -> None:
     assert report.left_running == []
-    assert report.ok, [what for what, passed in report.checks() if not passed]
+    assert report.ok, ([what for what, passed in report.checks() if not passed], _story())

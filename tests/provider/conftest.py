@@ -174,7 +174,8 @@ class Worker:
         while True:
             text = self.log.read_text(errors="replace")
             if " ready." in text and (
-                "Loading weights: 100%" in text or "preloading the embedding model failed" in text
+                "preloaded torch and the embedding model" in text
+                or "preloading the embedding model failed" in text
             ):
                 return
             assert self.proc.poll() is None, f"the worker exited:\n{text[-3000:]}"
