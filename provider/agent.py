@@ -67,9 +67,8 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy import select
 from web3.exceptions import Web3Exception
 
-from marketplace.protocol.chain import connect
 from marketplace.protocol.client import Job, JobState, Market
-from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
@@ -222,7 +221,7 @@ class Agent:
     def from_settings(cls, settings: ProviderSettings) -> Agent:
         deployment = Deployment.load(settings.deployment_file)
         account = settings.account()
-        market = Market(connect(settings.rpc_url, deployment.chain_id), deployment, account)
+        market = Market(connect_deployment(settings.rpc_url, deployment), deployment, account)
         url = settings.database_url(account.address)
         return cls(settings, market=market, store=Store(url), ledger=Ledger(url))
 

@@ -33,9 +33,8 @@ from marketplace.cli.common import (
     relayer_url_option,
     rpc_url_option,
 )
-from marketplace.protocol.chain import connect
 from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
-from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError
 from provider.settings import ProviderSettings
 
@@ -170,7 +169,7 @@ class _Session:
 
 def _connect(settings: ProviderSettings, account: LocalAccount | None) -> _Session:
     deployment = Deployment.load(settings.deployment_file)
-    w3 = connect(settings.rpc_url, deployment.chain_id)
+    w3 = connect_deployment(settings.rpc_url, deployment)
     return _Session(Market(w3, deployment, account), deployment)
 
 

@@ -138,13 +138,12 @@ class _AccountOptions(ChainOptions):
 
     def chain(self) -> tuple[Any, Any]:
         """(web3, deployment) checked to be on the same chain."""
-        from marketplace.protocol.chain import connect
-        from marketplace.protocol.deployment import Deployment
+        from marketplace.protocol.deployment import Deployment, connect_deployment
 
         with errors():
             settings = self.settings()
             dep = Deployment.load(settings.deployment_file)
-            return connect(settings.rpc_url, expected_chain_id=dep.chain_id), dep
+            return connect_deployment(settings.rpc_url, dep), dep
 
     def address(self, address: str | None) -> str:
         """`address`, else the --wallet's or --keystore's, else the configured wallet's."""

@@ -10,7 +10,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import Nonce, TxParams, TxReceipt
 
 from marketplace.protocol.errors import ChainError, TransactionFailed, decode_revert
@@ -48,6 +48,10 @@ def connect(rpc_url: str, expected_chain_id: int | None = None) -> Web3:
     return w3
 
 
+def _no_gas_money(exc: Web3RPCError) -> bool:
+    return "insufficient funds" in str(exc).lower()
+
+
 class Signer:
     """Sends transactions from one local key in nonce order; safe to share between threads.
 
@@ -83,6 +87,10 @@ class Signer:
                 gas = call.estimate_gas(params)
             except ContractLogicError as exc:
                 raise (decode_revert(_revert_data(exc)) or TransactionFailed(str(exc))) from exc
+            except Web3RPCError as exc:
+                if _no_gas_money(exc):
+                    raise self._unfunded() from exc
+                raise
             if min_gas > gas:
                 limit = int(self.w3.eth.get_block("latest")["gasLimit"])
                 gas = min(min_gas, int(limit / _GAS_HEADROOM))
@@ -91,7 +99,12 @@ class Signer:
             params["nonce"] = Nonce(self._nonce)
             tx = call.build_transaction(params)
             signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as exc:
+                if _no_gas_money(exc):
+                    raise self._unfunded() from exc
+                raise
             self._nonce += 1
         receipt = self._wait(tx_hash)
         if receipt["status"] != 1:
@@ -128,6 +141,12 @@ class Signer:
                     "the node (is it mining?) and the gas price, then send again"
                 )
             time.sleep(0.1)
+
+    def _unfunded(self) -> TransactionFailed:
+        return TransactionFailed(
+            f"{self.address} has not enough ETH to pay for gas; send it ETH (on a devnet: "
+            "`depin wallet faucet`) and run the command again"
+        )
 
     def reset_nonce(self) -> None:
         """Forget the tracked nonce (after a node restart or an external send from this key)."""

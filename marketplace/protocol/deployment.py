@@ -13,7 +13,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from marketplace.protocol import artifacts
-from marketplace.protocol.chain import Signer
+from marketplace.protocol.chain import Signer, connect
 from marketplace.protocol.errors import ChainError, ConfigError
 from marketplace.protocol.hashing import escrow_of
 
@@ -259,3 +259,30 @@ def deploy(
     if write_to is not None:
         deployment.write(write_to)
     return deployment
+
+
+def connect_deployment(rpc_url: str, deployment: Deployment) -> Web3:
+    """`connect` to the deployment's chain, then checks that its contracts are there: a
+    deployment file of another (or a restarted) chain with the same id fails here with one line,
+    not later with undecodable call results."""
+    w3 = connect(rpc_url, deployment.chain_id)
+    for name, address in (
+        ("JobMarket", deployment.market),
+        ("ProviderRegistry", deployment.registry),
+        ("ComputeToken", deployment.token),
+    ):
+        try:
+            code = w3.eth.get_code(Web3.to_checksum_address(address))
+        except ValueError as exc:  # a malformed address in the file
+            raise ChainError(
+                f"the deployment's {name} address {address!r} is invalid ({exc}); regenerate "
+                "the deployment file"
+            ) from exc
+        if not code:
+            raise ChainError(
+                f"no {name} contract at {address} on chain {deployment.chain_id} at {rpc_url}: "
+                "the deployment file belongs to another chain (or one restarted since); use the "
+                "file written when these contracts were deployed (`depin devnet up` writes the "
+                "devnet's)"
+            )
+    return w3

@@ -55,9 +55,8 @@ from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
-from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market
-from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError
 from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.protocol.outage import Outage
@@ -141,7 +140,7 @@ class Relayer:
         if market is None:
             assert s is not None
             deployment = Deployment.load(s.deployment_file)
-            w3 = connect(s.rpc_url, deployment.chain_id)
+            w3 = connect_deployment(s.rpc_url, deployment)
             account: LocalAccount = s.account()
             market = Market(w3, deployment, account)
         if store is None:

@@ -46,9 +46,8 @@ from marketplace.protocol.artifact_client import (
     ArtifactNotFound,
     RelayerUnreachable,
 )
-from marketplace.protocol.chain import connect
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
-from marketplace.protocol.deployment import MIN_WINDOW, Deployment
+from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
 from marketplace.protocol.results import ResultError, decrypt_result, public_key_hex, verify_result
 from marketplace.protocol.spec import ParamValue
 from marketplace.requester.errors import (
@@ -411,7 +410,7 @@ class Requester:
         (ChainError naming both ids) or does not answer (ChainError)."""
         if isinstance(deployment, Path):
             deployment = Deployment.load(deployment)
-        w3 = connect(rpc_url, expected_chain_id=deployment.chain_id)
+        w3 = connect_deployment(rpc_url, deployment)
         return cls(w3, deployment, account, relayer_url, poll_interval=poll_interval)
 
     @classmethod

@@ -281,3 +281,21 @@ def test_errors_name_the_fix(chain: Chain, provider: Provider, tmp_path: Path) -
     assert "no deployment file" in gone
     closed = cli(env, "status", "--rpc-url", "http://127.0.0.1:9", code=1)
     assert "cannot reach the RPC" in closed
+
+    # The right chain id, but addresses where this chain has no contracts (another deployment).
+    other = json.loads(chain.deployment_file.read_text())
+    other["market"] = other["registry"] = "0x" + "11" * 20
+    stray = tmp_path / "other.json"
+    stray.write_text(json.dumps(other))
+    wrong = cli(env, "status", "--deployment", str(stray), code=1)
+    assert "no JobMarket contract at 0x1111111111111111111111111111111111111111" in wrong
+    assert "belongs to another chain" in wrong and len(wrong.strip().splitlines()) == 1
+
+    # A key with tokens but no ETH: one line naming the faucet, nothing sent.
+    broke = Web3().eth.account.create()
+    unfunded = {**env, "DEPIN_PROVIDER_PRIVATE_KEY": "0x" + bytes(broke.key).hex()}
+    before = chain.w3.eth.get_transaction_count(broke.address)
+    no_gas = cli(unfunded, "register", "--price", "1", code=1)
+    assert f"{broke.address} has not enough ETH to pay for gas" in no_gas
+    assert "depin wallet faucet" in no_gas and len(no_gas.strip().splitlines()) == 1
+    assert chain.w3.eth.get_transaction_count(broke.address) == before == 0
