@@ -196,3 +196,87 @@ def test_rejects_non_str_names_non_arrays_and_non_str_profiles() -> None:
 def test_digest_error_is_a_depin_value_error() -> None:
     assert issubclass(DigestError, DepinError)
     assert issubclass(DigestError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("values", "view"),
+    [
+        (np.arange(12, dtype="<i8").reshape(3, 4), lambda a: a.T),
+        (np.arange(12, dtype=">i8").reshape(3, 4), lambda a: a.T),
+        (np.arange(24, dtype="<i4").reshape(4, 6), lambda a: a[::2, 1::3]),
+        (np.arange(24, dtype="|u1").reshape(2, 3, 4), lambda a: np.asfortranarray(a)),
+        (np.arange(6, dtype="<u2").reshape(2, 3), lambda a: a[::-1, ::-1]),
+        (np.array([[True, False, True], [False, False, True]]), lambda a: a.T),
+    ],
+    ids=[
+        "int64-transposed",
+        "big-int64-transposed",
+        "int32-strided",
+        "uint8-fortran",
+        "uint16-reversed",
+        "bool-transposed",
+    ],
+)
+def test_non_contiguous_integer_outputs_digest_as_their_values(values: Array, view: Any) -> None:
+    # A model can return a transposed or strided integer tensor (argmax indices, token ids).
+    array = view(values)
+    assert not array.flags.c_contiguous
+    assert digest(PROFILE, {"x": array}) == digest(PROFILE, {"x": array.copy(order="C")})
+
+
+@pytest.mark.parametrize("dtype", ["<c8", "<c16", "<f4"])
+def test_zero_dimensional_float_outputs_are_canonicalised(dtype: str) -> None:
+    messy = np.array(complex(-0.0, np.nan) if dtype[1] == "c" else -0.0, dtype=dtype)
+    clean = np.array(complex(0.0, np.nan) if dtype[1] == "c" else 0.0, dtype=dtype)
+    assert messy.ndim == 0
+    assert digest(PROFILE, {"x": messy}) == digest(PROFILE, {"x": clean})
+
+
+def test_error_messages_name_the_culprit_and_the_fix() -> None:
+    with pytest.raises(DigestError, match=r"the profile is a str .*, got bytes$"):
+        digest(b"profile", {})  # type: ignore[arg-type]
+    with pytest.raises(DigestError, match=r"output names must be str, got int 1; name every"):
+        digest(PROFILE, {1: np.zeros(1, np.float32)})  # type: ignore[dict-item]
+    with pytest.raises(DigestError, match=r"^the profile '\\udcff' is not valid UTF-8 text"):
+        digest("\udcff", {})
+    with pytest.raises(DigestError, match=r"^the output name '\\udcff' is not valid UTF-8 text"):
+        digest(PROFILE, {"\udcff": np.zeros(1, np.float32)})
+    with pytest.raises(
+        DigestError,
+        match=r"^output 'y' is a list, not a numpy array; convert it first \(for a torch tensor: "
+        r"t\.detach\(\)\.cpu\(\)\.numpy\(\)\)$",
+    ):
+        digest(PROFILE, {"y": [1.0]})  # type: ignore[dict-item]
+    with pytest.raises(
+        DigestError,
+        match=r"^output 's' has dtype <U1, which has no portable byte form; convert it to bool, "
+        r"an integer, float16/32/64 or complex64/128$",
+    ):
+        digest(PROFILE, {"s": np.array(["a"])})
+
+
+class _Recorder:
+    """Stands in for sha256 where a real 4 GiB field would take minutes to hash."""
+
+    def __init__(self) -> None:
+        self.prefixes: list[bytes] = []
+
+    def update(self, data: Any) -> None:
+        if isinstance(data, bytes):
+            self.prefixes.append(data)
+
+
+def test_a_field_holds_at_most_4_gib_minus_one_bytes() -> None:
+    from marketplace.protocol.digest import _MAX_FIELD, _field
+
+    # A broadcast view reports a large nbytes while holding one byte.
+    largest = np.broadcast_to(np.zeros(1, np.uint8), (_MAX_FIELD,))
+    recorder = _Recorder()
+    _field(recorder, largest)
+    assert recorder.prefixes == [b"\xff\xff\xff\xff"]
+    too_large = np.broadcast_to(np.zeros(1, np.uint8), (_MAX_FIELD + 1,))
+    with pytest.raises(
+        DigestError,
+        match=r"^a digest field holds at most 4 GiB - 1 bytes, got 4294967296; split the output",
+    ):
+        _field(_Recorder(), too_large)

@@ -97,3 +97,9 @@ def test_fee_of_has_a_floor_and_charges_nothing_on_nothing() -> None:
     assert hashing.fee_of(0, 250, 10**14) == 0
     assert hashing.fee_of(100, 250, 7) == 7
     assert hashing.fee_of(10**18, 250, 7) == 25 * 10**15
+
+
+def test_escrow_of_defaults_to_no_fee_floor_and_no_premium() -> None:
+    # 250 bps of 39 rounds to 0: a default floor or premium above zero would show here.
+    assert hashing.escrow_of(1, 1, 39, 250) == 39
+    assert hashing.escrow_of(3, 100, 10**15, 250) == 307_500_000_000_000_000
