@@ -56,6 +56,14 @@ PasswordFileOpt = Annotated[
     typer.Option("--password-file", help="File whose first line is the keystore password."),
 ]
 JobIdArg = Annotated[int, typer.Argument(help="The job id.", min=1)]
+UntilOpt = Annotated[
+    str,
+    typer.Option(
+        "--until",
+        help="terminal (default): until the job is settled or refunded; result: until the first "
+        "result is available, which an audit may still reverse.",
+    ),
+]
 
 _STEPS = {"open": 1, "assigned": 2, "committed": 3, "auditing": 3, "revealing": 3}
 
@@ -128,11 +136,22 @@ class RequesterOptions(ChainOptions):
             return Requester.from_settings(settings)
 
 
+def _finality(status: JobStatus) -> str:
+    """What a state means for the requester: final or not, and why."""
+    state = status.state
+    if state.name == "SETTLED":
+        return "final: paid to the upheld result"
+    if state.terminal:
+        return "final: no result was upheld, the escrow is refunded"
+    if status.result_available:
+        return "result available, not final: the challenge window or an audit may reverse it"
+    return "not final"
+
+
 def _status_lines(status: JobStatus) -> list[str]:
     data = status.to_dict()
     lines = [
-        f"job {data['job_id']}: {data['state']}"
-        + (" (result available)" if data["result_available"] else ""),
+        f"job {data['job_id']}: {data['state']} ({_finality(status)})",
         f"  requester {data['requester']}",
         f"  units {data['units']} x replicas {data['replicas']}, max price "
         f"{format_tokens(status.max_price_per_unit)} per unit, escrow "
@@ -187,7 +206,9 @@ def _wait_with_progress(
             progress.update(task, completed=step, description=label)
 
         status = req.wait(job_id, until=until, timeout=timeout, on_state=on_state)
-        final = "result available" if status.result_available else status.state.name.lower()
+        final = status.state.name.lower()
+        if status.result_available and not status.state.terminal:
+            final += ", result available (not final)"
         progress.update(task, completed=4, description=final)
     return status
 
@@ -229,9 +250,15 @@ def submit(
     no_permit: Annotated[
         bool, typer.Option("--no-permit", help="Approve in a transaction instead of a permit.")
     ] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait until the result is available.")] = (
-        False
-    ),
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until the job is final (see --until), then download and verify its "
+            "result; exits 1 when the job ends without one or the result reports a failure.",
+        ),
+    ] = False,
+    until: UntilOpt = "terminal",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits.")] = 3_600,
     out: Annotated[
         Path | None, typer.Option("--out", help="With --wait: write the verified result here.")
@@ -245,6 +272,7 @@ def submit(
 
     if out is not None and not wait:
         raise fail("--out needs --wait (or fetch later with `depin job result ID --out PATH`)")
+    goal = _goal(until)
     with errors():
         parameters = dict(parse_parameter(p) for p in param or [])
         draft = JobDraft(
@@ -265,10 +293,10 @@ def submit(
             (job_id,) = req.submit_many([draft], use_permit=not no_permit)
             if not as_json:
                 typer.echo(f"job {job_id} created")
-            status = _wait_with_progress(req, job_id, timeout, as_json) if wait else None
+            status = _wait_with_progress(req, job_id, timeout, as_json, goal) if wait else None
             status = status or req.status(job_id)
             result = None
-            if out is not None and status.result_available:
+            if wait and status.result_available:
                 result = req.result(job_id, out)
     data: dict[str, Any] = {"job_id": job_id, "status": status.to_dict()}
     lines = _status_lines(status)
@@ -276,8 +304,18 @@ def submit(
         data["result"] = result.to_dict()
         lines += _result_lines(result)
     emit(data, as_json, lines)
-    if result is not None and not result.ok:
+    if wait and (_ended_without_result(status) or (result is not None and not result.ok)):
         raise typer.Exit(1)
+
+
+def _ended_without_result(status: JobStatus) -> bool:
+    return status.state.terminal and status.state.name != "SETTLED"
+
+
+def _goal(until: str) -> Literal["result", "terminal"]:
+    if until not in ("result", "terminal"):
+        raise fail(f"--until is 'terminal' or 'result', not {until!r}")
+    return "result" if until == "result" else "terminal"
 
 
 @command(app, "status", conn=RequesterOptions)
@@ -291,19 +329,20 @@ def status(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False
 @command(app, "wait", conn=RequesterOptions)
 def wait_job(
     job_id: JobIdArg,
-    until: Annotated[str, typer.Option("--until", help="result (default) or terminal.")] = "result",
+    until: UntilOpt = "terminal",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 3_600,
     *,
     conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
-    """Wait until the job's result is available (or it is terminal)."""
-    if until not in ("result", "terminal"):
-        raise fail(f"--until is 'result' or 'terminal', not {until!r}")
-    goal: Literal["result", "terminal"] = "result" if until == "result" else "terminal"
+    """Wait until the job is final (or, with --until result, its first result is available);
+    exits 1 when it ended without a result."""
+    goal = _goal(until)
     with errors(), conn.open() as req:
         st = _wait_with_progress(req, job_id, timeout, as_json, goal)
     emit(st.to_dict(), as_json, _status_lines(st))
+    if _ended_without_result(st):
+        raise typer.Exit(1)
 
 
 def _result_lines(result: JobResult) -> list[str]:

@@ -216,13 +216,16 @@ def faucet(
     from eth_account import Account
 
     from marketplace.protocol.client import Market
+    from marketplace.protocol.deployment import Deployment
 
-    w3, dep = account.chain()
-    if dep.chain_id != DEVNET_CHAIN_ID:
+    with errors():
+        chain_id = Deployment.load(account.settings().deployment_file).chain_id
+    if chain_id != DEVNET_CHAIN_ID:
         raise fail(
             f"the faucet works only on a devnet (chain {DEVNET_CHAIN_ID}); this is chain "
-            f"{dep.chain_id}: buy or bridge tokens there instead"
+            f"{chain_id}: buy or bridge tokens there instead"
         )
+    w3, dep = account.chain()
     if minter_key is None:
         raise fail(
             "minting needs the token owner's key: pass --minter-key or set "

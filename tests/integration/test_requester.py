@@ -32,7 +32,7 @@ from marketplace.api.chain_routes import chain_router
 from marketplace.api.settings import ApiSettings
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
-from marketplace.devnet.anvil import Anvil, free_port, funded_account
+from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
 from marketplace.protocol.artifact_client import ArtifactClient, RelayerUnreachable
 from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import ChainError
@@ -593,7 +593,7 @@ def test_cli_submit_wait_shows_progress_and_fetches(
     count = m.job_count()
     errors: list[BaseException] = []
 
-    def provider() -> None:  # plays the matcher and alice once the job exists
+    def provider() -> None:  # plays the matcher, alice and the keeper once the job exists
         try:
             deadline = time.monotonic() + 20
             while m.job_count() == count:
@@ -603,6 +603,9 @@ def test_cli_submit_wait_shows_progress_and_fetches(
             world.cast.matcher.assign(job_id, [world.cast.providers["alice"].address])
             time.sleep(0.2)
             deliver(world, job_id, "alice", payload_for(job_id, seed=11))
+            time.sleep(1.0)  # --wait goes on past the commit: the result is not final yet
+            advance(world.w3, m.params().challenge_window + 1)
+            m.finalize(job_id)
         except BaseException as exc:
             errors.append(exc)
 
@@ -627,8 +630,34 @@ def test_cli_submit_wait_shows_progress_and_fetches(
     assert not errors, errors
     job_id = count + 1
     assert f"job {job_id} created" in out.stdout
-    assert f"job {job_id}: committed (result available)" in out.stdout
+    assert f"job {job_id}: settled (final: paid to the upheld result)" in out.stdout
     assert f"result of {world.cast.providers['alice'].address} verified" in out.stdout
-    assert "result available" in out.stderr  # the progress line's final state
+    assert "settled" in out.stderr.splitlines()[-1]  # the progress line's final state
     expected = payload_for(job_id, seed=11).outputs["c"]
     np.testing.assert_array_equal(load_file(tmp_path / "r.safetensors")["c"], expected)
+
+
+def test_cli_wait_says_what_is_final_and_fails_on_a_job_without_result(
+    world: World, env: dict[str, str], req: Requester
+) -> None:
+    # --until result returns at the first result, and says it may still be reversed.
+    job_id = matmul_job(req, world, "alice")
+    deliver(world, job_id, "alice", payload_for(job_id, seed=12))
+    early = run(env, "job", "wait", str(job_id), "--until", "result", "--timeout", "20")
+    assert (
+        f"job {job_id}: committed (result available, not final: the challenge window or an "
+        "audit may reverse it)"
+    ) in early.stdout
+
+    # A job that ends without a result is a failure to whoever waited for it.
+    submitted = run(env, "job", "submit", "matmul", "--param", "n=8", "--param", "seed=1", "--json")
+    lost = json.loads(submitted.stdout)["job_id"]
+    req.cancel(lost)
+    ended = run(env, "job", "wait", str(lost), "--timeout", "20", code=1)
+    state = req.status(lost).state.name.lower()
+    assert state in ("expired", "refunded")
+    assert (
+        f"job {lost}: {state} (final: no result was upheld, the escrow is refunded)" in ended.stdout
+    )
+    bad = run(env, "job", "wait", str(lost), "--until", "soon", code=1)
+    assert "--until is 'terminal' or 'result', not 'soon'" in bad.stderr
