@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = ROOT / "contracts"
@@ -72,10 +73,12 @@ NOT_RUN: dict[str, tuple[str, ...]] = {
     "ProviderRegistry": ("test/unit/ComputeToken.t.sol", "test/unit/SortitionTree.t.sol"),
     "SortitionTree": ("test/unit/ComputeToken.t.sol",),
 }
-# `make test`'s short run: the verdict rule (who wins an audit round), every operator and
-# statement mutator. About a dozen mutants.
+# `make test`'s short run: the logical operators of the verdict rule (who wins an audit round),
+# judged by the suites that settle audits. A handful of mutants, about 8 minutes on 2 cores.
 QUICK_CONTRACT = "JobMarket"
 QUICK_FUNCTIONS = "_resolve"
+QUICK_MUTATORS = "LOR"
+QUICK_SUITES = {"JobMarketAudit", "Attacks", "Mutants*"}
 DEFAULT_TIMEOUT_S = 600
 
 FAST_ENV = {
@@ -291,9 +294,19 @@ def _checkout(rev: str, into: Path) -> Path:
     return into / "contracts"
 
 
-def prepare_copy(work: Path, env: dict[str, str], origin: Path = CONTRACTS) -> dict[str, str]:
-    """Lays the sources and the unit tests from `origin`, and every remapped library, into
-    `work`; returns forge's overrides for building it."""
+def _chosen(file_name: str, suites: set[str] | None) -> bool:
+    """Whether a test file is one of `suites` (None: all); `Mutants*` matches by prefix."""
+    if suites is None:
+        return True
+    stem = file_name.removesuffix(".t.sol")
+    return any(stem == s or (s.endswith("*") and stem.startswith(s[:-1])) for s in suites)
+
+
+def prepare_copy(
+    work: Path, env: dict[str, str], origin: Path = CONTRACTS, suites: set[str] | None = None
+) -> dict[str, str]:
+    """Lays the sources and the unit tests from `origin` (only `suites`, by file stem, when
+    given), and every remapped library, into `work`; returns forge's overrides for building it."""
     out = subprocess.run(
         ["forge", "config", "--json"],
         cwd=CONTRACTS,
@@ -308,13 +321,13 @@ def prepare_copy(work: Path, env: dict[str, str], origin: Path = CONTRACTS) -> d
     shutil.copytree(origin / src, work / src, ignore=_only_solidity)
     for folder in TEST_DIRS:
         # Test-base self-checks (*.t.sol in utils) exercise no contract under test.
-        skip_tests = folder.endswith("utils")
+        chosen = set() if folder.endswith("utils") else suites
         shutil.copytree(
             origin / folder,
             work / folder,
-            ignore=lambda d, names, s=skip_tests: [
+            ignore=lambda d, names, c=chosen: [
                 *_only_solidity(d, names),
-                *(n for n in names if s and n.endswith(".t.sol")),
+                *(n for n in names if n.endswith(".t.sol") and not _chosen(n, c)),
             ],
         )
     remappings: list[str] = []
@@ -367,19 +380,14 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], limit_s: float) 
         start_new_session=True,
     ) as proc:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw)
-            clean = LOG_PREFIX.sub("", ANSI.sub("", raw)).rstrip()
-            if "-->" in clean or "Mutating contract" in clean or "Test suite" in clean:
-                stamp = time.monotonic() - started
-                print(f"  {stamp:5.0f} s  {clean[:160]}", flush=True)
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, 15)
-                lines.append(f"\n[campaign stopped after {limit_s:.0f} s]\n")
-                print(f"  campaign stopped after {limit_s:.0f} s", flush=True)
-                break
-        proc.wait()
-    log = "".join(lines)
+        try:
+            log = _follow(proc.stdout, lines, started, deadline, limit_s)
+        finally:
+            # slither-mutate restores the sources only when it ends by itself; an interrupted
+            # campaign leaves a mutant in the copy, which is thrown away with it.
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
     if ABORTED.search(log) or not MUTATING.search(log):
         tail = "".join(lines[-40:])
         raise MutationError(
@@ -387,6 +395,26 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict[str, str], limit_s: float) 
             f" contracts must pass `{cmd[cmd.index('--test-cmd') + 1]}` first:\n{tail}"
         )
     return log
+
+
+def _follow(
+    stream: IO[str],
+    lines: list[str],
+    started: float,
+    deadline: float,
+    limit_s: float,
+) -> str:
+    for raw in stream:
+        lines.append(raw)
+        clean = LOG_PREFIX.sub("", ANSI.sub("", raw)).rstrip()
+        if "-->" in clean or "Mutating contract" in clean or "Test suite" in clean:
+            stamp = time.monotonic() - started
+            print(f"  {stamp:5.0f} s  {clean[:160]}", flush=True)
+        if time.monotonic() > deadline:
+            lines.append(f"\n[campaign stopped after {limit_s:.0f} s]\n")
+            print(f"  campaign stopped after {limit_s:.0f} s", flush=True)
+            break
+    return "".join(lines)
 
 
 def run_contract(
@@ -484,7 +512,7 @@ def campaign(args: argparse.Namespace) -> int:
         if args.rev:
             (base / "rev").mkdir(exist_ok=True)
             origin = _checkout(args.rev, base / "rev")
-        env.update(prepare_copy(work, env, origin))
+        env.update(prepare_copy(work, env, origin, args.suites))
         print(f"mutating a copy of contracts/ in {work}", flush=True)
         # Sources only, with build info, for slither's analysis; then everything for the tests.
         analysis_env = {
@@ -559,7 +587,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"short run for `make test`: {QUICK_CONTRACT} {QUICK_FUNCTIONS} only",
+        help=f"short run for `make test`: {QUICK_MUTATORS} on {QUICK_CONTRACT}.{QUICK_FUNCTIONS},"
+        f" judged by {', '.join(sorted(QUICK_SUITES))}",
+    )
+    parser.add_argument(
+        "--suites",
+        type=lambda s: {c.strip() for c in s.split(",") if c.strip()},
+        help="judge by these unit suites only (file stems, `Mutants*` for a prefix), e.g."
+        " JobMarketAudit,JobMarketFinalize,Attacks: every mutant recompiles every suite, so fewer"
+        " suites make a targeted run faster (default: all of contracts/test/unit)",
     )
     parser.add_argument(
         "--rev",
@@ -571,6 +607,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.contracts = [QUICK_CONTRACT]
         args.target_functions = args.target_functions or QUICK_FUNCTIONS
+        args.mutators = args.mutators or QUICK_MUTATORS
+        args.suites = args.suites or QUICK_SUITES
     unknown = [c for c in args.contracts if c not in TARGETS]
     if unknown:
         parser.error(f"unknown contract {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
@@ -583,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         child_main(argv[1:])
         return 0
     args = _parse_args(argv)
+    # A terminated campaign still stops slither-mutate and removes the copy.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return campaign(args)
     except (MutationError, subprocess.CalledProcessError) as exc:

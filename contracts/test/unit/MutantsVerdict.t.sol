@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {UnitBase} from "./UnitBase.sol";
+import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
+
+/// @notice Who is paid, refunded, slashed and burned when an audit decides, down to the totals
+/// JobClosed reports: the accounting the audit suites check only through credits and stakes.
+contract MutantsVerdictTest is UnitBase {
+    uint256 internal constant REWARD = COLLATERAL * 3000 / BPS;
+    uint256 internal constant COMPENSATION = COLLATERAL * 5000 / BPS;
+    uint256 internal constant BURNED = COLLATERAL - COMPENSATION - REWARD;
+
+    address internal exec;
+
+    function setUp() public override {
+        super.setUp();
+        exec = newProvider("exec", PRICE);
+        stakeVerifiers(12);
+    }
+
+    /// @notice A random audit catches a cheating executor and the pool is empty: the verifiers
+    /// get only the reward share (dust to the pool), the requester its escrow and compensation.
+    function test_randomAudit_cheaterCaught_closesWithExactTotals() public {
+        uint256 id = auditingJob(exec, BAD);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, BAD);
+        revealAll(vs, id, GOOD);
+        uint256 share = REWARD / 3;
+        uint256 escrow = market.escrowFor(request(1)); // the premium at auditBps 100%
+        uint256 poolBefore = market.auditPool();
+        uint256 supply = token.totalSupply();
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(
+            id, IJobMarket.JobState.Refunded, GOOD, 3 * share, escrow + COMPENSATION, REWARD - 3 * share, BURNED
+        );
+        market.finalize(id);
+        assertEq(market.auditPool() - poolBefore, REWARD - 3 * share, "reward dust funds audits");
+        assertEq(supply - token.totalSupply(), BURNED, "burn share destroyed");
+        assertEq(market.credits(requester), escrow + COMPENSATION);
+        assertEq(market.protocolFees(), 0, "no fee on a job nobody was paid for");
+    }
+
+    /// @notice The requester challenged and won: the bond pays the verifiers in full, the
+    /// cheater's slash compensates the requester, nothing of the bond comes back.
+    function test_challengeWon_closesWithExactTotals() public {
+        setAuditBps(0);
+        uint256 id = assignedJob(exec);
+        commitAs(exec, id, BAD);
+        vm.prank(requester);
+        market.challenge(id);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, BAD);
+        revealAll(vs, id, GOOD);
+        uint256 share = REWARD / 3;
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(
+            id,
+            IJobMarket.JobState.Refunded,
+            GOOD,
+            3 * PAY + 3 * share,
+            ESCROW1 + COMPENSATION,
+            REWARD - 3 * share,
+            BURNED
+        );
+        market.finalize(id);
+        assertEq(market.totalBonds(), 0);
+        assertEq(token.balanceOf(address(market)), market.credits(requester) + 3 * (PAY + share) + market.auditPool());
+    }
+
+    /// @notice The requester challenged and lost: executor and verifiers are paid, the fee and
+    /// premium are charged on the executor's pay, nothing is refunded and nothing burned.
+    function test_challengeLost_closesWithExactTotals() public {
+        setAuditBps(0);
+        uint256 id = committedJob(exec);
+        vm.prank(requester);
+        market.challenge(id);
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, GOOD);
+        revealAll(vs, id, GOOD);
+        uint256 poolBefore = market.auditPool();
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, GOOD, 4 * PAY, 0, FEE + PREMIUM, 0);
+        market.finalize(id);
+        assertEq(market.auditPool() - poolBefore, FEE / 2 + PREMIUM, "audit share of the fee and the premium");
+        assertEq(market.protocolFees(), FEE - FEE / 2);
+        assertEq(market.credits(requester), 0);
+        for (uint256 i; i < 3; ++i) {
+            assertEq(market.credits(vs[i]), PAY);
+            assertEq(registry.provider(vs[i]).locked, 0, "verifier released");
+            assertEq(registry.provider(vs[i]).stake, PROVIDER_STAKE);
+        }
+    }
+}
