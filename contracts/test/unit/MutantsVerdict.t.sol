@@ -91,4 +91,29 @@ contract MutantsVerdictTest is UnitBase {
             assertEq(registry.provider(vs[i]).stake, PROVIDER_STAKE);
         }
     }
+
+    /// @notice Round 1 upholds the executor 2-1: the outvoted verifier, whichever seat it holds
+    /// (the first verifier seat included), is released unpaid with its stake whole; the bond pays
+    /// the two upholding verifiers and its rest goes back to the requester.
+    function test_round1_loneDissenterAtEachSeatReleasedUnpaid() public {
+        for (uint256 seat; seat < 3; ++seat) {
+            setAuditBps(0);
+            uint256 id = committedJob(exec);
+            vm.prank(requester);
+            market.challenge(id);
+            address[] memory vs = staffRound(id);
+            for (uint256 i; i < 3; ++i) commitAs(vs[i], id, i == seat ? BAD : GOOD);
+            revealAs(exec, id, GOOD);
+            for (uint256 i; i < 3; ++i) revealAs(vs[i], id, i == seat ? BAD : GOOD);
+            uint256 before = market.credits(vs[seat]);
+            uint256 requesterBefore = market.credits(requester);
+            vm.expectEmit(address(market));
+            emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, GOOD, 3 * PAY, BOND - 2 * PAY, FEE + PREMIUM, 0);
+            market.finalize(id);
+            assertEq(market.credits(vs[seat]) - before, 0, "outvoted verifier unpaid");
+            assertEq(registry.provider(vs[seat]).stake, PROVIDER_STAKE, "and not slashed");
+            assertEq(registry.provider(vs[seat]).locked, 0, "and released");
+            assertEq(market.credits(requester) - requesterBefore, BOND - 2 * PAY, "unused bond back");
+        }
+    }
 }
