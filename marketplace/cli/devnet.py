@@ -3,6 +3,8 @@
     depin devnet up [--providers 2] [--lazy M] [--copycat C] [--no-show K] [--detach]
     depin devnet status [--json]
     depin devnet restart NAME|all
+    depin devnet env [--json]          exports that point `depin job`/`wallet`/`provider` here
+    depin devnet warp DURATION         moves the chain clock forward (9d, 2h30m, 90s, 3600)
     depin devnet down [--clean]
 
 `up` starts Anvil, Redis, the contracts, the relayer and the provider agents with their Celery
@@ -15,6 +17,8 @@ Devnet only: every key under `<dir>/keys` has the password "devnet".
 
 from __future__ import annotations
 
+import re
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -241,4 +245,121 @@ def down(
         f"stopped {running} processes" + (f"; deleted {directory}" if clean else "")
         if running
         else "nothing running" + (f"; deleted {directory}" if clean else "")
+    )
+
+
+@app.command("env")
+def env(
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print `export` lines that point every `depin` command at this devnet.
+
+    `eval "$(depin devnet env)"` sets the requester's chain, relayer and wallet (the devnet's
+    funded requester), the settings a provider joining by hand needs besides its key (the
+    broker, and the heartbeat interval the devnet's relayer expects), and the faucet's minter
+    key. Devnet only: the values include the devnet's keys and keystore password."""
+    from marketplace.devnet.manager import Devnet
+
+    with errors():
+        variables = devnet_environment(Devnet.attach(directory))
+    emit(
+        variables,
+        as_json,
+        [f"export {name}={shlex.quote(value)}" for name, value in variables.items()],
+    )
+
+
+def devnet_environment(devnet: Any) -> dict[str, str]:
+    """The DEPIN_ variables of a client of `devnet` (a manager.Devnet)."""
+    from marketplace.devnet.manager import HEARTBEAT_INTERVAL
+
+    state = devnet.state
+    if not state.rpc_url or not state.deployment_file:
+        raise fail(f"the devnet in {state.dir} never finished starting; run `depin devnet up`")
+    out: dict[str, str] = {}
+    for prefix in ("DEPIN_REQUESTER_", "DEPIN_PROVIDER_"):
+        out[prefix + "RPC_URL"] = state.rpc_url
+        out[prefix + "DEPLOYMENT_FILE"] = state.deployment_file
+        out[prefix + "RELAYER_URL"] = state.api_url
+    if state.requester is not None:
+        out["DEPIN_REQUESTER_KEYSTORE_FILE"] = state.requester.keystore
+        out["DEPIN_REQUESTER_KEYSTORE_PASSWORD"] = state.keystore_password
+    out["DEPIN_PROVIDER_BROKER_URL"] = state.redis_url
+    out["DEPIN_PROVIDER_HEARTBEAT_INTERVAL"] = str(HEARTBEAT_INTERVAL)
+    if state.deployer.get("key"):
+        out["DEPIN_DEVNET_MINTER_KEY"] = state.deployer["key"]
+    return out
+
+
+_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(\d+)([wdhms])")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `text`: a plain number of seconds, or amounts with units w, d, h, m, s
+    ("9d", "2h30m"). Raises ValueError naming the accepted forms."""
+    cleaned = text.strip().lower()
+    if cleaned.isdigit():
+        seconds = int(cleaned)
+    else:
+        parts = _DURATION.findall(cleaned)
+        if not parts or "".join(n + u for n, u in parts) != cleaned:
+            raise ValueError(
+                f"{text!r} is not a duration; give seconds (3600) or amounts with units w, d, "
+                "h, m, s (9d, 2h30m)"
+            )
+        seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"the duration must be positive, got {text!r}")
+    return seconds
+
+
+@app.command("warp")
+def warp(
+    duration: Annotated[
+        str, typer.Argument(help="How far to move the clock: 3600, 90s, 45m, 2h30m, 9d, 1w.")
+    ],
+    directory: DirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the devnet's chain clock forward and mine a block (Anvil's evm_increaseTime).
+
+    For what takes days on a real chain: an unbonding period, a job's deadline. Every process
+    of the devnet follows the chain's time, so deadlines that pass are handled as they would be
+    (the relayer expires, the keeper settles)."""
+    from web3 import Web3
+
+    from marketplace.cli.wallet import DEVNET_CHAIN_ID
+    from marketplace.devnet.manager import Devnet
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with errors():
+        devnet = Devnet.attach(directory)
+        w3 = Web3(Web3.HTTPProvider(devnet.state.rpc_url, request_kwargs={"timeout": 10}))
+        try:
+            chain_id = w3.eth.chain_id
+            if chain_id != DEVNET_CHAIN_ID:
+                raise fail(f"{devnet.state.rpc_url} is chain {chain_id}, not a devnet")
+            before = int(w3.eth.get_block("latest")["timestamp"])
+            w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            block = w3.eth.get_block("latest")
+        except (OSError, ValueError) as exc:
+            raise fail(
+                f"cannot reach the devnet's chain at {devnet.state.rpc_url} ({exc}); "
+                "`depin devnet status` shows what runs"
+            ) from None
+    after = int(block["timestamp"])
+    emit(
+        {"seconds": seconds, "before": before, "after": after, "block": int(block["number"])},
+        as_json,
+        [
+            f"chain time {before} -> {after} (+{after - before} s, "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(after))}), "
+            f"block {int(block['number'])}"
+        ],
     )

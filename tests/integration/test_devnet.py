@@ -147,6 +147,38 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert data["healthy"] is True
         pgids = [p.pgid for p in DevnetState.load(directory).processes]
 
+        # `depin devnet env`: its exports are all a requester's commands need to find the
+        # devnet, its relayer and its funded wallet; the shell form quotes every value.
+        exported = _depin("env", "--dir", str(directory), "--json", timeout=20)
+        assert exported.returncode == 0, exported.stdout + exported.stderr
+        variables = json.loads(exported.stdout)
+        assert variables["DEPIN_PROVIDER_HEARTBEAT_INTERVAL"] == "2"
+        assert variables["DEPIN_DEVNET_MINTER_KEY"] == state.deployer["key"]
+        bare = {k: v for k, v in os.environ.items() if not k.startswith("DEPIN_")}
+        balance = subprocess.run(
+            [sys.executable, "-m", "marketplace.cli.main", "wallet", "balance", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**bare, **variables},
+            check=False,
+        )
+        assert balance.returncode == 0, balance.stdout + balance.stderr
+        assert json.loads(balance.stdout)["tokens"] == str(10_000 * 10**18)
+        shell = _depin("env", "--dir", str(directory), timeout=20).stdout.splitlines()
+        assert f"export DEPIN_REQUESTER_RPC_URL={state.rpc_url}" in shell
+        assert all(line.startswith("export DEPIN_") for line in shell)
+
+        # `depin devnet warp`: the chain clock moves forward by the duration given.
+        before = int(w3.eth.get_block("latest")["timestamp"])
+        warped = _depin("warp", "9d", "--dir", str(directory), "--json", timeout=20)
+        assert warped.returncode == 0, warped.stdout + warped.stderr
+        moved = json.loads(warped.stdout)
+        assert moved["seconds"] == 9 * 86_400 and moved["before"] >= before
+        assert int(w3.eth.get_block("latest")["timestamp"]) >= before + 9 * 86_400
+        bad = _depin("warp", "soon", "--dir", str(directory), timeout=20)
+        assert bad.returncode == 1 and "'soon' is not a duration" in bad.stderr
+
         # A second `up` on a running devnet is refused and starts nothing.
         again = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
         assert again.returncode == 1 and "already runs" in again.stderr
