@@ -209,6 +209,8 @@ class Agent:
         #: Task id -> when (monotonic) it was first seen lost; cleared once seen again.
         self._lost_since: dict[str, float] = {}
         self._last_heartbeat = 0.0
+        #: The heartbeat interval the relayer announced (None until it answered one).
+        self._relayer_interval: int | None = None
         record = market.provider(self.me)
         if not record.registered:
             raise ConfigError(
@@ -907,7 +909,7 @@ class Agent:
         """Sends a heartbeat when one is due. While the relayer is down the caller skips this
         (with backoff); heartbeats the relayer refuses back off the same way."""
         now = self.clock()
-        if now - self._last_heartbeat < self.settings.heartbeat_interval:
+        if now - self._last_heartbeat < self.heartbeat_interval:
             return False
         if not self._heartbeats_refused.ready():
             return False
@@ -927,7 +929,31 @@ class Agent:
             return False
         self._heartbeats_refused.ok()
         self._last_heartbeat = now
+        self._follow_pace(response)
         return True
+
+    @property
+    def heartbeat_interval(self) -> int:
+        """Seconds between heartbeats: DEPIN_PROVIDER_HEARTBEAT_INTERVAL, or the relayer's
+        interval when that is shorter (it counts a provider silent after a few of its own)."""
+        own = self.settings.heartbeat_interval
+        return own if self._relayer_interval is None else min(own, self._relayer_interval)
+
+    def _follow_pace(self, response: httpx.Response) -> None:
+        try:
+            announced = response.json().get("interval")
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(announced, int) or announced < 1 or announced == self._relayer_interval:
+            return
+        self._relayer_interval = announced
+        if announced < self.settings.heartbeat_interval:
+            log.info(
+                "the relayer expects a heartbeat every %d s; sending at that pace "
+                "(DEPIN_PROVIDER_HEARTBEAT_INTERVAL is %d)",
+                announced,
+                self.settings.heartbeat_interval,
+            )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@
     DEPIN_PROVIDER_DB_URL               agent database (sqlite in ~/.local/share/depin/)
     DEPIN_PROVIDER_CONFIRMATIONS        blocks left unapplied behind the head (1)
     DEPIN_PROVIDER_POLL_INTERVAL        seconds between two agent cycles (1.0)
-    DEPIN_PROVIDER_HEARTBEAT_INTERVAL   seconds between heartbeats (15)
+    DEPIN_PROVIDER_HEARTBEAT_INTERVAL   most seconds between heartbeats (15); the relayer announces its
+                                        interval and a shorter one is followed
     DEPIN_PROVIDER_CAPACITY             jobs the workers run at once, announced in heartbeats (1)
     DEPIN_PROVIDER_TORCH_THREADS       torch threads per running job; by default the CPU cores
                                         divided among the worker's concurrent jobs

@@ -397,6 +397,8 @@ def create_app(
                 "provider": provider,
                 "status": "accepted",
                 "live_until": hb.timestamp + window,
+                # The one source of the pace: agents send at this interval (or faster).
+                "interval": settings.heartbeat_interval,
             }
         )
 

@@ -418,6 +418,7 @@ def test_heartbeat_accepted_then_listed_as_live(http: httpx.Client) -> None:
     body = response.json()
     assert body["provider"] == account.address and body["status"] == "accepted"
     assert body["live_until"] == hb.heartbeat.timestamp + 3 * INTERVAL
+    assert body["interval"] == INTERVAL  # the pace agents follow
 
     entry = liveness(http)[account.address]
     assert entry["live"] is True
