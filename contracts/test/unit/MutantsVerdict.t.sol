@@ -116,4 +116,90 @@ contract MutantsVerdictTest is UnitBase {
             assertEq(market.credits(requester) - requesterBefore, BOND - 2 * PAY, "unused bond back");
         }
     }
+
+    /// @notice Slash rewards of 10.01% of the collateral: shares that do not divide evenly.
+    function oddRewardShare() internal {
+        IJobMarket.Params memory p = market.params();
+        p.rewardShareBps = 1001;
+        applyParams(p);
+    }
+
+    /// @notice A random audit upholds the executor but the pool holds less than the verifiers'
+    /// pay: they split the whole pool and the indivisible rest stays in it (it is not a new fee).
+    function test_randomAudit_poolShortfall_remainderStaysInPool() public {
+        setAuditBps(10_000);
+        oddRewardShare();
+        uint256 funded = fundPoolBySlash();
+        assertEq(funded, COLLATERAL * 1001 / BPS);
+        uint256 escrow = market.escrowFor(request(1));
+        uint256 id = assignedJob(exec);
+        commitAs(exec, id, GOOD);
+        nextBlock();
+        assertTrue(market.drawAudit(id));
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, GOOD);
+        revealAll(vs, id, GOOD);
+        uint256 share = funded / 3;
+        uint256 rest = funded - 3 * share;
+        assertTrue(rest != 0, "the pool does not divide by three");
+        uint256 premium = escrow - PAY - FEE;
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(id, IJobMarket.JobState.Settled, GOOD, PAY + 3 * share, 0, FEE + premium, 0);
+        market.finalize(id);
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), share);
+        assertEq(market.auditPool(), rest + FEE / 2 + premium, "remainder, audit share of the fee, premium");
+    }
+
+    /// @notice Round 2 upholds the executor against all of round 1: the bond and then the pool
+    /// pay the seven verifiers, the indivisible rest of that budget and of the three slashed
+    /// verifiers' rewards goes to the pool and is reported as fees; nothing is refunded.
+    function test_round2_bondAndPoolShortfall_remaindersReportedAsFees() public {
+        oddRewardShare();
+        uint256 pool = fundPoolBySlash();
+        setAuditBps(0);
+        uint256 id = committedJob(exec);
+        vm.prank(requester);
+        market.challenge(id);
+        uint256 requesterBefore = market.credits(requester);
+        address[] memory r1 = staffRound(id);
+        bytes32[3] memory d = [BAD, OTHER, keccak256("third output")];
+        for (uint256 i; i < 3; ++i) commitAs(r1[i], id, d[i]);
+        revealAs(exec, id, GOOD);
+        for (uint256 i; i < 3; ++i) revealAs(r1[i], id, d[i]);
+        market.finalize(id);
+        assertEq(uint256(market.job(id).round), 2, "no majority in round 1");
+        address[] memory r2 = staffAndCommit(id, GOOD);
+        revealAll(r2, id, GOOD);
+
+        uint256 budget = BOND + pool; // 7 PAY wanted, more than both hold
+        uint256 share = budget / 7;
+        uint256 payRest = budget - 7 * share;
+        assertTrue(payRest != 0, "the budget does not divide by seven");
+        uint256 reward = 3 * (COLLATERAL * 1001 / BPS); // the slashed round-1 verifiers
+        uint256 rewardShare = reward / 8; // the executor and the seven
+        uint256 rewardRest = reward - 8 * rewardShare;
+        uint256 burned = 3 * (COLLATERAL - COLLATERAL * 1001 / BPS); // verifiers compensate nobody
+        uint256 supply = token.totalSupply();
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(
+            id,
+            IJobMarket.JobState.Settled,
+            GOOD,
+            PAY + 7 * share + 8 * rewardShare,
+            0,
+            FEE + PREMIUM + payRest + rewardRest,
+            burned
+        );
+        market.finalize(id);
+        assertEq(market.credits(exec), PAY + rewardShare);
+        for (uint256 i; i < 7; ++i) assertEq(market.credits(r2[i]), share + rewardShare);
+        for (uint256 i; i < 3; ++i) {
+            assertEq(market.credits(r1[i]), 0);
+            assertEq(registry.provider(r1[i]).stake, PROVIDER_STAKE - COLLATERAL, "outvoted in round 2: slashed");
+        }
+        assertEq(market.auditPool(), payRest + rewardRest + FEE / 2 + PREMIUM);
+        assertEq(supply - token.totalSupply(), burned);
+        assertEq(market.credits(requester), requesterBefore, "the bond is spent");
+        assertEq(market.totalBonds(), 0);
+    }
 }
