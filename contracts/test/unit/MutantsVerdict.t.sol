@@ -114,6 +114,8 @@ contract MutantsVerdictTest is UnitBase {
             assertEq(registry.provider(vs[seat]).stake, PROVIDER_STAKE, "and not slashed");
             assertEq(registry.provider(vs[seat]).locked, 0, "and released");
             assertEq(market.credits(requester) - requesterBefore, BOND - 2 * PAY, "unused bond back");
+            assertEq(market.challengeBond(id), 0, "no bond left on the closed job");
+            assertEq(market.totalBonds(), 0);
         }
     }
 
