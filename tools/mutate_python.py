@@ -50,7 +50,10 @@ TARGETS: dict[str, Target] = {
         ("tests/unit/test_digest.py", "tests/unit/test_digest_properties.py"),
     ),
     "hashing": Target("marketplace/protocol/hashing.py", ("tests/unit/test_hashing.py",)),
-    "spec": Target("marketplace/protocol/spec.py", ("tests/unit/test_spec.py",)),
+    "spec": Target(
+        "marketplace/protocol/spec.py",
+        ("tests/unit/test_spec.py", "tests/unit/test_spec_messages.py"),
+    ),
     "matcher": Target("marketplace/relayer/matcher.py", ("tests/unit/test_matcher.py",)),
     "keeper": Target("marketplace/relayer/keeper.py", ("tests/unit/test_keeper.py",)),
 }
@@ -266,6 +269,9 @@ def _scratch_copy(work: Path, targets: Sequence[Target]) -> None:
         "pytest_add_cli_args_test_selection": sorted({t for tg in targets for t in tg.tests}),
         # A fixed seed: hypothesis draws the same examples for every mutant and every run.
         "pytest_add_cli_args": ["--hypothesis-seed=0", "-p", "no:cacheprovider"],
+        # A mutant that loops forever is stopped after a few times its tests' clean duration,
+        # not mutmut's default of 30 times (hours for the matcher's property tests).
+        "timeout_multiplier": 3.0,
     }
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     section = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())

@@ -256,3 +256,37 @@ def test_every_actionable_job_is_planned(views: list[JobView]) -> None:
             (v.deadline < NOW and (v.drawn or seed < HEAD)) or (not v.drawn and seed < HEAD)
         )
         assert (v.job_id in planned) == due, v
+
+
+def test_skip_book_defaults_to_three_skips_and_accepts_one() -> None:
+    book = SkipBook()
+    v = audit(1, 0)
+    for _ in range(2):
+        book.record(v, "staff_audits")
+    assert not book.blocked(v, "staff_audits")
+    book.record(v, "staff_audits")
+    assert book.blocked(v, "staff_audits")
+    once = SkipBook(1)
+    once.record(v, "staff_audits")
+    assert once.blocked(v, "staff_audits")
+    with pytest.raises(ValueError, match=r"^max_skips must be at least 1$"):
+        SkipBook(0)
+
+
+def test_skip_book_forgets_only_jobs_no_longer_live() -> None:
+    book = SkipBook(1)
+    live, gone = audit(1, 0), audit(2, 0)
+    book.record(live, "staff_audits")
+    book.record(gone, "staff_audits")
+    book.forget([1])
+    assert len(book) == 1
+    assert book.blocked(live, "staff_audits")
+    assert not book.blocked(gone, "staff_audits")
+
+
+def test_plan_batches_fifty_by_default_and_plans_past_a_duplicate_view() -> None:
+    views = [audit(i, 0) for i in range(1, 52)]
+    batches = plan(views, NOW, HEAD).staff_audits
+    assert [len(b) for b in batches] == [50, 1]
+    # A job seen twice (two sources report it) is planned once, and the jobs after it still are.
+    assert plan([audit(1, 0), audit(1, 0), audit(2, 0)], NOW, HEAD).ids("staff_audits") == [1, 2]

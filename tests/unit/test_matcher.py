@@ -479,3 +479,22 @@ def test_many_distinct_demands_use_quantile_tiers_and_stay_exact(seed: int) -> N
 def test_collateral_mirrors_the_contract() -> None:
     assert collateral_for(2, 5, 100) == 1_000
     assert job(units=5, collateral_multiple=2).collateral_at(100) == 1_000
+
+
+def test_the_reference_rules_admit_a_provider_at_every_bound() -> None:
+    # Each requirement met exactly: stake equal to the collateral, price equal to the max, ...
+    j = job(profile=2, min_vram_gib=8, units=2, collateral_multiple=5, exec_window=600)
+    exact = provider(
+        "0xexact",
+        profile_mask=0b100,
+        vram_gib=8,
+        price_per_unit=10,
+        free_stake=100,
+        min_exec_window=600,
+        max_units=2,
+        load=2,
+    )
+    assert is_eligible(exact, j, max_load=3)
+    assert match([j], [exact], max_load=3) == [Assignment(1, ("0xexact",))]
+    assert not is_eligible(replace(exact, profile_mask=0b011), j)
+    assert not is_eligible(replace(exact, free_stake=99), j)
