@@ -73,12 +73,33 @@ NOT_RUN: dict[str, tuple[str, ...]] = {
     "ProviderRegistry": ("test/unit/ComputeToken.t.sol", "test/unit/SortitionTree.t.sol"),
     "SortitionTree": ("test/unit/ComputeToken.t.sol",),
 }
-# `make test`'s short run: the logical operators of the verdict rule (who wins an audit round),
-# judged by the suites that settle audits. A handful of mutants, about 8 minutes on 2 cores.
-QUICK_CONTRACT = "JobMarket"
-QUICK_FUNCTIONS = "_resolve"
-QUICK_MUTATORS = "LOR"
-QUICK_SUITES = {"JobMarketAudit", "Attacks", "Mutants*"}
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One slither-mutate run: a contract, the functions and mutators to apply (None: all)."""
+
+    contract: str
+    functions: tuple[str, ...] | None = None
+    mutators: str | None = None
+
+
+# Suites that settle, slash and pay: what judges the verdict and money paths.
+VERDICT_SUITES = frozenset(
+    {"JobMarketAudit", "JobMarketFinalize", "JobMarketExpire", "Attacks", "Regressions", "Mutants*"}
+)
+# `make mutate` without options: who wins (every relational and logical operator of the verdict
+# rule) and who is paid (every statement of the pay, reward, slash and close paths commented out
+# in turn), about 95 mutants, 45 to 60 minutes on 2 cores. The whole of the five contracts is
+# some 5,900 mutants, about 60 hours here: `--all`.
+DEFAULT_SCOPE = (
+    Pass("JobMarket", ("_resolve",), "ROR,LOR"),
+    Pass("JobMarket", ("_payVerifiers", "_distributeReward", "_slash", "_close"), "CR"),
+)
+# `make test`'s short run: every statement of the slash-reward split (who gets a slashed
+# collateral's reward share) commented out in turn, 12 mutants, under 10 minutes on 2 cores.
+QUICK_SCOPE = (Pass("JobMarket", ("_distributeReward",), "CR"),)
+QUICK_SUITES = frozenset({"JobMarketAudit", "JobMarketFinalize", "Mutants*"})
 DEFAULT_TIMEOUT_S = 600
 
 FAST_ENV = {
@@ -425,6 +446,7 @@ def run_contract(
     functions: list[str] | None,
     timeout_s: int,
     limit_s: float,
+    tag: str = "",
 ) -> str:
     cmd = [
         sys.executable,
@@ -436,7 +458,7 @@ def run_contract(
         "--timeout",
         str(timeout_s),
         "--output-dir",
-        str(work.parent / f"campaign-{contract}"),
+        str(work.parent / f"campaign-{contract}{tag}"),
         "--verbose",
         # Keep mutating a line after a revert or comment mutant of it survived: the table then
         # counts every mutant, not only those on lines no earlier mutant slipped through.
@@ -497,8 +519,8 @@ def child_main(argv: list[str]) -> None:
 
 def campaign(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    contracts: list[str] = args.contracts
-    functions = function_names(args.target_functions) if args.target_functions else None
+    passes: tuple[Pass, ...] = args.passes
+    contracts = list(dict.fromkeys(p.contract for p in passes))
     equivalents = load_equivalents()
     env = _forge_env()
     logs: list[str] = []
@@ -524,11 +546,12 @@ def campaign(args: argparse.Namespace) -> int:
         _forge_build(work, analysis_env, ["--skip", "test"])
         _forge_build(work, env)
         print(f"copy built ({time.monotonic() - started:.0f} s)", flush=True)
-        for contract in contracts:
-            chosen = functions
-            if functions is not None:
+        for n, step in enumerate(passes):
+            contract = step.contract
+            chosen = list(step.functions) if step.functions is not None else None
+            if chosen is not None:
                 source = (work / "src" / TARGETS[contract]).read_text(encoding="utf8")
-                chosen = functions_in(source, functions)
+                chosen = functions_in(source, chosen)
                 if not chosen:
                     print(f"{contract}: none of the target functions is declared there; skipped")
                     continue
@@ -536,9 +559,15 @@ def campaign(args: argparse.Namespace) -> int:
             if left <= 0:
                 print(f"{contract}: not run, the --budget of {args.budget} s is spent")
                 continue
-            print(f"{contract}: {test_command(contract)}", flush=True)
+            scope = f" {','.join(chosen)}" if chosen else ""
+            print(
+                f"{contract}{scope} [{step.mutators or 'all mutators'}]: {test_command(contract)}",
+                flush=True,
+            )
             logs.append(
-                run_contract(work, env, contract, args.mutators, chosen, args.timeout, left)
+                run_contract(
+                    work, env, contract, step.mutators, chosen, args.timeout, left, f"-{n}"
+                )
             )
         if args.keep:
             (base / "slither-mutate.log").write_text("".join(logs), encoding="utf8")
@@ -566,15 +595,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--contracts",
         type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-        default=list(TARGETS),
-        help=f"comma-separated, from {', '.join(TARGETS)} (default: all)",
+        help=f"comma-separated, from {', '.join(TARGETS)}",
     )
     parser.add_argument(
         "--target-functions",
         help="comma-separated function names, e.g. reveal,_resolve,_judge (every overload);"
         " each contract is mutated only in those of them it declares",
     )
-    parser.add_argument("--mutators", help="slither-mutate mutators, e.g. ROR,LOR,RR")
+    parser.add_argument("--mutators", help="slither-mutate mutators, e.g. ROR,LOR,CR")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every mutator on the whole of the five contracts (about 5,900 mutants, days)",
+    )
     parser.add_argument(
         "--timeout",
         type=int,
@@ -582,20 +615,24 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds one mutant's test run may take before it counts as killed",
     )
     parser.add_argument(
-        "--budget", type=int, help="stop starting new contracts after this many seconds"
+        "--budget",
+        type=int,
+        help="stop the campaign after this many seconds; mutants not reached are not counted",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"short run for `make test`: {QUICK_MUTATORS} on {QUICK_CONTRACT}.{QUICK_FUNCTIONS},"
-        f" judged by {', '.join(sorted(QUICK_SUITES))}",
+        help="short run for `make test`: comment out each statement of"
+        f" JobMarket.{','.join(QUICK_SCOPE[0].functions or ())}, judged by"
+        f" {', '.join(sorted(QUICK_SUITES))}",
     )
     parser.add_argument(
         "--suites",
         type=lambda s: {c.strip() for c in s.split(",") if c.strip()},
         help="judge by these unit suites only (file stems, `Mutants*` for a prefix), e.g."
         " JobMarketAudit,JobMarketFinalize,Attacks: every mutant recompiles every suite, so fewer"
-        " suites make a targeted run faster (default: all of contracts/test/unit)",
+        " suites make a targeted run faster (default: the verdict and money suites for the"
+        " default scope, all of contracts/test/unit for a chosen one)",
     )
     parser.add_argument(
         "--rev",
@@ -604,14 +641,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it and the log")
     args = parser.parse_args(argv)
+    custom = args.contracts or args.target_functions or args.mutators
+    if args.quick and custom:
+        parser.error(
+            "--quick is a fixed scope; leave out --contracts, --target-functions, --mutators"
+        )
     if args.quick:
-        args.contracts = [QUICK_CONTRACT]
-        args.target_functions = args.target_functions or QUICK_FUNCTIONS
-        args.mutators = args.mutators or QUICK_MUTATORS
-        args.suites = args.suites or QUICK_SUITES
-    unknown = [c for c in args.contracts if c not in TARGETS]
-    if unknown:
-        parser.error(f"unknown contract {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+        args.passes = QUICK_SCOPE
+        args.suites = args.suites or set(QUICK_SUITES)
+    elif args.all or custom:
+        contracts = args.contracts or list(TARGETS)
+        unknown = [c for c in contracts if c not in TARGETS]
+        if unknown:
+            parser.error(f"unknown contract {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+        functions = function_names(args.target_functions) if args.target_functions else None
+        args.passes = tuple(
+            Pass(c, tuple(functions) if functions else None, args.mutators) for c in contracts
+        )
+    else:
+        args.passes = DEFAULT_SCOPE
+        args.suites = args.suites or set(VERDICT_SUITES)
     return args
 
 

@@ -125,3 +125,21 @@ def test_suites_that_cannot_reach_the_contract_are_not_run() -> None:
     cmd = mc.test_command("JobMarket")
     assert cmd.startswith("forge test --no-match-path '{")
     assert "SortitionTree.t.sol" in cmd
+
+
+def test_the_default_scope_is_the_verdict_and_money_paths_and_options_narrow_it() -> None:
+    default = mc._parse_args([])
+    assert default.passes == mc.DEFAULT_SCOPE
+    assert default.suites == set(mc.VERDICT_SUITES)
+    quick = mc._parse_args(["--quick"])
+    assert quick.passes == mc.QUICK_SCOPE and quick.suites == set(mc.QUICK_SUITES)
+    chosen = mc._parse_args(["--contracts", "JobLib,SortitionTree", "--mutators", "ROR"])
+    assert chosen.passes == (mc.Pass("JobLib", None, "ROR"), mc.Pass("SortitionTree", None, "ROR"))
+    assert chosen.suites is None
+    everything = mc._parse_args(["--all"])
+    assert [p.contract for p in everything.passes] == list(mc.TARGETS)
+    assert all(p.functions is None and p.mutators is None for p in everything.passes)
+    with pytest.raises(SystemExit):
+        mc._parse_args(["--contracts", "Nope"])
+    with pytest.raises(SystemExit):
+        mc._parse_args(["--quick", "--mutators", "ROR"])
