@@ -430,7 +430,9 @@ def _follow(
         clean = LOG_PREFIX.sub("", ANSI.sub("", raw)).rstrip()
         if "-->" in clean or "Mutating contract" in clean or "Test suite" in clean:
             stamp = time.monotonic() - started
-            print(f"  {stamp:5.0f} s  {clean[:160]}", flush=True)
+            text, arrow, verdict = clean.rpartition(" --> ")
+            shown = f"{text[:120]}{' ...' if len(text) > 120 else ''}{arrow}{verdict}"
+            print(f"  {stamp:5.0f} s  {shown if arrow else clean[:160]}", flush=True)
         if time.monotonic() > deadline:
             lines.append(f"\n[campaign stopped after {limit_s:.0f} s]\n")
             print(f"  campaign stopped after {limit_s:.0f} s", flush=True)
