@@ -290,3 +290,9 @@ def test_plan_batches_fifty_by_default_and_plans_past_a_duplicate_view() -> None
     assert [len(b) for b in batches] == [50, 1]
     # A job seen twice (two sources report it) is planned once, and the jobs after it still are.
     assert plan([audit(1, 0), audit(1, 0), audit(2, 0)], NOW, HEAD).ids("staff_audits") == [1, 2]
+
+
+def test_chunk_names_the_bad_batch_size() -> None:
+    with pytest.raises(ValueError, match=r"^batch size must be at least 1$"):
+        chunk([1], 0)
+    assert chunk([1, 2, 3], 1) == [[1], [2], [3]]

@@ -143,6 +143,8 @@ def test_long_inputs_are_shortened_to_40_characters() -> None:
         ('{"a": "x\\\\", "b": [[[]]]}', 4),
         ('"\\\\"[[', 2),
         ('{"a": "]]]]", "b": [[1]]}', 3),
+        ("XXX", 0),  # not JSON: only brackets count, whatever else the text holds
+        ("[[X[", 3),
     ],
 )
 def test_nesting_depth_counts_brackets_outside_strings(text: str, depth: int) -> None:
@@ -174,3 +176,25 @@ def test_non_canonical_bytes_are_refused_with_the_fix() -> None:
         "the bytes are not in canonical form (sorted keys, no whitespace, UTF-8 without "
         "escapes); upload JobSpec.canonical_json() instead",
     )
+
+
+def test_integer_parameters_accept_both_bounds() -> None:
+    for n in (1, 8192):
+        spec = JobSpec.from_dict(matmul(parameters={"n": n, "seed": 0}))
+        assert spec.parameters["n"] == n
+
+
+def test_a_spec_that_is_not_an_object_or_of_another_version_reads_exactly() -> None:
+    with pytest.raises(SpecError) as caught:
+        JobSpec.from_dict([1])  # type: ignore[arg-type]
+    assert caught.value.problems == ("a spec is a JSON object, got list",)
+    assert problems(matmul(version=2)) == (
+        "version: 2 is not supported; write version 1 (or upgrade depin-compute to read newer "
+        "specs)",
+    )
+
+
+def test_equal_specs_hash_alike_and_different_specs_apart() -> None:
+    a, b = JobSpec.from_dict(matmul()), JobSpec.from_dict(matmul(units=11))
+    assert hash(a) == hash(JobSpec.from_dict(matmul())) == hash(a.spec_hash())
+    assert hash(a) != hash(b)
