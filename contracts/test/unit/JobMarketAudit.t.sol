@@ -5,6 +5,7 @@ import {UnitBase} from "./UnitBase.sol";
 import {Vm} from "../utils/Test.sol";
 import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
+import {JobLib} from "../../src/libraries/JobLib.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 
@@ -584,6 +585,35 @@ contract JobMarketAuditTest is UnitBase {
         vm.prank(vs[0]);
         vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketAlreadyCommitted.selector, id, vs[0]));
         market.commit(id, bytes32(uint256(1)), bytes32(uint256(2)));
+    }
+
+    /// A drawn verifier is held to its commitment exactly as an executor is: once the executor's
+    /// digest is public, a verifier that committed another digest cannot switch to it, and one that
+    /// copied another verifier's resultHash and seal cannot open them under its own key. Nothing it
+    /// tried is recorded, and it can still reveal what it did commit.
+    function test_verifierReveal_mustOpenItsOwnCommitment() public {
+        uint256 id = auditingJob(exec, GOOD);
+        address[] memory vs = staffRound(id);
+        commitAs(vs[0], id, GOOD);
+        vm.prank(vs[1]);
+        market.commit(id, JobLib.resultHash(id, GOOD), JobLib.seal(vs[0], id, GOOD)); // vs[0]'s pair, copied
+        commitAs(vs[2], id, BAD);
+        assertState(id, IJobMarket.JobState.Revealing);
+        revealAs(exec, id, GOOD);
+        revealAs(vs[0], id, GOOD);
+
+        vm.prank(vs[2]);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketRevealMismatch.selector, id, vs[2]));
+        market.reveal(id, GOOD);
+        vm.prank(vs[1]);
+        vm.expectRevert(abi.encodeWithSelector(IJobMarket.JobMarketRevealMismatch.selector, id, vs[1]));
+        market.reveal(id, GOOD);
+        // seats: the executor 0, then vs[0..2] at 1..3
+        assertEq(uint256(market.job(id).revealMask), 0x3, "only the executor's and vs[0]'s reveals recorded");
+        assertEq(market.revealedDigest(id, 3), bytes32(0));
+
+        revealAs(vs[2], id, BAD);
+        assertEq(market.revealedDigest(id, 3), BAD);
     }
 
     function test_verifierCommit_revertsAfterVerifierExecWindow() public {
