@@ -11,7 +11,6 @@ import sys
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,7 @@ from pydantic import SecretStr
 from web3.logs import DISCARD
 
 from marketplace.cli.common import (
-    DECIMALS,
+    UINT80_MAX,
     JsonOpt,
     command,
     deployment_option,
@@ -30,6 +29,7 @@ from marketplace.cli.common import (
     emit_event,
     errors,
     format_tokens,
+    parse_tokens,
     relayer_url_option,
     rpc_url_option,
 )
@@ -42,8 +42,6 @@ app = typer.Typer(
     name="provider", no_args_is_help=True, help="Sell compute: register, stake, run the agent."
 )
 
-_UINT96_MAX = 2**96 - 1  # stake amounts
-_UINT80_MAX = 2**80 - 1  # price per unit
 _UINT16_MAX = 2**16 - 1  # VRAM GiB
 _UINT32_MAX = 2**32 - 1  # min exec window, max units
 _GPU_MODEL_BYTES = 32
@@ -103,29 +101,6 @@ def _account(settings: ProviderSettings) -> LocalAccount:
         password = typer.prompt(f"password of {settings.keystore_file}", hide_input=True)
         settings = settings.model_copy(update={"keystore_password": SecretStr(password)})
     return settings.account()
-
-
-def parse_tokens(text: str, *, what: str = "amount", maximum: int = _UINT96_MAX) -> int:
-    """Base units of `text` given in whole tokens ("1000", "0.5"); positive, at most 18
-    decimals, at most `maximum` base units."""
-    try:
-        value = Decimal(text.strip().replace("_", ""))
-    except InvalidOperation:
-        raise ConfigError(
-            f"{what} {text!r} is not a number; give whole tokens like 1000 or 0.5"
-        ) from None
-    if not value.is_finite() or value <= 0:
-        raise ConfigError(f"{what} {text!r} must be a positive number of tokens, like 1000 or 0.5")
-    units = value.scaleb(DECIMALS)
-    if units != units.to_integral_value():
-        raise ConfigError(
-            f"{what} {text!r} has more than {DECIMALS} decimals; the token has {DECIMALS}"
-        )
-    if units > maximum:
-        raise ConfigError(
-            f"{what} {text!r} exceeds the contract's limit of {format_tokens(maximum)}"
-        )
-    return int(units)
 
 
 def profile_mask(names: list[str], defined: list[str]) -> int:
@@ -269,7 +244,7 @@ def register(
     """Register this machine's hardware (GPU model and VRAM, or CPU) and terms on-chain."""
     with _errors():
         settings = chain.settings()
-        price_units = parse_tokens(price, what="price", maximum=_UINT80_MAX)
+        price_units = parse_tokens(price, what="price", maximum=UINT80_MAX)
         _check_window_and_units(min_exec_window, max_units)
         session = _connect(settings, _account(settings))
         from provider.runtime.device import hardware, profile_name  # torch: slow to import

@@ -6,8 +6,9 @@ them. The wallet is `--wallet NAME` (a keystore written by `depin wallet new|imp
 `--keystore PATH`, or DEPIN_REQUESTER_KEYSTORE_FILE / DEPIN_REQUESTER_PRIVATE_KEY; a keystore's
 password comes from `--password-file`, DEPIN_REQUESTER_KEYSTORE_PASSWORD or a prompt.
 
-Amounts are in the token's base units (1 token = 10^18). Every command takes `--json`; errors
-print `error: <message>` on stderr and exit 1.
+Amounts a person types or reads are in tokens, the unit printed (`--max-price 0.001`); `--json`
+output and the relayer's API give base units (1 token = 10^18) as decimal strings. Every command
+takes `--json`; errors print `error: <message>` on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import typer
 from pydantic import SecretStr
 
 from marketplace.cli.common import (
+    UINT80_MAX,
     JsonOpt,
     command,
     deployment_option,
@@ -29,6 +31,7 @@ from marketplace.cli.common import (
     errors,
     fail,
     format_tokens,
+    parse_tokens,
     relayer_url_option,
     rpc_url_option,
 )
@@ -154,8 +157,8 @@ def _status_lines(status: JobStatus) -> list[str]:
         f"job {data['job_id']}: {data['state']} ({_finality(status)})",
         f"  requester {data['requester']}",
         f"  units {data['units']} x replicas {data['replicas']}, max price "
-        f"{format_tokens(status.max_price_per_unit)} per unit, escrow "
-        f"{format_tokens(status.escrow)}",
+        f"{format_tokens(status.max_price_per_unit)} tokens per unit, escrow "
+        f"{format_tokens(status.escrow)} tokens",
         f"  profile {data['profile']}, deadline {data['deadline']}",
     ]
     for p in data["participants"]:
@@ -221,8 +224,11 @@ def submit(
         typer.Argument(help="Input files: embed .txt/.json; torchscript one .safetensors."),
     ] = None,
     max_price: Annotated[
-        int, typer.Option("--max-price", help="Most paid per unit, in token base units.", min=1)
-    ] = 10**15,
+        str,
+        typer.Option(
+            "--max-price", help="Most paid per unit of work, in tokens (e.g. 0.001, the default)."
+        ),
+    ] = "0.001",
     model: Annotated[
         str | None,
         typer.Option("--model", help="embed: model name; torchscript: module file or its sha256."),
@@ -274,10 +280,11 @@ def submit(
         raise fail("--out needs --wait (or fetch later with `depin job result ID --out PATH`)")
     goal = _goal(until)
     with errors():
+        price = parse_tokens(max_price, what="--max-price", maximum=UINT80_MAX)
         parameters = dict(parse_parameter(p) for p in param or [])
         draft = JobDraft(
             kind=kind,
-            max_price_per_unit=max_price,
+            max_price_per_unit=price,
             inputs=tuple(inputs or ()),
             sentences=tuple(sentence) if sentence else None,
             model=model,
@@ -409,7 +416,7 @@ def cancel(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False
     emit(
         {"job_id": job_id, "tx": tx, "state": "expired", "credits": str(credits)},
         as_json,
-        [f"job {job_id} cancelled ({tx}); credits now {format_tokens(credits)}"],
+        [f"job {job_id} cancelled ({tx}); credits now {format_tokens(credits)} tokens"],
     )
 
 

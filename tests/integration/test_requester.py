@@ -478,8 +478,21 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     data = json.loads(out.stdout)
     job_id = data["job_id"]
     assert data["status"]["state"] == "open" and data["status"]["units"] == 1
+    assert data["status"]["max_price_per_unit"] == str(10**15)  # the default, 0.001 tokens
     status = json.loads(run(env, "job", "status", str(job_id), "--json").stdout)
     assert status["job_id"] == job_id and status["requester"] == world.requester_account.address
+    text = run(env, "job", "status", str(job_id)).stdout
+    assert "max price 0.001 tokens per unit" in text  # people read tokens, the unit printed
+
+    # --max-price is in tokens like every amount a person types; base units only in --json.
+    dearer = run(
+        env, "job", "submit", "matmul", "--param", "n=8", "--param", "seed=9",
+        "--max-price", "0.0025", "--json",
+    )  # fmt: skip
+    assert json.loads(dearer.stdout)["status"]["max_price_per_unit"] == str(25 * 10**14)
+    for bad, says in (("ten", "not a number"), ("0", "positive"), ("1e-19", "18 decimals")):
+        refused = run(env, "job", "submit", "matmul", "--param", "n=8", "--max-price", bad, code=1)
+        assert f"--max-price {bad!r}" in refused.stderr and says in refused.stderr
 
     failed = run(env, "job", "result", str(job_id), "--json", code=1)
     assert failed.stderr.startswith(f"error: job {job_id} is open: no result committed yet")
