@@ -523,7 +523,7 @@ def campaign(args: argparse.Namespace) -> int:
     started = time.monotonic()
     passes: tuple[Pass, ...] = args.passes
     contracts = list(dict.fromkeys(p.contract for p in passes))
-    equivalents = load_equivalents()
+    load_equivalents()  # a malformed list fails now, not after the campaign
     env = _forge_env()
     logs: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
@@ -574,14 +574,18 @@ def campaign(args: argparse.Namespace) -> int:
         if args.keep:
             (base / "slither-mutate.log").write_text("".join(logs), encoding="utf8")
 
-    mutants = parse_log("".join(logs))
-    rows = tabulate(mutants, equivalents, contracts)
-    elapsed = time.monotonic() - started
-    tested = sum(1 for m in mutants if m.verdict != "no-compile")
+    return report(parse_log("".join(logs)), contracts, time.monotonic() - started)
+
+
+def report(mutants: list[Mutant], contracts: list[str], elapsed: float | None) -> int:
+    """Prints the table and the unexplained survivors; the exit status."""
+    rows = tabulate(mutants, load_equivalents(), contracts)
     print()
     print(render(rows))
-    per = f", {elapsed / tested:.0f} s per compiled mutant" if tested else ""
-    print(f"\n{len(mutants)} mutants in {elapsed / 60:.1f} min{per}")
+    if elapsed is not None:
+        tested = sum(1 for m in mutants if m.verdict != "no-compile")
+        per = f", {elapsed / tested:.0f} s per compiled mutant" if tested else ""
+        print(f"\n{len(mutants)} mutants in {elapsed / 60:.1f} min{per}")
     survivors = [m for r in rows for m in r.survivors]
     if not survivors:
         return 0
@@ -642,6 +646,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         " working tree",
     )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it and the log")
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="judge the slither-mutate.log a --keep run left against the current list of"
+        " equivalent mutants, without mutating anything",
+    )
     args = parser.parse_args(argv)
     custom = args.contracts or args.target_functions or args.mutators
     if args.quick and custom:
@@ -672,6 +682,9 @@ def main(argv: list[str] | None = None) -> int:
         child_main(argv[1:])
         return 0
     args = _parse_args(argv)
+    if args.from_log:
+        mutants = parse_log(args.from_log.read_text(encoding="utf8"))
+        return report(mutants, list(dict.fromkeys(m.contract for m in mutants)), None)
     # A terminated campaign still stops slither-mutate and removes the copy.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
