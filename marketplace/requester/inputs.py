@@ -291,6 +291,13 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             inputs.append(sha256_hex(data))
             sentence_count += len(batch)
         model = str(draft.model) if draft.model is not None else EMBED_MODEL
+        if model != EMBED_MODEL:
+            # Providers ship this one model and settle any other as a failed run: refuse it
+            # here, before anything is paid.
+            raise InputError(
+                f"embed runs {EMBED_MODEL!r} only, not {model!r}; drop --model (or pass that "
+                "name)"
+            )
     elif draft.kind == "torchscript":
         if draft.sentences is not None:
             raise InputError("sentences are for embed jobs; torchscript takes a safetensors input")
@@ -299,6 +306,7 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
                 "torchscript needs a model: the TorchScript module file (or the sha256 of one "
                 "already uploaded)"
             )
+        module: bytes | None = None
         if isinstance(draft.model, str) and _SHA256_HEX.fullmatch(draft.model):
             model = draft.model
             referenced.append(model)
@@ -314,6 +322,11 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             )
         data = _read(draft.inputs[0], "input file")
         _check_safetensors(draft.inputs[0], data)
+        if module is not None:
+            # Tried on meta tensors before anything is paid (see marketplace.requester.dryrun).
+            from marketplace.requester.dryrun import dry_run_torchscript
+
+            dry_run_torchscript(module, data, source=str(draft.model))
         artifacts[sha256_hex(data)] = data
         inputs.append(sha256_hex(data))
     else:  # matmul

@@ -186,11 +186,19 @@ def test_embed_spec_from_files_and_sentences(tmp_path: Path) -> None:
         _prepare(JobDraft("embed", PRICE))
 
 
+def _linear_module(path: Path, features: int = 3) -> Path:
+    """A traced nn.Linear(features, 2): its forward takes one tensor named `input`."""
+    import torch
+
+    traced = torch.jit.trace(torch.nn.Linear(features, 2), torch.zeros(1, features))
+    torch.jit.save(traced, str(path))  # type: ignore[no-untyped-call]
+    return path
+
+
 def test_torchscript_uploads_the_module_and_checks_the_input(tmp_path: Path) -> None:
-    module = tmp_path / "m.pt"
-    module.write_bytes(b"PK\x03\x04" + b"\0" * 60)  # a zip header is all that is checked here
+    module = _linear_module(tmp_path / "m.pt")
     tensors = tmp_path / "x.safetensors"
-    tensors.write_bytes(st_save({"x": np.ones((2, 3), dtype=np.float32)}))
+    tensors.write_bytes(st_save({"input": np.ones((2, 3), dtype=np.float32)}))
     job = _prepare(JobDraft("torchscript", PRICE, model=module, inputs=(tensors,)))
     from hashlib import sha256
 
@@ -215,6 +223,50 @@ def test_torchscript_uploads_the_module_and_checks_the_input(tmp_path: Path) -> 
         _prepare(JobDraft("torchscript", PRICE, inputs=(tensors,)))
 
 
+def test_a_torchscript_job_that_cannot_run_on_its_input_is_refused_before_paying(
+    tmp_path: Path,
+) -> None:
+    module = _linear_module(tmp_path / "m.pt")
+    wrong_shape = tmp_path / "wide.safetensors"
+    wrong_shape.write_bytes(st_save({"input": np.ones((2, 7), dtype=np.float32)}))
+    with pytest.raises(InputError, match=r"input \(a and b must have same reduction dim, but"):
+        _prepare(JobDraft("torchscript", PRICE, model=module, inputs=(wrong_shape,)))
+    wrong_name = tmp_path / "named.safetensors"
+    wrong_name.write_bytes(st_save({"x": np.ones((2, 3), dtype=np.float32)}))
+    with pytest.raises(InputError, match="missing value for argument 'input'"):
+        _prepare(JobDraft("torchscript", PRICE, model=module, inputs=(wrong_name,)))
+    zip_only = tmp_path / "z.pt"
+    zip_only.write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    good = tmp_path / "x.safetensors"
+    good.write_bytes(st_save({"input": np.ones((2, 3), dtype=np.float32)}))
+    with pytest.raises(InputError, match="is not a loadable TorchScript module"):
+        _prepare(JobDraft("torchscript", PRICE, model=zip_only, inputs=(good,)))
+
+
+def test_the_dry_run_runs_no_data_and_steps_aside_when_values_decide(tmp_path: Path) -> None:
+    import torch
+
+    from marketplace.requester.dryrun import dry_run_torchscript
+
+    module = _linear_module(tmp_path / "m.pt").read_bytes()
+    ran = dry_run_torchscript(module, st_save({"input": np.ones((5, 3), dtype=np.float32)}))
+    assert ran.ran and ran.outputs == {"output": (5, 2)}
+
+    class ValueBranch(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if bool(x.sum() > 0):
+                return x
+            return -x
+
+    path = tmp_path / "branch.pt"
+    torch.jit.save(torch.jit.script(ValueBranch()), str(path))  # type: ignore[no-untyped-call]
+    unsure = dry_run_torchscript(path.read_bytes(), st_save({"x": np.ones(3, np.float32)}))
+    assert not unsure.ran  # inconclusive: the job goes out as it is
+    assert (
+        unsure.note == "not tried on meta tensors: Tensor.item() cannot be called on meta tensors"
+    )
+
+
 @pytest.mark.parametrize(
     ("draft", "error", "needle"),
     [
@@ -224,6 +276,11 @@ def test_torchscript_uploads_the_module_and_checks_the_input(tmp_path: Path) -> 
         (JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, units=0), SpecError, "units"),
         (JobDraft("matmul", PRICE, inputs=(Path("x"),)), InputError, "matmul takes no inputs"),
         (JobDraft("matmul", PRICE, model="m"), InputError, "matmul takes no model"),
+        (
+            JobDraft("embed", PRICE, sentences=("a",), model="bert-base-uncased"),
+            InputError,
+            "embed runs 'sentence-transformers/all-MiniLM-L6-v2' only, not 'bert-base-uncased'",
+        ),
         (JobDraft("matmul", 0, parameters={"n": 4, "seed": 1}), InputError, "max price"),
         (
             JobDraft("matmul", PRICE, parameters={"n": 4, "seed": 1}, replicas=6),
