@@ -39,6 +39,40 @@ contract MutantsVerdictTest is UnitBase {
         assertEq(supply - token.totalSupply(), BURNED, "burn share destroyed");
         assertEq(market.credits(requester), escrow + COMPENSATION);
         assertEq(market.protocolFees(), 0, "no fee on a job nobody was paid for");
+        assertEq(uint256(market.job(id).activeMask), 0, "the slashed executor holds no seat");
+    }
+
+    /// @notice A slashed executor's reward share that does not divide among the upholding
+    /// verifiers: the rest funds audits and is reported as a fee.
+    function test_randomAudit_cheaterCaught_rewardRestReportedAsFee() public {
+        setAuditBps(10_000);
+        oddRewardShare();
+        uint256 escrow = market.escrowFor(request(1));
+        uint256 id = assignedJob(exec);
+        commitAs(exec, id, BAD);
+        nextBlock();
+        assertTrue(market.drawAudit(id));
+        address[] memory vs = staffAndCommit(id, GOOD);
+        revealAs(exec, id, BAD);
+        revealAll(vs, id, GOOD);
+        uint256 reward = COLLATERAL * 1001 / BPS;
+        uint256 share = reward / 3;
+        uint256 rest = reward - 3 * share;
+        assertTrue(rest != 0, "the reward does not divide by three");
+        uint256 poolBefore = market.auditPool();
+        vm.expectEmit(address(market));
+        emit IJobMarket.JobClosed(
+            id,
+            IJobMarket.JobState.Refunded,
+            GOOD,
+            3 * share,
+            escrow + COMPENSATION,
+            rest,
+            COLLATERAL - COMPENSATION - reward
+        );
+        market.finalize(id);
+        assertEq(market.auditPool() - poolBefore, rest);
+        for (uint256 i; i < 3; ++i) assertEq(market.credits(vs[i]), share);
     }
 
     /// @notice The requester challenged and won: the bond pays the verifiers in full, the
