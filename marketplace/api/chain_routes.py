@@ -42,6 +42,7 @@ from sqlalchemy import func, select
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
+from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView
 from marketplace.relayer.outages import database_unavailable, reason, safe_url
 from marketplace.relayer.store import (
     AuditRoundRow,
@@ -53,6 +54,7 @@ from marketplace.relayer.store import (
     SkippedRow,
     Store,
 )
+from marketplace.relayer.why import explain
 
 __all__ = [
     "AuditRoundOut",
@@ -312,7 +314,18 @@ class SkippedOut(BaseModel):
         )
 
 
+class WaitingOut(BaseModel):
+    """Why an open job is not matched yet (marketplace.relayer.why)."""
+
+    code: str
+    reason: str
+    eligible: int
+    needed: int
+
+
 class JobDetail(JobOut):
+    #: Only while the job is open: the requirement no `needed` live providers meet, and its fix.
+    waiting: WaitingOut | None = None
     participants: list[ParticipantOut]
     #: Verifiers drawn on-chain, every round (addresses, in draw order).
     verifiers: list[str]
@@ -556,6 +569,7 @@ def chain_router(
         verifiers = [p for p in participants if p.verifier]
         return JobDetail(
             **_job_fields(row),
+            waiting=waiting_of(row, participants) if row.state is JobState.OPEN else None,
             participants=[ParticipantOut.of(p) for p in participants],
             verifiers=[p.provider for p in verifiers],
             rounds=[
@@ -566,6 +580,45 @@ def chain_router(
             skipped=[SkippedOut.of(k) for k in store.skipped(job_id)],
             history=[HistoryOut.of(h) for h in store.history(job_id)],
         )
+
+    def waiting_of(row: JobRow, participants: list[ParticipantRow]) -> WaitingOut | None:
+        if row.replicas not in VALID_REPLICAS:
+            return None
+        now = int(clock())
+        views = [
+            ProviderView(
+                address=p.address,
+                profile_mask=p.profile_mask,
+                vram_gib=p.vram_gib,
+                price_per_unit=p.price_per_unit,
+                free_stake=p.free_stake,
+                unbonding=p.unbond_at != 0,
+                registered=p.registered,
+                # Without a liveness book this API cannot tell; the matcher's own rule decides.
+                live=liveness is None
+                or liveness.is_live(p.address, now, heartbeat_interval, heartbeat_missed),
+                min_exec_window=p.min_exec_window,
+                max_units=p.max_units,
+            )
+            for p in store.providers()
+        ]
+        no_shows = frozenset(
+            p.provider for p in participants if p.round < row.round and p.commit_block is None
+        )
+        job = OpenJob(
+            job_id=row.job_id,
+            profile=row.profile,
+            units=row.units,
+            max_price_per_unit=row.max_price_per_unit,
+            replicas=row.replicas,
+            min_vram_gib=row.min_vram_gib,
+            collateral_multiple=row.collateral_multiple,
+            exec_window=row.exec_window,
+            requester=row.requester,
+            exclude=no_shows,
+        )
+        w = explain(job, views)
+        return WaitingOut(code=w.code, reason=w.reason, eligible=w.eligible, needed=w.needed)
 
     @router.get("/providers", response_model=list[ProviderOut])
     def list_providers() -> list[ProviderOut]:

@@ -161,6 +161,8 @@ def _status_lines(status: JobStatus) -> list[str]:
         f"{format_tokens(status.escrow)} tokens",
         f"  profile {data['profile']}, deadline {data['deadline']}",
     ]
+    if status.waiting:
+        lines.append(f"  waiting: {status.waiting}")
     for p in data["participants"]:
         role = "executor" if p["executor"] else "verifier"
         lines.append(f"  {role} {p['provider']}: {'committed' if p['committed'] else 'pending'}")

@@ -183,6 +183,9 @@ class JobStatus:
     results: tuple[str, ...] | None = None
     #: The relayer's event history of the job (GET /jobs/{id}); None when it has none.
     history: tuple[Mapping[str, Any], ...] | None = None
+    #: While the job is open: why no provider took it yet, and what would fix it (the relayer's
+    #: view; None when it did not say).
+    waiting: str | None = None
 
     @property
     def result_available(self) -> bool:
@@ -211,6 +214,7 @@ class JobStatus:
             "digest": self.digest,
             "results": None if self.results is None else list(self.results),
             "history": None if self.history is None else [dict(h) for h in self.history],
+            "waiting": self.waiting,
         }
 
 
@@ -678,6 +682,7 @@ class Requester:
         results: tuple[str, ...] | None
         history: tuple[Mapping[str, Any], ...] | None = None
         digest: str | None = None
+        waiting: str | None = None
         try:
             results = tuple(str(n.get("provider")) for n in self._notices(job_id))
             response = self._relayer.get(f"/jobs/{job_id}")
@@ -686,6 +691,9 @@ class Requester:
                 history = tuple(detail.get("history", []))
                 verdict = detail.get("verdict") or {}
                 digest = verdict.get("digest") if isinstance(verdict, dict) else None
+                why = detail.get("waiting")
+                if isinstance(why, dict) and job.state is JobState.OPEN:
+                    waiting = str(why.get("reason"))
         except (RelayerUnreachable, RequesterError, ValueError):
             results = None
         return JobStatus(
@@ -705,6 +713,7 @@ class Requester:
             digest=digest,
             results=results,
             history=history,
+            waiting=waiting,
         )
 
     def _profile_name(self, profile_id: int) -> str:

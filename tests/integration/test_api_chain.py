@@ -153,7 +153,15 @@ def test_every_job_equals_the_chain(world: World, client: httpx.Client) -> None:
         assert history[-1]["state"] == detail["state"]
         order = [(h["block_number"], h["log_index"]) for h in history]
         assert order == sorted(order)
-        detail_only = ("participants", "verifiers", "rounds", "verdict", "skipped", "history")
+        detail_only = (
+            "participants",
+            "verifiers",
+            "rounds",
+            "verdict",
+            "skipped",
+            "history",
+            "waiting",
+        )
         assert {k: v for k, v in detail.items() if k not in detail_only} == listed[job_id]
         # Verifiers are the participants from index `replicas` on, all drawn on-chain.
         assert detail["verifiers"] == [p.provider for p in on_chain[chain.replicas :]]

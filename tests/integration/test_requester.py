@@ -674,3 +674,30 @@ def test_cli_wait_says_what_is_final_and_fails_on_a_job_without_result(
     )
     bad = run(env, "job", "wait", str(lost), "--until", "soon", code=1)
     assert "--until is 'terminal' or 'result', not 'soon'" in bad.stderr
+
+
+def test_status_says_why_an_open_job_waits_and_what_would_fix_it(
+    world: World, env: dict[str, str], req: Requester
+) -> None:
+    stingy = req.submit("matmul", parameters=MATMUL, max_price_per_unit=PRICE // 4)
+    crowded = req.submit("matmul", parameters=MATMUL, max_price_per_unit=PRICE, replicas=5)
+    world.listener.poll_once()
+    try:
+        status = req.status(stingy)
+        assert status.state is JobState.OPEN and status.waiting is not None
+        assert status.waiting.startswith("0 live providers ask at most your max price")
+        assert status.waiting.endswith(": raise --max-price to that")
+        text = run(env, "job", "status", str(stingy)).stdout
+        assert f"  waiting: {status.waiting}" in text.splitlines()
+        assert json.loads(run(env, "job", "status", str(stingy), "--json").stdout)["waiting"] == (
+            status.waiting
+        )
+        assert req.status(crowded).waiting == (
+            "3 registered, bonded providers on the market; the job needs 5: wait for providers "
+            "to join, or lower the replicas"
+        )
+    finally:
+        req.cancel(stingy)
+        req.cancel(crowded)
+    world.listener.poll_once()
+    assert req.status(stingy).waiting is None  # said only while the job is open
