@@ -498,3 +498,18 @@ def test_the_reference_rules_admit_a_provider_at_every_bound() -> None:
     assert match([j], [exact], max_load=3) == [Assignment(1, ("0xexact",))]
     assert not is_eligible(replace(exact, profile_mask=0b011), j)
     assert not is_eligible(replace(exact, free_stake=99), j)
+
+
+def test_reputation_is_an_integer_rounded_down() -> None:
+    from marketplace.relayer.matcher import REPUTATION_SCALE
+
+    # (1 + 1) / (1 + 0 + 2) = 2/3 of the scale, rounded down as the contract would.
+    assert reputation(1, 0) == 2 * REPUTATION_SCALE // 3
+    assert isinstance(reputation(1, 0), int)
+
+
+def test_tiers_keep_every_distinct_demand_up_to_the_limit() -> None:
+    from marketplace.relayer.matcher import _tiers
+
+    assert _tiers([5, 1, 3, 3], 3) == [1, 3, 5]
+    assert _tiers([5, 1, 3, 7], 3) == [1, 3, 5]
