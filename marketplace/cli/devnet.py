@@ -10,7 +10,9 @@
 `up` starts Anvil, Redis, the contracts, the relayer and the provider agents with their Celery
 workers (see marketplace.devnet.manager); in the foreground it supervises them (a component that
 stops is started again: at once, then with backoff up to 30 s) and Ctrl-C or SIGTERM stops them
-all; with `--detach` they keep running, unsupervised, until `down`. `restart` restarts one
+all; with `--detach` they keep running, unsupervised, until `down`. On a devnet `down` stopped,
+`up` resumes it (the chain from its state dump, the same keys and providers); on one that is up
+with dead components, it starts those again. `restart` restarts one
 component (anvil, redis, relayer, provider-N-agent, provider-N-worker) or all of them.
 Devnet only: every key under `<dir>/keys` has the password "devnet".
 """
@@ -64,7 +66,12 @@ def up(
         bool, typer.Option("--detach", help="Return once healthy; stop later with `down`.")
     ] = False,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Replace a stopped devnet found in --dir.")
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Replace a stopped devnet found in --dir. Without it, `up` resumes a devnet "
+            "`down` stopped (same chain, keys and providers) or starts its dead components.",
+        ),
     ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds each step may take to become healthy.")

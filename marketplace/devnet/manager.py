@@ -317,6 +317,8 @@ class Devnet:
         behaviors = config.behaviors()
         params = config.market_params()
         directory = config.dir.expanduser().resolve()
+        if not config.fresh and _resumable(directory):
+            return cls._resume(directory, config, progress or (lambda _line: None))
         _prepare_dir(directory, fresh=config.fresh)
         devnet = cls(
             directory,
@@ -335,6 +337,45 @@ class Devnet:
         return devnet
 
     @classmethod
+    def _resume(cls, directory: Path, config: DevnetConfig, say: Callable[[str], None]) -> Devnet:
+        """Starts again what is not running of the devnet in `directory`: every component
+        `down` stopped (the chain from anvil-state.json, Redis from its append-only file, the
+        same keys and settings), or, while it is up, the components that died. Refuses a devnet
+        whose every component runs."""
+        devnet = cls.attach(directory)
+        with devnet._locked():
+            state = devnet.state
+            if state.phase == "up" and state.processes:
+                records = list(state.processes)
+                if all(processes.process_alive(r) for r in records):
+                    raise ConfigError(
+                        f"a devnet already runs in {directory} and every component is alive "
+                        f"(`depin devnet status --dir {directory}`); stop it with "
+                        f"`depin devnet down --dir {directory}`, or pass --fresh after that "
+                        "for a new one"
+                    )
+                what = "repairing"
+            else:
+                records = list(state.stopped)
+                what = "resuming"
+            state.phase = "up"
+            state.processes = records
+            devnet._write()
+        dead = [r for r in records if not processes.process_alive(r)]
+        say(f"{what} the devnet in {directory}: starting {', '.join(r.name for r in dead)}")
+        try:
+            for record in dead:
+                devnet._restart(record.name, wait=True, timeout=config.timeout, delay=0.0)
+                say(f"{record.name} started again")
+            if devnet.state.providers and config.wait_for_providers:
+                devnet._wait_providers(config.timeout)
+                say(f"providers {len(devnet.state.providers)} live")
+        except BaseException:
+            devnet._stop_all()
+            raise
+        return devnet
+
+    @classmethod
     def attach(cls, directory: Path = Path(".devnet")) -> Devnet:
         """The devnet whose state is in `directory` (started elsewhere, e.g. `up --detach`)."""
         directory = directory.expanduser().resolve()
@@ -348,6 +389,8 @@ class Devnet:
             if self.state.phase == "up":
                 # A supervisor (a foreground `up` elsewhere) must not restart what stops now.
                 self.state.phase = "stopping"
+                # Kept so that `up` can start the same components again (resume).
+                self.state.stopped = list(self.state.processes)
                 self._write()
         left = self._stop_all(timeout=timeout)
         if left:
@@ -981,6 +1024,20 @@ class Devnet:
 
 def _names(records: list[ProcessRecord]) -> str:
     return ", ".join(f"{r.name} (pid {r.pid})" for r in records)
+
+
+def _resumable(directory: Path) -> bool:
+    """Whether `directory` holds a devnet `up` can resume or repair: one that `down` stopped
+    after it ran, or one that is up with components to start again."""
+    if not (directory / STATE_FILE).exists():
+        return False
+    try:
+        state = DevnetState.load(directory)
+    except ConfigError:
+        return False
+    if state.phase == "up" and state.processes:
+        return bool(state.deployment_file)
+    return state.phase == "down" and bool(state.stopped)
 
 
 def _prepare_dir(directory: Path, *, fresh: bool) -> None:

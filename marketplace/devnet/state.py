@@ -94,6 +94,8 @@ class DevnetState:
     #: Password of every keystore under keys/. Devnet only.
     keystore_password: str = ""
     processes: list[ProcessRecord] = field(default_factory=list)
+    #: The components `down` stopped, in start order: what `up` starts again to resume.
+    stopped: list[ProcessRecord] = field(default_factory=list)
     providers: list[ProviderRecord] = field(default_factory=list)
     requester: WalletRecord | None = None
     version: int = STATE_VERSION
@@ -110,6 +112,7 @@ class DevnetState:
             )
         data = dict(data)
         data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
+        data["stopped"] = [ProcessRecord(**p) for p in data.get("stopped", [])]
         data["providers"] = [ProviderRecord(**p) for p in data.get("providers", [])]
         requester = data.get("requester")
         data["requester"] = None if requester is None else WalletRecord(**requester)

@@ -179,11 +179,26 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         bad = _depin("warp", "soon", "--dir", str(directory), timeout=20)
         assert bad.returncode == 1 and "'soon' is not a duration" in bad.stderr
 
+        # `up` on a devnet with a dead component (nothing supervises a detached one) starts
+        # that component again and leaves the others alone.
+        running = {p.name: p.pid for p in DevnetState.load(directory).processes}
+        old_relayer = devnet.kill("relayer", signal.SIGKILL)
+        _wait_for(lambda: not _alive(old_relayer.pid))
+        repaired = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert "repairing the devnet" in repaired.stdout and "starting relayer" in repaired.stdout
+        now = {p.name: p.pid for p in DevnetState.load(directory).processes}
+        assert now["relayer"] != old_relayer.pid == running["relayer"]
+        assert {**now, "relayer": 0} == {**running, "relayer": 0}  # the others untouched
+        assert httpx.get(f"{state.api_url}/healthz", timeout=5).status_code == 200
+        pgids = [p.pgid for p in DevnetState.load(directory).processes]
+
         # A second `up` on a running devnet is refused and starts nothing.
         again = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
         assert again.returncode == 1 and "already runs" in again.stderr
         assert [p.pgid for p in DevnetState.load(directory).processes] == pgids
 
+        head = w3.eth.block_number
         down = _depin("down", "--dir", str(directory), timeout=40)
         assert down.returncode == 0, down.stdout + down.stderr
         # The Redis `supervise_once` started here is this test's child: collect its exit.
@@ -199,6 +214,24 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert second.returncode == 0 and "nothing running" in second.stdout
         status = _depin("status", "--dir", str(directory), "--json", timeout=20)
         assert status.returncode == 1 and json.loads(status.stdout)["healthy"] is False
+
+        # `up` without --fresh resumes the stopped devnet: the same chain, contracts and wallet.
+        resumed = _depin("up", "--providers", "0", "--dir", str(directory), "--detach", timeout=120)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "resuming the devnet" in resumed.stdout
+        back = DevnetState.load(directory)
+        pgids = [p.pgid for p in back.processes]
+        assert back.phase == "up" and [p.name for p in back.processes] == [
+            "anvil",
+            "redis",
+            "relayer",
+        ]
+        assert w3.eth.chain_id == 31337 and w3.eth.block_number >= head
+        assert w3.eth.get_code(Web3.to_checksum_address(deployment.market))
+        assert requester.balance_of(requester.address) == 10_000 * 10**18
+        assert httpx.get(f"{state.api_url}/healthz", timeout=5).status_code == 200
+        assert _depin("down", "--dir", str(directory), timeout=40).returncode == 0
+        _assert_groups_gone(pgids)
 
         clean = _depin("down", "--dir", str(directory), "--clean", timeout=20)
         assert clean.returncode == 0 and not directory.exists()
