@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from hypothesis import Phase, settings
 
 from marketplace.api.listen import listen
 
@@ -28,6 +29,13 @@ os.environ.setdefault("SOLCX_BINARY_PATH", str(_ROOT / "tools" / "solc"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["PATH"] = os.pathsep.join(
     [str(_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin"), os.environ["PATH"]]
+)
+
+
+# Mutation runs (tools/mutate_python.py) only need to know that a property fails, not its
+# smallest counterexample: without shrinking, a killed mutant costs one failing example.
+settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None
 )
 
 

@@ -268,7 +268,14 @@ def _scratch_copy(work: Path, targets: Sequence[Target]) -> None:
         "only_mutate": [t.path for t in targets],
         "pytest_add_cli_args_test_selection": sorted({t for tg in targets for t in tg.tests}),
         # A fixed seed: hypothesis draws the same examples for every mutant and every run.
-        "pytest_add_cli_args": ["--hypothesis-seed=0", "-p", "no:cacheprovider"],
+        # No shrinking (tests/conftest.py's "mutation" profile): a killed mutant's first
+        # failing example is enough.
+        "pytest_add_cli_args": [
+            "--hypothesis-seed=0",
+            "--hypothesis-profile=mutation",
+            "-p",
+            "no:cacheprovider",
+        ],
         # A mutant that loops forever is stopped after a few times its tests' clean duration,
         # not mutmut's default of 30 times (hours for the matcher's property tests).
         "timeout_multiplier": 3.0,
