@@ -23,13 +23,16 @@ from web3.logs import DISCARD
 from marketplace.cli.common import (
     UINT80_MAX,
     JsonOpt,
+    PasswordFileOpt,
     command,
     deployment_option,
     emit,
     emit_event,
     errors,
+    fail,
     format_tokens,
     parse_tokens,
+    read_password,
     relayer_url_option,
     rpc_url_option,
 )
@@ -58,7 +61,15 @@ KeystoreOpt = Annotated[
     typer.Option(
         "--keystore",
         help="Encrypted keystore of the provider key (DEPIN_PROVIDER_KEYSTORE_FILE); its "
-        "password comes from DEPIN_PROVIDER_KEYSTORE_PASSWORD or a prompt.",
+        "password comes from --password-file, DEPIN_PROVIDER_KEYSTORE_PASSWORD or a prompt.",
+    ),
+]
+WalletOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--wallet",
+        help="Wallet name: NAME.json in DEPIN_PROVIDER_WALLET_DIR, as `depin wallet new|import` "
+        "writes it (instead of --keystore).",
     ),
 ]
 BrokerOpt = Annotated[
@@ -155,9 +166,14 @@ class _ChainOptions:
     rpc_url: RpcOpt = None
     deployment_file: DeploymentOpt = None
     keystore: KeystoreOpt = None
+    wallet: WalletOpt = None
+    password_file: PasswordFileOpt = None
 
     def settings(self, **options: Any) -> ProviderSettings:
-        """ProviderSettings from the environment with the options that were given on top."""
+        """ProviderSettings from the environment with the options that were given on top;
+        the keystore from --keystore or --wallet, its password from --password-file."""
+        if self.wallet is not None and self.keystore is not None:
+            raise fail("give either --wallet or --keystore, not both")
         given = {
             "rpc_url": self.rpc_url,
             "deployment_file": self.deployment_file,
@@ -165,8 +181,21 @@ class _ChainOptions:
             **options,
         }
         overrides = {k: v for k, v in given.items() if v is not None}
+        settings = ProviderSettings(**overrides)
+        if self.wallet is not None:
+            path = settings.wallet_dir / f"{self.wallet}.json"
+            if not path.is_file():
+                raise fail(
+                    f"no wallet {self.wallet!r} in {settings.wallet_dir}; create it with "
+                    f"`depin wallet new --name {self.wallet}` (or set DEPIN_PROVIDER_WALLET_DIR)"
+                )
+            overrides["keystore_file"] = path
         if "keystore_file" in overrides:
-            overrides["private_key"] = None  # an explicit --keystore wins over a key in the env
+            overrides["private_key"] = None  # an explicit keystore wins over a key in the env
+        if self.password_file is not None:
+            overrides["keystore_password"] = SecretStr(
+                read_password(self.password_file, "DEPIN_PROVIDER_KEYSTORE_PASSWORD")
+            )
         return ProviderSettings(**overrides)
 
     def market(self) -> Market:

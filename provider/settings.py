@@ -5,6 +5,8 @@
     DEPIN_PROVIDER_KEYSTORE_FILE        encrypted JSON keystore of the provider key, with
     DEPIN_PROVIDER_KEYSTORE_PASSWORD    its password; or instead
     DEPIN_PROVIDER_PRIVATE_KEY          the key as 0x-prefixed hex (devnets, tests)
+    DEPIN_PROVIDER_WALLET_DIR           where `--wallet NAME` finds NAME.json (the wallets
+                                        `depin wallet new|import` writes)
     DEPIN_PROVIDER_RELAYER_URL          relayer API: artifacts, heartbeats, result notices
                                         (http://127.0.0.1:8700)
     DEPIN_PROVIDER_BROKER_URL           Redis URL of the Celery broker and result backend
@@ -13,8 +15,8 @@
     DEPIN_PROVIDER_DB_URL               agent database (sqlite in ~/.local/share/depin/)
     DEPIN_PROVIDER_CONFIRMATIONS        blocks left unapplied behind the head (1)
     DEPIN_PROVIDER_POLL_INTERVAL        seconds between two agent cycles (1.0)
-    DEPIN_PROVIDER_HEARTBEAT_INTERVAL   most seconds between heartbeats (15); the relayer announces its
-                                        interval and a shorter one is followed
+    DEPIN_PROVIDER_HEARTBEAT_INTERVAL   most seconds between heartbeats (15); the relayer
+                                        announces its interval and a shorter one is followed
     DEPIN_PROVIDER_CAPACITY             jobs the workers run at once, announced in heartbeats (1)
     DEPIN_PROVIDER_TORCH_THREADS       torch threads per running job; by default the CPU cores
                                         divided among the worker's concurrent jobs
@@ -75,6 +77,9 @@ class ProviderSettings(BaseSettings):
     keystore_file: Path | None = None
     keystore_password: SecretStr | None = None
     private_key: SecretStr | None = None
+    #: Where `--wallet NAME` finds NAME.json: the wallets `depin wallet new|import` writes, the
+    #: same folder for every role.
+    wallet_dir: Path = Field(default_factory=lambda: _data_dir() / "wallets")
     relayer_url: str = "http://127.0.0.1:8700"
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] = "depin-jobs"
@@ -101,7 +106,7 @@ class ProviderSettings(BaseSettings):
     #: Test aid: how the agent behaves. Anything but "honest" gets the provider slashed.
     behavior: Behavior = "honest"
 
-    @field_validator("deployment_file", "keystore_file")
+    @field_validator("deployment_file", "keystore_file", "wallet_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()

@@ -10,10 +10,13 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
+import sys
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar, cast
 
 import typer
@@ -30,6 +33,10 @@ UINT96_MAX: Final = 2**96 - 1
 UINT80_MAX: Final = 2**80 - 1
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--password-file", help="File whose first line is the keystore password."),
+]
 
 
 def rpc_url_option(env_prefix: str) -> Any:
@@ -189,3 +196,23 @@ def parse_tokens(text: str, *, what: str = "amount", maximum: int = UINT96_MAX) 
             f"{what} {text!r} exceeds the contract's limit of {format_tokens(maximum)}"
         )
     return int(units)
+
+
+def read_password(password_file: Path | None, env: str, *, confirm: bool = False) -> str:
+    """A password from `password_file` (its first line), else `$env`, else a hidden prompt
+    (only on a terminal: a script must not hang on a prompt it cannot answer)."""
+    if password_file is not None:
+        try:
+            lines = password_file.read_text().splitlines()
+        except OSError as exc:
+            raise fail(f"cannot read the password file {password_file}: {exc.strerror}") from None
+        password = lines[0] if lines else ""
+    elif env in os.environ:
+        password = os.environ[env]
+    elif sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    else:
+        raise fail(f"no password: pass --password-file or set {env}")
+    if not password:
+        raise fail("the password is empty; choose a non-empty one")
+    return password

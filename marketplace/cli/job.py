@@ -13,8 +13,6 @@ takes `--json`; errors print `error: <message>` on stderr and exit 1.
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -25,6 +23,7 @@ from pydantic import SecretStr
 from marketplace.cli.common import (
     UINT80_MAX,
     JsonOpt,
+    PasswordFileOpt,
     command,
     deployment_option,
     emit,
@@ -32,6 +31,7 @@ from marketplace.cli.common import (
     fail,
     format_tokens,
     parse_tokens,
+    read_password,
     relayer_url_option,
     rpc_url_option,
 )
@@ -54,10 +54,6 @@ WalletOpt = Annotated[
 KeystoreOpt = Annotated[
     Path | None, typer.Option("--keystore", help="Keystore file (DEPIN_REQUESTER_KEYSTORE_FILE).")
 ]
-PasswordFileOpt = Annotated[
-    Path | None,
-    typer.Option("--password-file", help="File whose first line is the keystore password."),
-]
 JobIdArg = Annotated[int, typer.Argument(help="The job id.", min=1)]
 UntilOpt = Annotated[
     str,
@@ -69,26 +65,6 @@ UntilOpt = Annotated[
 ]
 
 _STEPS = {"open": 1, "assigned": 2, "committed": 3, "auditing": 3, "revealing": 3}
-
-
-def read_password(password_file: Path | None, env: str, *, confirm: bool = False) -> str:
-    """A password from `password_file` (its first line), else `$env`, else a hidden prompt
-    (only on a terminal: a script must not hang on a prompt it cannot answer)."""
-    if password_file is not None:
-        try:
-            lines = password_file.read_text().splitlines()
-        except OSError as exc:
-            raise fail(f"cannot read the password file {password_file}: {exc.strerror}") from None
-        password = lines[0] if lines else ""
-    elif env in os.environ:
-        password = os.environ[env]
-    elif sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
-    else:
-        raise fail(f"no password: pass --password-file or set {env}")
-    if not password:
-        raise fail("the password is empty; choose a non-empty one")
-    return password
 
 
 @dataclass(frozen=True)

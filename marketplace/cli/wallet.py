@@ -19,15 +19,17 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from marketplace.cli.common import JsonOpt, command, emit, errors, fail, format_tokens
-from marketplace.cli.job import (
-    ChainOptions,
-    KeystoreOpt,
+from marketplace.cli.common import (
+    JsonOpt,
     PasswordFileOpt,
-    RequesterOptions,
-    WalletOpt,
+    command,
+    emit,
+    errors,
+    fail,
+    format_tokens,
     read_password,
 )
+from marketplace.cli.job import ChainOptions, KeystoreOpt, RequesterOptions, WalletOpt
 
 app = typer.Typer(name="wallet", no_args_is_help=True, help="Requester wallets and balances.")
 

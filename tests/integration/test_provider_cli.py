@@ -299,3 +299,35 @@ def test_errors_name_the_fix(chain: Chain, provider: Provider, tmp_path: Path) -
     assert f"{broke.address} has not enough ETH to pay for gas" in no_gas
     assert "depin wallet faucet" in no_gas and len(no_gas.strip().splitlines()) == 1
     assert chain.w3.eth.get_transaction_count(broke.address) == before == 0
+
+
+def test_a_wallet_and_a_password_file_as_the_requester_commands_take_them(
+    chain: Chain, provider: Provider, tmp_path: Path
+) -> None:
+    # One wallet folder for every role: `depin wallet import` writes it, the provider uses it.
+    wallets = tmp_path / "wallets"
+    password = tmp_path / "pw"
+    password.write_text("correct horse\n")
+    key_file = tmp_path / "key"
+    key_file.write_text("0x" + bytes(provider.account.key).hex() + "\n")
+    args = ["wallet", "import", "--name", "prov", "--key-file", str(key_file)]
+    args += ["--password-file", str(password)]
+    imported = CliRunner().invoke(app, args, env={"DEPIN_REQUESTER_WALLET_DIR": str(wallets)})
+    assert imported.exit_code == 0, (imported.stdout, imported.stderr)
+    env = {k: v for k, v in provider.env.items() if k != "DEPIN_PROVIDER_PRIVATE_KEY"}
+    env["DEPIN_PROVIDER_WALLET_DIR"] = str(wallets)
+    wallet = ("--wallet", "prov", "--password-file", str(password))
+
+    registered = cli_json(env, "register", "--price", "0.5", *wallet)
+    assert registered["address"] == provider.account.address
+    assert cli_json(env, "status", *wallet)["terms"]["price_per_unit"] == "0.5"
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text("nope\n")
+    assert "cannot decrypt" in cli(
+        env, "status", "--wallet", "prov", "--password-file", str(wrong), code=1
+    )
+    unknown = cli(env, "status", "--wallet", "nobody", code=1)
+    assert f"no wallet 'nobody' in {wallets}" in unknown and "depin wallet new" in unknown
+    both = cli(env, "status", *wallet, "--keystore", str(tmp_path / "k.json"), code=1)
+    assert "either --wallet or --keystore" in both
