@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from marketplace.cli import devnet, job, relayer, wallet
+from marketplace.cli import devnet, job, market, relayer, wallet
 from provider import cli as provider_cli
 
 app = typer.Typer(name="depin", no_args_is_help=True)
@@ -13,6 +13,7 @@ app.add_typer(job.app, name="job")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(devnet.app, name="devnet")
 app.add_typer(provider_cli.app, name="provider")
+app.command("market")(market.market)
 
 
 # A callback keeps `depin` a command group even while it has a single command.

@@ -701,3 +701,25 @@ def test_status_says_why_an_open_job_waits_and_what_would_fix_it(
         req.cancel(crowded)
     world.listener.poll_once()
     assert req.status(stingy).waiting is None  # said only while the job is open
+
+
+def test_market_shows_asks_and_quotes_a_job_before_paying(
+    world: World, env: dict[str, str]
+) -> None:
+    world.listener.poll_once()
+    m = world.cast.owner
+    before = m.balance_of(world.requester_account.address)
+    data = json.loads(run(env, "market", "--units", "3", "--replicas", "3", "--json").stdout)
+    asks = [m.provider(p.address).price_per_unit for p in world.cast.providers.values()]
+    assert data["market"]["registered"] == len(asks) == 3
+    (cpu,) = data["market"]["profiles"]
+    assert cpu["profile"] == world.cast.deployment.profiles[0] and cpu["live"] == 3
+    assert (int(cpu["lowest"]), int(cpu["highest"])) == (min(asks), max(asks))
+    quoted = data["quote"]
+    assert int(quoted["escrow"]) == m.params().escrow(3, 3, 10**15)
+    assert quoted["takeable"] is True and quoted["eligible"] == 3
+
+    stingy = run(env, "market", "--max-price", "0.000000000000000001").stdout
+    assert "not takeable now: 0 live providers ask at most your max price" in stingy
+    assert "raise --max-price to that" in stingy
+    assert m.balance_of(world.requester_account.address) == before  # a quote costs nothing

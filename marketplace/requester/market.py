@@ -1,0 +1,163 @@
+"""The market as a requester sees it before paying: who is live, what they ask, and what a job
+would cost and whether anyone can take it now (`depin market`).
+
+Read-only: the market's parameters from the chain, the providers from the relayer's index
+(GET /providers, with their liveness), and the same eligibility walk the relayer uses to say
+why an open job waits (`marketplace.relayer.why`). No key is needed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from marketplace.protocol.artifact_client import RelayerUnreachable
+from marketplace.protocol.deployment import MarketParams
+from marketplace.relayer.matcher import UNLIMITED_UNITS, OpenJob, ProviderView
+from marketplace.relayer.why import Waiting, explain
+
+__all__ = ["Asks", "MarketView", "Quote", "fetch_providers", "market_view", "quote"]
+
+
+@dataclass(frozen=True)
+class Asks:
+    """Live providers of one profile and their asks per unit (base units)."""
+
+    profile: str
+    live: int
+    lowest: int
+    median: int
+    highest: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "live": self.live,
+            "lowest": str(self.lowest),
+            "median": str(self.median),
+            "highest": str(self.highest),
+        }
+
+
+@dataclass(frozen=True)
+class MarketView:
+    registered: int
+    live: int
+    by_profile: tuple[Asks, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "registered": self.registered,
+            "live": self.live,
+            "profiles": [a.to_dict() for a in self.by_profile],
+        }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a job would lock in escrow (the most it can cost; the rest comes back) and whether
+    providers can take it now."""
+
+    escrow: int
+    units: int
+    replicas: int
+    max_price_per_unit: int
+    waiting: Waiting
+
+    @property
+    def takeable(self) -> bool:
+        return self.waiting.code == "matchable"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "escrow": str(self.escrow),
+            "units": self.units,
+            "replicas": self.replicas,
+            "max_price_per_unit": str(self.max_price_per_unit),
+            "takeable": self.takeable,
+            "code": self.waiting.code,
+            "reason": self.waiting.reason,
+            "eligible": self.waiting.eligible,
+        }
+
+
+def fetch_providers(relayer_url: str) -> list[Mapping[str, Any]]:
+    """GET /providers of the relayer; RelayerUnreachable when it does not answer."""
+    try:
+        response = httpx.get(f"{relayer_url.rstrip('/')}/providers", timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise RelayerUnreachable(
+            f"the relayer at {relayer_url} is unreachable ({exc}); check --relayer-url "
+            "(DEPIN_REQUESTER_RELAYER_URL)"
+        ) from exc
+    rows = response.json()
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def _views(rows: Sequence[Mapping[str, Any]]) -> list[ProviderView]:
+    return [
+        ProviderView(
+            address=str(r["address"]),
+            profile_mask=int(r["profile_mask"]),
+            vram_gib=int(r["vram_gib"]),
+            price_per_unit=int(r["price_per_unit"]),
+            free_stake=int(r["free_stake"]),
+            unbonding=int(r["unbond_at"]) != 0,
+            registered=bool(r["registered"]),
+            # A relayer without a liveness book (null) cannot tell: count the provider.
+            live=r.get("live") is not False,
+            min_exec_window=int(r.get("min_exec_window", 0)),
+            max_units=int(r.get("max_units", UNLIMITED_UNITS)),
+        )
+        for r in rows
+    ]
+
+
+def market_view(rows: Sequence[Mapping[str, Any]], profiles: Sequence[str]) -> MarketView:
+    """Live providers and their asks per profile the deployment defines."""
+    views = _views(rows)
+    live = [v for v in views if v.registered and not v.unbonding and v.live]
+    per: list[Asks] = []
+    for i, name in enumerate(profiles):
+        asks = sorted(v.price_per_unit for v in live if v.profile_mask >> i & 1)
+        if asks:
+            per.append(Asks(name, len(asks), asks[0], int(statistics.median_low(asks)), asks[-1]))
+    return MarketView(sum(1 for v in views if v.registered), len(live), tuple(per))
+
+
+def quote(
+    rows: Sequence[Mapping[str, Any]],
+    params: MarketParams,
+    *,
+    profile: int,
+    units: int,
+    replicas: int,
+    max_price_per_unit: int,
+    min_vram_gib: int = 0,
+    exec_window: int = 3_600,
+    requester: str = "",
+) -> Quote:
+    """The escrow of such a job at these parameters and whether live providers can take it."""
+    job = OpenJob(
+        job_id=0,
+        profile=profile,
+        units=units,
+        max_price_per_unit=max_price_per_unit,
+        replicas=replicas,
+        min_vram_gib=min_vram_gib,
+        collateral_multiple=params.collateral_multiple,
+        exec_window=exec_window,
+        requester=requester,
+    )
+    return Quote(
+        escrow=params.escrow(replicas, units, max_price_per_unit),
+        units=units,
+        replicas=replicas,
+        max_price_per_unit=max_price_per_unit,
+        waiting=explain(job, _views(rows)),
+    )
