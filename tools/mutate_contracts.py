@@ -584,7 +584,7 @@ def report(mutants: list[Mutant], contracts: list[str], elapsed: float | None) -
     print(render(rows))
     if elapsed is not None:
         tested = sum(1 for m in mutants if m.verdict != "no-compile")
-        per = f", {elapsed / tested:.0f} s per compiled mutant" if tested else ""
+        per = f", {elapsed / tested:.0f} s per compiled mutant with the setup" if tested else ""
         print(f"\n{len(mutants)} mutants in {elapsed / 60:.1f} min{per}")
     survivors = [m for r in rows for m in r.survivors]
     if not survivors:
