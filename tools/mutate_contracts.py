@@ -23,8 +23,12 @@ unit tests check behaviour, not bytecode size), and slither-mutate's own per-mut
 whose artifacts the test run then reuses. A mutant that does not compile is counted as such, never
 as killed.
 
+    python tools/mutate_contracts.py              # the verdict and money paths (DEFAULT_SCOPE)
+    python tools/mutate_contracts.py --quick      # a few minutes, for `make test`
     python tools/mutate_contracts.py [--contracts JobMarket,JobLib] [--mutators ROR,LOR]
-        [--target-functions reveal,_resolve] [--timeout 600] [--quick] [--keep DIR]
+        [--target-functions reveal,_resolve] [--suites JobMarketAudit,Mutants*] [--all]
+        [--rev HEAD] [--timeout 600] [--budget S] [--keep DIR]
+    python tools/mutate_contracts.py --from-log DIR/slither-mutate.log  # re-judge a kept run
 """
 
 from __future__ import annotations
