@@ -565,7 +565,60 @@ def status(
         lines.append(
             f"  min exec window {t['min_exec_window']} s  max units {t['max_units']:,} per job"
         )
+    idle = _why_idle(settings.relayer_url, who, record)
+    data["why_idle"] = idle
+    if idle is None:
+        lines.append(f"  why no jobs: the relayer at {settings.relayer_url} did not answer")
+    elif idle:
+        lines.append("  why no jobs: " + "; ".join(idle))
     emit(data, as_json, lines)
+
+
+def _why_idle(relayer_url: str, who: str, record: ProviderRecord) -> list[str] | None:
+    """Why the provider takes none of the open jobs (empty: it can take one), from the relayer's
+    view of its liveness and of the open jobs; None when the relayer does not answer."""
+    import httpx
+
+    from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView
+    from marketplace.relayer.why import why_idle
+
+    base = relayer_url.rstrip("/")
+    try:
+        seen = httpx.get(f"{base}/providers/{who}", timeout=10)
+        jobs = httpx.get(f"{base}/jobs", params={"state": "open", "limit": 500}, timeout=10)
+        jobs.raise_for_status()
+        rows = jobs.json()["jobs"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+    live = seen.status_code == 200 and seen.json().get("live") is not False
+    view = ProviderView(
+        address=who,
+        profile_mask=record.profile_mask,
+        vram_gib=record.vram_gib,
+        price_per_unit=record.price_per_unit,
+        free_stake=record.free_stake,
+        unbonding=record.unbond_at != 0,
+        registered=record.registered,
+        live=live,
+        min_exec_window=record.min_exec_window,
+        max_units=record.max_units,
+    )
+    open_jobs = [
+        OpenJob(
+            job_id=int(r["job_id"]),
+            profile=int(r["profile"]),
+            units=int(r["units"]),
+            max_price_per_unit=int(r["max_price_per_unit"]),
+            replicas=int(r["replicas"]),
+            min_vram_gib=int(r["min_vram_gib"]),
+            collateral_multiple=int(r["collateral_multiple"]),
+            exec_window=int(r["exec_window"]),
+            requester=str(r["requester"]),
+        )
+        for r in rows
+        if int(r["replicas"]) in VALID_REPLICAS
+    ]
+    return why_idle(view, open_jobs)
 
 
 # ---------------------------------------------------------------------- processes

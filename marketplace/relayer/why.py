@@ -15,7 +15,7 @@ from typing import Final
 
 from marketplace.relayer.matcher import OpenJob, ProviderView
 
-__all__ = ["Waiting", "explain"]
+__all__ = ["Waiting", "explain", "why_idle"]
 
 _WEI: Final = 10**18
 
@@ -40,7 +40,6 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
     """The first requirement that leaves fewer than `job.replicas` providers, with its fix."""
     need = job.replicas
     pool = list(providers)
-    barred = job.barred()
 
     def step(keep: Callable[[ProviderView], bool]) -> list[ProviderView]:
         return [p for p in pool if keep(p)]
@@ -66,7 +65,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             live,
         )
     pool = live
-    profiled = step(lambda p: (p.profile_mask >> job.profile) & 1 == 1)
+    profiled = step(lambda p: _meets("profile", p, job))
     if len(profiled) < need:
         return short(
             "profile",
@@ -75,7 +74,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             profiled,
         )
     pool = profiled
-    roomy = step(lambda p: p.vram_gib >= job.min_vram_gib)
+    roomy = step(lambda p: _meets("vram", p, job))
     if len(roomy) < need:
         most = max(p.vram_gib for p in pool)
         return short(
@@ -85,7 +84,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             roomy,
         )
     pool = roomy
-    cheap = step(lambda p: p.price_per_unit <= job.max_price_per_unit)
+    cheap = step(lambda p: _meets("price", p, job))
     if len(cheap) < need:
         asks = sorted(p.price_per_unit for p in pool)
         return short(
@@ -96,7 +95,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             cheap,
         )
     pool = cheap
-    patient = step(lambda p: p.min_exec_window <= job.exec_window)
+    patient = step(lambda p: _meets("window", p, job))
     if len(patient) < need:
         windows = sorted(p.min_exec_window for p in pool)
         return short(
@@ -106,7 +105,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             patient,
         )
     pool = patient
-    sized = step(lambda p: p.max_units >= job.units)
+    sized = step(lambda p: _meets("units", p, job))
     if len(sized) < need:
         sizes = sorted((p.max_units for p in pool), reverse=True)
         return short(
@@ -116,7 +115,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             sized,
         )
     pool = sized
-    staked = step(lambda p: p.free_stake >= job.collateral_at(p.price_per_unit))
+    staked = step(lambda p: _meets("stake", p, job))
     if len(staked) < need:
         return short(
             "stake",
@@ -126,7 +125,7 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
             staked,
         )
     pool = staked
-    allowed = step(lambda p: p.address.lower() not in barred)
+    allowed = step(lambda p: _meets("barred", p, job))
     if len(allowed) < need:
         return short(
             "barred",
@@ -140,3 +139,66 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
         len(allowed),
         need,
     )
+
+
+#: Why one provider cannot take one job, in the order `explain` checks the requirements.
+_PROVIDER_CHECKS: tuple[tuple[str, str], ...] = (
+    ("profile", "run another profile"),
+    ("vram", "need more GPU memory than you announce"),
+    ("price", "pay less per unit than you ask"),
+    ("window", "give less time than your minimum exec window"),
+    ("units", "are larger than your max units"),
+    ("stake", "need more collateral than your free stake"),
+    ("barred", "are your own or ones you missed the deadline of"),
+)
+
+
+def _meets(code: str, p: ProviderView, job: OpenJob) -> bool:
+    """Whether `p` meets `job`'s requirement `code` (the rules of `matcher.is_eligible`)."""
+    if code == "profile":
+        return (p.profile_mask >> job.profile) & 1 == 1
+    if code == "vram":
+        return p.vram_gib >= job.min_vram_gib
+    if code == "price":
+        return p.price_per_unit <= job.max_price_per_unit
+    if code == "window":
+        return p.min_exec_window <= job.exec_window
+    if code == "units":
+        return p.max_units >= job.units
+    if code == "stake":
+        return p.free_stake >= job.collateral_at(p.price_per_unit)
+    if code == "barred":
+        return p.address.lower() not in job.barred()
+    raise ValueError(f"unknown requirement {code!r}")
+
+
+def _first_miss(p: ProviderView, job: OpenJob) -> str | None:
+    for code, _ in _PROVIDER_CHECKS:
+        if not _meets(code, p, job):
+            return code
+    return None
+
+
+def why_idle(provider: ProviderView, jobs: Sequence[OpenJob]) -> list[str]:
+    """Why `provider` is not taking any of the open `jobs`, one line each, most common first:
+    its own state (registered, bonded, live) before the jobs' requirements it does not meet.
+    Empty when it could take some open job (the next matching round gives it one)."""
+    if not provider.registered:
+        return ["not registered: `depin provider register`"]
+    if provider.unbonding:
+        return ["unbonding: no new jobs until the unbond completes or is cancelled"]
+    if not provider.live:
+        return [
+            "not live: the relayer has no recent heartbeat; run the agent (`depin provider run`)"
+        ]
+    if not jobs:
+        return ["no open jobs on the market"]
+    misses: dict[str, int] = {}
+    for job in jobs:
+        miss = _first_miss(provider, job)
+        if miss is None:
+            return []
+        misses[miss] = misses.get(miss, 0) + 1
+    texts = dict(_PROVIDER_CHECKS)
+    ranked = sorted(misses.items(), key=lambda kv: (-kv[1], list(texts).index(kv[0])))
+    return [f"{n} of {len(jobs)} open jobs {texts[code]}" for code, n in ranked]

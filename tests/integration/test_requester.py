@@ -723,3 +723,36 @@ def test_market_shows_asks_and_quotes_a_job_before_paying(
     assert "not takeable now: 0 live providers ask at most your max price" in stingy
     assert "raise --max-price to that" in stingy
     assert m.balance_of(world.requester_account.address) == before  # a quote costs nothing
+
+
+def test_provider_status_says_why_it_gets_no_jobs(world: World, req: Requester) -> None:
+    # Earlier tests' open jobs (of several requesters) expire once their accept window passed.
+    world.listener.poll_once()
+    opened = httpx.get(f"{world.api_url}/jobs", params={"state": "open", "limit": 500}).json()
+    if opened["jobs"]:
+        advance(world.w3, max(int(j["accept_window"]) for j in opened["jobs"]) + 1)
+        for leftover in opened["jobs"]:
+            world.cast.owner.expire(int(leftover["job_id"]))
+    alice = world.cast.providers["alice"].address
+    stingy = req.submit("matmul", parameters=MATMUL, max_price_per_unit=1)
+    world.listener.poll_once()
+    env = {
+        "DEPIN_PROVIDER_RPC_URL": world.anvil_url,
+        "DEPIN_PROVIDER_DEPLOYMENT_FILE": str(world.deployment_file),
+        "DEPIN_PROVIDER_RELAYER_URL": world.api_url,
+    }
+    try:
+        shown = run(env, "provider", "status", "--address", alice, "--json")
+        assert json.loads(shown.stdout)["why_idle"] == [
+            "1 of 1 open jobs pay less per unit than you ask"
+        ]
+        text = run(env, "provider", "status", "--address", alice).stdout
+        assert "  why no jobs: 1 of 1 open jobs pay less per unit than you ask" in text
+        gone = {**env, "DEPIN_PROVIDER_RELAYER_URL": f"http://127.0.0.1:{free_port()}"}
+        down = run(gone, "provider", "status", "--address", alice).stdout
+        assert "why no jobs: the relayer at http://127.0.0.1:" in down
+    finally:
+        req.cancel(stingy)
+    world.listener.poll_once()
+    shown = run(env, "provider", "status", "--address", alice, "--json")
+    assert json.loads(shown.stdout)["why_idle"] == ["no open jobs on the market"]

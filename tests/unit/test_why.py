@@ -140,3 +140,31 @@ def test_requirements_are_named_in_order_the_earliest_short_one_wins() -> None:
 def test_a_single_replica_job_counts_one() -> None:
     w = explain(job(replicas=1), [provider(1, live=False)])
     assert (w.code, w.eligible, w.needed) == ("live", 0, 1)
+
+
+def test_an_idle_provider_hears_its_own_state_first() -> None:
+    from marketplace.relayer.why import why_idle
+
+    jobs = [job()]
+    assert why_idle(provider(1, registered=False), jobs)[0].startswith("not registered")
+    assert why_idle(provider(1, unbonding=True), jobs)[0].startswith("unbonding")
+    assert why_idle(provider(1, live=False), jobs)[0].startswith("not live")
+    assert why_idle(provider(1), []) == ["no open jobs on the market"]
+    assert why_idle(provider(1), jobs) == []  # it can take one: the next round gives it
+
+
+def test_an_idle_provider_hears_which_requirements_it_misses_most_common_first() -> None:
+    from marketplace.relayer.why import why_idle
+
+    dear = provider(1, price_per_unit=5 * PRICE, min_exec_window=7_200)
+    jobs = [job(job_id=1), job(job_id=2), job(job_id=3, profile=1), job(job_id=4, exec_window=60)]
+    assert why_idle(dear, jobs) == [
+        "3 of 4 open jobs pay less per unit than you ask",
+        "1 of 4 open jobs run another profile",
+    ]
+    poor = provider(1, free_stake=1)
+    assert why_idle(poor, [job()]) == ["1 of 1 open jobs need more collateral than your free stake"]
+    own = provider(0xEE)
+    assert why_idle(own, [job(requester=f"0x{0xEE:040x}")]) == [
+        "1 of 1 open jobs are your own or ones you missed the deadline of"
+    ]
