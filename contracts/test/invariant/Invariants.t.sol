@@ -11,6 +11,7 @@ import {GhostLedger} from "./handlers/GhostLedger.sol";
 import {JobMarketHandler} from "./handlers/JobMarketHandler.sol";
 import {RegistryHandler} from "./handlers/RegistryHandler.sol";
 import {AdversaryHandler} from "./handlers/AdversaryHandler.sol";
+import {HonestyOracle} from "./handlers/HonestyOracle.sol";
 
 /// @dev forge's state snapshots and file writes (not in the project's Vm subset).
 interface VmStateSnapshots {
@@ -41,6 +42,7 @@ contract InvariantsTest is Test {
     JobMarketHandler internal handler;
     RegistryHandler internal registryHandler;
     AdversaryHandler internal adversary;
+    HonestyOracle internal oracle;
 
     address internal owner = makeAddr("owner");
     address internal treasury = makeAddr("treasury");
@@ -62,12 +64,17 @@ contract InvariantsTest is Test {
         market.setMatcher(matcher, true);
         vm.stopPrank();
         ledger = new GhostLedger(token, registry, market, owner, matcher, keeper, treasury);
+        oracle = new HonestyOracle(market, ledger);
+        ledger.setOracle(oracle);
         handler = new JobMarketHandler(ledger);
         registryHandler = new RegistryHandler(ledger);
         adversary = new AdversaryHandler(ledger);
         ledger.allow(address(handler));
         ledger.allow(address(registryHandler));
         ledger.allow(address(adversary));
+        oracle.allow(address(ledger));
+        oracle.allow(address(handler));
+        oracle.allow(address(adversary));
         targetContract(address(handler));
         targetContract(address(registryHandler));
         targetContract(address(adversary));
@@ -78,6 +85,7 @@ contract InvariantsTest is Test {
         excludeSender(address(registry));
         excludeSender(address(token));
         excludeSender(address(ledger));
+        excludeSender(address(oracle));
         excludeSender(address(handler));
         excludeSender(address(registryHandler));
         excludeSender(address(adversary));
@@ -380,9 +388,13 @@ contract InvariantsTest is Test {
     /// @notice A provider that committed and revealed the correct digest on time is never slashed,
     /// whatever the requester, the relayer or a minority of verifiers do. Jobs where a draw gave the
     /// colluders a majority of a round's seats are excluded (and counted: excusedHonestSlashes).
+    /// The oracle judges the same from what the handlers made each actor do: an actor whose reveal
+    /// of the true digest went through in time is never slashed, unless a lie held every seat of
+    /// round 1 or a strict majority of round 2.
     function invariant_11_honestRevealersAreNeverSlashed() public view {
         assertEq(ledger.honestSlashes(), 0, "slashes of providers that revealed the true digest");
         _noViolations(11);
+        _noOracleViolations(oracle.HONEST_SLASHED());
     }
 
     // ================================================================ 12. parameter bounds
@@ -404,6 +416,29 @@ contract InvariantsTest is Test {
         _noViolations(12);
     }
 
+    // ================================================================ 13. who wins (the oracle)
+
+    /// @notice Who wins each job, judged by the oracle from what the handlers made every actor do
+    /// (the digest each was told to commit, which reveals of it went through), not from the
+    /// market's code or events. In the round that decided the job (the replicas before any audit,
+    /// else the last round's k or 2k + 1 verifiers), the digest a strict majority of the seats
+    /// revealed is the verdict: the job settles when an executor revealed it, else it is
+    /// refunded; round 1 without a majority never closes a job, round 2 without one closes it with
+    /// no verdict. Whoever revealed the verdict is paid its seat (an executor units x clearing
+    /// price, a verifier the same as far as the bond and the audit pool cover it; a lone executor
+    /// that committed the truth and was never audited exactly its seat). Every seat that committed
+    /// and revealed another digest (or nothing) is slashed and paid nothing, except a verifier
+    /// outvoted in a round-1 verdict, which keeps its stake unpaid.
+    function invariant_13_theHonestMajorityWins() public view {
+        _noOracleViolations(oracle.WRONG_VERDICT());
+        _noOracleViolations(oracle.HONEST_UNPAID());
+        _noOracleViolations(oracle.LIAR_SPARED());
+    }
+
+    function _noOracleViolations(uint256 bucket) internal view {
+        assertEq(oracle.violations(bucket), 0, oracle.firstViolation(bucket));
+    }
+
     // ================================================================ end of each run
 
     /// @notice After each run every job is wound down (time moved past every deadline, overdue jobs
@@ -418,6 +453,9 @@ contract InvariantsTest is Test {
         assertEq(market.totalBonds(), 0, "no bond held at the end");
         for (uint256 n = 1; n <= 12; ++n) {
             _noViolations(n); // every call of the wind-down was booked and checked like any other
+        }
+        for (uint256 n = 13; n <= 16; ++n) {
+            _noOracleViolations(n);
         }
         invariant_1_contractsHoldExactlyWhatTheyOwe();
         invariant_10_noValueCreated();
@@ -476,23 +514,23 @@ contract InvariantsTest is Test {
     function test_handlerReachesEveryPath() public {
         string[41] memory names = _pathNames();
         uint256[41] memory total;
-        uint256[8] memory stats;
+        uint256[14] memory stats;
         ledger.setRecordHits(true);
         handler.setRecordHits(true);
         registryHandler.setRecordHits(true);
         adversary.setRecordHits(true);
         for (uint256 run; run < 24; ++run) {
             uint256 snapshot = VmStateSnapshots(address(vm)).snapshotState();
-            (uint256[41] memory reached, uint256[8] memory s) = this.coverageRun(run);
+            (uint256[41] memory reached, uint256[14] memory s) = this.coverageRun(run);
             for (uint256 k; k < names.length; ++k) {
                 total[k] += reached[k];
             }
-            for (uint256 k; k < 8; ++k) {
+            for (uint256 k; k < 14; ++k) {
                 stats[k] += s[k];
             }
             VmStateSnapshots(address(vm)).revertToState(snapshot);
         }
-        string[8] memory statNames = [
+        string[14] memory statNames = [
             "jobs",
             "verdicts",
             "rounds staffed",
@@ -500,11 +538,22 @@ contract InvariantsTest is Test {
             "rounds with a colluder majority",
             "jobs excluded from invariant 11",
             "true-digest revealers upheld",
-            "wrong-digest revealers slashed"
+            "wrong-digest revealers slashed",
+            "oracle: honest actors judged",
+            "oracle: honest actors paid their seat",
+            "oracle: truth majorities",
+            "oracle: lie majorities",
+            "oracle: outvoted or silent seats slashed",
+            "oracle: rounds with no majority"
         ];
-        for (uint256 k; k < 8; ++k) {
+        for (uint256 k; k < 14; ++k) {
             _log(statNames[k], stats[k]);
         }
+        // The oracle's rules must each have been met, or they prove nothing.
+        for (uint256 k = 8; k < 11; ++k) {
+            assertGt(stats[k], 0, string.concat("oracle rule never met: ", statNames[k]));
+        }
+        assertGt(stats[12], 0, "oracle rule never met: outvoted seats slashed");
         for (uint256 k; k < names.length; ++k) {
             _log(names[k], total[k]);
         }
@@ -515,7 +564,7 @@ contract InvariantsTest is Test {
 
     /// @notice One run of 96 pseudo-random handler actions with the invariants checked along the
     /// way and afterInvariant at the end.
-    function coverageRun(uint256 run) external returns (uint256[41] memory reached, uint256[8] memory stats) {
+    function coverageRun(uint256 run) external returns (uint256[41] memory reached, uint256[14] memory stats) {
         require(msg.sender == address(this), "coverage only");
         bytes4[] memory h = handler.selectors();
         bytes4[] memory r = _registrySelectors();
@@ -557,7 +606,13 @@ contract InvariantsTest is Test {
             ledger.roundsColluderMajority(),
             ledger.taintedJobs(),
             ledger.truthUpheld(),
-            ledger.liarsSlashed()
+            ledger.liarsSlashed(),
+            oracle.honestRevealers(),
+            oracle.honestPaid(),
+            oracle.truthMajorities(),
+            oracle.lieMajorities(),
+            oracle.liarsOutvoted(),
+            oracle.noVerdicts()
         ];
     }
 
@@ -631,6 +686,7 @@ contract InvariantsTest is Test {
         invariant_10_noValueCreated();
         invariant_11_honestRevealersAreNeverSlashed();
         invariant_12_paramsStayWithinBounds();
+        invariant_13_theHonestMajorityWins();
         _checkEveryProviderAndHolder();
         _checkLockedPerProvider();
     }

@@ -9,6 +9,7 @@ import {ProviderRegistry} from "../../../src/ProviderRegistry.sol";
 import {JobMarket} from "../../../src/JobMarket.sol";
 import {IJobMarket} from "../../../src/interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "../../../src/interfaces/IProviderRegistry.sol";
+import {HonestyOracle} from "./HonestyOracle.sol";
 
 /// @notice The actors and the ghost ledger of the invariant campaign. Every call the handlers make
 /// into the contracts goes through `exec` / `execJob` / `execRegistry`, which prank the actor,
@@ -100,6 +101,14 @@ contract GhostLedger is Test {
     mapping(address provider => uint256) public ghostStake;
     mapping(address provider => uint256) public ghostLocked;
     mapping(uint256 jobId => uint256) public ghostBondHeld;
+    /// @notice Everything the job credited to each account over its whole life.
+    mapping(uint256 jobId => mapping(address account => uint256)) public jobCredit;
+
+    /// @notice Judges every closed job from what the handlers made each actor do.
+    HonestyOracle public oracle;
+    uint256[] internal _closedNow;
+    mapping(uint256 jobId => uint256) internal _bondAtClose;
+    uint256 internal _poolAtStart;
 
     // ---------------------------------------------------------------- invariant 11
     /// @notice Slashes of a provider whose accepted reveal was the true digest, in a job where
@@ -143,6 +152,7 @@ contract GhostLedger is Test {
         int256 poolNet; //     modelled change of auditPool + protocolFees due to the job
         bytes32 lastResultHash; // a committed (resultHash, seal) pair a copycat can copy
         bytes32 lastSeal;
+        bytes32 closedDigest; // the verdict JobClosed reported
     }
 
     /// @notice The closing call of a job: JobClosed figures, the v2 model's figures, what moved.
@@ -276,6 +286,11 @@ contract GhostLedger is Test {
         }
     }
 
+    function setOracle(HonestyOracle oracle_) external {
+        require(msg.sender == _deployer, "ledger: deployer only");
+        oracle = oracle_;
+    }
+
     function allow(address handler) external {
         require(msg.sender == _deployer, "ledger: deployer only");
         isHandler[handler] = true;
@@ -361,6 +376,10 @@ contract GhostLedger is Test {
     {
         GJob storage j = _jobs[jobId];
         return (j.lastState, j.closedCount, j.reopenCount, j.slashed, j.slashCap);
+    }
+
+    function closedDigest(uint256 jobId) external view returns (bytes32) {
+        return _jobs[jobId].closedDigest;
     }
 
     function lastState(uint256 jobId) external view returns (uint8) {
@@ -485,6 +504,7 @@ contract GhostLedger is Test {
 
     function _marketCall(address from, uint256[] memory ids, bytes memory data) internal returns (bool ok) {
         _begin(ids);
+        _poolAtStart = market.auditPool();
         vm.recordLogs();
         vm.prank(from);
         bytes memory ret;
@@ -561,6 +581,12 @@ contract GhostLedger is Test {
         }
         delete _creditTouched;
         _checkProviders();
+        uint256 closed = _closedNow.length;
+        for (uint256 i; i < closed; ++i) {
+            uint256 id = _closedNow[i];
+            oracle.judge(id, _poolAtStart, _bondAtClose[id], closed == 1);
+        }
+        if (closed != 0) delete _closedNow;
     }
 
     /// @dev The touched job's record against the ledger: the state its events led to, the seats
@@ -809,6 +835,7 @@ contract GhostLedger is Test {
             _creditTouched.push(account);
         }
         _itemCredit[id][account] += amount;
+        jobCredit[id][account] += amount;
     }
 
     function _onChallenged(uint256 id, uint256 bond) internal {
@@ -987,6 +1014,7 @@ contract GhostLedger is Test {
         if (j.closedCount != 0) _jobViolate(5, id, "closed twice");
         j.closedCount += 1;
         j.closedState = st;
+        j.closedDigest = c.digest;
         _edge(id, st);
         Model memory m = _closeModel(id, st, c);
         _checkClose(id, c);
@@ -996,6 +1024,8 @@ contract GhostLedger is Test {
             _jobViolate(3, id, "escrow + bond + slashed != credited + burned + pool");
         }
         _releaseSeats(id);
+        _bondAtClose[id] = m.bond;
+        if (address(oracle) != address(0)) _closedNow.push(id);
         ghostBondHeld[id] = 0;
         ghostBondsHeld -= m.bond;
         ghostOpenEscrow -= j.escrow;

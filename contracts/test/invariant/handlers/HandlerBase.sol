@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {Test} from "../../utils/Test.sol";
 import {GhostLedger} from "./GhostLedger.sol";
+import {HonestyOracle} from "./HonestyOracle.sol";
 import {ComputeToken} from "../../../src/ComputeToken.sol";
 import {ProviderRegistry} from "../../../src/ProviderRegistry.sol";
 import {JobMarket} from "../../../src/JobMarket.sol";
@@ -52,6 +53,8 @@ abstract contract HandlerBase is Test {
     uint256 internal constant N_PROVIDERS = 14;
 
     GhostLedger public immutable ledger;
+    /// @dev Told what each actor was made to commit and which of its reveals went through.
+    HonestyOracle internal immutable oracle;
     ComputeToken internal immutable token;
     ProviderRegistry internal immutable registry;
     JobMarket internal immutable market;
@@ -74,6 +77,7 @@ abstract contract HandlerBase is Test {
             _colluder[p] = ledger_.isColluder(p);
         }
         ledger = ledger_;
+        oracle = ledger_.oracle();
         token = ledger_.token();
         registry = ledger_.registry();
         market = ledger_.market();
@@ -379,6 +383,7 @@ abstract contract HandlerBase is Test {
         if (!ok && due) _violate(8, "an in-time commit of a participant was rejected");
         if (!ok) return false;
         ledger.noteCommit(id, p, known, digest, rh, sl);
+        oracle.noteCommit(id, p, digest, known);
         _hit(mode == HONEST ? bytes32("commitHonest") : mode == COPY ? bytes32("commitCopy") : bytes32("commitBad"));
     }
 
@@ -438,6 +443,7 @@ abstract contract HandlerBase is Test {
         IJobMarket.Job memory j = market.job(id);
         bool due = uint8(j.state) == REVEALING && block.timestamp <= j.deadline && pt.committed && !pt.revealed;
         bool ok = _call(p, id, abi.encodeCall(IJobMarket.reveal, (id, pt.digest)));
+        if (ok && due) oracle.noteReveal(id, p);
         if (!ok && due) _violate(9, "a reveal matching hash and seal was rejected");
         if (ok && !due) _violate(9, "a late or repeated reveal was accepted");
     }
@@ -606,6 +612,25 @@ abstract contract HandlerBase is Test {
             _finalize(id);
             return;
         }
+        if (c < 5) {
+            // some reveal in time, the rest miss the window: a round decided by fewer than all its
+            // seats, where a majority of the reveals need not be a majority of the seats
+            _revealSome(id, choice >> 4);
+            _advancePast(market.job(id).deadline, 0);
+            _finalize(id);
+            return;
+        }
         _revealAll(id, choice >> 4, adversarial);
+    }
+
+    /// @dev Each participant with a pending reveal reveals with even odds, whoever it is.
+    function _revealSome(uint256 id, uint256 seed) internal {
+        (address[] memory ps, GhostLedger.Part[] memory parts) = ledger.seatParts(id);
+        for (uint256 i; i < ps.length; ++i) {
+            GhostLedger.Part memory pt = parts[i];
+            if (!pt.committed || pt.revealed || !pt.active || (seed >> i) & 1 == 0) continue;
+            _revealAs(id, ps[i]);
+            _hit("revealedSome");
+        }
     }
 }

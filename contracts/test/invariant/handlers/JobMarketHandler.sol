@@ -374,6 +374,7 @@ contract JobMarketHandler is HandlerBase {
         }
         for (uint256 i; i < count; ++i) {
             ledger.noteCommit(ids[i], p, true, digests[i], hashes[i], seals[i]);
+            oracle.noteCommit(ids[i], p, digests[i], true);
         }
         _hit("commitBatch");
     }
