@@ -514,3 +514,21 @@ def test_tiers_keep_every_distinct_demand_up_to_the_limit() -> None:
 
     assert _tiers([5, 1, 3, 3], 3) == [1, 3, 5]
     assert _tiers([5, 1, 3, 7], 3) == [1, 3, 5]
+
+
+def test_a_provider_is_kept_for_a_later_job_of_its_bucket_with_a_lower_floor() -> None:
+    # Ten distinct collateral floors exceed the 8 stake tiers, so the jobs of 4 and 5 units
+    # share a bucket. P (stake 45) cannot cover the 5-unit job first in line (collateral 50)
+    # but can cover the 4-unit one last in line (40): the pruning bound of the first job must
+    # count the last job's floor, or P is dropped before its turn and Q takes both.
+    cheap = provider(ADDRESSES[0], price_per_unit=1, free_stake=45, vram_gib=0)
+    dear = provider(ADDRESSES[1], price_per_unit=2, free_stake=1_000, vram_gib=0)
+    first = job(1, units=5)
+    others = [job(10 + u, units=u, min_vram_gib=1) for u in (1, 2, 3, 6, 7, 8, 9, 10)]
+    last = job(2, units=4)
+    result = match([first, *others, last], [cheap, dear])
+    assert result == [
+        Assignment(1, (dear.address,)),
+        Assignment(2, (cheap.address,)),
+    ]
+    assert result == reference([first, *others, last], [cheap, dear], None)
