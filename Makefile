@@ -22,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # `test` must use the same selection.
 GAS_SNAPSHOT_ARGS ?= --match-path 'test/gas/*'
 
-.PHONY: bootstrap build artifacts test slither snapshot demo paths chaos bench lint redis clean distclean
+.PHONY: bootstrap build artifacts test slither snapshot demo paths chaos bench mutate lint redis clean distclean
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -55,6 +55,10 @@ test: bootstrap
 	if [ -f contracts/.gas-snapshot ]; then cd contracts && FOUNDRY_PROFILE=gas forge snapshot --check $(GAS_SNAPSHOT_ARGS); fi
 # Static analysis: an untriaged High or Medium slither finding fails the build.
 	$(MAKE) --no-print-directory slither
+# Quick mutation runs (the full ones: `make mutate`): a planted bug in the digest or hashing code,
+# or in JobMarket's reward split, that no fast test notices fails the build.
+	$(PY) tools/mutate_python.py --quick
+	$(PY) tools/mutate_contracts.py --quick
 # pytest exit 5 (no tests collected) fails here like any other failure.
 	$(PY) -m pytest
 
@@ -95,6 +99,14 @@ bench: bootstrap
 	$(PY) -m bench.verification
 	$(PY) -m bench.scale
 	$(PY) -m bench.economics
+
+# Mutation testing: plants small bugs in the contracts (slither-mutate) and the pure Python logic
+# (digest, hashing, spec, matcher, keeper plan) and runs the fast tests against each; prints a
+# table per part and fails on a surviving mutant not listed as equivalent (with its reason) in
+# tools/mutants/. `make test` runs a quick subset. See docs/testing.md for the scope and times.
+mutate: bootstrap
+	$(PY) tools/mutate_python.py $(MUTATE_PY_ARGS)
+	$(PY) tools/mutate_contracts.py $(MUTATE_SOL_ARGS)
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
