@@ -115,6 +115,15 @@ class RequesterOptions(ChainOptions):
             return Requester.from_settings(settings)
 
 
+def _when(timestamp: int) -> str:
+    """A deadline for people: UTC time and the unix seconds; "none" for 0."""
+    if not timestamp:
+        return "none"
+    import time
+
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(timestamp))} ({timestamp})"
+
+
 def _finality(status: JobStatus) -> str:
     """What a state means for the requester: final or not, and why."""
     state = status.state
@@ -135,7 +144,7 @@ def _status_lines(status: JobStatus) -> list[str]:
         f"  units {data['units']} x replicas {data['replicas']}, max price "
         f"{format_tokens(status.max_price_per_unit)} tokens per unit, escrow "
         f"{format_tokens(status.escrow)} tokens",
-        f"  profile {data['profile']}, deadline {data['deadline']}",
+        f"  profile {data['profile']}, deadline {_when(status.deadline)}",
     ]
     if status.waiting:
         lines.append(f"  waiting: {status.waiting}")
@@ -426,9 +435,18 @@ def list_jobs(
     )
     with errors(), conn.open() as req:
         jobs = req.list_jobs(state=wanted, limit=limit, source=src)
-    lines = [
-        f"{j.job_id:>6}  {j.state.name.lower():<10} units {j.units} x{j.replicas}  "
-        f"spec {j.spec_hash[:12]}"
-        for j in jobs
-    ] or ["no jobs"]
+    header = (
+        f"{'job':>6}  {'state':<10} {'final':<5} {'units':>7} x{'r':<2} "
+        f"{'escrow (tokens)':>16}  spec"
+    )
+    lines = (
+        [header]
+        + [
+            f"{j.job_id:>6}  {j.state.name.lower():<10} {'yes' if j.state.terminal else 'no':<5} "
+            f"{j.units:>7} x{j.replicas:<2} {format_tokens(j.escrow):>16}  {j.spec_hash[:12]}"
+            for j in jobs
+        ]
+        if jobs
+        else ["no jobs"]
+    )
     emit({"jobs": [j.to_dict() for j in jobs]}, as_json, lines)

@@ -30,6 +30,7 @@ from web3 import Web3
 from marketplace.api.app import create_app
 from marketplace.api.chain_routes import chain_router
 from marketplace.api.settings import ApiSettings
+from marketplace.cli.common import format_tokens
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
@@ -508,6 +509,14 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     np.testing.assert_array_equal(load_file(res["path"])["c"], payload.outputs["c"])
     listed = json.loads(run(env, "job", "list", "--json", "--source", "chain").stdout)
     assert job_id in [j["job_id"] for j in listed["jobs"]]
+    table = run(env, "job", "list", "--source", "chain").stdout.splitlines()
+    columns = ["job", "state", "final", "units", "xr", "escrow", "(tokens)", "spec"]
+    assert table[0].split() == columns
+    (row,) = [line.split() for line in table[1:] if line.split()[0] == str(job_id)]
+    (mine,) = [j for j in listed["jobs"] if j["job_id"] == job_id]
+    assert row[1:3] == ["committed", "no"] and row[5] == format_tokens(int(mine["escrow"]))
+    shown = run(env, "job", "status", str(job_id)).stdout
+    assert " UTC (" in shown  # the deadline as a time, with its unix seconds
 
 
 def test_cli_errors_name_the_fix(env: dict[str, str], tmp_path: Path) -> None:
