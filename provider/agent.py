@@ -199,8 +199,15 @@ class Agent:
             f"relayer {settings.relayer_url}", log, first_delay=2.0, max_delay=30.0
         )
         self._unexpected = Outage("agent cycle", log, first_delay=1.0, max_delay=30.0)
+        # A refused heartbeat (a relayer not yet aware of a new registration, a busy database
+        # answering 503) is tried again within one interval at most: waiting longer would let
+        # the relayer count the provider silent and skip it when it matches.
+        interval = float(settings.heartbeat_interval)
         self._heartbeats_refused = Outage(
-            f"heartbeats at {settings.relayer_url}", log, first_delay=5.0, max_delay=60.0
+            f"heartbeats at {settings.relayer_url}",
+            log,
+            first_delay=min(5.0, interval),
+            max_delay=interval,
         )
         self.chain_clock = ChainClock()
         self._head = -1

@@ -45,3 +45,16 @@ def test_an_agent_configured_faster_keeps_its_own_pace(world: World) -> None:
     assert bob.heartbeat_interval == 5
     now[0] += 6
     assert bob.step().heartbeat
+
+
+def test_a_refused_heartbeat_is_tried_again_within_one_interval(world: World) -> None:
+    # The relayer counts a provider silent after a few intervals without a heartbeat: backing
+    # off longer than one interval after a refusal would make it skip the provider.
+    alice = world.agent("alice", heartbeat_interval=2)
+    alice.clock = lambda: time.time() + 3_600  # beyond the relayer's allowed clock skew
+    assert not alice.step().heartbeat  # refused
+    alice.clock = time.time
+    time.sleep(2.2)
+    assert alice.step().heartbeat  # tried again after one interval, not after 5 s or more
+    liveness = httpx.get(f"{world.api_url}/providers/liveness").json()["providers"]
+    assert [p["live"] for p in liveness] == [True]
