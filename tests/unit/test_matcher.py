@@ -532,3 +532,37 @@ def test_a_provider_is_kept_for_a_later_job_of_its_bucket_with_a_lower_floor() -
         Assignment(2, (cheap.address,)),
     ]
     assert result == reference([first, *others, last], [cheap, dear], None)
+
+
+def test_a_pruning_bound_counts_every_later_job_of_its_bucket_in_any_position() -> None:
+    # As above, with the 4-unit job right after the 5-unit one: the bound of the 5-unit job
+    # must include the very next job's floor too, not only every other one.
+    cheap = provider(ADDRESSES[0], price_per_unit=1, free_stake=45, vram_gib=0)
+    dear = provider(ADDRESSES[1], price_per_unit=2, free_stake=1_000, vram_gib=0)
+    others = [job(10 + u, units=u, min_vram_gib=1) for u in (1, 2, 3, 6, 7, 8, 9, 10)]
+    jobs = [others[0], job(1, units=5), job(2, units=4), *others[1:]]
+    result = match(jobs, [cheap, dear])
+    assert result == [Assignment(1, (dear.address,)), Assignment(2, (cheap.address,))]
+    assert result == reference(jobs, [cheap, dear], None)
+
+
+def test_a_provider_left_with_exactly_the_next_floor_takes_the_next_job() -> None:
+    # After the first job P's free stake equals the collateral of the second: it goes back into
+    # the heap and takes it.
+    only = provider(ADDRESSES[0], price_per_unit=1, free_stake=20)
+    jobs = [job(1, units=1), job(2, units=1)]
+    assert match(jobs, [only]) == [
+        Assignment(1, (only.address,)),
+        Assignment(2, (only.address,)),
+    ]
+
+
+def test_a_provider_whose_stake_just_covers_a_risen_clearing_price_is_filed_once() -> None:
+    # B's ask raises the clearing price to 2: A's stake covers the collateral at 2 exactly and
+    # stays chosen, A2's does not and goes back. Three replicas cannot be found, so everyone
+    # goes back into the heap, A once: the identical second job is not filled with A twice.
+    a = provider(ADDRESSES[0], price_per_unit=1, free_stake=20)
+    a2 = provider(ADDRESSES[1], price_per_unit=1, free_stake=15)
+    b = provider(ADDRESSES[2], price_per_unit=2, free_stake=1_000)
+    jobs = [job(1, replicas=3), job(2, replicas=3)]
+    assert match(jobs, [a, a2, b]) == [] == reference(jobs, [a, a2, b], None)
