@@ -295,8 +295,7 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             # Providers ship this one model and settle any other as a failed run: refuse it
             # here, before anything is paid.
             raise InputError(
-                f"embed runs {EMBED_MODEL!r} only, not {model!r}; drop --model (or pass that "
-                "name)"
+                f"embed runs {EMBED_MODEL!r} only, not {model!r}; drop --model (or pass that name)"
             )
     elif draft.kind == "torchscript":
         if draft.sentences is not None:
