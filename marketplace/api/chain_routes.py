@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
-from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView
+from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob
 from marketplace.relayer.outages import database_unavailable, reason, safe_url
 from marketplace.relayer.store import (
     AuditRoundRow,
@@ -586,19 +586,10 @@ def chain_router(
             return None
         now = int(clock())
         views = [
-            ProviderView(
-                address=p.address,
-                profile_mask=p.profile_mask,
-                vram_gib=p.vram_gib,
-                price_per_unit=p.price_per_unit,
-                free_stake=p.free_stake,
-                unbonding=p.unbond_at != 0,
-                registered=p.registered,
-                # Without a liveness book this API cannot tell; the matcher's own rule decides.
+            # Without a liveness book this API cannot tell; the matcher's own rule decides.
+            p.view(
                 live=liveness is None
-                or liveness.is_live(p.address, now, heartbeat_interval, heartbeat_missed),
-                min_exec_window=p.min_exec_window,
-                max_units=p.max_units,
+                or liveness.is_live(p.address, now, heartbeat_interval, heartbeat_missed)
             )
             for p in store.providers()
         ]

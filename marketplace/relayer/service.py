@@ -319,25 +319,13 @@ class Relayer:
     def _provider_views(self) -> list[ProviderView]:
         loads = self._loads()
         now = int(self.clock())
-        views: list[ProviderView] = []
-        for p in self.store.providers():
-            views.append(
-                ProviderView(
-                    address=p.address,
-                    profile_mask=p.profile_mask,
-                    vram_gib=p.vram_gib,
-                    price_per_unit=p.price_per_unit,
-                    free_stake=p.free_stake,
-                    unbonding=p.unbond_at != 0,
-                    registered=p.registered,
-                    live=self._live(p.address, p.last_heartbeat, now),
-                    jobs_done=p.jobs_done,
-                    jobs_slashed=p.jobs_slashed,
-                    load=loads.get(p.address, 0),
-                    min_exec_window=p.min_exec_window,
-                    max_units=p.max_units,
-                )
+        views = [
+            p.view(
+                live=self._live(p.address, p.last_heartbeat, now),
+                load=loads.get(p.address, 0),
             )
+            for p in self.store.providers()
+        ]
         return views
 
     def _live(self, address: str, last_heartbeat: float | None, now: int) -> bool:

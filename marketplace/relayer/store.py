@@ -59,6 +59,7 @@ from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError
 from marketplace.relayer import events as ev
 from marketplace.relayer.events import ChainEvent, Decoder, RawLog
+from marketplace.relayer.matcher import ProviderView
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,24 @@ class ProviderRow(Base):
     @property
     def free_stake(self) -> int:
         return max(self.stake - self.locked - self.unbonding, 0)
+
+    def view(self, *, live: bool, load: int = 0) -> ProviderView:
+        """What the matcher knows of this provider, with its liveness and load as given."""
+        return ProviderView(
+            address=self.address,
+            profile_mask=self.profile_mask,
+            vram_gib=self.vram_gib,
+            price_per_unit=self.price_per_unit,
+            free_stake=self.free_stake,
+            unbonding=self.unbond_at != 0,
+            registered=self.registered,
+            live=live,
+            jobs_done=self.jobs_done,
+            jobs_slashed=self.jobs_slashed,
+            load=load,
+            min_exec_window=self.min_exec_window,
+            max_units=self.max_units,
+        )
 
 
 _PROJECTIONS: tuple[type[Base], ...] = (
