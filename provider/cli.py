@@ -412,11 +412,14 @@ def unbond(
             "unbonding": format_tokens(record.unbonding),
             "unlock_at": record.unbond_at,
             "unlock_time": _when(record.unbond_at),
+            # The relayer assigns no new job to a provider with an unbond pending.
+            "takes_new_jobs": False,
             "tx": _tx(receipt),
         }
         text = (
             f"unbonding {data['unbonding']} tokens; withdraw them with `depin provider "
-            f"withdraw` after {data['unlock_time']}"
+            f"withdraw` after {data['unlock_time']}. Until then no new jobs are assigned to "
+            "you (running ones go on); `depin provider unbond --cancel` takes jobs again"
         )
     emit(data, as_json, text)
 

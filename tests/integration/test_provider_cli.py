@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from web3 import Web3
 
 from marketplace.cli.main import app
-from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
 from marketplace.devnet.scenarios import draw_clear
 from marketplace.protocol.client import JobRequest, Market
 from marketplace.protocol.deployment import Deployment, deploy
@@ -79,6 +79,7 @@ def provider(chain: Chain) -> Provider:
         "DEPIN_PROVIDER_RPC_URL": chain.url,
         "DEPIN_PROVIDER_DEPLOYMENT_FILE": str(chain.deployment_file),
         "DEPIN_PROVIDER_PRIVATE_KEY": "0x" + bytes(account.key).hex(),
+        "DEPIN_PROVIDER_RELAYER_URL": f"http://127.0.0.1:{free_port()}",  # none: chain only
     }
     return Provider(account, env)
 
@@ -157,6 +158,7 @@ def test_register_stake_unbond_withdraw_against_the_chain(chain: Chain, provider
             "min_exec_window": 120,
             "max_units": 5000,
         },
+        "why_idle": None,  # no relayer answers in this test
     }
     text = cli(env, "status")
     assert "min exec window 120 s  max units 5,000 per job" in text
@@ -168,7 +170,7 @@ def test_register_stake_unbond_withdraw_against_the_chain(chain: Chain, provider
     unbond = cli_json(env, "unbond", "400")
     record = market.provider(me)
     assert unbond["unbonding"] == "400" and record.unbonding == 400 * TOKEN
-    assert unbond["unlock_at"] == record.unbond_at
+    assert unbond["unlock_at"] == record.unbond_at and unbond["takes_new_jobs"] is False
 
     # Locked: nothing moves, which is no error; the pending unlock is reported.
     nothing = cli_json(env, "withdraw")
@@ -187,7 +189,8 @@ def test_register_stake_unbond_withdraw_against_the_chain(chain: Chain, provider
     too_much = cli(env, "unbond", "2000", code=1)
     assert "free stake is 1000.5 tokens" in too_much
 
-    cli(env, "unbond", "0.5")
+    said = cli(env, "unbond", "0.5")
+    assert "no new jobs are assigned to you" in said and "unbond --cancel" in said
     advance(chain.w3, int(market.registry.functions.unbondingPeriod().call()) + 1)
     assert cli_json(env, "status")["unbonding"]["unlocked"] is True
     wallet = market.balance_of(me)
