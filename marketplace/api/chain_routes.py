@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
-from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob
+from marketplace.relayer.matcher import VALID_REPLICAS
 from marketplace.relayer.outages import database_unavailable, reason, safe_url
 from marketplace.relayer.store import (
     AuditRoundRow,
@@ -596,18 +596,7 @@ def chain_router(
         no_shows = frozenset(
             p.provider for p in participants if p.round < row.round and p.commit_block is None
         )
-        job = OpenJob(
-            job_id=row.job_id,
-            profile=row.profile,
-            units=row.units,
-            max_price_per_unit=row.max_price_per_unit,
-            replicas=row.replicas,
-            min_vram_gib=row.min_vram_gib,
-            collateral_multiple=row.collateral_multiple,
-            exec_window=row.exec_window,
-            requester=row.requester,
-            exclude=no_shows,
-        )
+        job = row.open_job(no_shows)
         w = explain(job, views)
         return WaitingOut(code=w.code, reason=w.reason, eligible=w.eligible, needed=w.needed)
 

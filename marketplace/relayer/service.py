@@ -376,20 +376,7 @@ class Relayer:
         for j in jobs:
             if j.replicas not in VALID_REPLICAS:  # the contract refuses these at creation
                 continue
-            out.append(
-                OpenJob(
-                    job_id=j.job_id,
-                    profile=j.profile,
-                    units=j.units,
-                    max_price_per_unit=j.max_price_per_unit,
-                    replicas=j.replicas,
-                    min_vram_gib=j.min_vram_gib,
-                    collateral_multiple=j.collateral_multiple,  # snapshotted at creation
-                    exec_window=j.exec_window,
-                    requester=j.requester,
-                    exclude=frozenset(excluded.get(j.job_id, ())),
-                )
-            )
+            out.append(j.open_job(frozenset(excluded.get(j.job_id, ()))))
         return out
 
 

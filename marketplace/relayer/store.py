@@ -59,7 +59,7 @@ from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError
 from marketplace.relayer import events as ev
 from marketplace.relayer.events import ChainEvent, Decoder, RawLog
-from marketplace.relayer.matcher import ProviderView
+from marketplace.relayer.matcher import OpenJob, ProviderView
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,21 @@ class JobRow(Base):
     closed_block: Mapped[int | None]
     last_event: Mapped[str] = mapped_column(String(32))
     last_block: Mapped[int]
+
+    def open_job(self, exclude: frozenset[str] = frozenset()) -> OpenJob:
+        """What the matcher needs of this job (its requirements as created), barring `exclude`."""
+        return OpenJob(
+            job_id=self.job_id,
+            profile=self.profile,
+            units=self.units,
+            max_price_per_unit=self.max_price_per_unit,
+            replicas=self.replicas,
+            min_vram_gib=self.min_vram_gib,
+            collateral_multiple=self.collateral_multiple,  # snapshotted at creation
+            exec_window=self.exec_window,
+            requester=self.requester,
+            exclude=exclude,
+        )
 
 
 class ParticipantRow(Base):
