@@ -100,7 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
         owner = funded_account(w3)
         cast = scenarios.setup(w3, owner, providers=3)
-        scenarios.set_audit_rate(cast, 0)  # committed jobs stay committed (no audit draw)
+        scenarios.set_audit_rate(cast, 0)  # the floor rate: a test that settles draws clear
         deployment_file = base / "deployment.json"
         cast.deployment.write(deployment_file)
         store = Store(f"sqlite:///{base / 'relayer.sqlite3'}")
@@ -626,6 +626,7 @@ def test_cli_submit_wait_shows_progress_and_fetches(
             time.sleep(0.2)
             deliver(world, job_id, "alice", payload_for(job_id, seed=11))
             time.sleep(1.0)  # --wait goes on past the commit: the result is not final yet
+            scenarios.draw_clear(world.cast.keeper, job_id)  # the audit rate has a floor > 0
             advance(world.w3, m.params().challenge_window + 1)
             m.finalize(job_id)
         except BaseException as exc:
