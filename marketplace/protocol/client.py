@@ -18,7 +18,7 @@ from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from marketplace.protocol import artifacts, hashing
 from marketplace.protocol.chain import Signer
@@ -362,6 +362,29 @@ class Market:
 
     def mint(self, to: str, amount: int) -> TxReceipt:
         return self._send(self.token.functions.mint(to_checksum_address(to), amount))
+
+    def token_owner(self) -> str:
+        return str(self.token.functions.owner().call())
+
+    def mint_as_owner(self, to: str, amount: int) -> TxReceipt:
+        """Devnet only: mints as the token's owner through Anvil's account impersonation, so
+        the owner's key need not be known (a devnet someone else started, a forked chain)."""
+        owner = self.token_owner()
+        response = self.w3.provider.make_request(RPCEndpoint("anvil_impersonateAccount"), [owner])
+        if "error" in response:
+            raise ConfigError(
+                f"this node does not impersonate accounts ({response['error']}); mint with the "
+                "token owner's key instead (`depin wallet faucet --minter-key`)"
+            )
+        try:
+            call = self.token.functions.mint(to_checksum_address(to), amount)
+            tx = call.transact({"from": owner})
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
+        finally:
+            self.w3.provider.make_request(RPCEndpoint("anvil_stopImpersonatingAccount"), [owner])
+        if receipt["status"] != 1:
+            raise ConfigError(f"minting as the token owner {owner} reverted (tx {tx.hex()})")
+        return receipt
 
     def total_supply(self) -> int:
         return int(self.token.functions.totalSupply().call())

@@ -26,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from marketplace.api.app import create_app
 from marketplace.api.chain_routes import chain_router
@@ -548,12 +549,22 @@ def test_cli_wallet_new_faucet_balance_submit(
     empty = json.loads(run(bare, "wallet", "balance", "--wallet", "w1", "--json").stdout)
     assert empty == {"address": made["address"], "eth": "0", "tokens": "0", "credits": "0"}
 
-    refused = run(bare, "wallet", "faucet", made["address"], code=1)
-    assert "needs the token owner's key" in refused.stderr
+    # Without the owner's key the faucet mints as the token owner (Anvil impersonation)...
+    run(bare, "wallet", "faucet", "--wallet", "w1", "--eth", "1", "--tokens", "2", "--json")
+    funded = json.loads(run(bare, "wallet", "balance", made["address"], "--json").stdout)
+    assert (funded["eth"], funded["tokens"]) == (str(10**18), str(2 * 10**18))
+    owner = world.cast.owner.token_owner()
+    with pytest.raises(Web3RPCError):  # ...and ends the impersonation
+        world.cast.owner.token.functions.mint(made["address"], 1).transact({"from": owner})
+    # ...with it, signs as the owner.
     minter = {**bare, "DEPIN_DEVNET_MINTER_KEY": "0x" + bytes(world.owner.key).hex()}
-    run(minter, "wallet", "faucet", "--wallet", "w1", "--eth", "1", "--tokens", "5", "--json")
+    run(minter, "wallet", "faucet", "--wallet", "w1", "--eth", "0", "--tokens", "3", "--json")
     funded = json.loads(run(bare, "wallet", "balance", made["address"], "--json").stdout)
     assert (funded["eth"], funded["tokens"]) == (str(10**18), str(5 * 10**18))
+    bad_key = run(
+        {**bare, "DEPIN_DEVNET_MINTER_KEY": "0x12"}, "wallet", "faucet", made["address"], code=1
+    )
+    assert "--minter-key is not a usable key" in bad_key.stderr
 
     out = run(
         bare,
