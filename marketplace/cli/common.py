@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import sys
+import traceback
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,19 @@ from pydantic import ValidationError
 from marketplace.protocol.errors import ConfigError, DepinError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: `depin --debug` (or DEPIN_DEBUG=1): errors print their traceback before the one-line message.
+_debug = False
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = on
+
+
+def debugging() -> bool:
+    return _debug
+
 
 #: The token's decimals: one token is 10**18 base units.
 DECIMALS: Final = 18
@@ -147,9 +161,28 @@ def errors(
     try:
         yield
     except ValidationError as exc:
+        _trace()
         raise fail(validation_message(exc, env_prefix, options)) from None
     except DepinError as exc:
+        _trace()
         raise fail(str(exc)) from None
+
+
+def _trace() -> None:
+    if _debug:
+        traceback.print_exc(file=sys.stderr)
+
+
+def unexpected(exc: BaseException) -> str:
+    """The one line an unexpected error prints without --debug."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if len(first) > 240:
+        first = first[:240] + "..."
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return (
+        f"{what} (unexpected; run the command again as `depin --debug ...` for the traceback, "
+        "and report it with that output)"
+    )
 
 
 def emit(data: Mapping[str, Any], as_json: bool, text: str | Iterable[str]) -> None:
