@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marketplace.cli import main
+from marketplace.cli import common, main
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def crashing_command() -> Iterator[str]:
         main.app.registered_commands = [
             c for c in main.app.registered_commands if c.name != "crash-for-test"
         ]
-        main.set_debug(False)
+        common.set_debug(False)
 
 
 def test_an_unexpected_error_is_one_line_naming_debug(
