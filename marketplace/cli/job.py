@@ -127,6 +127,12 @@ def _when(timestamp: int) -> str:
 def _finality(status: JobStatus) -> str:
     """What a state means for the requester: final or not, and why."""
     state = status.state
+    if state.name == "SETTLED" and status.failure:
+        return (
+            f"final: FAILED ({status.failure}): the job could not run as specified; the "
+            f"providers were paid for finding that (`depin job result {status.job_id}` for the "
+            "message)"
+        )
     if state.name == "SETTLED":
         return "final: paid to the upheld result"
     if state.terminal:
@@ -303,7 +309,8 @@ def submit(
 
 
 def _ended_without_result(status: JobStatus) -> bool:
-    return status.state.terminal and status.state.name != "SETTLED"
+    """Terminal without a usable result: refunded, expired, or settled on a failure."""
+    return status.state.terminal and (status.state.name != "SETTLED" or bool(status.failure))
 
 
 def _goal(until: str) -> Literal["result", "terminal"]:
@@ -407,6 +414,18 @@ def cancel(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False
     )
 
 
+def _outcome(job: Any) -> str:
+    """The result column of `job list`: what the requester got."""
+    if job.failure:
+        return f"FAILED: {job.failure}"
+    name = job.state.name
+    if name == "SETTLED":
+        return "ok"
+    if job.state.terminal:
+        return "none (refunded)"
+    return "-"
+
+
 @command(app, "list", conn=RequesterOptions)
 def list_jobs(
     state: Annotated[str | None, typer.Option("--state", help="Only jobs in this state.")] = None,
@@ -436,14 +455,15 @@ def list_jobs(
     with errors(), conn.open() as req:
         jobs = req.list_jobs(state=wanted, limit=limit, source=src)
     header = (
-        f"{'job':>6}  {'state':<10} {'final':<5} {'units':>7} x{'r':<2} "
+        f"{'job':>6}  {'state':<10} {'final':<5} {'result':<24} {'units':>7} x{'r':<2} "
         f"{'escrow (tokens)':>16}  spec"
     )
     lines = (
         [header]
         + [
             f"{j.job_id:>6}  {j.state.name.lower():<10} {'yes' if j.state.terminal else 'no':<5} "
-            f"{j.units:>7} x{j.replicas:<2} {format_tokens(j.escrow):>16}  {j.spec_hash[:12]}"
+            f"{_outcome(j):<24} {j.units:>7} x{j.replicas:<2} {format_tokens(j.escrow):>16}  "
+            f"{j.spec_hash[:12]}"
             for j in jobs
         ]
         if jobs

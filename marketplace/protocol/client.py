@@ -6,7 +6,7 @@ decoded error and a hint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -572,6 +572,28 @@ class Market:
 
     def participants(self, job_id: int) -> list[Participant]:
         return [Participant(*p) for p in self.market.functions.participants(job_id).call()]
+
+    def upheld_digests(
+        self, job_ids: Collection[int], *, from_block: int, chunk: int = 10_000
+    ) -> dict[int, bytes]:
+        """The digest each of `job_ids` upheld when it closed (its JobClosed event; 32 zero
+        bytes: closed with no verdict); a job not closed yet is absent. Logs are read in
+        `chunk`-block ranges, as public RPCs cap a range."""
+        if not job_ids:
+            return {}
+        event = self.market.events.JobClosed()
+        wanted = sorted(set(job_ids))
+        head = int(self.w3.eth.block_number)
+        out: dict[int, bytes] = {}
+        start = from_block
+        while start <= head:
+            end = min(head, start + chunk - 1)
+            for log in event.get_logs(
+                argument_filters={"jobId": wanted}, from_block=start, to_block=end
+            ):
+                out[int(log["args"]["jobId"])] = bytes(log["args"]["digest"])
+            start = end + 1
+        return out
 
     def verifiers(self, job_id: int) -> list[Participant]:
         """The job's drawn verifiers of every round (participants from index `replicas` on)."""

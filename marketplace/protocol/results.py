@@ -57,6 +57,7 @@ from marketplace.protocol.digest import DigestError, digest
 from marketplace.protocol.errors import DepinError, validation_problems
 
 __all__ = [
+    "FAILURE_CODES",
     "FAILURE_OUTPUT",
     "RESULT_FORMAT",
     "RESULT_NOTICE_TYPE",
@@ -66,6 +67,9 @@ __all__ = [
     "SignedResultNotice",
     "decrypt_result",
     "encrypt_result",
+    "failure_committed",
+    "failure_digests",
+    "failure_of",
     "failure_outputs",
     "public_key_hex",
     "sign_result_notice",
@@ -77,6 +81,18 @@ RESULT_FORMAT: Final = "depin-result/v1"
 RESULT_NOTICE_TYPE: Final = "depin-result-notice/v1"
 #: The one output of a failed job: its failure code as UTF-8 bytes.
 FAILURE_OUTPUT: Final = "failure"
+#: Every failure code a provider commits. The list is closed so that anyone who knows a job's
+#: profile and its upheld digest (or commitment) can tell a failure from the chain alone,
+#: without the encrypted result: `failure_of`.
+FAILURE_CODES: Final = (
+    "input-invalid",
+    "input-missing",
+    "input-too-large",
+    "model-unsupported",
+    "profile-mismatch",
+    "spec-invalid",
+    "spec-missing",
+)
 _MAX_MESSAGE_CHARS: Final = 2_000
 
 
@@ -85,6 +101,25 @@ class ResultError(DepinError, ValueError):
 
 
 # ---------------------------------------------------------------------------- payload
+
+
+def failure_digests(profile: str) -> dict[bytes, str]:
+    """The digest of each failure result under `profile`, mapped to its code."""
+    return {digest(profile, failure_outputs(code)): code for code in FAILURE_CODES}
+
+
+def failure_of(profile: str, upheld: bytes) -> str | None:
+    """The failure code when the `upheld` digest is a failure result under `profile`."""
+    return failure_digests(profile).get(upheld)
+
+
+def failure_committed(profile: str, job_id: int, provider: str, commitment: int) -> str | None:
+    """The failure code when `provider`'s `commitment` on `job_id` is to a failure result
+    under `profile` (a job settled without a reveal upholds its executor's commitment)."""
+    for failed, code in failure_digests(profile).items():
+        if hashing.commitment_of(job_id, provider, failed) == commitment:
+            return code
+    return None
 
 
 def failure_outputs(code: str) -> dict[str, np.ndarray[Any, Any]]:
@@ -106,6 +141,11 @@ class ResultPayload:
 
     @classmethod
     def failed(cls, job_id: int, profile: str, code: str, message: str) -> ResultPayload:
+        if code not in FAILURE_CODES:
+            raise ResultError(
+                f"unknown failure code {code!r}; use one of {', '.join(FAILURE_CODES)} (or add it "
+                "to FAILURE_CODES, which requesters read failures with)"
+            )
         return cls(job_id, profile, failure_outputs(code), code, message[:_MAX_MESSAGE_CHARS])
 
     def digest(self) -> bytes:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -48,7 +48,14 @@ from marketplace.protocol.artifact_client import (
 )
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
-from marketplace.protocol.results import ResultError, decrypt_result, public_key_hex, verify_result
+from marketplace.protocol.results import (
+    ResultError,
+    decrypt_result,
+    failure_committed,
+    failure_of,
+    public_key_hex,
+    verify_result,
+)
 from marketplace.protocol.spec import ParamValue
 from marketplace.requester.errors import (
     InputError,
@@ -186,6 +193,9 @@ class JobStatus:
     #: While the job is open: why no provider took it yet, and what would fix it (the relayer's
     #: view; None when it did not say).
     waiting: str | None = None
+    #: The failure code when the job settled on a failure result: it could not run as
+    #: specified (read from the chain: the upheld digest is that failure's digest).
+    failure: str | None = None
 
     @property
     def result_available(self) -> bool:
@@ -215,6 +225,7 @@ class JobStatus:
             "results": None if self.results is None else list(self.results),
             "history": None if self.history is None else [dict(h) for h in self.history],
             "waiting": self.waiting,
+            "failure": self.failure,
         }
 
 
@@ -266,6 +277,8 @@ class JobSummary:
     max_price_per_unit: int
     escrow: int
     spec_hash: str
+    #: The failure code of a job that settled on a failure result (see JobStatus.failure).
+    failure: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +289,7 @@ class JobSummary:
             "max_price_per_unit": str(self.max_price_per_unit),
             "escrow": str(self.escrow),
             "spec_hash": self.spec_hash,
+            "failure": self.failure,
         }
 
 
@@ -714,7 +728,29 @@ class Requester:
             results=results,
             history=history,
             waiting=waiting,
+            failure=self._failures({job_id: job})[job_id]
+            if job.state is JobState.SETTLED
+            else None,
         )
+
+    def _failures(self, jobs: Mapping[int, Job]) -> dict[int, str | None]:
+        """For each settled job of `jobs`, its failure code, or None when its upheld result is
+        a real one: from the chain alone (JobClosed's digest, or for a job settled without a
+        reveal its executor's commitment), so neither the relayer nor the artifact matters."""
+        settled = {i: j for i, j in jobs.items() if j.state is JobState.SETTLED}
+        upheld = self.market.upheld_digests(
+            settled, from_block=self.deployment.block, chunk=LOG_CHUNK
+        )
+        out: dict[int, str | None] = {}
+        for job_id, job in settled.items():
+            profile = self._profile_name(job.profile)
+            digest = upheld.get(job_id, bytes(32))
+            if any(digest):
+                out[job_id] = failure_of(profile, digest)
+                continue
+            executor = self.market.participants(job_id)[0]
+            out[job_id] = failure_committed(profile, job_id, executor.provider, executor.commitment)
+        return out
 
     def _profile_name(self, profile_id: int) -> str:
         profiles = self.deployment.profiles
@@ -912,16 +948,19 @@ class Requester:
         """This wallet's jobs, newest first. From the relayer's index (GET /jobs?requester=)
         when it serves one, else (`auto`) by scanning the market's JobCreated logs for this
         requester; states come from the chain either way."""
+        jobs: list[JobSummary] | None = None
         if source != "chain":
             try:
                 jobs = self._jobs_from_relayer(limit)
             except (RelayerUnreachable, RequesterError):
                 if source == "relayer":
                     raise
-            else:
-                return [j for j in jobs if state is None or j.state is state][:limit]
-        jobs = self._jobs_from_chain()
-        return [j for j in jobs if state is None or j.state is state][:limit]
+        if jobs is None:
+            jobs = self._jobs_from_chain()
+        shown = [j for j in jobs if state is None or j.state is state][:limit]
+        settled = {j.job_id: self._job(j.job_id) for j in shown if j.state is JobState.SETTLED}
+        failures = self._failures(settled)
+        return [replace(j, failure=failures.get(j.job_id)) for j in shown]
 
     def _jobs_from_relayer(self, limit: int) -> list[JobSummary]:
         response = self._relayer.get("/jobs", requester=self.address, limit=min(limit, 500))

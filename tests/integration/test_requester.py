@@ -388,6 +388,53 @@ def test_a_deterministic_failure_is_a_result(world: World, req: Requester, tmp_p
     assert res.path is None and not (tmp_path / "never.safetensors").exists()
 
 
+def test_a_settled_failure_shows_as_failed_everywhere(
+    world: World, env: dict[str, str], req: Requester
+) -> None:
+    # Settled without a reveal: the executor's commitment is to the failure's digest.
+    single = matmul_job(req, world, "carol")
+    deliver(
+        world, single, "carol", ResultPayload.failed(single, DEFAULT_PROFILE, "spec-invalid", "")
+    )
+    # Settled with a verdict: three replicas revealed the same failure digest.
+    trio = matmul_job(req, world, "alice", "bob", "carol", replicas=3)
+    for name in ("alice", "bob", "carol"):
+        deliver(world, trio, name, ResultPayload.failed(trio, DEFAULT_PROFILE, "input-invalid", ""))
+    # A job that ran, for contrast.
+    fine = matmul_job(req, world, "alice")
+    deliver(world, fine, "alice", payload_for(fine, seed=3))
+    for name in ("alice", "bob", "carol"):
+        world.cast.providers[name].reveal(
+            trio, ResultPayload.failed(trio, DEFAULT_PROFILE, "input-invalid", "").digest()
+        )
+    scenarios.draw_clear(world.cast.keeper, single)
+    scenarios.draw_clear(world.cast.keeper, fine)
+    advance(world.w3, world.cast.owner.params().challenge_window + 1)
+    for job_id in (single, trio, fine):
+        world.cast.keeper.finalize(job_id)
+        assert world.cast.owner.state(job_id) is JobState.SETTLED
+
+    assert (req.status(single).failure, req.status(trio).failure) == (
+        "spec-invalid",
+        "input-invalid",
+    )
+    assert req.status(fine).failure is None
+    listed = {j.job_id: j.failure for j in req.list_jobs(limit=500, source="chain")}
+    assert (listed[single], listed[trio], listed[fine]) == ("spec-invalid", "input-invalid", None)
+
+    status = run(env, "job", "status", str(single), "--json")
+    assert json.loads(status.stdout)["failure"] == "spec-invalid"
+    text = run(env, "job", "status", str(trio)).stdout
+    assert f"job {trio}: settled (final: FAILED (input-invalid): the job could not run" in text
+    waited = run(env, "job", "wait", str(single), "--timeout", "5", code=1)
+    assert "FAILED (spec-invalid)" in waited.stdout
+    table = run(env, "job", "list", "--limit", "500", "--source", "chain").stdout.splitlines()
+    row = {int(line.split()[0]): line for line in table[1:]}
+    assert "FAILED: spec-invalid" in row[single] and "FAILED: input-invalid" in row[trio]
+    assert row[fine].split()[3] == "ok"
+    run(env, "job", "wait", str(fine), "--timeout", "5")  # a job that ran exits 0
+
+
 def test_only_the_requester_reads_or_acts(world: World, req: Requester) -> None:
     job_id = matmul_job(req, world)
     stranger = funded_account(world.w3)
@@ -511,11 +558,11 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     listed = json.loads(run(env, "job", "list", "--json", "--source", "chain").stdout)
     assert job_id in [j["job_id"] for j in listed["jobs"]]
     table = run(env, "job", "list", "--source", "chain").stdout.splitlines()
-    columns = ["job", "state", "final", "units", "xr", "escrow", "(tokens)", "spec"]
+    columns = ["job", "state", "final", "result", "units", "xr", "escrow", "(tokens)", "spec"]
     assert table[0].split() == columns
     (row,) = [line.split() for line in table[1:] if line.split()[0] == str(job_id)]
     (mine,) = [j for j in listed["jobs"] if j["job_id"] == job_id]
-    assert row[1:3] == ["committed", "no"] and row[5] == format_tokens(int(mine["escrow"]))
+    assert row[1:4] == ["committed", "no", "-"] and row[6] == format_tokens(int(mine["escrow"]))
     shown = run(env, "job", "status", str(job_id)).stdout
     assert " UTC (" in shown  # the deadline as a time, with its unix seconds
 

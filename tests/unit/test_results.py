@@ -14,11 +14,14 @@ from marketplace.api.app import create_app
 from marketplace.api.settings import ApiSettings
 from marketplace.protocol import hashing
 from marketplace.protocol.results import (
+    FAILURE_CODES,
     ResultError,
     ResultPayload,
     SignedResultNotice,
     decrypt_result,
     encrypt_result,
+    failure_committed,
+    failure_of,
     public_key_hex,
     sign_result_notice,
     verify_result,
@@ -118,3 +121,36 @@ def test_api_keeps_the_newest_notice_per_provider(tmp_path: Path) -> None:
     again = TestClient(create_app(settings)).get("/jobs/3/results").json()["results"]
     assert again == results
     assert client.get("/jobs/4/results").json()["results"] == []
+
+
+def test_a_failure_is_read_from_its_digest_or_commitment_alone() -> None:
+    provider = "0x" + "ab" * 20
+    for code in FAILURE_CODES:
+        failed = ResultPayload.failed(7, PROFILE, code, "whatever the message").digest()
+        assert failure_of(PROFILE, failed) == code
+        commitment = hashing.commitment_of(7, provider, failed)
+        assert failure_committed(PROFILE, 7, provider, commitment) == code
+        assert failure_committed(PROFILE, 8, provider, commitment) is None  # another job
+        assert failure_of("another/profile", failed) is None  # the profile is digested
+    ran = ResultPayload(7, PROFILE, {"x": np.zeros(2, np.float32)}).digest()
+    assert failure_of(PROFILE, ran) is None
+    assert failure_committed(PROFILE, 7, provider, hashing.commitment_of(7, provider, ran)) is None
+
+
+def test_a_failure_code_outside_the_closed_list_is_refused() -> None:
+    with pytest.raises(ResultError, match="unknown failure code 'gpu-on-fire'"):
+        ResultPayload.failed(1, PROFILE, "gpu-on-fire", "")
+
+
+def test_every_code_the_provider_fails_with_is_in_the_closed_list() -> None:
+    import ast
+
+    source = (Path(__file__).parents[2] / "provider" / "execute.py").read_text()
+    codes = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "JobFailed"
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert codes and codes <= set(FAILURE_CODES)
