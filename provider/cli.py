@@ -39,6 +39,7 @@ from marketplace.cli.common import (
 from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.places import wallet_path
 from provider.settings import ProviderSettings
 
 app = typer.Typer(
@@ -69,7 +70,7 @@ WalletOpt = Annotated[
     typer.Option(
         "--wallet",
         help="Wallet name: NAME.json in DEPIN_PROVIDER_WALLET_DIR, as `depin wallet new|import` "
-        "writes it (instead of --keystore).",
+        "writes it, or ape:ALIAS for an Ape account (instead of --keystore).",
     ),
 ]
 BrokerOpt = Annotated[
@@ -183,13 +184,10 @@ class _ChainOptions:
         overrides = {k: v for k, v in given.items() if v is not None}
         settings = ProviderSettings(**overrides)
         if self.wallet is not None:
-            path = settings.wallet_dir / f"{self.wallet}.json"
-            if not path.is_file():
-                raise fail(
-                    f"no wallet {self.wallet!r} in {settings.wallet_dir}; create it with "
-                    f"`depin wallet new --name {self.wallet}` (or set DEPIN_PROVIDER_WALLET_DIR)"
+            with errors():
+                overrides["keystore_file"] = wallet_path(
+                    self.wallet, settings.wallet_dir, variable="DEPIN_PROVIDER_WALLET_DIR"
                 )
-            overrides["keystore_file"] = path
         if "keystore_file" in overrides:
             overrides["private_key"] = None  # an explicit keystore wins over a key in the env
         if self.password_file is not None:

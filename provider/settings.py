@@ -57,6 +57,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace.protocol.keys import load_account
+from marketplace.protocol.places import data_dir
 
 __all__ = ["Behavior", "ProviderSettings"]
 
@@ -64,7 +65,7 @@ Behavior = Literal["honest", "lazy", "copycat", "no-show"]
 
 
 def _data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "depin"
+    return data_dir()
 
 
 class ProviderSettings(BaseSettings):

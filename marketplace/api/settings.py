@@ -25,12 +25,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace.protocol.artifact_client import DEFAULT_MAX_ARTIFACT_BYTES
 from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.places import data_dir
 
 __all__ = ["ApiSettings"]
 
 
 def _default_root() -> Path:
-    return Path.home() / ".local" / "share" / "depin" / "artifacts"
+    return data_dir() / "artifacts"
 
 
 class ApiSettings(BaseSettings):

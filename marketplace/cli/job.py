@@ -48,7 +48,9 @@ RelayerOpt = Annotated[str | None, relayer_url_option(_ENV)]
 WalletOpt = Annotated[
     str | None,
     typer.Option(
-        "--wallet", help="Wallet name in DEPIN_REQUESTER_WALLET_DIR (`depin wallet new`)."
+        "--wallet",
+        help="Wallet name in DEPIN_REQUESTER_WALLET_DIR (`depin wallet new`), or ape:ALIAS for "
+        "an Ape account.",
     ),
 ]
 KeystoreOpt = Annotated[

@@ -35,12 +35,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.places import data_dir
 
 __all__ = ["RelayerSettings", "StoreSettings", "default_data_dir", "default_db_url"]
 
 
 def default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "depin"
+    return data_dir()
 
 
 def default_db_url() -> str:

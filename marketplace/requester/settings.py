@@ -23,6 +23,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from marketplace.protocol.keys import load_account
+from marketplace.protocol.places import data_dir, wallet_path
 
 __all__ = ["ENV_PREFIX", "RequesterSettings", "default_wallet_dir"]
 
@@ -31,7 +32,7 @@ ENV_PREFIX = "DEPIN_REQUESTER_"
 
 def default_wallet_dir() -> Path:
     """Where wallets live unless told otherwise (beside the other depin data)."""
-    return Path.home() / ".local" / "share" / "depin" / "wallets"
+    return data_dir() / "wallets"
 
 
 class RequesterSettings(BaseSettings):
@@ -54,8 +55,9 @@ class RequesterSettings(BaseSettings):
         return None if value is None else value.expanduser()
 
     def wallet_path(self, name: str) -> Path:
-        """The keystore file of wallet `name` in `wallet_dir`."""
-        return self.wallet_dir / f"{name}.json"
+        """The keystore file of wallet `name`: NAME.json in `wallet_dir`, or an Ape account
+        as ape:ALIAS (see `marketplace.protocol.places`)."""
+        return wallet_path(name, self.wallet_dir, variable=f"{ENV_PREFIX}WALLET_DIR")
 
     def account(self) -> LocalAccount:
         """The requester key, from the keystore or the private key."""

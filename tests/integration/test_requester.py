@@ -11,6 +11,9 @@ result, and refuse anything that does not match a commitment.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -630,6 +633,44 @@ def test_cli_wallet_new_faucet_balance_submit(
     )
     job_id = json.loads(out.stdout)["job_id"]
     assert world.cast.owner.job(job_id).requester == made["address"]
+
+
+def test_cli_an_ape_account_is_a_wallet(world: World, env: dict[str, str], tmp_path: Path) -> None:
+    # The account is made by Ape itself, as `ape accounts import` would.
+    ape_home = tmp_path / "ape"
+    key = "0x" + "5e" * 32
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ape_accounts import import_account_from_private_key as imp; "
+            "print(imp('dev', 'ape passphrase', sys.argv[1]).address)",
+            key,
+        ],
+        env={**os.environ, "APE_DATA_FOLDER": str(ape_home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    address = made.stdout.strip().splitlines()[-1]
+    password = tmp_path / "password"
+    password.write_text("ape passphrase\n")
+    bare = {k: v for k, v in env.items() if k != "DEPIN_REQUESTER_PRIVATE_KEY"}
+    bare["APE_DATA_FOLDER"] = str(ape_home)
+    run(bare, "wallet", "faucet", "--wallet", "ape:dev", "--eth", "1", "--tokens", "1")
+    balance = json.loads(run(bare, "wallet", "balance", "--wallet", "ape:dev", "--json").stdout)
+    assert balance["address"] == address and balance["tokens"] == str(10**18)
+    out = run(
+        bare, "job", "submit", "matmul", "--param", "n=8", "--param", "seed=2",
+        "--wallet", "ape:dev", "--password-file", str(password), "--json",
+    )  # fmt: skip
+    assert world.cast.owner.job(json.loads(out.stdout)["job_id"]).requester == address
+    missing = run(bare, "wallet", "balance", "--wallet", "ape:nobody", code=1)
+    assert "no Ape account 'nobody'" in missing.stderr
+    new = ("wallet", "new", "--name", "ape:dev", "--password-file", str(password))
+    refused = run(bare, *new, code=1)
+    assert "names an Ape account; create those with `ape accounts generate`" in refused.stderr
 
 
 def test_cli_faucet_refuses_other_chains(world: World, env: dict[str, str], tmp_path: Path) -> None:
