@@ -54,10 +54,11 @@ from typing import Annotated, Literal
 
 from eth_account.signers.local import LocalAccount
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import data_dir
+from marketplace.protocol.settings import DepinSettings
 
 __all__ = ["Behavior", "ProviderSettings"]
 
@@ -68,7 +69,7 @@ def _data_dir() -> Path:
     return data_dir()
 
 
-class ProviderSettings(BaseSettings):
+class ProviderSettings(DepinSettings):
     """Configuration of one provider; every field has a `DEPIN_PROVIDER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_PROVIDER_", extra="forbid")

@@ -21,11 +21,12 @@ from typing import Annotated
 
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from marketplace.protocol.artifact_client import DEFAULT_MAX_ARTIFACT_BYTES
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.places import data_dir
+from marketplace.protocol.settings import DepinSettings
 
 __all__ = ["ApiSettings"]
 
@@ -34,7 +35,7 @@ def _default_root() -> Path:
     return data_dir() / "artifacts"
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(DepinSettings):
     """Configuration of `create_app`; every field has a `DEPIN_API_` environment variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_API_", extra="forbid")

@@ -32,10 +32,11 @@ from typing import Annotated
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.places import data_dir
+from marketplace.protocol.settings import DepinSettings
 
 __all__ = ["RelayerSettings", "StoreSettings", "default_data_dir", "default_db_url"]
 
@@ -48,7 +49,7 @@ def default_db_url() -> str:
     return f"sqlite:///{default_data_dir() / 'relayer.sqlite3'}"
 
 
-class StoreSettings(BaseSettings):
+class StoreSettings(DepinSettings):
     """Where the relayer database lives; enough for read-only commands (`relayer status`)."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_RELAYER_", extra="ignore")

@@ -20,10 +20,11 @@ from typing import Annotated
 
 from eth_account.signers.local import LocalAccount
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import data_dir, wallet_path
+from marketplace.protocol.settings import DepinSettings
 
 __all__ = ["ENV_PREFIX", "RequesterSettings", "default_wallet_dir"]
 
@@ -35,7 +36,7 @@ def default_wallet_dir() -> Path:
     return data_dir() / "wallets"
 
 
-class RequesterSettings(BaseSettings):
+class RequesterSettings(DepinSettings):
     """Configuration of one requester; every field has a `DEPIN_REQUESTER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")

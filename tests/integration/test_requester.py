@@ -673,6 +673,29 @@ def test_cli_an_ape_account_is_a_wallet(world: World, env: dict[str, str], tmp_p
     assert "names an Ape account; create those with `ape accounts generate`" in refused.stderr
 
 
+def test_cli_reads_a_config_file_instead_of_variables(
+    world: World, env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "project" / "depin.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f'rpc_url = "{world.anvil_url}"\n'
+        f'deployment_file = "{world.deployment_file}"\n'
+        f'relayer_url = "{world.api_url}"\n'
+        "[requester]\n"
+        f'private_key = "{env["DEPIN_REQUESTER_PRIVATE_KEY"]}"\n'
+    )
+    unset: dict[str, str | None] = {name: None for name in env}
+    result = CliRunner().invoke(
+        cli, ["wallet", "balance", "--json"], env={**unset, "DEPIN_CONFIG": str(config)}
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["address"] == world.requester_account.address
+    config.write_text(config.read_text() + 'colour = "blue"\n')
+    bad = CliRunner().invoke(cli, ["wallet", "balance"], env={**unset, "DEPIN_CONFIG": str(config)})
+    assert bad.exit_code == 1 and "unknown key(s) colour in [requester]" in bad.stderr
+
+
 def test_cli_faucet_refuses_other_chains(world: World, env: dict[str, str], tmp_path: Path) -> None:
     with Anvil(chain_id=5) as other:
         w3 = Web3(Web3.HTTPProvider(other.url))
