@@ -36,6 +36,7 @@ from typing import IO, Any, Final, Protocol
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -234,10 +235,13 @@ def create_app(
     )
     metrics = _Metrics(store, book, settings, clock)
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets shipped in the fastapi-offline wheel: a relayer
+    # on a network without a CDN, or a browser that blocks one, still shows its API.
+    app = FastAPIOffline(
         title="depin-compute relayer API",
         summary="Artifacts, provider heartbeats and metrics of a depin-compute relayer.",
         version="1",
+        static_url="/docs/static",
     )
     app.state.settings = settings
     app.state.store = store

@@ -710,3 +710,19 @@ def test_settings_come_from_the_environment(
     assert settings.artifact_root == tmp_path
     assert (settings.max_artifact_bytes, settings.heartbeat_max_skew) == (123, 7)
     assert settings.port == 9999
+
+
+def test_the_api_docs_need_no_cdn(http: httpx.Client) -> None:
+    for page in ("/docs", "/redoc"):
+        html = http.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and all(a.startswith("/docs/static/") for a in assets), assets
+        for asset in assets:
+            served = http.get(asset)
+            assert served.status_code == 200 and len(served.content) > 1_000, asset
+    assert (
+        "cdn." not in http.get("/docs").text and "fonts.googleapis" not in http.get("/redoc").text
+    )
+    schema = http.get("/openapi.json").json()
+    assert "/artifacts/{sha256}" in schema["paths"]
