@@ -457,17 +457,19 @@ def list_jobs(
     with errors(), conn.open() as req:
         jobs = req.list_jobs(state=wanted, limit=limit, source=src)
     header = (
-        f"{'job':>6}  {'state':<10} {'final':<5} {'result':<24} {'units':>7} x{'r':<2} "
-        f"{'escrow (tokens)':>16}  spec"
+        f"{'job':>6}  {'kind':<8} {'state':<10} {'final':<5} {'result':<24} "
+        f"{'escrow':>12} {'cost':>12} {'units':>7} x{'r':<2}"
     )
     lines = (
         [header]
         + [
-            f"{j.job_id:>6}  {j.state.name.lower():<10} {'yes' if j.state.terminal else 'no':<5} "
-            f"{_outcome(j):<24} {j.units:>7} x{j.replicas:<2} {format_tokens(j.escrow):>16}  "
-            f"{j.spec_hash[:12]}"
+            f"{j.job_id:>6}  {j.kind or '?':<8} {j.state.name.lower():<10} "
+            f"{'yes' if j.state.terminal else 'no':<5} {_outcome(j):<24} "
+            f"{format_tokens(j.escrow):>12} "
+            f"{'-' if j.cost is None else format_tokens(j.cost):>12} {j.units:>7} x{j.replicas:<2}"
             for j in jobs
         ]
+        + ["amounts in tokens; cost: escrow and bond less what was credited back, once final"]
         if jobs
         else ["no jobs"]
     )

@@ -6,7 +6,7 @@ decoded error and a hint.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -573,27 +573,51 @@ class Market:
     def participants(self, job_id: int) -> list[Participant]:
         return [Participant(*p) for p in self.market.functions.participants(job_id).call()]
 
+    def _logs(
+        self, event: str, filters: dict[str, Any], *, from_block: int, chunk: int
+    ) -> Iterator[Any]:
+        """The market's `event` logs matching `filters` from `from_block` to the head, read in
+        `chunk`-block ranges, as public RPCs cap a range."""
+        head = int(self.w3.eth.block_number)
+        start = from_block
+        while start <= head:
+            end = min(head, start + chunk - 1)
+            yield from self.market.events[event]().get_logs(
+                argument_filters=filters, from_block=start, to_block=end
+            )
+            start = end + 1
+
     def upheld_digests(
         self, job_ids: Collection[int], *, from_block: int, chunk: int = 10_000
     ) -> dict[int, bytes]:
         """The digest each of `job_ids` upheld when it closed (its JobClosed event; 32 zero
-        bytes: closed with no verdict); a job not closed yet is absent. Logs are read in
-        `chunk`-block ranges, as public RPCs cap a range."""
+        bytes: closed with no verdict); a job not closed yet is absent."""
         if not job_ids:
             return {}
-        event = self.market.events.JobClosed()
-        wanted = sorted(set(job_ids))
-        head = int(self.w3.eth.block_number)
-        out: dict[int, bytes] = {}
-        start = from_block
-        while start <= head:
-            end = min(head, start + chunk - 1)
-            for log in event.get_logs(
-                argument_filters={"jobId": wanted}, from_block=start, to_block=end
-            ):
-                out[int(log["args"]["jobId"])] = bytes(log["args"]["digest"])
-            start = end + 1
+        logs = self._logs(
+            "JobClosed", {"jobId": sorted(set(job_ids))}, from_block=from_block, chunk=chunk
+        )
+        return {int(log["args"]["jobId"]): bytes(log["args"]["digest"]) for log in logs}
+
+    def credited_by_job(
+        self, account: str, *, from_block: int, chunk: int = 10_000
+    ) -> dict[int, int]:
+        """What the market credited `account` per job (payments, refunds, returned bonds,
+        compensation: its Credited events)."""
+        out: dict[int, int] = {}
+        filters = {"account": to_checksum_address(account)}
+        for log in self._logs("Credited", filters, from_block=from_block, chunk=chunk):
+            job_id = int(log["args"]["jobId"])
+            out[job_id] = out.get(job_id, 0) + int(log["args"]["amount"])
         return out
+
+    def challenge_bonds(
+        self, requester: str, *, from_block: int, chunk: int = 10_000
+    ) -> dict[int, int]:
+        """The bond `requester` posted per job it challenged (its JobChallenged events)."""
+        filters = {"requester": to_checksum_address(requester)}
+        logs = self._logs("JobChallenged", filters, from_block=from_block, chunk=chunk)
+        return {int(log["args"]["jobId"]): int(log["args"]["bond"]) for log in logs}
 
     def verifiers(self, job_id: int) -> list[Participant]:
         """The job's drawn verifiers of every round (participants from index `replicas` on)."""

@@ -48,6 +48,7 @@ from marketplace.protocol.artifact_client import (
 )
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
+from marketplace.protocol.errors import DepinError
 from marketplace.protocol.results import (
     ResultError,
     decrypt_result,
@@ -56,7 +57,7 @@ from marketplace.protocol.results import (
     public_key_hex,
     verify_result,
 )
-from marketplace.protocol.spec import ParamValue
+from marketplace.protocol.spec import JobSpec, ParamValue
 from marketplace.requester.errors import (
     InputError,
     InsufficientFunds,
@@ -279,6 +280,11 @@ class JobSummary:
     spec_hash: str
     #: The failure code of a job that settled on a failure result (see JobStatus.failure).
     failure: str | None = None
+    #: The spec's kind ("embed", "matmul", ...); None when the spec could not be fetched.
+    kind: str | None = None
+    #: What the job cost the requester once terminal: escrow and any challenge bond, less
+    #: everything credited back for it; None while the job is not terminal.
+    cost: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,6 +296,8 @@ class JobSummary:
             "escrow": str(self.escrow),
             "spec_hash": self.spec_hash,
             "failure": self.failure,
+            "kind": self.kind,
+            "cost": None if self.cost is None else str(self.cost),
         }
 
 
@@ -410,6 +418,7 @@ class Requester:
         self.account = account
         self.market = Market(w3, deployment, account)
         self.artifacts = ArtifactClient(relayer_url, timeout=http_timeout)
+        self._kinds: dict[str, str] = {}
         self.relayer_url = relayer_url.rstrip("/")
         self.poll_interval = poll_interval
         self._relayer = _Relayer(relayer_url, http_timeout)
@@ -960,7 +969,36 @@ class Requester:
         shown = [j for j in jobs if state is None or j.state is state][:limit]
         settled = {j.job_id: self._job(j.job_id) for j in shown if j.state is JobState.SETTLED}
         failures = self._failures(settled)
-        return [replace(j, failure=failures.get(j.job_id)) for j in shown]
+        costs = self._costs([j for j in shown if j.state.terminal])
+        return [
+            replace(
+                j,
+                failure=failures.get(j.job_id),
+                kind=self._kind(j.spec_hash),
+                cost=costs.get(j.job_id),
+            )
+            for j in shown
+        ]
+
+    def _kind(self, spec_hash: str) -> str | None:
+        """The kind of the spec stored under `spec_hash` (cached: specs never change)."""
+        if spec_hash not in self._kinds:
+            try:
+                self._kinds[spec_hash] = JobSpec.from_json(self.artifacts.get(spec_hash)).kind
+            except (DepinError, httpx.HTTPError, ValueError):
+                return None  # not cached: the relayer may answer next time
+        return self._kinds[spec_hash]
+
+    def _costs(self, jobs: Sequence[JobSummary]) -> dict[int, int]:
+        """Escrow plus challenge bond less credits, per terminal job of `jobs`."""
+        if not jobs:
+            return {}
+        start = self.deployment.block
+        credited = self.market.credited_by_job(self.address, from_block=start, chunk=LOG_CHUNK)
+        bonds = self.market.challenge_bonds(self.address, from_block=start, chunk=LOG_CHUNK)
+        return {
+            j.job_id: j.escrow + bonds.get(j.job_id, 0) - credited.get(j.job_id, 0) for j in jobs
+        }
 
     def _jobs_from_relayer(self, limit: int) -> list[JobSummary]:
         response = self._relayer.get("/jobs", requester=self.address, limit=min(limit, 500))

@@ -422,8 +422,21 @@ def test_a_settled_failure_shows_as_failed_everywhere(
         "input-invalid",
     )
     assert req.status(fine).failure is None
-    listed = {j.job_id: j.failure for j in req.list_jobs(limit=500, source="chain")}
-    assert (listed[single], listed[trio], listed[fine]) == ("spec-invalid", "input-invalid", None)
+    cancelled = matmul_job(req, world)
+    req.cancel(cancelled)
+    jobs = {j.job_id: j for j in req.list_jobs(limit=500, source="chain")}
+    assert (jobs[single].failure, jobs[trio].failure, jobs[fine].failure) == (
+        "spec-invalid",
+        "input-invalid",
+        None,
+    )
+    assert {jobs[i].kind for i in (single, trio, fine, cancelled)} == {"matmul"}
+    assert jobs[cancelled].cost == 0  # the whole escrow came back
+    paid = world.cast.owner.job(fine)
+    assert jobs[fine].cost is not None and 0 < jobs[fine].cost <= jobs[fine].escrow
+    # cost = what left the wallet for it, less what came back: the executor's pay and the
+    # protocol's premium at the clearing price, never the unused max price.
+    assert jobs[fine].cost >= paid.units * paid.clearing_price
 
     status = run(env, "job", "status", str(single), "--json")
     assert json.loads(status.stdout)["failure"] == "spec-invalid"
@@ -432,9 +445,11 @@ def test_a_settled_failure_shows_as_failed_everywhere(
     waited = run(env, "job", "wait", str(single), "--timeout", "5", code=1)
     assert "FAILED (spec-invalid)" in waited.stdout
     table = run(env, "job", "list", "--limit", "500", "--source", "chain").stdout.splitlines()
-    row = {int(line.split()[0]): line for line in table[1:]}
+    row = {int(line.split()[0]): line for line in table[1:-1]}
     assert "FAILED: spec-invalid" in row[single] and "FAILED: input-invalid" in row[trio]
-    assert row[fine].split()[3] == "ok"
+    assert row[fine].split()[1:5] == ["matmul", "settled", "yes", "ok"]
+    assert row[cancelled].split()[1:6] == ["matmul", "expired", "yes", "none", "(refunded)"]
+    assert table[-1].startswith("amounts in tokens")
     run(env, "job", "wait", str(fine), "--timeout", "5")  # a job that ran exits 0
 
 
@@ -561,11 +576,13 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     listed = json.loads(run(env, "job", "list", "--json", "--source", "chain").stdout)
     assert job_id in [j["job_id"] for j in listed["jobs"]]
     table = run(env, "job", "list", "--source", "chain").stdout.splitlines()
-    columns = ["job", "state", "final", "result", "units", "xr", "escrow", "(tokens)", "spec"]
+    columns = ["job", "kind", "state", "final", "result", "escrow", "cost", "units", "xr"]
     assert table[0].split() == columns
-    (row,) = [line.split() for line in table[1:] if line.split()[0] == str(job_id)]
+    (row,) = [line.split() for line in table[1:-1] if line.split()[0] == str(job_id)]
     (mine,) = [j for j in listed["jobs"] if j["job_id"] == job_id]
-    assert row[1:4] == ["committed", "no", "-"] and row[6] == format_tokens(int(mine["escrow"]))
+    assert row[1:5] == ["matmul", "committed", "no", "-"]
+    assert row[5:7] == [format_tokens(int(mine["escrow"])), "-"]  # no cost before it is final
+    assert mine["kind"] == "matmul" and mine["cost"] is None
     shown = run(env, "job", "status", str(job_id)).stdout
     assert " UTC (" in shown  # the deadline as a time, with its unix seconds
 
