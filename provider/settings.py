@@ -52,13 +52,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import data_dir
-from marketplace.protocol.settings import DepinSettings
+from marketplace.protocol.settings import ChainSettings
 
 __all__ = ["Behavior", "ProviderSettings"]
 
@@ -69,16 +67,11 @@ def _data_dir() -> Path:
     return data_dir()
 
 
-class ProviderSettings(DepinSettings):
+class ProviderSettings(ChainSettings):
     """Configuration of one provider; every field has a `DEPIN_PROVIDER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_PROVIDER_", extra="forbid")
 
-    rpc_url: str = "http://127.0.0.1:8545"
-    deployment_file: Path = Path("deployment.json")
-    keystore_file: Path | None = None
-    keystore_password: SecretStr | None = None
-    private_key: SecretStr | None = None
     #: Where `--wallet NAME` finds NAME.json: the wallets `depin wallet new|import` writes, the
     #: same folder for every role.
     wallet_dir: Path = Field(default_factory=lambda: _data_dir() / "wallets")
@@ -108,10 +101,10 @@ class ProviderSettings(DepinSettings):
     #: Test aid: how the agent behaves. Anything but "honest" gets the provider slashed.
     behavior: Behavior = "honest"
 
-    @field_validator("deployment_file", "keystore_file", "wallet_dir")
+    @field_validator("wallet_dir")
     @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @model_validator(mode="after")
     def _check(self) -> ProviderSettings:
@@ -122,17 +115,6 @@ class ProviderSettings(DepinSettings):
                 "running job to a second worker; raise the timeout or lower the limit"
             )
         return self
-
-    def account(self) -> LocalAccount:
-        """The provider key, from the keystore or the private key."""
-        return load_account(
-            keystore_file=self.keystore_file,
-            password=None
-            if self.keystore_password is None
-            else self.keystore_password.get_secret_value(),
-            private_key=None if self.private_key is None else self.private_key.get_secret_value(),
-            env_prefix="DEPIN_PROVIDER_",
-        )
 
     def threads_per_job(self, cores: int | None = None) -> int:
         """torch threads for one job: `torch_threads`, else the cores shared by `capacity`

@@ -29,13 +29,16 @@ import typing
 from pathlib import Path
 from typing import Any, Final
 
+from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import config_dir
 
-__all__ = ["CONFIG_ENV", "DepinSettings", "config_file"]
+__all__ = ["CONFIG_ENV", "ChainSettings", "DepinSettings", "config_file"]
 
 #: The variable that names the configuration file.
 CONFIG_ENV: Final = "DEPIN_CONFIG"
@@ -98,7 +101,9 @@ class ConfigFileSource(PydanticBaseSettingsSource):
             raise ConfigError(f"{path}: [{section}] must be a table")
         fields = settings_cls.model_fields
         strays = set(own) - set(fields)
-        if strays:
+        if strays and settings_cls.model_config.get("extra") == "ignore":
+            own = {k: v for k, v in own.items() if k in fields}  # a partial view of a role
+        elif strays:
             raise ConfigError(
                 f"{path}: unknown key(s) {', '.join(sorted(strays))} in [{section}]; it may hold "
                 f"{', '.join(sorted(fields))}"
@@ -131,3 +136,35 @@ class DepinSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, ConfigFileSource(settings_cls))
+
+
+class ChainSettings(DepinSettings):
+    """What every role that talks to the chain has: the node, the deployment and one key (a
+    keystore with its password, or a hex private key)."""
+
+    #: JSON-RPC endpoint of the chain the deployment lives on.
+    rpc_url: str = "http://127.0.0.1:8545"
+    #: The deployment file naming the contracts.
+    deployment_file: Path = Path("deployment.json")
+    #: Encrypted JSON keystore (eth-account / geth format) of the role's key.
+    keystore_file: Path | None = None
+    #: Password of `keystore_file`.
+    keystore_password: SecretStr | None = None
+    #: The key as 0x-prefixed hex, instead of a keystore (devnets, tests).
+    private_key: SecretStr | None = None
+
+    @field_validator("deployment_file", "keystore_file")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    def account(self) -> LocalAccount:
+        """The key, from the keystore or the private key; errors name this role's variables."""
+        return load_account(
+            keystore_file=self.keystore_file,
+            password=None
+            if self.keystore_password is None
+            else self.keystore_password.get_secret_value(),
+            private_key=None if self.private_key is None else self.private_key.get_secret_value(),
+            env_prefix=str(self.model_config.get("env_prefix", "")),
+        )

@@ -25,18 +25,14 @@ private key. `StoreSettings` reads only the database URL (for read-only commands
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.places import data_dir
-from marketplace.protocol.settings import DepinSettings
+from marketplace.protocol.settings import ChainSettings, DepinSettings
 
 __all__ = ["RelayerSettings", "StoreSettings", "default_data_dir", "default_db_url"]
 
@@ -66,21 +62,11 @@ class StoreSettings(DepinSettings):
         return None
 
 
-class RelayerSettings(StoreSettings):
+class RelayerSettings(ChainSettings, StoreSettings):
     """Configuration of the relayer service; every field has a `DEPIN_RELAYER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_RELAYER_", extra="forbid")
 
-    #: JSON-RPC endpoint of the chain the deployment lives on.
-    rpc_url: str = "http://127.0.0.1:8545"
-    #: The deployment file naming the contracts.
-    deployment_file: Path = Path("deployment.json")
-    #: Encrypted JSON keystore (eth-account / geth format) of the matcher key.
-    keystore_file: Path | None = None
-    #: Password of `keystore_file`.
-    keystore_password: SecretStr | None = None
-    #: The matcher key as hex, instead of a keystore.
-    private_key: SecretStr | None = None
     #: Blocks left unapplied behind the head (reorg safety); 0 follows the head.
     confirmations: Annotated[int, Field(ge=0)] = 1
     #: Seconds between two cycles.
@@ -103,10 +89,10 @@ class RelayerSettings(StoreSettings):
     #: Directory of the API's content-addressed artifact store (created if missing).
     artifact_root: Path = Field(default_factory=lambda: default_data_dir() / "artifacts")
 
-    @field_validator("deployment_file", "keystore_file", "artifact_root")
+    @field_validator("artifact_root")
     @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @model_validator(mode="after")
     def _one_key(self) -> RelayerSettings:
@@ -123,36 +109,3 @@ class RelayerSettings(StoreSettings):
                 "DEPIN_RELAYER_KEYSTORE_FILE needs DEPIN_RELAYER_KEYSTORE_PASSWORD to decrypt it"
             )
         return self
-
-    def account(self) -> LocalAccount:
-        """The matcher key, decrypted from the keystore or parsed from the private key."""
-        if self.private_key is not None:
-            try:
-                account: LocalAccount = Account.from_key(self.private_key.get_secret_value())
-            except Exception as exc:
-                raise ConfigError(
-                    f"DEPIN_RELAYER_PRIVATE_KEY is not a usable key ({type(exc).__name__}); "
-                    "give the 32-byte key as 0x-prefixed hex"
-                ) from None
-            return account
-        assert self.keystore_file is not None and self.keystore_password is not None
-        try:
-            keystore = json.loads(self.keystore_file.read_text())
-        except FileNotFoundError:
-            raise ConfigError(
-                f"no keystore at {self.keystore_file}; fix DEPIN_RELAYER_KEYSTORE_FILE"
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(
-                f"{self.keystore_file} is not a JSON keystore ({exc}); "
-                "point DEPIN_RELAYER_KEYSTORE_FILE at an encrypted eth-account keystore"
-            ) from None
-        try:
-            key = Account.decrypt(keystore, self.keystore_password.get_secret_value())
-        except ValueError as exc:
-            raise ConfigError(
-                f"cannot decrypt {self.keystore_file} ({exc}); "
-                "check DEPIN_RELAYER_KEYSTORE_PASSWORD"
-            ) from None
-        decrypted: LocalAccount = Account.from_key(key)
-        return decrypted

@@ -18,13 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import data_dir, wallet_path
-from marketplace.protocol.settings import DepinSettings
+from marketplace.protocol.settings import ChainSettings
 
 __all__ = ["ENV_PREFIX", "RequesterSettings", "default_wallet_dir"]
 
@@ -36,37 +34,21 @@ def default_wallet_dir() -> Path:
     return data_dir() / "wallets"
 
 
-class RequesterSettings(DepinSettings):
+class RequesterSettings(ChainSettings):
     """Configuration of one requester; every field has a `DEPIN_REQUESTER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
-    rpc_url: str = "http://127.0.0.1:8545"
-    deployment_file: Path = Path("deployment.json")
     relayer_url: str = "http://127.0.0.1:8700"
-    keystore_file: Path | None = None
-    keystore_password: SecretStr | None = None
-    private_key: SecretStr | None = None
     wallet_dir: Path = Field(default_factory=default_wallet_dir)
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
 
-    @field_validator("deployment_file", "keystore_file", "wallet_dir")
+    @field_validator("wallet_dir")
     @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
 
     def wallet_path(self, name: str) -> Path:
         """The keystore file of wallet `name`: NAME.json in `wallet_dir`, or an Ape account
         as ape:ALIAS (see `marketplace.protocol.places`)."""
         return wallet_path(name, self.wallet_dir, variable=f"{ENV_PREFIX}WALLET_DIR")
-
-    def account(self) -> LocalAccount:
-        """The requester key, from the keystore or the private key."""
-        return load_account(
-            keystore_file=self.keystore_file,
-            password=None
-            if self.keystore_password is None
-            else self.keystore_password.get_secret_value(),
-            private_key=None if self.private_key is None else self.private_key.get_secret_value(),
-            env_prefix=ENV_PREFIX,
-        )

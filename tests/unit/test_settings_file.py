@@ -93,3 +93,19 @@ def test_a_bad_file_is_refused_naming_the_fix(tmp_path: Path, text: str, message
     write(tmp_path / "depin.toml", text)
     with pytest.raises(ConfigError, match=message):
         RequesterSettings()
+
+
+def test_a_partial_view_of_a_role_reads_its_part_of_the_table(tmp_path: Path) -> None:
+    write(tmp_path / "depin.toml", '[relayer]\ndb_url = "sqlite:///x.db"\nconfirmations = 4\n')
+    assert StoreSettings().db_url == "sqlite:///x.db"
+
+
+def test_every_chain_role_names_its_own_variables_for_a_missing_key() -> None:
+    for settings, prefix in (
+        (RequesterSettings(), "DEPIN_REQUESTER_"),
+        (ProviderSettings(), "DEPIN_PROVIDER_"),
+    ):
+        with pytest.raises(
+            ConfigError, match=f"{prefix}KEYSTORE_FILE with {prefix}KEYSTORE_PASSWORD"
+        ):
+            settings.model_copy(update={"private_key": None, "keystore_file": None}).account()
