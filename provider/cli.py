@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from web3.logs import DISCARD
 
 from marketplace.cli.common import (
-    UINT80_MAX,
     JsonOpt,
     PasswordFileOpt,
     command,
@@ -30,8 +29,6 @@ from marketplace.cli.common import (
     emit_event,
     errors,
     fail,
-    format_tokens,
-    parse_tokens,
     read_password,
     relayer_url_option,
     rpc_url_option,
@@ -40,6 +37,7 @@ from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.places import wallet_path
+from marketplace.protocol.tokens import UINT80_MAX, format_tokens, parse_tokens
 from provider.settings import ProviderSettings
 
 app = typer.Typer(

@@ -16,14 +16,13 @@ import traceback
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from pydantic import ValidationError
 
-from marketplace.protocol.errors import ConfigError, DepinError
+from marketplace.protocol.errors import DepinError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,12 +38,6 @@ def set_debug(on: bool) -> None:
 def debugging() -> bool:
     return _debug
 
-
-#: The token's decimals: one token is 10**18 base units.
-DECIMALS: Final = 18
-#: The contracts' bounds on amounts: stakes (uint96) and prices per unit (uint80).
-UINT96_MAX: Final = 2**96 - 1
-UINT80_MAX: Final = 2**80 - 1
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PasswordFileOpt = Annotated[
@@ -197,38 +190,6 @@ def emit(data: Mapping[str, Any], as_json: bool, text: str | Iterable[str]) -> N
 def emit_event(data: Mapping[str, Any], as_json: bool, text: str) -> None:
     """An event of a long-running command (started, stopped): one JSON line with `--json`."""
     typer.echo(json.dumps(data) if as_json else text)
-
-
-def format_tokens(units: int) -> str:
-    """`units` base units as tokens, exactly, without trailing zeros: "1000", "0.5"."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), 10**DECIMALS)
-    if not frac:
-        return f"{sign}{whole}"
-    return f"{sign}{whole}.{frac:0{DECIMALS}d}".rstrip("0")
-
-
-def parse_tokens(text: str, *, what: str = "amount", maximum: int = UINT96_MAX) -> int:
-    """Base units of `text` given in whole tokens ("1000", "0.5"); positive, at most 18
-    decimals, at most `maximum` base units."""
-    try:
-        value = Decimal(text.strip().replace("_", ""))
-    except InvalidOperation:
-        raise ConfigError(
-            f"{what} {text!r} is not a number; give whole tokens like 1000 or 0.5"
-        ) from None
-    if not value.is_finite() or value <= 0:
-        raise ConfigError(f"{what} {text!r} must be a positive number of tokens, like 1000 or 0.5")
-    units = value.scaleb(DECIMALS)
-    if units != units.to_integral_value():
-        raise ConfigError(
-            f"{what} {text!r} has more than {DECIMALS} decimals; the token has {DECIMALS}"
-        )
-    if units > maximum:
-        raise ConfigError(
-            f"{what} {text!r} exceeds the contract's limit of {format_tokens(maximum)}"
-        )
-    return int(units)
 
 
 def read_password(password_file: Path | None, env: str, *, confirm: bool = False) -> str:

@@ -21,7 +21,6 @@ import typer
 from pydantic import SecretStr
 
 from marketplace.cli.common import (
-    UINT80_MAX,
     JsonOpt,
     PasswordFileOpt,
     command,
@@ -29,12 +28,11 @@ from marketplace.cli.common import (
     emit,
     errors,
     fail,
-    format_tokens,
-    parse_tokens,
     read_password,
     relayer_url_option,
     rpc_url_option,
 )
+from marketplace.protocol.tokens import UINT80_MAX, format_tokens, parse_tokens
 
 if TYPE_CHECKING:
     from marketplace.requester import JobResult, JobStatus, Requester, RequesterSettings

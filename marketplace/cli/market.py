@@ -9,15 +9,13 @@ from typing import Annotated
 import typer
 
 from marketplace.cli.common import (
-    UINT80_MAX,
     JsonOpt,
     emit,
     errors,
     fail,
-    format_tokens,
-    parse_tokens,
 )
 from marketplace.cli.job import ChainOptions, RelayerOpt
+from marketplace.protocol.tokens import UINT80_MAX, format_tokens, parse_tokens
 
 
 def market(

@@ -26,10 +26,10 @@ from marketplace.cli.common import (
     emit,
     errors,
     fail,
-    format_tokens,
     read_password,
 )
 from marketplace.cli.job import ChainOptions, KeystoreOpt, RequesterOptions, WalletOpt
+from marketplace.protocol.tokens import format_tokens, parse_tokens
 
 app = typer.Typer(name="wallet", no_args_is_help=True, help="Requester wallets and balances.")
 
@@ -207,8 +207,8 @@ def balance(
 @command(app, "faucet", account=_AccountOptions)
 def faucet(
     address: AddressArg = None,
-    eth: Annotated[float, typer.Option("--eth", help="ETH to add for gas.", min=0)] = 10.0,
-    tokens: Annotated[float, typer.Option("--tokens", help="Tokens to mint.", min=0)] = 1_000.0,
+    eth: Annotated[str, typer.Option("--eth", help="ETH to add for gas (0 for none).")] = "10",
+    tokens: Annotated[str, typer.Option("--tokens", help="Tokens to mint (0 for none).")] = "1000",
     minter_key: Annotated[
         str | None,
         typer.Option(
@@ -244,9 +244,9 @@ def faucet(
             minter = Account.from_key(minter_key)
         except Exception as exc:
             raise fail(f"--minter-key is not a usable key ({type(exc).__name__})") from None
-    wei = round(eth * 10**18)
-    amount = round(tokens * 10**18)
     with errors():
+        wei = parse_tokens(eth, what="--eth", maximum=2**128, allow_zero=True)
+        amount = parse_tokens(tokens, what="--tokens", maximum=2**128, allow_zero=True)
         market = Market(w3, dep, minter)
         if wei:
             current = int(w3.eth.get_balance(who))

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
 
+from marketplace.protocol.tokens import format_tokens
 from marketplace.relayer.matcher import OpenJob, ProviderView
 
 __all__ = ["Waiting", "explain", "why_idle"]
-
-_WEI: Final = 10**18
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,6 @@ class Waiting:
     reason: str
     eligible: int
     needed: int
-
-
-def _tokens(units: int) -> str:
-    whole, frac = divmod(units, _WEI)
-    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") if frac else str(whole)
 
 
 def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
@@ -90,8 +83,8 @@ def explain(job: OpenJob, providers: Sequence[ProviderView]) -> Waiting:
         return short(
             "price",
             f"{len(cheap)} live providers ask at most your max price of "
-            f"{_tokens(job.max_price_per_unit)} tokens per unit; {need} would at "
-            f"{_tokens(asks[need - 1])}: raise --max-price to that",
+            f"{format_tokens(job.max_price_per_unit)} tokens per unit; {need} would at "
+            f"{format_tokens(asks[need - 1])}: raise --max-price to that",
             cheap,
         )
     pool = cheap

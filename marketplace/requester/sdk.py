@@ -58,6 +58,7 @@ from marketplace.protocol.results import (
     verify_result,
 )
 from marketplace.protocol.spec import JobSpec, ParamValue
+from marketplace.protocol.tokens import format_tokens
 from marketplace.requester.errors import (
     InputError,
     InsufficientFunds,
@@ -88,7 +89,6 @@ __all__ = [
 RESULT_STATES: Final = frozenset(
     {JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING, JobState.SETTLED}
 )
-TOKEN_DECIMALS: Final = 18
 #: Seconds a permit signed for `createJobsWithPermit` stays valid.
 PERMIT_LIFETIME: Final = 3_600
 #: Uploads in flight at once in `submit_many`.
@@ -97,14 +97,6 @@ UPLOAD_THREADS: Final = 8
 LOG_CHUNK: Final = 10_000
 
 Until = Literal["result", "terminal"]
-
-
-def format_tokens(amount: int, decimals: int = TOKEN_DECIMALS) -> str:
-    """`amount` base units as a decimal token amount without trailing zeros ("1.5")."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**decimals)
-    digits = f"{frac:0{decimals}d}".rstrip("0")
-    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
 def _tx(receipt: Mapping[str, Any]) -> str:

@@ -34,7 +34,6 @@ from web3.exceptions import Web3RPCError
 from marketplace.api.app import create_app
 from marketplace.api.chain_routes import chain_router
 from marketplace.api.settings import ApiSettings
-from marketplace.cli.common import format_tokens
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
@@ -48,6 +47,7 @@ from marketplace.protocol.results import (
     sign_result_notice,
 )
 from marketplace.protocol.spec import JobSpec, SpecError
+from marketplace.protocol.tokens import format_tokens
 from marketplace.relayer.listener import Listener
 from marketplace.relayer.store import Store
 from marketplace.requester import (
@@ -617,21 +617,23 @@ def test_cli_wallet_new_faucet_balance_submit(
     assert empty == {"address": made["address"], "eth": "0", "tokens": "0", "credits": "0"}
 
     # Without the owner's key the faucet mints as the token owner (Anvil impersonation)...
-    run(bare, "wallet", "faucet", "--wallet", "w1", "--eth", "1", "--tokens", "2", "--json")
+    run(bare, "wallet", "faucet", "--wallet", "w1", "--eth", "1", "--tokens", "1.5", "--json")
     funded = json.loads(run(bare, "wallet", "balance", made["address"], "--json").stdout)
-    assert (funded["eth"], funded["tokens"]) == (str(10**18), str(2 * 10**18))
+    assert (funded["eth"], funded["tokens"]) == (str(10**18), str(15 * 10**17))
     owner = world.cast.owner.token_owner()
     with pytest.raises(Web3RPCError):  # ...and ends the impersonation
         world.cast.owner.token.functions.mint(made["address"], 1).transact({"from": owner})
     # ...with it, signs as the owner.
     minter = {**bare, "DEPIN_DEVNET_MINTER_KEY": "0x" + bytes(world.owner.key).hex()}
-    run(minter, "wallet", "faucet", "--wallet", "w1", "--eth", "0", "--tokens", "3", "--json")
+    run(minter, "wallet", "faucet", "--wallet", "w1", "--eth", "0", "--tokens", "3.5", "--json")
     funded = json.loads(run(bare, "wallet", "balance", made["address"], "--json").stdout)
     assert (funded["eth"], funded["tokens"]) == (str(10**18), str(5 * 10**18))
     bad_key = run(
         {**bare, "DEPIN_DEVNET_MINTER_KEY": "0x12"}, "wallet", "faucet", made["address"], code=1
     )
     assert "--minter-key is not a usable key" in bad_key.stderr
+    bad_amount = run(bare, "wallet", "faucet", made["address"], "--tokens", "lots", code=1)
+    assert "--tokens 'lots' is not a number" in bad_amount.stderr
 
     out = run(
         bare,

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from marketplace.cli.main import app
 from marketplace.protocol.errors import ConfigError
-from provider.cli import format_tokens, parse_tokens, profile_mask, profile_names
+from marketplace.protocol.tokens import format_tokens, parse_tokens
+from provider.cli import profile_mask, profile_names
 
 TOKEN = 10**18
 PROFILES = ["torch-2.13.0/cpu/float32/deterministic", "torch-2.13.0/cuda/float32/deterministic"]
@@ -117,3 +118,12 @@ def test_missing_key_names_both_ways_to_give_it() -> None:
     code, _, err = _run("run")
     assert code == 1
     assert "DEPIN_PROVIDER_PRIVATE_KEY" in err and "DEPIN_PROVIDER_KEYSTORE_FILE" in err
+
+
+def test_parse_tokens_takes_zero_only_when_allowed() -> None:
+    assert parse_tokens("0", allow_zero=True) == 0
+    assert parse_tokens("0.1", allow_zero=True) == 10**17  # exact: never through a float
+    with pytest.raises(ConfigError, match="must be a positive number"):
+        parse_tokens("0")
+    with pytest.raises(ConfigError, match="must be a positive or zero number"):
+        parse_tokens("-1", allow_zero=True)
