@@ -49,7 +49,7 @@ from marketplace.api.artifacts import (
     ArtifactTooLarge,
     PendingArtifact,
 )
-from marketplace.api.metrics import CONTENT_TYPE, Counter, Histogram, Registry
+from marketplace.api.metrics import CONTENT_TYPE, ApiMetrics
 from marketplace.api.results import results_router
 from marketplace.api.settings import ApiSettings
 from marketplace.protocol.artifact_client import REASON_HEADER, check_sha256
@@ -101,76 +101,10 @@ class ProviderSource(Protocol):
     def is_registered(self, address: str) -> bool: ...
 
 
-class _Metrics:
-    """The API's own metrics, in one registry per app."""
-
-    def __init__(
-        self,
-        store: ArtifactStore,
-        book: LivenessBook,
-        settings: ApiSettings,
-        clock: Callable[[], float],
-    ) -> None:
-        self.registry = Registry()
-        r = self.registry
-        self.requests: Counter = r.counter(
-            "depin_http_requests_total",
-            "HTTP requests served, by route template, method and status.",
-            ("route", "method", "status"),
-        )
-        self.latency: Histogram = r.histogram(
-            "depin_http_request_duration_seconds",
-            "Time to serve an HTTP request, until the last body byte is sent, by route template.",
-            ("route",),
-        )
-        r.gauge(
-            "depin_artifacts_stored",
-            "Artifacts in the store.",
-            callback=lambda: [((), store.stats().artifacts)],
-        )
-        r.gauge(
-            "depin_artifact_stored_bytes",
-            "Bytes of artifacts in the store.",
-            callback=lambda: [((), store.stats().bytes)],
-        )
-        self.uploaded = r.counter(
-            "depin_artifact_uploaded_bytes_total", "Bytes received in completed uploads."
-        )
-        self.corrupt = r.counter(
-            "depin_artifact_corrupt_total",
-            "Stored artifacts found corrupt on read and quarantined.",
-        )
-        self.accepted = r.counter(
-            "depin_heartbeats_accepted_total", "Provider heartbeats accepted."
-        )
-        self.rejected = r.counter(
-            "depin_heartbeats_rejected_total",
-            "Provider heartbeats rejected, by reason.",
-            ("reason",),
-        )
-
-        def providers() -> list[tuple[tuple[str, ...], float]]:
-            snapshot = book.snapshot()
-            now = int(clock())
-            live = sum(
-                1
-                for hb in snapshot.values()
-                if now - hb.timestamp <= settings.heartbeat_interval * settings.heartbeat_missed
-            )
-            return [(("all",), len(snapshot)), (("live",), live)]
-
-        r.gauge(
-            "depin_providers_heartbeating",
-            "Providers with a recorded heartbeat (all), and those live now (live).",
-            ("state",),
-            callback=providers,
-        )
-
-
 class _RequestMetrics:
     """ASGI middleware counting requests by route template and timing them."""
 
-    def __init__(self, app: ASGIApp, metrics: _Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -193,8 +127,8 @@ class _RequestMetrics:
             route = scope.get("route")
             # The template, not the path: one series per endpoint, whatever the hash.
             label = str(getattr(route, "path", None) or "unmatched")
-            self.metrics.requests.inc(label, str(scope["method"]), str(status))
-            self.metrics.latency.observe(time.perf_counter() - start, label)
+            self.metrics.requests.labels(label, str(scope["method"]), str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 
 def _error(
@@ -233,7 +167,7 @@ def create_app(
     book: LivenessBook = (
         liveness if liveness is not None else MemoryLivenessBook(settings.max_providers)
     )
-    metrics = _Metrics(store, book, settings, clock)
+    metrics = ApiMetrics(store, book, settings, clock)
 
     # /docs (Swagger UI) and /redoc from assets shipped in the fastapi-offline wheel: a relayer
     # on a network without a CDN, or a browser that blocks one, still shows its API.
@@ -295,7 +229,7 @@ def create_app(
             return _error(400, "the client disconnected before the body was complete")
         finally:
             pending.close()
-        metrics.uploaded.inc(amount=pending.size)
+        metrics.uploaded.inc(pending.size)
         return JSONResponse(
             {"sha256": sha256, "size": pending.size, "created": pending.created},
             status_code=201 if pending.created else 200,
@@ -339,7 +273,7 @@ def create_app(
     # ---------------------------------------------------------------- heartbeats
 
     def reject(exc: HeartbeatError) -> JSONResponse:
-        metrics.rejected.inc(exc.reason)
+        metrics.rejected.labels(exc.reason).inc()
         return _error(_HEARTBEAT_STATUS.get(exc.reason, 400), str(exc), reason=exc.reason)
 
     window = settings.heartbeat_interval * settings.heartbeat_missed
@@ -356,7 +290,7 @@ def create_app(
         async for chunk in request.stream():
             body += chunk
             if len(body) > _MAX_HEARTBEAT_BYTES:
-                metrics.rejected.inc("malformed")
+                metrics.rejected.labels("malformed").inc()
                 return _error(
                     413,
                     f"a heartbeat is at most {_MAX_HEARTBEAT_BYTES} bytes; send only its fields",
@@ -441,7 +375,7 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        return Response(metrics.registry.render(), media_type=CONTENT_TYPE)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     # ---------------------------------------------------------------- extensions
 

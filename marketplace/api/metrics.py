@@ -1,263 +1,149 @@
-"""Prometheus metrics in the text exposition format (version 0.0.4), without a client library.
+"""The relayer API's Prometheus metrics, kept by prometheus_client in one registry per app.
 
-Counters, gauges (set, or computed at scrape time by a callback) and histograms, each with a
-fixed tuple of label names, collected in a `Registry` whose `render()` is the /metrics body:
+What happens is counted as it happens (requests, their latency, uploads, corrupt artifacts,
+heartbeats); what the store and the liveness book hold is read at each scrape, so it is never
+stale. `ApiMetrics.render()` is the /metrics body, in the text format of `CONTENT_TYPE`:
 
     # HELP depin_http_requests_total HTTP requests served, by route template, method and status.
     # TYPE depin_http_requests_total counter
-    depin_http_requests_total{route="/artifacts/{sha256}",method="GET",status="200"} 3
-
-Label values are escaped (backslash, double quote, newline); HELP text escapes backslash and
-newline. Histograms write cumulative `_bucket{le=...}` series ending in `le="+Inf"`, then `_sum`
-and `_count`. All updates are thread-safe.
+    depin_http_requests_total{method="GET",route="/artifacts/{sha256}",status="200"} 3.0
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Final
 
-__all__ = [
-    "CONTENT_TYPE",
-    "DEFAULT_BUCKETS",
-    "Counter",
-    "Gauge",
-    "Histogram",
-    "Registry",
-]
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-#: Latency buckets in seconds (the Prometheus client default).
-DEFAULT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+from marketplace.api.artifacts import ArtifactStore
+from marketplace.api.settings import ApiSettings
+from marketplace.protocol.heartbeat import LivenessBook
 
-_Labels = tuple[str, ...]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "ApiMetrics"]
 
-
-def _format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
+# Every name here is a classic one, so the body is exactly the 0.0.4 format; saying so keeps
+# scrapers that pick a parser by the version on the path they have always taken.
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+#: Latency buckets in seconds; `le` values are part of the series dashboards query.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
-    if not names:
-        return ""
-    pairs = ",".join(f'{n}="{_escape_label(v)}"' for n, v in zip(names, values, strict=True))
-    return "{" + pairs + "}"
-
-
-def _check_name(name: str) -> None:
-    ok = name and (name[0].isalpha() or name[0] in "_:")
-    if not ok or not all(c.isalnum() or c in "_:" for c in name) or not name.isascii():
-        raise ValueError(f"{name!r} is not a valid Prometheus metric or label name")
-
-
-class _Metric:
-    kind: str = ""
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        _check_name(name)
-        for label in labels:
-            _check_name(label)
-            if label == "le" or label.startswith("__"):
-                raise ValueError(f"label name {label!r} is reserved in Prometheus")
-        self.name = name
-        self.help = help
-        self.label_names: _Labels = tuple(labels)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: Sequence[str]) -> _Labels:
-        if len(labels) != len(self.label_names):
-            raise ValueError(
-                f"{self.name} takes labels {self.label_names}, got {len(labels)} values"
-            )
-        return tuple(str(v) for v in labels)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    """A value that only goes up. By convention its name ends in `_total`."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[_Labels, float] = {}
-        if not self.label_names:
-            self._values[()] = 0.0
-
-    def inc(self, *labels: str, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError(f"a counter only goes up; {self.name} got {amount}")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, *labels: str) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [
-            f"{self.name}{_label_text(self.label_names, k)} {_format_value(v)}" for k, v in items
-        ]
-
-
-class Gauge(_Metric):
-    """A value that goes up and down; set directly, or computed by `callback` at each scrape.
-
-    A callback returns the samples as (label values, value) pairs.
-    """
-
-    kind = "gauge"
+class _ReadAtScrape:
+    """The gauges computed from the store and the liveness book at each scrape."""
 
     def __init__(
         self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        callback: Callable[[], Iterable[tuple[_Labels, float]]] | None = None,
+        store: ArtifactStore,
+        book: LivenessBook,
+        live_window: int,
+        clock: Callable[[], float],
     ) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[_Labels, float] = {}
-        self._callback = callback
+        self._store = store
+        self._book = book
+        self._live_window = live_window
+        self._clock = clock
 
-    def set(self, value: float, *labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
+    def describe(self) -> Iterable[Metric]:
+        # Names without values: the registry refuses a clash at registration, and registering
+        # does not read the store.
+        return self._families()
 
-    def samples(self) -> list[str]:
-        if self._callback is not None:
-            items = sorted((self._key(k), float(v)) for k, v in self._callback())
-        else:
-            with self._lock:
-                items = sorted(self._values.items())
-        return [
-            f"{self.name}{_label_text(self.label_names, k)} {_format_value(v)}" for k, v in items
-        ]
+    def collect(self) -> Iterable[Metric]:
+        stats = self._store.stats()
+        snapshot = self._book.snapshot()
+        now = int(self._clock())
+        live = sum(1 for hb in snapshot.values() if now - hb.timestamp <= self._live_window)
+        stored, stored_bytes, providers = self._families()
+        stored.add_metric((), stats.artifacts)
+        stored_bytes.add_metric((), stats.bytes)
+        providers.add_metric(("all",), len(snapshot))
+        providers.add_metric(("live",), live)
+        return stored, stored_bytes, providers
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("depin_artifacts_stored", "Artifacts in the store.", labels=()),
+            GaugeMetricFamily(
+                "depin_artifact_stored_bytes", "Bytes of artifacts in the store.", labels=()
+            ),
+            GaugeMetricFamily(
+                "depin_providers_heartbeating",
+                "Providers with a recorded heartbeat (all), and those live now (live).",
+                labels=("state",),
+            ),
+        )
 
 
-class Histogram(_Metric):
-    """Observations counted into cumulative buckets, with their sum and count."""
+class _WithoutCreated:
+    """The registry's families less the `_created` samples prometheus_client adds to counters
+    and histograms: in the 0.0.4 format they would be extra gauge series nobody asked for.
+    Filtered here rather than switched off library-wide, which would reach other registries in
+    the same process."""
 
-    kind = "histogram"
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            # collect() builds fresh Metric objects on every call, so trimming them is safe.
+            created = metric.name + "_created"
+            metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+class ApiMetrics:
+    """One app's metrics. Each app has its own registry (never prometheus_client's global
+    one), so apps created side by side in one process count separately."""
 
     def __init__(
         self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        store: ArtifactStore,
+        book: LivenessBook,
+        settings: ApiSettings,
+        clock: Callable[[], float],
     ) -> None:
-        super().__init__(name, help, labels)
-        bounds = sorted(float(b) for b in buckets)
-        if not bounds or len(set(bounds)) != len(bounds) or any(math.isnan(b) for b in bounds):
-            raise ValueError(f"{name}: buckets must be distinct numbers, got {buckets}")
-        if bounds[-1] != math.inf:
-            bounds.append(math.inf)
-        self.bounds: tuple[float, ...] = tuple(bounds)
-        # Per label set: per-bucket (non-cumulative) counts, sum.
-        self._counts: dict[_Labels, list[int]] = {}
-        self._sums: dict[_Labels, float] = {}
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "depin_http_requests_total",
+            "HTTP requests served, by route template, method and status.",
+            ("route", "method", "status"),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "depin_http_request_duration_seconds",
+            "Time to serve an HTTP request, until the last body byte is sent, by route template.",
+            ("route",),
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.uploaded = Counter(
+            "depin_artifact_uploaded_bytes_total",
+            "Bytes received in completed uploads.",
+            registry=r,
+        )
+        self.corrupt = Counter(
+            "depin_artifact_corrupt_total",
+            "Stored artifacts found corrupt on read and quarantined.",
+            registry=r,
+        )
+        self.accepted = Counter(
+            "depin_heartbeats_accepted_total", "Provider heartbeats accepted.", registry=r
+        )
+        self.rejected = Counter(
+            "depin_heartbeats_rejected_total",
+            "Provider heartbeats rejected, by reason.",
+            ("reason",),
+            registry=r,
+        )
+        window = settings.heartbeat_interval * settings.heartbeat_missed
+        r.register(_ReadAtScrape(store, book, window, clock))
+        self._exposed = _WithoutCreated(r)
 
-    def observe(self, value: float, *labels: str) -> None:
-        key = self._key(labels)
-        index = next(i for i, b in enumerate(self.bounds) if value <= b)
-        with self._lock:
-            counts = self._counts.get(key)
-            if counts is None:
-                counts = self._counts[key] = [0] * len(self.bounds)
-                self._sums[key] = 0.0
-            counts[index] += 1
-            self._sums[key] += value
-
-    def count(self, *labels: str) -> int:
-        with self._lock:
-            return sum(self._counts.get(self._key(labels), ()))
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, list(c), self._sums[k]) for k, c in self._counts.items())
-        lines: list[str] = []
-        names = (*self.label_names, "le")
-        for key, counts, total in items:
-            running = 0
-            for bound, n in zip(self.bounds, counts, strict=True):
-                running += n
-                labels = _label_text(names, (*key, _format_value(bound)))
-                lines.append(f"{self.name}_bucket{labels} {running}")
-            plain = _label_text(self.label_names, key)
-            lines.append(f"{self.name}_sum{plain} {_format_value(total)}")
-            lines.append(f"{self.name}_count{plain} {running}")
-        return lines
-
-
-_M = TypeVar("_M", bound=_Metric)
-
-
-class Registry:
-    """The metrics one /metrics endpoint exposes, rendered in registration order."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def register(self, metric: _M) -> _M:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} is already registered")
-        self._metrics[metric.name] = metric
-        return metric
-
-    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
-        return self.register(Counter(name, help, labels))
-
-    def gauge(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        callback: Callable[[], Iterable[tuple[_Labels, float]]] | None = None,
-    ) -> Gauge:
-        return self.register(Gauge(name, help, labels, callback=callback))
-
-    def histogram(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        *,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-    ) -> Histogram:
-        return self.register(Histogram(name, help, labels, buckets=buckets))
-
-    def render(self) -> str:
-        """The exposition text: HELP, TYPE and samples of every metric, newline-terminated."""
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.header())
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The /metrics body (media type `CONTENT_TYPE`)."""
+        return generate_latest(self._exposed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from marketplace.api.app import create_app
@@ -503,10 +505,18 @@ _VALUE = r"(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]Inf|NaN)"
 _HELP_LINE = re.compile(rf"# HELP ({_NAME}) .*")
 _TYPE_LINE = re.compile(rf"# TYPE ({_NAME}) (counter|gauge|histogram|summary|untyped)")
 _SAMPLE_LINE = re.compile(rf"({_NAME})(\{{{_LABEL}(?:,{_LABEL})*\}})? ({_VALUE})")
+_LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"')
+
+
+def _series(name: str, **labels: str) -> str:
+    """`name{labels}` with the labels sorted by name: label order carries no meaning in the
+    format, so series are compared in this one spelling."""
+    pairs = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{pairs}}}" if labels else name
 
 
 def _samples(text: str) -> dict[str, float]:
-    """Parses exposition text strictly; returns `name{labels}` -> value (`name` if no labels)."""
+    """Parses exposition text strictly; returns `_series(name, **labels)` -> value."""
     assert text.endswith("\n")
     types: dict[str, str] = {}
     samples: dict[str, float] = {}
@@ -524,7 +534,7 @@ def _samples(text: str) -> dict[str, float]:
             name = match[1]
             family = re.sub(r"_(bucket|sum|count)$", "", name)
             assert name in types or types.get(family) == "histogram", f"{name} has no TYPE"
-            key = name + (match[2] or "")
+            key = _series(name, **dict(_LABEL_PAIR.findall(match[2] or "")))
             assert key not in samples, f"{key} appears twice"
             samples[key] = float(match[3])
     return samples
@@ -547,21 +557,24 @@ def test_metrics_parse_and_move(http: httpx.Client, client: ArtifactClient) -> N
     def moved(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    route = '{route="/artifacts/{sha256}",method="%s",status="%s"}'
-    assert moved("depin_http_requests_total" + route % ("PUT", "201")) == 1
-    assert moved("depin_http_requests_total" + route % ("GET", "200")) == 1
-    assert moved("depin_http_requests_total" + route % ("GET", "400")) == 1
-    metrics_route = 'depin_http_requests_total{route="/metrics",method="GET",status="200"}'
-    assert moved(metrics_route) == 1
+    def requests(route: str, method: str, status: str) -> str:
+        return _series("depin_http_requests_total", route=route, method=method, status=status)
+
+    assert moved(requests("/artifacts/{sha256}", "PUT", "201")) == 1
+    assert moved(requests("/artifacts/{sha256}", "GET", "200")) == 1
+    assert moved(requests("/artifacts/{sha256}", "GET", "400")) == 1
+    assert moved(requests("/metrics", "GET", "200")) == 1
     assert moved("depin_artifacts_stored") == 1
     assert moved("depin_artifact_stored_bytes") == 1000
     assert moved("depin_artifact_uploaded_bytes_total") == 1000
     assert moved("depin_heartbeats_accepted_total") == 1
-    assert moved('depin_heartbeats_rejected_total{reason="chain"}') == 1
-    assert moved('depin_providers_heartbeating{state="live"}') >= 1
-    count = 'depin_http_request_duration_seconds_count{route="/artifacts/{sha256}"}'
+    assert moved(_series("depin_heartbeats_rejected_total", reason="chain")) == 1
+    assert moved(_series("depin_providers_heartbeating", state="live")) >= 1
+    count = _series("depin_http_request_duration_seconds_count", route="/artifacts/{sha256}")
     assert moved(count) == 3
-    inf = 'depin_http_request_duration_seconds_bucket{route="/artifacts/{sha256}",le="+Inf"}'
+    inf = _series(
+        "depin_http_request_duration_seconds_bucket", route="/artifacts/{sha256}", le="+Inf"
+    )
     assert after[inf] == after[count]
 
 
@@ -569,9 +582,9 @@ def test_histogram_buckets_are_cumulative(http: httpx.Client) -> None:
     samples = _samples(http.get("/metrics").text)
     buckets: dict[str, list[tuple[float, float]]] = {}
     for key, value in samples.items():
-        match = re.fullmatch(r'depin_http_request_duration_seconds_bucket\{(.*),le="(.*)"\}', key)
+        match = re.fullmatch(r'depin_http_request_duration_seconds_bucket\{le="(.*)",(.*)\}', key)
         if match:
-            buckets.setdefault(match[1], []).append((float(match[2]), value))
+            buckets.setdefault(match[2], []).append((float(match[1]), value))
     assert buckets
     for series in buckets.values():
         counts = [v for _, v in sorted(series)]
@@ -588,7 +601,8 @@ def test_healthz_reports_configuration(http: httpx.Client) -> None:
 def test_unknown_route_is_counted_once_as_unmatched(http: httpx.Client) -> None:
     assert http.get("/no/such/route").status_code == 404
     text = http.get("/metrics").text
-    assert 'route="unmatched",method="GET",status="404"' in text
+    unmatched = _series("depin_http_requests_total", route="unmatched", method="GET", status="404")
+    assert unmatched in _samples(text)
     assert "/no/such/route" not in text
 
 
@@ -676,6 +690,126 @@ def test_routers_are_included(tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path), routers=[router])
     assert _call(app, "GET", "/jobs/count").json() == {"jobs": 0}
     assert 'route="/jobs/count"' in _call(app, "GET", "/metrics").text
+
+
+#: Each metric family as prometheus_client's parser reads it (a counter's family name has no
+#: `_total`): type, HELP text, and each sample name with the label names it carries.
+_FAMILIES: dict[str, tuple[str, str, dict[str, set[str]]]] = {
+    "depin_http_requests": (
+        "counter",
+        "HTTP requests served, by route template, method and status.",
+        {"depin_http_requests_total": {"route", "method", "status"}},
+    ),
+    "depin_http_request_duration_seconds": (
+        "histogram",
+        "Time to serve an HTTP request, until the last body byte is sent, by route template.",
+        {
+            "depin_http_request_duration_seconds_bucket": {"route", "le"},
+            "depin_http_request_duration_seconds_sum": {"route"},
+            "depin_http_request_duration_seconds_count": {"route"},
+        },
+    ),
+    "depin_artifacts_stored": (
+        "gauge",
+        "Artifacts in the store.",
+        {"depin_artifacts_stored": set()},
+    ),
+    "depin_artifact_stored_bytes": (
+        "gauge",
+        "Bytes of artifacts in the store.",
+        {"depin_artifact_stored_bytes": set()},
+    ),
+    "depin_artifact_uploaded_bytes": (
+        "counter",
+        "Bytes received in completed uploads.",
+        {"depin_artifact_uploaded_bytes_total": set()},
+    ),
+    "depin_artifact_corrupt": (
+        "counter",
+        "Stored artifacts found corrupt on read and quarantined.",
+        {"depin_artifact_corrupt_total": set()},
+    ),
+    "depin_heartbeats_accepted": (
+        "counter",
+        "Provider heartbeats accepted.",
+        {"depin_heartbeats_accepted_total": set()},
+    ),
+    "depin_heartbeats_rejected": (
+        "counter",
+        "Provider heartbeats rejected, by reason.",
+        {"depin_heartbeats_rejected_total": {"reason"}},
+    ),
+    "depin_providers_heartbeating": (
+        "gauge",
+        "Providers with a recorded heartbeat (all), and those live now (live).",
+        {"depin_providers_heartbeating": {"state"}},
+    ),
+}
+
+
+def test_metrics_read_by_the_reference_parser(tmp_path: Path) -> None:
+    app = create_app(_settings(tmp_path))
+    data, sha = artifact(1000)
+    assert _call(app, "PUT", f"/artifacts/{sha}", content=data).status_code == 201
+    assert _call(app, "GET", f"/artifacts/{sha}").content == data
+    (tmp_path / "artifacts" / sha[:2] / sha[2:]).write_bytes(b"\x00" + data[1:])
+    assert _call(app, "GET", f"/artifacts/{sha}").status_code == 500
+    body = heartbeat(Account.create()).model_dump_json()
+    assert _call(app, "POST", "/heartbeats", content=body).status_code == 200
+    body = heartbeat(Account.create(), chain_id=5).model_dump_json()
+    assert _call(app, "POST", "/heartbeats", content=body).status_code == 400
+
+    response = _call(app, "GET", "/metrics")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+
+    assert set(families) == set(_FAMILIES)
+    for name, (kind, help_text, label_names) in _FAMILIES.items():
+        family = families[name]
+        assert (family.type, family.documentation) == (kind, help_text), name
+        assert {s.name for s in family.samples} == set(label_names), name
+        for sample in family.samples:
+            assert set(sample.labels) == label_names[sample.name], sample
+
+    def value(name: str, **labels: str) -> float:
+        found = [
+            s.value
+            for f in families.values()
+            for s in f.samples
+            if s.name == name and s.labels == labels
+        ]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
+    requests = "depin_http_requests_total"
+    assert value(requests, route="/artifacts/{sha256}", method="PUT", status="201") == 1
+    assert value(requests, route="/artifacts/{sha256}", method="GET", status="500") == 1
+    assert value("depin_artifact_uploaded_bytes_total") == 1000
+    assert value("depin_artifact_corrupt_total") == 1
+    # The corrupt copy was quarantined, so the store is empty again.
+    assert value("depin_artifacts_stored") == 0
+    assert value("depin_heartbeats_accepted_total") == 1
+    assert value("depin_heartbeats_rejected_total", reason="chain") == 1
+    assert value("depin_providers_heartbeating", state="all") == 1
+    assert value("depin_providers_heartbeating", state="live") == 1
+    buckets = [
+        float(s.labels["le"])
+        for s in families["depin_http_request_duration_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["route"] == "/heartbeats"
+    ]
+    assert buckets == [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf]
+    count = "depin_http_request_duration_seconds_count"
+    assert value(count, route="/heartbeats") == 2
+
+
+def test_each_app_counts_in_its_own_registry(tmp_path: Path) -> None:
+    busy = create_app(_settings(tmp_path / "busy"))
+    idle = create_app(_settings(tmp_path / "idle"))
+    body = heartbeat(Account.create()).model_dump_json()
+    assert _call(busy, "POST", "/heartbeats", content=body).status_code == 200
+    key = "depin_heartbeats_accepted_total"
+    assert _samples(_call(busy, "GET", "/metrics").text)[key] == 1
+    assert _samples(_call(idle, "GET", "/metrics").text)[key] == 0
 
 
 def test_settings_read_the_deployment_file(tmp_path: Path) -> None:
