@@ -36,7 +36,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.relayer.matcher import UNLIMITED_UNITS, OpenJob, ProviderView, match
+from marketplace.matching.matcher import UNLIMITED_UNITS, OpenJob, ProviderView, match
 
 RESULTS = Path(__file__).parent / "results" / "matcher.json"
 PROVIDER_COUNTS = (100, 1_000, 10_000)

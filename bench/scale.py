@@ -180,7 +180,7 @@ def _rss_mib() -> float:
 
 def relayer_reads(url: str, rpc_url: str, deployment_file: Path) -> dict[str, float]:
     """One relayer step's reads and match over the store at `url` (run in a fresh process)."""
-    from marketplace.relayer.matcher import match
+    from marketplace.matching.matcher import match
     from marketplace.relayer.service import Relayer
 
     deployment = Deployment.load(deployment_file)

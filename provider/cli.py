@@ -578,8 +578,8 @@ def _why_idle(relayer_url: str, who: str, record: ProviderRecord) -> list[str] |
     view of its liveness and of the open jobs; None when the relayer does not answer."""
     import httpx
 
-    from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView
-    from marketplace.relayer.why import why_idle
+    from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView
+    from marketplace.matching.why import why_idle
 
     base = relayer_url.rstrip("/")
     try:

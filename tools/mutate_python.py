@@ -54,7 +54,7 @@ TARGETS: dict[str, Target] = {
         "marketplace/protocol/spec.py",
         ("tests/unit/test_spec.py", "tests/unit/test_spec_messages.py"),
     ),
-    "matcher": Target("marketplace/relayer/matcher.py", ("tests/unit/test_matcher.py",)),
+    "matcher": Target("marketplace/matching/matcher.py", ("tests/unit/test_matcher.py",)),
     "keeper": Target("marketplace/relayer/keeper.py", ("tests/unit/test_keeper.py",)),
 }
 QUICK = ("digest", "hashing")

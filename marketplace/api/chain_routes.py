@@ -39,10 +39,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from marketplace.matching.matcher import VALID_REPLICAS
+from marketplace.matching.why import explain
 from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
-from marketplace.relayer.matcher import VALID_REPLICAS
 from marketplace.relayer.outages import database_unavailable, reason, safe_url
 from marketplace.relayer.store import (
     AuditRoundRow,
@@ -54,7 +55,6 @@ from marketplace.relayer.store import (
     SkippedRow,
     Store,
 )
-from marketplace.relayer.why import explain
 
 __all__ = [
     "AuditRoundOut",
@@ -315,7 +315,7 @@ class SkippedOut(BaseModel):
 
 
 class WaitingOut(BaseModel):
-    """Why an open job is not matched yet (marketplace.relayer.why)."""
+    """Why an open job is not matched yet (marketplace.matching.why)."""
 
     code: str
     reason: str

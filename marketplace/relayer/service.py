@@ -55,6 +55,7 @@ from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
+from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError
@@ -62,7 +63,6 @@ from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
 from marketplace.relayer.listener import Listener
-from marketplace.relayer.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.relayer.outages import RPC_ERRORS, database_unavailable, reason, safe_url
 from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.store import JobRow, ParticipantRow, Store

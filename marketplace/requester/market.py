@@ -3,7 +3,7 @@ would cost and whether anyone can take it now (`depin market`).
 
 Read-only: the market's parameters from the chain, the providers from the relayer's index
 (GET /providers, with their liveness), and the same eligibility walk the relayer uses to say
-why an open job waits (`marketplace.relayer.why`). No key is needed.
+why an open job waits (`marketplace.matching.why`). No key is needed.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
+from marketplace.matching.matcher import UNLIMITED_UNITS, OpenJob, ProviderView
+from marketplace.matching.why import Waiting, explain
 from marketplace.protocol.artifact_client import RelayerUnreachable
 from marketplace.protocol.deployment import MarketParams
-from marketplace.relayer.matcher import UNLIMITED_UNITS, OpenJob, ProviderView
-from marketplace.relayer.why import Waiting, explain
 
 __all__ = ["Asks", "MarketView", "Quote", "fetch_providers", "market_view", "quote"]
 

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace.protocol.errors import DepinError
-from marketplace.relayer.matcher import (
+from marketplace.matching.matcher import (
     Assignment,
     MatchInputError,
     OpenJob,
@@ -27,6 +26,7 @@ from marketplace.relayer.matcher import (
     match,
     reputation,
 )
+from marketplace.protocol.errors import DepinError
 
 ADDRESSES = [f"0x{'ab' * 19}{i:02x}" for i in range(14)]
 
@@ -502,7 +502,7 @@ def test_the_reference_rules_admit_a_provider_at_every_bound() -> None:
 
 
 def test_reputation_is_an_integer_rounded_down() -> None:
-    from marketplace.relayer.matcher import REPUTATION_SCALE
+    from marketplace.matching.matcher import REPUTATION_SCALE
 
     # (1 + 1) / (1 + 0 + 2) = 2/3 of the scale, rounded down as the contract would.
     assert reputation(1, 0) == 2 * REPUTATION_SCALE // 3
@@ -510,7 +510,7 @@ def test_reputation_is_an_integer_rounded_down() -> None:
 
 
 def test_tiers_keep_every_distinct_demand_up_to_the_limit() -> None:
-    from marketplace.relayer.matcher import _tiers
+    from marketplace.matching.matcher import _tiers
 
     assert _tiers([5, 1, 3, 3], 3) == [1, 3, 5]
     assert _tiers([5, 1, 3, 7], 3) == [1, 3, 5]

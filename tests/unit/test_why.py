@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from marketplace.relayer.matcher import OpenJob, ProviderView
-from marketplace.relayer.why import explain
+from marketplace.matching.matcher import OpenJob, ProviderView
+from marketplace.matching.why import explain
 
 TOKEN = 10**18
 PRICE = TOKEN // 1000  # 0.001 tokens per unit
@@ -143,7 +143,7 @@ def test_a_single_replica_job_counts_one() -> None:
 
 
 def test_an_idle_provider_hears_its_own_state_first() -> None:
-    from marketplace.relayer.why import why_idle
+    from marketplace.matching.why import why_idle
 
     jobs = [job()]
     assert why_idle(provider(1, registered=False), jobs)[0].startswith("not registered")
@@ -154,7 +154,7 @@ def test_an_idle_provider_hears_its_own_state_first() -> None:
 
 
 def test_an_idle_provider_hears_which_requirements_it_misses_most_common_first() -> None:
-    from marketplace.relayer.why import why_idle
+    from marketplace.matching.why import why_idle
 
     dear = provider(1, price_per_unit=5 * PRICE, min_exec_window=7_200)
     jobs = [job(job_id=1), job(job_id=2), job(job_id=3, profile=1), job(job_id=4, exec_window=60)]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from marketplace.matching.matcher import OpenJob, ProviderView
 from marketplace.protocol.tokens import format_tokens
-from marketplace.relayer.matcher import OpenJob, ProviderView
 
 __all__ = ["Waiting", "explain", "why_idle"]
 
