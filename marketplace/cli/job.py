@@ -91,9 +91,12 @@ class RequesterOptions(ChainOptions):
     keystore: KeystoreOpt = None
     password_file: PasswordFileOpt = None
 
-    def open(self) -> Requester:
+    def open(self, *, watch_only: bool = False) -> Requester:
         """The Requester these options and the DEPIN_REQUESTER_* variables configure; asks for
-        the keystore's password where needed. The caller closes it (`with conn.open() as req`)."""
+        the keystore's password where needed. `watch_only` (commands that only read): a
+        keystore given without its password is not decrypted, its address is enough. The
+        caller closes it (`with conn.open() as req`)."""
+        from marketplace.protocol.keys import keystore_address
         from marketplace.requester import Requester
 
         keystore = self.keystore
@@ -106,6 +109,19 @@ class RequesterOptions(ChainOptions):
             if keystore is not None:
                 settings = settings.model_copy(
                     update={"keystore_file": keystore, "private_key": None}
+                )
+            if (
+                watch_only
+                and settings.keystore_file is not None
+                and self.password_file is None
+                and settings.keystore_password is None
+            ):
+                return Requester.connect(
+                    rpc_url=settings.rpc_url,
+                    deployment=settings.deployment_file,
+                    account=keystore_address(settings.keystore_file),
+                    relayer_url=settings.relayer_url,
+                    poll_interval=settings.poll_interval,
                 )
             if settings.keystore_file is not None and (
                 self.password_file is not None or settings.keystore_password is None
@@ -322,7 +338,7 @@ def _goal(until: str) -> Literal["result", "terminal"]:
 @command(app, "status", conn=RequesterOptions)
 def status(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False) -> None:
     """Show the job's state, participants and event history."""
-    with errors(), conn.open() as req:
+    with errors(), conn.open(watch_only=True) as req:
         st = req.status(job_id)
     emit(st.to_dict(), as_json, _status_lines(st))
 
@@ -339,7 +355,7 @@ def wait_job(
     """Wait until the job is final (or, with --until result, its first result is available);
     exits 1 when it ended without a result."""
     goal = _goal(until)
-    with errors(), conn.open() as req:
+    with errors(), conn.open(watch_only=True) as req:
         st = _wait_with_progress(req, job_id, timeout, as_json, goal)
     emit(st.to_dict(), as_json, _status_lines(st))
     if _ended_without_result(st):
@@ -452,7 +468,7 @@ def list_jobs(
     src: Literal["auto", "relayer", "chain"] = (
         "relayer" if source == "relayer" else "chain" if source == "chain" else "auto"
     )
-    with errors(), conn.open() as req:
+    with errors(), conn.open(watch_only=True) as req:
         jobs = req.list_jobs(state=wanted, limit=limit, source=src)
     header = (
         f"{'job':>6}  {'kind':<8} {'state':<10} {'final':<5} {'result':<24} "

@@ -10,7 +10,6 @@ history).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -126,19 +125,6 @@ def import_key(
     _save(account, name, directory, password_file, as_json)
 
 
-def _keystore_address(path: Path) -> str:
-    """The address a keystore names (no password needed: geth keystores carry it in clear)."""
-    try:
-        address = json.loads(path.read_text()).get("address")
-    except FileNotFoundError:
-        raise fail(f"no keystore at {path}; create one with `depin wallet new`") from None
-    except (OSError, ValueError, AttributeError) as exc:
-        raise fail(f"{path} is not a JSON keystore ({exc})") from None
-    if not isinstance(address, str):
-        raise fail(f"{path} names no address; pass the address as an argument")
-    return address if address.startswith("0x") else "0x" + address
-
-
 @dataclass(frozen=True)
 class _AccountOptions(ChainOptions):
     """The chain, and the wallet whose balances `balance` and `faucet` look at."""
@@ -173,7 +159,10 @@ class _AccountOptions(ChainOptions):
                 keystore = RequesterSettings().keystore_file
             if keystore is None:
                 return str(RequesterSettings().account().address)
-        return str(to_checksum_address(_keystore_address(keystore)))
+        from marketplace.protocol.keys import keystore_address
+
+        with errors():
+            return keystore_address(keystore)
 
 
 @command(app, "balance", account=_AccountOptions)

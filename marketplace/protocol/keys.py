@@ -14,10 +14,11 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
 
 from marketplace.protocol.errors import ConfigError
 
-__all__ = ["load_account", "load_keystore", "write_keystore"]
+__all__ = ["keystore_address", "load_account", "load_keystore", "write_keystore"]
 
 
 def load_account(
@@ -67,6 +68,20 @@ def load_keystore(path: Path, password: str, *, hint: str = "the password") -> L
         raise ConfigError(f"cannot decrypt {path} ({exc}); check {hint}") from None
     account: LocalAccount = Account.from_key(key)
     return account
+
+
+def keystore_address(path: Path) -> str:
+    """The checksummed address a keystore names, read without its password (geth keystores,
+    Ape's included, carry it in clear)."""
+    try:
+        address = json.loads(path.read_text()).get("address")
+    except FileNotFoundError:
+        raise ConfigError(f"no keystore at {path}; create one with `depin wallet new`") from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a JSON keystore ({exc})") from None
+    if not isinstance(address, str) or not is_address(address):
+        raise ConfigError(f"{path} names no address; give the password so the key itself tells it")
+    return str(to_checksum_address(address))
 
 
 def write_keystore(

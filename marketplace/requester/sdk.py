@@ -48,7 +48,7 @@ from marketplace.protocol.artifact_client import (
 )
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
-from marketplace.protocol.errors import DepinError
+from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.results import (
     ResultError,
     decrypt_result,
@@ -399,16 +399,21 @@ class Requester:
         self,
         w3: Web3,
         deployment: Deployment,
-        account: LocalAccount,
+        account: LocalAccount | str,
         relayer_url: str,
         *,
         poll_interval: float = 1.0,
         http_timeout: float = 30.0,
     ) -> None:
+        """`account` is the wallet's key, or only its address for a watch-only requester
+        (status, list, wait: no password needed; anything that signs or decrypts refuses)."""
         self.w3 = w3
         self.deployment = deployment
-        self.account = account
-        self.market = Market(w3, deployment, account)
+        self._key: LocalAccount | None = None if isinstance(account, str) else account
+        self._address = to_checksum_address(
+            account if isinstance(account, str) else account.address
+        )
+        self.market = Market(w3, deployment, self._key)
         self.artifacts = ArtifactClient(relayer_url, timeout=http_timeout)
         self._kinds: dict[str, str] = {}
         self.relayer_url = relayer_url.rstrip("/")
@@ -421,7 +426,7 @@ class Requester:
         *,
         rpc_url: str,
         deployment: Deployment | Path,
-        account: LocalAccount,
+        account: LocalAccount | str,
         relayer_url: str,
         poll_interval: float = 1.0,
     ) -> Requester:
@@ -463,7 +468,17 @@ class Requester:
 
     @property
     def address(self) -> ChecksumAddress:
-        return self.account.address
+        return self._address
+
+    @property
+    def account(self) -> LocalAccount:
+        """The wallet's key; a watch-only requester has none."""
+        if self._key is None:
+            raise ConfigError(
+                f"this needs the key of {self._address} (to sign or to decrypt its results); "
+                "give the wallet's password (--password-file or DEPIN_REQUESTER_KEYSTORE_PASSWORD)"
+            )
+        return self._key
 
     # ---------------------------------------------------------------- submit
 

@@ -48,8 +48,8 @@ from marketplace.protocol.results import (
 )
 from marketplace.protocol.spec import JobSpec, SpecError
 from marketplace.protocol.tokens import format_tokens
-from marketplace.relayer.listener import Listener
-from marketplace.relayer.store import Store
+from marketplace.index.listener import Listener
+from marketplace.index.store import Store
 from marketplace.requester import (
     DEFAULT_PROFILE,
     InputError,
@@ -652,6 +652,16 @@ def test_cli_wallet_new_faucet_balance_submit(
     )
     job_id = json.loads(out.stdout)["job_id"]
     assert world.cast.owner.job(job_id).requester == made["address"]
+    # Reading needs only the address: no password asked (none given here, no terminal).
+    listed = json.loads(
+        run(bare, "job", "list", "--wallet", "w1", "--source", "chain", "--json").stdout
+    )
+    assert [j["job_id"] for j in listed["jobs"]] == [job_id]
+    shown = json.loads(run(bare, "job", "status", str(job_id), "--wallet", "w1", "--json").stdout)
+    assert shown["requester"] == made["address"]
+    # Acting or decrypting does need the key.
+    refused = run(bare, "job", "cancel", str(job_id), "--wallet", "w1", code=1)
+    assert "no password: pass --password-file" in refused.stderr
 
 
 def test_cli_an_ape_account_is_a_wallet(world: World, env: dict[str, str], tmp_path: Path) -> None:
