@@ -101,6 +101,12 @@ class ProviderSource(Protocol):
     def is_registered(self, address: str) -> bool: ...
 
 
+#: The methods counted under their own name in depin_http_requests_total.
+_HTTP_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
 class _RequestMetrics:
     """ASGI middleware counting requests by route template and timing them."""
 
@@ -127,7 +133,11 @@ class _RequestMetrics:
             route = scope.get("route")
             # The template, not the path: one series per endpoint, whatever the hash.
             label = str(getattr(route, "path", None) or "unmatched")
-            self.metrics.requests.labels(label, str(scope["method"]), str(status)).inc()
+            method = str(scope["method"])
+            # A client chooses the method: any but the standard ones is one series, so made-up
+            # methods cannot grow the registry without bound.
+            method = method if method in _HTTP_METHODS else "other"
+            self.metrics.requests.labels(label, method, str(status)).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 

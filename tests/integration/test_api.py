@@ -860,3 +860,15 @@ def test_the_api_docs_need_no_cdn(http: httpx.Client) -> None:
     )
     schema = http.get("/openapi.json").json()
     assert "/artifacts/{sha256}" in schema["paths"]
+
+
+def test_made_up_methods_share_one_metrics_series(http: httpx.Client) -> None:
+    for verb in ("BREW", "WHEN", "FROB"):
+        http.request(verb, "/status")
+    families = {
+        s.labels.get("method")
+        for f in text_string_to_metric_families(http.get("/metrics").text)
+        for s in f.samples
+        if s.name == "depin_http_requests_total"
+    }
+    assert "other" in families and not {"BREW", "WHEN", "FROB"} & families
