@@ -44,10 +44,10 @@ from bench import matcher as matcher_bench
 from bench.common import ratio, write_result
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, funded_account
+from marketplace.index.store import JobRow, MarketParamsRow, ParticipantRow, ProviderRow, Store
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market, ProviderTerms
 from marketplace.protocol.deployment import Deployment, MarketParams
-from marketplace.relayer.store import JobRow, MarketParamsRow, ParticipantRow, ProviderRow, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = 10**18

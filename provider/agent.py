@@ -67,14 +67,14 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy import select
 from web3.exceptions import Web3Exception
 
+from marketplace.index.listener import Listener, RPCUnavailable
+from marketplace.index.store import CheckpointView, JobRow, ParticipantRow, Store
 from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.results import sign_result_notice
-from marketplace.relayer.listener import Listener, RPCUnavailable
-from marketplace.relayer.store import CheckpointView, JobRow, ParticipantRow, Store
 from provider.deadline import ChainClock
 from provider.ledger import DutyRow, Ledger
 from provider.settings import Behavior, ProviderSettings

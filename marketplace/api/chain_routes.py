@@ -39,13 +39,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from marketplace.matching.matcher import VALID_REPLICAS
-from marketplace.matching.why import explain
-from marketplace.protocol.client import JobState
-from marketplace.protocol.heartbeat import LivenessBook
-from marketplace.protocol.outage import Outage
-from marketplace.relayer.outages import database_unavailable, reason, safe_url
-from marketplace.relayer.store import (
+from marketplace.index.outages import database_unavailable, reason, safe_url
+from marketplace.index.store import (
     AuditRoundRow,
     Checkpoint,
     HistoryRow,
@@ -55,6 +50,11 @@ from marketplace.relayer.store import (
     SkippedRow,
     Store,
 )
+from marketplace.matching.matcher import VALID_REPLICAS
+from marketplace.matching.why import explain
+from marketplace.protocol.client import JobState
+from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.protocol.outage import Outage
 
 __all__ = [
     "AuditRoundOut",

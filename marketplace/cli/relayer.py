@@ -28,10 +28,10 @@ from marketplace.cli.common import (
     fail,
     rpc_url_option,
 )
+from marketplace.index.store import Checkpoint, JobRow, Store
 from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import DepinError
 from marketplace.relayer.settings import RelayerSettings, StoreSettings
-from marketplace.relayer.store import Checkpoint, JobRow, Store
 
 app = typer.Typer(name="relayer", no_args_is_help=True, help="The matcher/keeper relayer.")
 
@@ -59,8 +59,8 @@ def run(
 ) -> None:
     """Follow the chain, assign open jobs, run the keeper and serve the HTTP API (artifacts,
     heartbeats, jobs, metrics) until Ctrl-C or SIGTERM."""
+    from marketplace.index.outages import database_unavailable, reason, safe_url
     from marketplace.protocol.heartbeat import MemoryLivenessBook
-    from marketplace.relayer.outages import database_unavailable, reason, safe_url
     from marketplace.relayer.service import Relayer  # web3 import kept off `--help`
 
     overrides: dict[str, Any] = {

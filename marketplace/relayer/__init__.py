@@ -1,1 +1,2 @@
-"""The relayer service: listener, provider index, matcher (pure), submitter, keeper, store."""
+"""The relayer service: the loop that follows the chain through its own index, matches open
+jobs (marketplace.matching), submits assignments and keeps jobs moving (submitter, keeper)."""

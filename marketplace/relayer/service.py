@@ -55,6 +55,9 @@ from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
+from marketplace.index.listener import Listener
+from marketplace.index.outages import RPC_ERRORS, database_unavailable, reason, safe_url
+from marketplace.index.store import JobRow, ParticipantRow, Store
 from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
@@ -62,10 +65,7 @@ from marketplace.protocol.errors import ChainError, ConfigError
 from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
-from marketplace.relayer.listener import Listener
-from marketplace.relayer.outages import RPC_ERRORS, database_unavailable, reason, safe_url
 from marketplace.relayer.settings import RelayerSettings
-from marketplace.relayer.store import JobRow, ParticipantRow, Store
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 
 __all__ = ["Relayer", "StepReport", "StoreProviders", "api_app"]

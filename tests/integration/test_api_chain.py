@@ -24,10 +24,10 @@ from marketplace.api.chain_routes import chain_router
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, funded_account
+from marketplace.index.listener import Listener
+from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState, Market
 from marketplace.protocol.heartbeat import Heartbeat, MemoryLivenessBook
-from marketplace.relayer.listener import Listener
-from marketplace.relayer.store import Store
 from tests.conftest import serve
 
 pytestmark = pytest.mark.integration

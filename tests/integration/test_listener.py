@@ -22,11 +22,9 @@ from web3 import Web3
 
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account, mine
-from marketplace.protocol.client import JobRequest, JobState, Market, ProviderTerms
-from marketplace.protocol.deployment import Deployment
-from marketplace.relayer.events import ChainEvent, Decoder, JobCreated, ProviderRegistered
-from marketplace.relayer.listener import Listener, RPCUnavailable
-from marketplace.relayer.store import (
+from marketplace.index.events import ChainEvent, Decoder, JobCreated, ProviderRegistered
+from marketplace.index.listener import Listener, RPCUnavailable
+from marketplace.index.store import (
     Block,
     HistoryRow,
     JobRow,
@@ -37,6 +35,8 @@ from marketplace.relayer.store import (
     ProviderRow,
     Store,
 )
+from marketplace.protocol.client import JobRequest, JobState, Market, ProviderTerms
+from marketplace.protocol.deployment import Deployment
 
 pytestmark = pytest.mark.integration
 

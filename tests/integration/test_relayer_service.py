@@ -18,10 +18,10 @@ from web3 import Web3
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
+from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.relayer.service import Relayer
 from marketplace.relayer.settings import RelayerSettings
-from marketplace.relayer.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -37,6 +37,8 @@ from marketplace.api.settings import ApiSettings
 from marketplace.cli.main import app as cli
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
+from marketplace.index.listener import Listener
+from marketplace.index.store import Store
 from marketplace.protocol.artifact_client import ArtifactClient, RelayerUnreachable
 from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import ChainError
@@ -48,8 +50,6 @@ from marketplace.protocol.results import (
 )
 from marketplace.protocol.spec import JobSpec, SpecError
 from marketplace.protocol.tokens import format_tokens
-from marketplace.index.listener import Listener
-from marketplace.index.store import Store
 from marketplace.requester import (
     DEFAULT_PROFILE,
     InputError,

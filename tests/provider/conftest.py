@@ -33,6 +33,7 @@ from marketplace.api.listen import listen
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account
+from marketplace.index.store import Store
 from marketplace.protocol.artifact_client import ArtifactClient
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.protocol.deployment import MarketParams
@@ -44,7 +45,6 @@ from marketplace.protocol.results import (
 )
 from marketplace.protocol.spec import JobSpec
 from marketplace.relayer.service import Relayer
-from marketplace.relayer.store import Store
 from provider.agent import Agent
 from provider.ledger import Ledger
 from provider.settings import Behavior, ProviderSettings

@@ -11,8 +11,8 @@ import sys
 import pytest
 import redis
 
+from marketplace.index.store import Store
 from marketplace.protocol.client import JobState
-from marketplace.relayer.store import Store
 from provider.agent import Agent
 from provider.ledger import Ledger
 from tests.provider.conftest import ROOT, World, direct_digest

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from marketplace.relayer.outages import database_unavailable, reason, safe_url
+from marketplace.index.outages import database_unavailable, reason, safe_url
 
 
 def _raised(url: str, statement: str) -> DBAPIError:

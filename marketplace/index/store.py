@@ -54,12 +54,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from marketplace.index import events as ev
+from marketplace.index.events import ChainEvent, Decoder, RawLog
 from marketplace.matching.matcher import OpenJob, ProviderView
 from marketplace.protocol.client import UNLIMITED_UNITS, JobState
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError
-from marketplace.relayer import events as ev
-from marketplace.relayer.events import ChainEvent, Decoder, RawLog
 
 log = logging.getLogger(__name__)
 
