@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from marketplace.cli import devnet, job, market, relayer, wallet
+from marketplace.cli import devnet, job, market, provider, relayer, wallet
 from marketplace.cli.common import debugging, set_debug, unexpected
-from provider import cli as provider_cli
 
 # Typer's own traceback printer is off: an unexpected error is one line unless --debug (`run`).
 app = typer.Typer(name="depin", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -16,7 +15,7 @@ app.add_typer(relayer.app, name="relayer")
 app.add_typer(job.app, name="job")
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(devnet.app, name="devnet")
-app.add_typer(provider_cli.app, name="provider")
+app.add_typer(provider.app, name="provider")
 app.command("market")(market.market)
 
 

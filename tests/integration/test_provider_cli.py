@@ -23,7 +23,7 @@ from marketplace.devnet.scenarios import draw_clear
 from marketplace.protocol.client import JobRequest, Market
 from marketplace.protocol.deployment import Deployment, deploy
 from marketplace.protocol.keys import write_keystore
-from provider.cli import format_tokens
+from marketplace.protocol.tokens import format_tokens
 from provider.runtime.device import profile_name
 
 pytestmark = pytest.mark.integration

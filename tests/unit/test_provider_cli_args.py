@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from marketplace.cli.main import app
+from marketplace.cli.provider import profile_mask, profile_names
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.tokens import format_tokens, parse_tokens
-from provider.cli import profile_mask, profile_names
 
 TOKEN = 10**18
 PROFILES = ["torch-2.13.0/cpu/float32/deterministic", "torch-2.13.0/cuda/float32/deterministic"]
