@@ -1,5 +1,8 @@
 """`depin relayer`: run the relayer loop (and its HTTP API), or show what its database knows.
 
+The loop (marketplace.relayer.service) and the API (marketplace.api) know nothing of each
+other; `api_app` here gives the API the loop's store and liveness book.
+
 Configuration comes from `DEPIN_RELAYER_*` variables (see marketplace.relayer.settings); the
 options below override them.
 """
@@ -12,7 +15,7 @@ import socket
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -33,9 +36,63 @@ from marketplace.protocol.client import JobState
 from marketplace.protocol.errors import DepinError
 from marketplace.relayer.settings import RelayerSettings, StoreSettings
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from marketplace.relayer.service import Relayer
+
+log = logging.getLogger(__name__)
+
 app = typer.Typer(name="relayer", no_args_is_help=True, help="The matcher/keeper relayer.")
 
 DbOpt = Annotated[str | None, typer.Option("--db-url", help="Database URL (DEPIN_RELAYER_DB_URL).")]
+
+
+def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
+    """The HTTP API of `relayer`: heartbeats land in `relayer.liveness` (created if None, so the
+    matcher reads the same book), checked against its deployment and its registered providers;
+    jobs, providers and status come from its store. While the store is unavailable its
+    endpoints answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of
+    known providers keep working."""
+    from marketplace.api.app import create_app
+    from marketplace.api.chain_routes import chain_router
+    from marketplace.api.settings import ApiSettings
+    from marketplace.api.store_providers import StoreProviders
+    from marketplace.index.outages import safe_url
+    from marketplace.protocol.heartbeat import MemoryLivenessBook
+    from marketplace.protocol.outage import Outage
+
+    if relayer.liveness is None:
+        relayer.liveness = MemoryLivenessBook()
+    api_settings = ApiSettings(
+        artifact_root=settings.artifact_root,
+        chain_id=relayer.deployment.chain_id,
+        market_address=relayer.deployment.market,
+        heartbeat_interval=relayer.heartbeat_interval,
+        heartbeat_missed=relayer.heartbeat_missed,
+        host=settings.api_host,
+        port=settings.api_port,
+    )
+    # The API's own view of the database: its requests fail and recover apart from the loop's.
+    outage = Outage(
+        f"relayer database {safe_url(relayer.store.url)} (API)",
+        log,
+        first_delay=relayer.poll_interval,
+        max_delay=relayer.max_backoff,
+    )
+    router = chain_router(
+        relayer.store,
+        relayer.liveness,
+        heartbeat_interval=relayer.heartbeat_interval,
+        heartbeat_missed=relayer.heartbeat_missed,
+        outage=outage,
+    )
+    return create_app(
+        api_settings,
+        provider_source=StoreProviders(relayer.store, outage),
+        liveness=relayer.liveness,
+        routers=[router],
+    )
 
 
 @app.command("run")
@@ -92,8 +149,6 @@ def run(
     sock: socket.socket | None = None
     if not no_api:
         import uvicorn
-
-        from marketplace.relayer.service import api_app
 
         try:
             sock = listen(settings.api_host, settings.api_port)

@@ -33,9 +33,8 @@ every call. While only the database is down the keeper keeps going from the chai
 jobs the store named last, so no audit goes unstaffed and no finalization or expiry waits for
 the database; after any outage one step catches up on every call that fell due.
 
-`api_app(relayer, settings)` builds the HTTP API served next to the loop (`depin relayer run`):
-artifacts, POST /heartbeats into the relayer's own liveness book, /metrics, and the read
-endpoints over its store.
+The HTTP API served next to the loop (`depin relayer run`) reads the same store and writes
+heartbeats into the same liveness book; marketplace.cli.relayer wires the two together.
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import BlockNotFound
@@ -62,13 +59,13 @@ from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, 
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError
-from marketplace.protocol.heartbeat import LivenessBook, MemoryLivenessBook
+from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
 from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 
-__all__ = ["Relayer", "StepReport", "StoreProviders", "api_app"]
+__all__ = ["Relayer", "StepReport"]
 
 log = logging.getLogger(__name__)
 
@@ -378,86 +375,6 @@ class Relayer:
                 continue
             out.append(j.open_job(frozenset(excluded.get(j.job_id, ()))))
         return out
-
-
-class StoreProviders:
-    """The API's `ProviderSource` over the relayer's store: registered per the indexed events.
-
-    Registrations seen are remembered, so while the database is unavailable heartbeats of
-    providers already known keep being accepted (their liveness does not lapse because of the
-    relayer's own outage); an address never seen gets `ProviderSourceUnavailable` (503)."""
-
-    def __init__(self, store: Store, outage: Outage | None = None) -> None:
-        self.store = store
-        self.outage = outage or Outage(f"relayer database {safe_url(store.url)}", log)
-        self._known: set[str] = set()
-
-    def is_registered(self, address: str) -> bool:
-        from marketplace.api.app import ProviderSourceUnavailable
-
-        checksummed = to_checksum_address(address)
-        try:
-            row = self.store.provider(checksummed)
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-            self.outage.failed(reason(exc))
-            if checksummed in self._known:
-                return True
-            raise ProviderSourceUnavailable(
-                "the relayer's database is unavailable, so it cannot check that "
-                f"{checksummed} is registered; retry in a few seconds"
-            ) from exc
-        self.outage.ok()
-        registered = row is not None and bool(row.registered)
-        if registered:
-            self._known.add(checksummed)
-        else:
-            self._known.discard(checksummed)
-        return registered
-
-
-def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
-    """The HTTP API of `relayer`: heartbeats land in `relayer.liveness` (created if None, so the
-    matcher reads the same book), checked against its deployment and its registered providers;
-    jobs, providers and status come from its store. While the store is unavailable its
-    endpoints answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of
-    known providers keep working."""
-    from marketplace.api.app import create_app
-    from marketplace.api.chain_routes import chain_router
-    from marketplace.api.settings import ApiSettings
-
-    if relayer.liveness is None:
-        relayer.liveness = MemoryLivenessBook()
-    api_settings = ApiSettings(
-        artifact_root=settings.artifact_root,
-        chain_id=relayer.deployment.chain_id,
-        market_address=relayer.deployment.market,
-        heartbeat_interval=relayer.heartbeat_interval,
-        heartbeat_missed=relayer.heartbeat_missed,
-        host=settings.api_host,
-        port=settings.api_port,
-    )
-    # The API's own view of the database: its requests fail and recover apart from the loop's.
-    outage = Outage(
-        f"relayer database {safe_url(relayer.store.url)} (API)",
-        log,
-        first_delay=relayer.poll_interval,
-        max_delay=relayer.max_backoff,
-    )
-    router = chain_router(
-        relayer.store,
-        relayer.liveness,
-        heartbeat_interval=relayer.heartbeat_interval,
-        heartbeat_missed=relayer.heartbeat_missed,
-        outage=outage,
-    )
-    return create_app(
-        api_settings,
-        provider_source=StoreProviders(relayer.store, outage),
-        liveness=relayer.liveness,
-        routers=[router],
-    )
 
 
 def _hex(value: object) -> str:

@@ -20,12 +20,13 @@ import httpx
 import pytest
 from web3 import Web3
 
+from marketplace.cli.relayer import api_app
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
 from marketplace.index.store import Store
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.heartbeat import sign_heartbeat
-from marketplace.relayer.service import Relayer, api_app
+from marketplace.relayer.service import Relayer
 from tests.conftest import serve
 from tests.integration.test_relayer_service import request, settings_for
 
