@@ -41,7 +41,9 @@ from rich.table import Table
 from rich.text import Text
 
 from marketplace.devnet import processes
-from marketplace.devnet.manager import PRICE_PER_UNIT, Devnet, DevnetConfig, DevnetError
+from marketplace.devnet.batch import SENTENCES_PER_JOB, job_drafts
+from marketplace.devnet.books import Books, Conservation, conservation, read_books
+from marketplace.devnet.manager import Devnet, DevnetConfig, DevnetError
 from marketplace.devnet.scenarios import drawn_verifiers
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.errors import DepinError
@@ -55,63 +57,18 @@ from marketplace.requester import (
 )
 
 __all__ = [
-    "SENTENCES",
-    "Books",
-    "Conservation",
     "DemoConfig",
     "DemoError",
     "DemoReport",
-    "Holding",
     "LocalCheck",
     "ProviderLine",
-    "conservation",
     "follow",
-    "job_drafts",
     "local_check",
     "main",
-    "read_books",
     "run_demo",
 ]
 
 TOKEN = 10**18
-#: Replicas of the jobs after the first round (cycled); see `replicas_for`.
-REPLICAS = (3, 3, 1)
-SENTENCES_PER_JOB = 4
-#: What the requester embeds: short sentences, four to a job.
-SENTENCES: tuple[str, ...] = (
-    "A provider stakes tokens before it may take any job.",
-    "The requester escrows payment when the job is created.",
-    "Three replicas run the same job and must agree bit for bit.",
-    "A lazy provider commits a digest it never computed.",
-    "Audits re-run a single-replica job on three other providers.",
-    "The majority digest wins and the odd one out is slashed.",
-    "Results are encrypted to the requester's own wallet key.",
-    "Celery workers pull jobs from a Redis queue, one per provider.",
-    "The relayer matches jobs but never holds anyone's money.",
-    "Every timeout path can be triggered by anybody.",
-    "Deterministic kernels make honest replicas produce identical bytes.",
-    "A commit hides the digest until every replica has committed.",
-    "The seal binds a digest to the provider that computed it.",
-    "Slashed stake compensates the requester and rewards the verifiers.",
-    "Part of every slash is burned, so cheating never pays the network.",
-    "Providers pull their earnings with one withdrawal.",
-    "The cat sat on the warm windowsill all afternoon.",
-    "Rain is expected over the mountains by the evening.",
-    "She tuned the old piano before the concert began.",
-    "Fresh bread smells best early in the morning.",
-    "The river froze solid during the coldest week of the year.",
-    "He planted tomatoes, basil and a row of sunflowers.",
-    "The library stays open late on Thursdays.",
-    "A lighthouse keeper logs every passing ship.",
-    "Sentence embeddings map similar meanings to nearby vectors.",
-    "Cosine similarity compares the direction of two vectors.",
-    "The model has six transformer layers and 384 output dimensions.",
-    "Mean pooling averages the token vectors of a sentence.",
-    "Trains to the airport leave every fifteen minutes.",
-    "The museum added a wing for modern sculpture.",
-    "Bees carry pollen from flower to flower.",
-    "The chess match ended in a draw after six hours.",
-)
 #: Seconds the jobs may take, from submission to the last terminal state.
 JOB_TIMEOUT = 240.0
 
@@ -137,168 +94,6 @@ class DemoConfig:
     #: (deleted after a passing run unless `keep`).
     dir: Path | None = None
     keep: bool = False
-
-
-# ---------------------------------------------------------------------------- the batch
-
-
-def replicas_for(count: int, providers: int) -> list[int]:
-    """Replicas of `count` jobs for `providers` providers: a first round of single-replica jobs,
-    one per provider, then REPLICAS cycled (the last job of a batch too small for both gets 3).
-
-    The matcher spreads jobs of equal price by load, so the first round normally gives every
-    provider, the lazy one included, a job to run alone (the audit's drawn verifiers catch it:
-    the job is refunded), and the replicas=3 jobs after it put providers beside two others (a
-    disagreement goes to verifiers drawn from the providers outside the job). With every
-    single-replica job audited the lazy provider is caught when it is drawn as a verifier too,
-    whichever jobs the matcher gives it."""
-    first = min(count, providers)
-    out = [1] * first + [REPLICAS[i % len(REPLICAS)] for i in range(count - first)]
-    if count > 1 and 3 not in out:
-        out[-1] = 3
-    return out
-
-
-def job_drafts(
-    count: int, *, providers: int, sentences_per_job: int = SENTENCES_PER_JOB
-) -> list[tuple[JobDraft, tuple[str, ...]]]:
-    """`count` embed jobs (replicas from `replicas_for`) with the sentences each embeds."""
-    out = []
-    replicas = replicas_for(count, providers)
-    for i in range(count):
-        start = (i * sentences_per_job) % len(SENTENCES)
-        sentences = tuple(SENTENCES[(start + k) % len(SENTENCES)] for k in range(sentences_per_job))
-        draft = JobDraft(
-            kind="embed",
-            max_price_per_unit=PRICE_PER_UNIT,
-            sentences=sentences,
-            replicas=replicas[i],
-        )
-        out.append((draft, sentences))
-    return out
-
-
-# ---------------------------------------------------------------------------- the books
-
-
-@dataclass(frozen=True)
-class Holding:
-    """What one address holds: tokens in its wallet, credits in the market, stake in the
-    registry, and the registry's job counters (zero for a non-provider)."""
-
-    wallet: int
-    credits: int
-    stake: int
-    jobs_done: int = 0
-    jobs_slashed: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.wallet + self.credits + self.stake
-
-
-@dataclass(frozen=True)
-class Books:
-    """Every balance the market moves, read at one moment."""
-
-    holdings: dict[str, Holding]
-    audit_pool: int
-    protocol_fees: int
-    bonds: int
-    supply: int
-    market_balance: int
-    registry_balance: int
-    total_staked: int
-
-    @property
-    def pools(self) -> int:
-        return self.audit_pool + self.protocol_fees + self.bonds
-
-    def unaccounted(self) -> int:
-        """Tokens of the supply held by no address the books list (0 when the list is
-        complete): supply - wallets - market balance - registry balance."""
-        wallets = sum(h.wallet for h in self.holdings.values())
-        return self.supply - wallets - self.market_balance - self.registry_balance
-
-    def market_shortfall(self, open_escrow: int = 0) -> int:
-        """What the market holds minus what it owes (escrow of live jobs, bonds, credits, audit
-        pool, fees); 0 when solvent and exact."""
-        credits = sum(h.credits for h in self.holdings.values())
-        owed = open_escrow + self.bonds + credits + self.audit_pool + self.protocol_fees
-        return self.market_balance - owed
-
-    def registry_shortfall(self) -> tuple[int, int]:
-        """(registry balance - total staked, total staked - the listed stakes): both 0 when the
-        registry holds exactly the stakes it records and every staker is listed."""
-        stakes = sum(h.stake for h in self.holdings.values())
-        return self.registry_balance - self.total_staked, self.total_staked - stakes
-
-
-def read_books(market: Market, addresses: Sequence[str], providers: Sequence[str]) -> Books:
-    """The books over `addresses` (every token holder of the devnet); `providers` among them
-    also get their stake and counters."""
-    holdings: dict[str, Holding] = {}
-    staked = {p.lower() for p in providers}
-    for address in addresses:
-        wallet, credits = market.balance_of(address), market.credits(address)
-        if address.lower() in staked:
-            p = market.provider(address)
-            holdings[address] = Holding(wallet, credits, p.stake, p.jobs_done, p.jobs_slashed)
-        else:
-            holdings[address] = Holding(wallet, credits, 0)
-    return Books(
-        holdings=holdings,
-        audit_pool=market.audit_pool(),
-        protocol_fees=market.protocol_fees(),
-        bonds=market.total_bonds(),
-        supply=market.total_supply(),
-        market_balance=market.balance_of(market.deployment.market),
-        registry_balance=market.balance_of(market.deployment.registry),
-        total_staked=market.total_staked(),
-    )
-
-
-@dataclass(frozen=True)
-class Conservation:
-    """Token conservation between two snapshots taken with no job open, in base units."""
-
-    #: Change of wallet + credits + stake over every listed address.
-    accounts: int
-    #: Change of the audit pool, protocol fees and challenge bonds held by the market.
-    pools: int
-    #: Tokens burned (supply before - supply after).
-    burned: int
-    #: Supply held by no listed address, before and after (both 0 when the list is complete).
-    unaccounted: tuple[int, int]
-    #: Market balance minus what it owes, and registry balance minus stakes, after.
-    market_shortfall: int
-    registry_shortfall: tuple[int, int]
-
-    @property
-    def imbalance(self) -> int:
-        """accounts + pools + burned: 0 when every token that moved is accounted for."""
-        return self.accounts + self.pools + self.burned
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.imbalance == 0
-            and self.unaccounted == (0, 0)
-            and self.market_shortfall == 0
-            and self.registry_shortfall == (0, 0)
-        )
-
-
-def conservation(before: Books, after: Books) -> Conservation:
-    accounts = sum(after.holdings[a].total - before.holdings[a].total for a in before.holdings)
-    return Conservation(
-        accounts=accounts,
-        pools=after.pools - before.pools,
-        burned=before.supply - after.supply,
-        unaccounted=(before.unaccounted(), after.unaccounted()),
-        market_shortfall=after.market_shortfall(),
-        registry_shortfall=after.registry_shortfall(),
-    )
 
 
 # ---------------------------------------------------------------------------- following

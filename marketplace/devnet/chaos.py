@@ -8,7 +8,7 @@ state dump), heals it, and follows every job to a terminal state. Then it checks
 - every job of the trial is terminal (Settled, Refunded or Expired);
 - no double commit (one ResultCommitted per provider and job) and no double pay (one Credited
   per provider and job, one JobClosed per job);
-- exact conservation of tokens over every holder and both contracts (`demo.conservation`);
+- exact conservation of tokens over every holder and both contracts (`books.conservation`);
 - no honest provider slashed: the ProviderSlashed events of the trial's jobs name only providers
   the fault took offline on purpose (`verifier-offline`), none of the others; nor any seat of
   theirs released (the jobs have an hour to run: a release would be a fee paid for nothing);
@@ -44,8 +44,9 @@ from rich.console import Console
 from rich.table import Table
 from web3.exceptions import Web3Exception
 
-from marketplace.demo import Books, Conservation, conservation, job_drafts, read_books
 from marketplace.devnet import processes
+from marketplace.devnet.batch import job_drafts
+from marketplace.devnet.books import Books, Conservation, conservation, read_books
 from marketplace.devnet.manager import Devnet, DevnetConfig, DevnetError
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.errors import DepinError

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from rich.console import Console
 
-from marketplace.demo import Conservation
+from marketplace.devnet.books import Conservation
 from marketplace.devnet.chaos import FAULTS, Trial, _parse, table
 
 EXACT = Conservation(0, 0, 0, (0, 0), 0, (0, 0))

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from marketplace.demo import (
-    SENTENCES,
-    Books,
-    Holding,
-    conservation,
-    job_drafts,
-    replicas_for,
-)
+from marketplace.devnet.batch import SENTENCES, job_drafts, replicas_for
+from marketplace.devnet.books import Books, Holding, conservation
 
 TOKEN = 10**18
 
