@@ -1,0 +1,132 @@
+"""The package arrows of DESIGN section 2, kept: every import under marketplace/ and provider/
+(module level, inside functions, under TYPE_CHECKING) goes only where the table below allows,
+and the diagram in docs/architecture.md is the graph tools/import_graph.py draws today."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "tools/import_graph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+graph = _load()
+
+PROTOCOL = "marketplace.protocol"
+MATCHING = "marketplace.matching"
+INDEX = "marketplace.index"
+RELAYER = "marketplace.relayer"
+API = "marketplace.api"
+REQUESTER = "marketplace.requester"
+DEVNET = "marketplace.devnet"
+DEMO = "marketplace.demo"
+CLI = "marketplace.cli"
+PROVIDER = "provider"
+EVERY = {PROTOCOL, MATCHING, INDEX, RELAYER, API, REQUESTER, DEVNET, DEMO, CLI, PROVIDER}
+
+#: package -> the packages it may import. Anything not listed is forbidden.
+ALLOWED: dict[str, set[str]] = {
+    # The distribution's docstring only.
+    "marketplace": set(),
+    # The SDK: the only place that knows ABIs.
+    PROTOCOL: set(),
+    # Pure matching rules.
+    MATCHING: {PROTOCOL},
+    # The chain index; its store builds the matcher's views.
+    INDEX: {PROTOCOL, MATCHING},
+    RELAYER: {PROTOCOL, MATCHING, INDEX},
+    API: {PROTOCOL, MATCHING, INDEX},
+    REQUESTER: {PROTOCOL, MATCHING},
+    PROVIDER: {PROTOCOL, INDEX},
+    DEVNET: {PROTOCOL, REQUESTER, INDEX, MATCHING},
+    DEMO: EVERY - {CLI, DEMO},
+    # The one composition root.
+    CLI: EVERY - {CLI},
+}
+
+
+def forbidden(imports: Iterable[Any]) -> list[str]:
+    """One line per import that crosses an arrow the table does not allow."""
+    out = []
+    for i in imports:
+        assert isinstance(i, graph.Import)
+        if i.target not in ALLOWED.get(i.source, set()):
+            out.append(f"{i}: {i.source} -> {i.target} is not allowed")
+    return out
+
+
+def test_every_package_has_a_row_in_the_table() -> None:
+    unplaced = [p for p in graph.packages() if p not in ALLOWED]
+    assert not unplaced, (
+        f"new first-level packages {unplaced}: add each to ALLOWED in this test, with what it "
+        "may import, and describe it in docs/architecture.md"
+    )
+
+
+def test_no_import_crosses_a_forbidden_arrow() -> None:
+    imports = graph.scan()
+    assert imports, "the scan found no import at all: check tools/import_graph.py's ROOT"
+    problems = forbidden(imports)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_scan_sees_lazy_type_only_and_relative_imports(tmp_path: Path) -> None:
+    # A copy of the layout the scan resolves names against.
+    for module in ("relayer/service.py", "api/app.py", "demo.py"):
+        path = tmp_path / "marketplace" / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        (path.parent / "__init__.py").write_text("")
+    source = """\
+from typing import TYPE_CHECKING
+
+import marketplace.protocol.client
+from . import service
+from marketplace import demo
+
+if TYPE_CHECKING:
+    from marketplace.api.app import ProviderSourceUnavailable
+
+
+def serve() -> None:
+    from ..api import app
+"""
+    found: list[Any] = list(graph.imports_in(source, "marketplace.relayer.keeper", root=tmp_path))
+    assert sorted((i.target, i.line) for i in found) == [
+        (API, 8),
+        (API, 12),
+        (DEMO, 5),
+        (PROTOCOL, 3),
+    ]
+    assert forbidden(sorted(found, key=lambda i: i.line)) == [
+        "marketplace.relayer.keeper:5 imports marketplace.demo: "
+        "marketplace.relayer -> marketplace.demo is not allowed",
+        "marketplace.relayer.keeper:8 imports marketplace.api.app: "
+        "marketplace.relayer -> marketplace.api is not allowed",
+        "marketplace.relayer.keeper:12 imports marketplace.api.app: "
+        "marketplace.relayer -> marketplace.api is not allowed",
+    ]
+
+
+def test_the_diagram_in_the_docs_is_the_current_graph() -> None:
+    text = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
+    drawn = re.findall(r"```mermaid\n(.*?)```", text, flags=re.DOTALL)
+    assert len(drawn) == 1, "docs/architecture.md should hold exactly one mermaid block"
+    assert drawn[0] == graph.mermaid(graph.scan()), (
+        "the diagram in docs/architecture.md is stale: paste the output of "
+        "`.venv/bin/python tools/import_graph.py` into its mermaid block"
+    )
