@@ -76,7 +76,7 @@ from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.results import sign_result_notice
 from provider.deadline import ChainClock
-from provider.ledger import DutyRow, Ledger
+from provider.ledger import DutyRow, DutyStatus, Ledger
 from provider.settings import Behavior, ProviderSettings
 from provider.worker import (
     ALIVE_REFRESH,
@@ -96,7 +96,14 @@ log = logging.getLogger(__name__)
 _COMMIT_STATES = (JobState.ASSIGNED, JobState.AUDITING)
 _OPEN_STATES = (JobState.ASSIGNED, JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING)
 #: Ledger statuses a rollback can undo (the chain evidence behind them may be orphaned).
-_UNDOABLE = ("committed", "revealed", "closed", "skipped", "released", "abandoned")
+_UNDOABLE = (
+    DutyStatus.COMMITTED,
+    DutyStatus.REVEALED,
+    DutyStatus.CLOSED,
+    DutyStatus.SKIPPED,
+    DutyStatus.RELEASED,
+    DutyStatus.ABANDONED,
+)
 #: Seconds between two reconciles of live duties with the chain (a safety net; rollbacks the
 #: head or the listener reveal trigger one at once).
 _RECONCILE_EVERY: Final = 30.0
@@ -383,9 +390,11 @@ class Agent:
 
     def _live_candidates(self) -> list[DutyRow]:
         """Committed and revealed duties, and finished ones whose job the store shows live."""
-        duties = self.ledger.with_status("committed", "revealed")
+        duties = self.ledger.with_status(DutyStatus.COMMITTED, DutyStatus.REVEALED)
         since = time.time() - _ROLLBACK_LOOKBACK
-        for duty in self.ledger.with_status("closed", "skipped", "released", "abandoned"):
+        for duty in self.ledger.with_status(
+            DutyStatus.CLOSED, DutyStatus.SKIPPED, DutyStatus.RELEASED, DutyStatus.ABANDONED
+        ):
             if duty.updated_at < since:
                 continue
             job = self.store.job(duty.job_id)
@@ -395,7 +404,7 @@ class Agent:
 
     def _reconcile(self, duties: list[DutyRow], report: AgentReport) -> None:
         for duty in duties:
-            if self.behavior != "honest" and duty.status == "skipped":
+            if self.behavior != "honest" and duty.status == DutyStatus.SKIPPED:
                 continue
             job = self.market.job(duty.job_id)
             status = self._status_on_chain(duty, job)
@@ -408,12 +417,12 @@ class Agent:
                 status,
             )
             values: dict[str, object] = {"status": status, "note": f"reconciled from {duty.status}"}
-            if status == "queued":
+            if status == DutyStatus.QUEUED:
                 values["sent_at"] = None  # _collect clears the stale result and sends it
             self.ledger.update(duty.task_id, **values)
             report.reconciled.append(duty.job_id)
 
-    def _status_on_chain(self, duty: DutyRow, job: Job) -> str | None:
+    def _status_on_chain(self, duty: DutyRow, job: Job) -> DutyStatus | None:
         """The ledger status that matches what the chain shows for `duty`; None to keep it."""
         if job.state.terminal:
             return None  # _close_finished closes it once the listener applies the close
@@ -421,22 +430,24 @@ class Agent:
         committed = mine and bool(job.commit_mask >> duty.index & 1)
         revealed = mine and bool(job.reveal_mask >> duty.index & 1)
         if revealed:
-            return "revealed"
+            return DutyStatus.REVEALED
         if committed:
-            return "committed"
+            return DutyStatus.COMMITTED
+        # A commitment the chain no longer shows, for a seat that cannot commit now.
+        orphaned = duty.status in (DutyStatus.COMMITTED, DutyStatus.REVEALED)
         if not mine or job.state in (JobState.NONE, JobState.OPEN):
             # The assignment itself is gone (or the seat is another provider's now).
-            return "skipped" if duty.status in ("committed", "revealed") else None
+            return DutyStatus.SKIPPED if orphaned else None
         if not self._may_commit(duty, job):
-            return "skipped" if duty.status in ("committed", "revealed") else None
-        if duty.status == "released" and self._released_on_chain(duty, job):
+            return DutyStatus.SKIPPED if orphaned else None
+        if duty.status == DutyStatus.RELEASED and self._released_on_chain(duty, job):
             return None
         if duty.digest is not None:
-            return "computed"
+            return DutyStatus.COMPUTED
         if self.behavior == "copycat":
-            return "copying"
+            return DutyStatus.COPYING
         if self.behavior == "honest":
-            return "queued"
+            return DutyStatus.QUEUED
         return None
 
     def _may_commit(self, duty: DutyRow, job: Job) -> bool:
@@ -503,7 +514,7 @@ class Agent:
                 role=request.role,
                 index=p.index,
                 spec_hash=request.spec_hash,
-                status="queued",
+                status=DutyStatus.QUEUED,
                 sends=0,
                 notice_posted=False,
             )
@@ -516,13 +527,16 @@ class Agent:
             ):
                 # Test aid: a digest made up without running the job (a copycat executor of a
                 # single-replica job has nobody to copy and behaves the same).
-                duty.status, duty.digest = "computed", "0x" + _made_up_digest(job.job_id).hex()
+                duty.status, duty.digest = (
+                    DutyStatus.COMPUTED,
+                    "0x" + _made_up_digest(job.job_id).hex(),
+                )
                 self.ledger.add(duty)
             elif self.behavior == "copycat":
-                duty.status = "copying"
+                duty.status = DutyStatus.COPYING
                 self.ledger.add(duty)
             else:  # no-show
-                duty.status, duty.note = "ignored", "no-show behaviour: never commits"
+                duty.status, duty.note = DutyStatus.IGNORED, "no-show behaviour: never commits"
                 self.ledger.add(duty)
 
     def _send(self, duty: DutyRow) -> None:
@@ -543,7 +557,7 @@ class Agent:
         self.ledger.update(duty.task_id, sends=duty.sends + 1, sent_at=self.clock())
 
     def _collect(self, report: AgentReport) -> None:
-        queued = self.ledger.with_status("queued")
+        queued = self.ledger.with_status(DutyStatus.QUEUED)
         broker: _BrokerView | None = None
         for duty in queued:
             if duty.sent_at is None:
@@ -577,14 +591,16 @@ class Agent:
             if succeeded and isinstance(value, dict) and value.get("status") == "done":
                 self.ledger.update(
                     duty.task_id,
-                    status="computed",
+                    status=DutyStatus.COMPUTED,
                     digest=str(value["digest"]),
                     artifact=str(value["artifact"]) or None,
                     failure=str(value["failure"]) or None,
                 )
                 report.computed.append(duty.job_id)
             elif succeeded and isinstance(value, dict) and value.get("status") == "skipped":
-                self.ledger.update(duty.task_id, status="skipped", note=str(value.get("reason")))
+                self.ledger.update(
+                    duty.task_id, status=DutyStatus.SKIPPED, note=str(value.get("reason"))
+                )
             elif not succeeded:
                 # The run failed outside the job: Redis went away while the worker stored its
                 # result, or the time limit killed it. Run it again under the same id; the
@@ -604,7 +620,7 @@ class Agent:
                 log.warning("job %d: the worker gave the job up: %s", duty.job_id, note)
                 # An executor hands its seat back (release) rather than be slashed; a verifier
                 # seat cannot be released.
-                status = "releasing" if duty.role == "executor" else "abandoned"
+                status = DutyStatus.RELEASING if duty.role == "executor" else DutyStatus.ABANDONED
                 self.ledger.update(duty.task_id, status=status, note=note[:2000])
                 report.abandoned.append(duty.job_id)
 
@@ -653,7 +669,7 @@ class Agent:
         """Hands back executor seats that cannot be computed and committed in time: duties the
         worker gave up, and queued ones whose deadline is nearer than the run margin."""
         now = self._chain_now()
-        for duty in self.ledger.with_status("queued"):
+        for duty in self.ledger.with_status(DutyStatus.QUEUED):
             if duty.role != "executor" or duty.sent_at is None:
                 continue
             row = self.store.job(duty.job_id)
@@ -669,23 +685,25 @@ class Agent:
                     row.deadline - now,
                     row.deadline,
                 )
-                self.ledger.update(duty.task_id, status="releasing", note="deadline too near")
-        for duty in self.ledger.with_status("releasing"):
+                self.ledger.update(
+                    duty.task_id, status=DutyStatus.RELEASING, note="deadline too near"
+                )
+        for duty in self.ledger.with_status(DutyStatus.RELEASING):
             reason = self._why_not_release(duty)
             if reason is not None:
                 log.warning("job %d: seat not released: %s", duty.job_id, reason)
-                self.ledger.update(duty.task_id, status="abandoned", note=reason[:2000])
+                self.ledger.update(duty.task_id, status=DutyStatus.ABANDONED, note=reason[:2000])
                 continue
             try:
                 receipt = self.market.release(duty.job_id)
             except (ContractRevert, TransactionFailed) as exc:
                 log.warning("job %d: release refused: %s", duty.job_id, exc)
                 self.signer.reset_nonce()
-                self.ledger.update(duty.task_id, status="abandoned", note=str(exc)[:2000])
+                self.ledger.update(duty.task_id, status=DutyStatus.ABANDONED, note=str(exc)[:2000])
                 continue
             self.ledger.update(
                 duty.task_id,
-                status="released",
+                status=DutyStatus.RELEASED,
                 note=f"released in {receipt['transactionHash'].to_0x_hex()}",
             )
             report.released.append(duty.job_id)
@@ -715,7 +733,7 @@ class Agent:
 
     def _copy(self, report: AgentReport) -> None:
         """Copycat test aid: adopts another participant's committed hash and seal."""
-        for duty in self.ledger.with_status("copying"):
+        for duty in self.ledger.with_status(DutyStatus.COPYING):
             logs = self.market.market.events.ResultCommitted().get_logs(
                 argument_filters={"jobId": duty.job_id}, from_block=self.deployment.block
             )
@@ -728,11 +746,13 @@ class Agent:
                 try:
                     receipt = self.market.commit_raw(duty.job_id, h, s)
                 except (ContractRevert, TransactionFailed) as exc:
-                    self.ledger.update(duty.task_id, status="abandoned", note=str(exc)[:2000])
+                    self.ledger.update(
+                        duty.task_id, status=DutyStatus.ABANDONED, note=str(exc)[:2000]
+                    )
                     break
                 self.ledger.update(
                     duty.task_id,
-                    status="committed",
+                    status=DutyStatus.COMMITTED,
                     commit_tx=receipt["transactionHash"].to_0x_hex(),
                 )
                 break
@@ -780,13 +800,13 @@ class Agent:
 
     def _commit(self, report: AgentReport) -> None:
         due: list[DutyRow] = []
-        for duty in self.ledger.with_status("computed"):
+        for duty in self.ledger.with_status(DutyStatus.COMPUTED):
             reason = self._open_for_commit(duty)
             if reason == "found on-chain":
                 # Landed before a restart (or by another instance of this agent): adopt it.
-                self.ledger.update(duty.task_id, status="committed", note=reason)
+                self.ledger.update(duty.task_id, status=DutyStatus.COMMITTED, note=reason)
             elif reason is not None:
-                self.ledger.update(duty.task_id, status="skipped", note=reason)
+                self.ledger.update(duty.task_id, status=DutyStatus.SKIPPED, note=reason)
             else:
                 due.append(duty)
         if not due:
@@ -804,12 +824,12 @@ class Agent:
                 except (ContractRevert, TransactionFailed) as exc:
                     log.warning("job %d: commit refused: %s", job_id, exc)
                     self.signer.reset_nonce()
-                    self.ledger.update(d.task_id, status="abandoned", note=str(exc)[:2000])
+                    self.ledger.update(d.task_id, status=DutyStatus.ABANDONED, note=str(exc)[:2000])
                     report.abandoned.append(job_id)
                     continue
                 landed.append((d, tx))
         for d, tx in landed:
-            self.ledger.update(d.task_id, status="committed", commit_tx=tx)
+            self.ledger.update(d.task_id, status=DutyStatus.COMMITTED, commit_tx=tx)
             report.committed.append(d.job_id)
 
     def _announce(self) -> None:
@@ -840,7 +860,7 @@ class Agent:
                 )
 
     def _reveal(self, report: AgentReport) -> None:
-        for duty in self.ledger.with_status("committed"):
+        for duty in self.ledger.with_status(DutyStatus.COMMITTED):
             job = self.store.job(duty.job_id)
             if job is None or job.state != JobState.REVEALING or duty.digest is None:
                 continue
@@ -848,18 +868,20 @@ class Agent:
             if chain_job.state != JobState.REVEALING or not chain_job.commit_mask >> duty.index & 1:
                 continue
             if chain_job.reveal_mask >> duty.index & 1:
-                self.ledger.update(duty.task_id, status="revealed", note="found on-chain")
+                self.ledger.update(duty.task_id, status=DutyStatus.REVEALED, note="found on-chain")
                 continue
             try:
                 receipt = self.market.reveal(duty.job_id, bytes.fromhex(duty.digest[2:]))
             except (ContractRevert, TransactionFailed) as exc:
                 log.warning("job %d: reveal refused: %s", duty.job_id, exc)
                 self.signer.reset_nonce()
-                self.ledger.update(duty.task_id, status="abandoned", note=str(exc)[:2000])
+                self.ledger.update(duty.task_id, status=DutyStatus.ABANDONED, note=str(exc)[:2000])
                 report.abandoned.append(duty.job_id)
                 continue
             self.ledger.update(
-                duty.task_id, status="revealed", reveal_tx=receipt["transactionHash"].to_0x_hex()
+                duty.task_id,
+                status=DutyStatus.REVEALED,
+                reveal_tx=receipt["transactionHash"].to_0x_hex(),
             )
             report.revealed.append(duty.job_id)
 
@@ -905,10 +927,14 @@ class Agent:
             report.staffed.append(job_id)
 
     def _close_finished(self) -> None:
-        for duty in self.ledger.with_status("committed", "revealed", "copying", "ignored"):
+        for duty in self.ledger.with_status(
+            DutyStatus.COMMITTED, DutyStatus.REVEALED, DutyStatus.COPYING, DutyStatus.IGNORED
+        ):
             job = self.store.job(duty.job_id)
             if job is not None and job.state.terminal:
-                self.ledger.update(duty.task_id, status="closed", note=f"job {job.state.name}")
+                self.ledger.update(
+                    duty.task_id, status=DutyStatus.CLOSED, note=f"job {job.state.name}"
+                )
 
     # ------------------------------------------------------------------ liveness
 
@@ -920,7 +946,7 @@ class Agent:
             return False
         if not self._heartbeats_refused.ready():
             return False
-        load = len(self.ledger.with_status("queued"))
+        load = len(self.ledger.with_status(DutyStatus.QUEUED))
         hb = sign_heartbeat(
             self.signer.account,
             chain_id=self.deployment.chain_id,

@@ -5,20 +5,8 @@ a duty is written before its task is sent, its digest as soon as the worker retu
 its commit and reveal transactions once they land. Before sending either transaction the agent
 also re-reads the chain, so a transaction that landed just before a crash is recognised.
 
-Duty statuses::
-
-    queued      a task was sent (or is due: `sent_at` unset); waiting for the worker's result
-    computed    the digest is known; the commit is due
-    copying     (copycat test aid) waiting for another participant's commitment to copy
-    committed   the commitment is on-chain
-    revealed    the digest is revealed on-chain
-    ignored     (no-show test aid) never committed
-    releasing   an executor seat that cannot be computed and committed in time: to release
-    released    the seat was handed back on-chain (`release`) instead of a no-show
-    abandoned   the worker gave up (deadline, crash budget) and no release was possible, or
-                the commit was refused
-    skipped     nothing to do any more (the job moved on before the commit)
-    closed      the job reached a terminal state after the commit
+A duty's status is a `DutyStatus`, stored as its string value (the column is a plain
+VARCHAR(16): ledgers written before the enum read back unchanged).
 
 After a chain rollback the agent moves duties back to what the chain shows (`committed` ->
 `computed`, `revealed` -> `committed`, `closed`/`skipped`/`released` -> the live state).
@@ -29,12 +17,53 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 
 from sqlalchemy import Boolean, Float, Integer, String, Text, create_engine, select
+from sqlalchemy import Enum as SQLEnum
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["DutyRow", "Ledger"]
+__all__ = ["DutyRow", "DutyStatus", "Ledger"]
+
+
+class DutyStatus(StrEnum):
+    """Where a duty stands; each member says who moves a duty out of it."""
+
+    #: Task sent (or due: `sent_at` unset), no result yet; the agent's collect or release moves it.
+    QUEUED = "queued"
+    #: Digest known, the commit is due; the commit step commits it (or skips it, or adopts one).
+    COMPUTED = "computed"
+    #: Copycat test aid: waiting for another participant's commitment; the copy step commits it.
+    COPYING = "copying"
+    #: Commitment on-chain; the reveal step reveals it, or the job's end closes it.
+    COMMITTED = "committed"
+    #: Digest revealed on-chain; the job's end closes it.
+    REVEALED = "revealed"
+    #: No-show test aid: never committed; the job's end closes it.
+    IGNORED = "ignored"
+    #: Executor seat that cannot be committed in time; the release step releases or abandons it.
+    RELEASING = "releasing"
+    #: Seat handed back on-chain (`release`) instead of a no-show; only a rollback moves it.
+    RELEASED = "released"
+    #: Worker gave up and no release was possible, or a write was refused; only a rollback moves it.
+    ABANDONED = "abandoned"
+    #: Nothing to do any more (the job moved on before the commit); only a rollback moves it.
+    SKIPPED = "skipped"
+    #: The job reached a terminal state after the commit; only a rollback moves it.
+    CLOSED = "closed"
+
+
+#: The status column: the members' values in a VARCHAR(16), as before the enum (no CHECK
+#: constraint, no migration); a value outside the enum is refused on write.
+_STATUS_COLUMN = SQLEnum(
+    DutyStatus,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    validate_strings=True,
+    values_callable=lambda members: [m.value for m in members],
+)
 
 
 class _Base(DeclarativeBase):
@@ -52,7 +81,7 @@ class DutyRow(_Base):
     role: Mapped[str] = mapped_column(String(16))
     #: Participant index in the job's round (the bit of its commit and reveal masks).
     index: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[DutyStatus] = mapped_column(_STATUS_COLUMN, index=True)
     #: Spec hash of the job, 0x-prefixed hex.
     spec_hash: Mapped[str] = mapped_column(String(66))
     digest: Mapped[str | None] = mapped_column(String(66))
@@ -103,7 +132,7 @@ class Ledger:
                 setattr(row, name, value)
             row.updated_at = time.time()
 
-    def with_status(self, *statuses: str) -> list[DutyRow]:
+    def with_status(self, *statuses: DutyStatus) -> list[DutyRow]:
         with self._sessions() as s:
             query = select(DutyRow).where(DutyRow.status.in_(statuses)).order_by(DutyRow.job_id)
             return list(s.scalars(query))
@@ -114,7 +143,9 @@ class Ledger:
             query = (
                 select(DutyRow)
                 .where(
-                    DutyRow.status.in_(("committed", "revealed", "closed")),
+                    DutyRow.status.in_(
+                        (DutyStatus.COMMITTED, DutyStatus.REVEALED, DutyStatus.CLOSED)
+                    ),
                     DutyRow.notice_posted.is_(False),
                     DutyRow.artifact.is_not(None),
                 )
