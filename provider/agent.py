@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from types import FrameType
 from typing import Any, Final
 
@@ -81,7 +82,10 @@ from provider.settings import Behavior, ProviderSettings
 from provider.worker import (
     ALIVE_REFRESH,
     TASK_NAME,
+    OutcomeStatus,
+    TaskOutcome,
     TaskRequest,
+    UnreadableOutcome,
     alive_key,
     deliveries_key,
     held_key,
@@ -89,7 +93,7 @@ from provider.worker import (
     task_id,
 )
 
-__all__ = ["Agent", "AgentReport", "run_agent"]
+__all__ = ["Agent", "AgentReport", "NoCommit", "Uncommittable", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,35 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 _RELAYER_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
+#: Ledger notes of a transaction this provider sent before a restart, found on-chain.
+_FOUND_ON_CHAIN: Final = "found on-chain"
+_SEAT_TAKEN: Final = "the seat belongs to another provider (job reopened)"
+
+
+class Uncommittable(Enum):
+    """Why the chain no longer takes a duty's commit."""
+
+    #: This provider's commitment is already there (sent before a restart): the duty adopts it.
+    ON_CHAIN = auto()
+    #: The seat is another provider's (the job was reopened and assigned again).
+    SEAT_TAKEN = auto()
+    #: The job left the commit states (settled, refunded, revealing...).
+    CLOSED = auto()
+    #: The job takes the other role's commits now (executors while Assigned, verifiers while
+    #: Auditing).
+    OTHER_PHASE = auto()
+    #: A later audit round drew other verifiers; this verifier seat's round is over.
+    ROUND_OVER = auto()
+    #: The job's current commit deadline passed.
+    DEADLINE_PASSED = auto()
+
+
+@dataclass(frozen=True)
+class NoCommit:
+    """A duty the chain no longer takes a commit for: why, and the note the ledger keeps."""
+
+    why: Uncommittable
+    note: str
 
 
 @dataclass
@@ -567,8 +600,8 @@ class Agent:
                 self._forget_stale(duty)
                 self._send(duty)
                 continue
-            meta = self._result(duty.task_id)
-            if meta is None:
+            finished = self._result(duty.task_id)
+            if finished is None:
                 if broker is None:
                     broker = _BrokerView.read(self.redis, self.settings.queue)
                 if self._lost(duty, broker):
@@ -587,21 +620,19 @@ class Agent:
                     self._send(duty)
                 continue
             self._lost_since.pop(duty.task_id, None)
-            succeeded, value = meta
-            if succeeded and isinstance(value, dict) and value.get("status") == "done":
+            outcome = finished.outcome
+            if outcome is not None and outcome.status is OutcomeStatus.DONE:
                 self.ledger.update(
                     duty.task_id,
                     status=DutyStatus.COMPUTED,
-                    digest=str(value["digest"]),
-                    artifact=str(value["artifact"]) or None,
-                    failure=str(value["failure"]) or None,
+                    digest=outcome.digest,
+                    artifact=outcome.artifact or None,
+                    failure=outcome.failure or None,
                 )
                 report.computed.append(duty.job_id)
-            elif succeeded and isinstance(value, dict) and value.get("status") == "skipped":
-                self.ledger.update(
-                    duty.task_id, status=DutyStatus.SKIPPED, note=str(value.get("reason"))
-                )
-            elif not succeeded:
+            elif outcome is not None and outcome.status is OutcomeStatus.SKIPPED:
+                self.ledger.update(duty.task_id, status=DutyStatus.SKIPPED, note=outcome.reason)
+            elif not finished.returned:
                 # The run failed outside the job: Redis went away while the worker stored its
                 # result, or the time limit killed it. Run it again under the same id; the
                 # worker's crash budget (DEPIN_PROVIDER_MAX_DELIVERIES, kept) bounds the reruns
@@ -610,13 +641,14 @@ class Agent:
                     "job %d: task %s failed outside the job (%s); sending it again",
                     duty.job_id,
                     duty.task_id,
-                    _short(value),
+                    finished.problem,
                 )
                 self.redis.delete(self.celery.backend.get_key_for_task(duty.task_id))
                 self._send(duty)
                 report.resent.append(duty.job_id)
             else:
-                note = str(value.get("reason")) if isinstance(value, dict) else repr(value)
+                # Abandoned or rejected by the worker, or a result no worker wrote.
+                note = finished.problem if outcome is None else outcome.reason
                 log.warning("job %d: the worker gave the job up: %s", duty.job_id, note)
                 # An executor hands its seat back (release) rather than be slashed; a verifier
                 # seat cannot be released.
@@ -624,8 +656,8 @@ class Agent:
                 self.ledger.update(duty.task_id, status=status, note=note[:2000])
                 report.abandoned.append(duty.job_id)
 
-    def _result(self, tid: str) -> tuple[bool, Any] | None:
-        """(succeeded, value) of a finished task; None while it is not finished.
+    def _result(self, tid: str) -> _Finished | None:
+        """The finished task `tid`; None while it is not finished.
 
         Read from the result backend directly: Celery's AsyncResult also subscribes to the
         result channel and unsubscribes when collected, and after a Redis outage its result
@@ -634,14 +666,20 @@ class Agent:
         status = meta.get("status")
         if status not in states.READY_STATES:
             return None
-        return status == states.SUCCESS, meta.get("result")
+        value = meta.get("result")
+        if status != states.SUCCESS:
+            return _Finished(returned=False, outcome=None, problem=_short(value))
+        try:
+            return _Finished(returned=True, outcome=TaskOutcome.from_json(value), problem="")
+        except UnreadableOutcome as exc:
+            return _Finished(returned=True, outcome=None, problem=str(exc))
 
     def _forget_stale(self, duty: DutyRow) -> None:
-        meta = self._result(duty.task_id)
-        if meta is None:
+        finished = self._result(duty.task_id)
+        if finished is None:
             return
-        succeeded, value = meta
-        if not (succeeded and isinstance(value, dict) and value.get("status") == "done"):
+        outcome = finished.outcome
+        if outcome is None or outcome.status is not OutcomeStatus.DONE:
             backend = self.celery.backend
             self.redis.delete(backend.get_key_for_task(duty.task_id), deliveries_key(duty.task_id))
 
@@ -722,7 +760,7 @@ class Agent:
         if job.state != JobState.ASSIGNED:
             return f"job is {job.state.name}"
         if self._seat_holder(duty) != self.me:
-            return "the seat belongs to another provider (job reopened)"
+            return _SEAT_TAKEN
         if job.commit_mask >> duty.index & 1:
             return "the seat already committed"
         if self._released_on_chain(duty, job):
@@ -759,9 +797,8 @@ class Agent:
 
     # ------------------------------------------------------------------ chain writes
 
-    def _open_for_commit(self, duty: DutyRow) -> str | None:
-        """Why `duty` can no longer be committed ("found on-chain" when its commitment is
-        already there), from the chain; None when the commit is due.
+    def _open_for_commit(self, duty: DutyRow) -> NoCommit | None:
+        """Why `duty` can no longer be committed, from the chain; None when the commit is due.
 
         The deadline is the job's current one, read from the chain: an executor's is the
         assignment's; a verifier's is the staffing deadline while its round still has open
@@ -770,18 +807,26 @@ class Agent:
         job = self.market.job(duty.job_id)
         if job.commit_mask >> duty.index & 1:
             if self._seat_holder(duty) == self.me:
-                return "found on-chain"
-            return "the seat belongs to another provider (job reopened)"
+                return NoCommit(Uncommittable.ON_CHAIN, _FOUND_ON_CHAIN)
+            return NoCommit(Uncommittable.SEAT_TAKEN, _SEAT_TAKEN)
         if job.state not in _COMMIT_STATES:
-            return f"job is {job.state.name}; commits closed"
+            return NoCommit(Uncommittable.CLOSED, f"job is {job.state.name}; commits closed")
         if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
-            return f"job is {job.state.name}; a {duty.role} cannot commit now"
+            return NoCommit(
+                Uncommittable.OTHER_PHASE,
+                f"job is {job.state.name}; a {duty.role} cannot commit now",
+            )
         if duty.role == "verifier" and duty.index < job.verifiers_from:
-            return f"audit round {job.round} has other verifiers; this seat's round is over"
+            return NoCommit(
+                Uncommittable.ROUND_OVER,
+                f"audit round {job.round} has other verifiers; this seat's round is over",
+            )
         if self._seat_holder(duty) != self.me:
-            return "the seat belongs to another provider (job reopened)"
+            return NoCommit(Uncommittable.SEAT_TAKEN, _SEAT_TAKEN)
         if self._chain_time() > job.deadline:
-            return f"the commit deadline {job.deadline} passed"
+            return NoCommit(
+                Uncommittable.DEADLINE_PASSED, f"the commit deadline {job.deadline} passed"
+            )
         return None
 
     def _seat_holder(self, duty: DutyRow) -> str | None:
@@ -801,14 +846,14 @@ class Agent:
     def _commit(self, report: AgentReport) -> None:
         due: list[DutyRow] = []
         for duty in self.ledger.with_status(DutyStatus.COMPUTED):
-            reason = self._open_for_commit(duty)
-            if reason == "found on-chain":
-                # Landed before a restart (or by another instance of this agent): adopt it.
-                self.ledger.update(duty.task_id, status=DutyStatus.COMMITTED, note=reason)
-            elif reason is not None:
-                self.ledger.update(duty.task_id, status=DutyStatus.SKIPPED, note=reason)
-            else:
+            blocked = self._open_for_commit(duty)
+            if blocked is None:
                 due.append(duty)
+            elif blocked.why is Uncommittable.ON_CHAIN:
+                # Landed before a restart (or by another instance of this agent): adopt it.
+                self.ledger.update(duty.task_id, status=DutyStatus.COMMITTED, note=blocked.note)
+            else:
+                self.ledger.update(duty.task_id, status=DutyStatus.SKIPPED, note=blocked.note)
         if not due:
             return
         results = [(d.job_id, bytes.fromhex(str(d.digest)[2:])) for d in due]
@@ -868,7 +913,7 @@ class Agent:
             if chain_job.state != JobState.REVEALING or not chain_job.commit_mask >> duty.index & 1:
                 continue
             if chain_job.reveal_mask >> duty.index & 1:
-                self.ledger.update(duty.task_id, status=DutyStatus.REVEALED, note="found on-chain")
+                self.ledger.update(duty.task_id, status=DutyStatus.REVEALED, note=_FOUND_ON_CHAIN)
                 continue
             try:
                 receipt = self.market.reveal(duty.job_id, bytes.fromhex(duty.digest[2:]))
@@ -987,6 +1032,18 @@ class Agent:
                 announced,
                 self.settings.heartbeat_interval,
             )
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A finished task, as the result backend holds it."""
+
+    #: Whether the task returned; False when it raised or was killed (Celery FAILURE, REVOKED).
+    returned: bool
+    #: What it returned; None when it did not return, or returned something no worker writes.
+    outcome: TaskOutcome | None
+    #: Why there is no outcome: the stored failure, or why the returned value is unreadable.
+    problem: str
 
 
 @dataclass(frozen=True)

@@ -35,20 +35,29 @@ import socket
 import threading
 import time
 import uuid
-from typing import Annotated, Any, Final
+from enum import StrEnum
+from typing import Annotated, Any, Final, Self
 
 import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 from web3.exceptions import Web3Exception
 
 from marketplace.protocol.artifact_client import ArtifactClient
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment
-from marketplace.protocol.errors import ChainError, ConfigError
+from marketplace.protocol.errors import ChainError, ConfigError, DepinError, validation_problems
 from marketplace.protocol.outage import Outage
 from provider.deadline import Budget, ChainClock
 from provider.execute import Execution, TransientError, execute
@@ -57,7 +66,10 @@ from provider.settings import ProviderSettings
 __all__ = [
     "ALIVE_TTL",
     "TASK_NAME",
+    "OutcomeStatus",
+    "TaskOutcome",
     "TaskRequest",
+    "UnreadableOutcome",
     "alive_key",
     "deliveries_key",
     "held_key",
@@ -95,6 +107,99 @@ class TaskRequest(BaseModel):
     provider: StrictStr
     #: The job's on-chain spec hash, 0x-prefixed hex.
     spec_hash: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-f]{64}$")]
+
+
+class OutcomeStatus(StrEnum):
+    """What one run of `depin.execute` came to (the `status` of its stored result)."""
+
+    #: The job ran, or failed deterministically: a digest to commit.
+    DONE = "done"
+    #: Nothing to run any more: the provider already committed, or the job moved on.
+    SKIPPED = "skipped"
+    #: Given up: the job's deadline cannot be met, or too many runs crashed.
+    ABANDONED = "abandoned"
+    #: The request could not be read; no delivery would do better.
+    REJECTED = "rejected"
+
+
+class UnreadableOutcome(DepinError, ValueError):
+    """A task's stored result is not a `TaskOutcome`."""
+
+
+_SHARED_REDIS: Final = (
+    "give each provider its own DEPIN_PROVIDER_QUEUE, and no other Celery app this Redis database"
+)
+#: The keys each status writes, in order: the JSON object the result backend has always held.
+_OUTCOME_KEYS: Final = {
+    OutcomeStatus.DONE: ("status", "worker", "job_id", "digest", "artifact", "failure", "seconds"),
+    OutcomeStatus.SKIPPED: ("status", "reason"),
+    OutcomeStatus.ABANDONED: ("status", "reason", "deadline"),
+    OutcomeStatus.REJECTED: ("status", "reason"),
+}
+
+
+class TaskOutcome(BaseModel):
+    """What a worker returns for one `TaskRequest`, and what the agent reads back from the
+    result backend. Celery carries it as the JSON object of `to_json()`."""
+
+    # A key a newer worker adds does not make its result unreadable to this agent.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: OutcomeStatus
+    #: Why there is no digest (skipped, abandoned, rejected).
+    reason: StrictStr = ""
+    #: Abandoned: the on-chain deadline the run could not meet; None when the crash budget,
+    #: not the deadline, gave the job up.
+    deadline: StrictInt | None = None
+    #: Done: the job, the digest to commit (0x-prefixed hex), the sha256 of the encrypted result
+    #: artifact ("" when there is no key to encrypt to), the failure code ("" when the job ran),
+    #: the run's seconds and the worker's host name.
+    job_id: StrictInt | None = None
+    digest: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-f]{64}$")] | None = None
+    artifact: StrictStr = ""
+    failure: StrictStr = ""
+    seconds: float = 0.0
+    worker: StrictStr = ""
+
+    @model_validator(mode="after")
+    def _done_has_a_digest(self) -> Self:
+        if self.status is OutcomeStatus.DONE and (self.digest is None or self.job_id is None):
+            raise ValueError("a done outcome needs its job_id and digest")
+        return self
+
+    @classmethod
+    def done(cls, execution: Execution, worker: str) -> TaskOutcome:
+        """The outcome of a run of `execution` on host `worker`."""
+        return cls.model_validate(
+            {"status": OutcomeStatus.DONE, "worker": worker} | execution.as_dict()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object the task returns (Celery serialises it): the keys of its status."""
+        data = self.model_dump(mode="json")
+        return {key: data[key] for key in _OUTCOME_KEYS[self.status]}
+
+    @classmethod
+    def from_json(cls, value: object) -> TaskOutcome:
+        """The outcome a task returned, from the result backend.
+
+        Results stored by workers of earlier releases (in Redis during an upgrade) are the same
+        JSON objects, so they are accepted as they are. Anything else (another program's result
+        under the same task id, a value that is not an object) raises `UnreadableOutcome`.
+        """
+        if not isinstance(value, dict):
+            raise UnreadableOutcome(
+                f"the task result is not a JSON object but {type(value).__name__} "
+                f"{repr(value)[:200]}; it was not written by a depin worker: {_SHARED_REDIS}"
+            )
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise UnreadableOutcome(
+                f"the task result {repr(value)[:200]} is not a task outcome "
+                f"({validation_problems(exc)}); it was not written by a depin worker: "
+                f"{_SHARED_REDIS}"
+            ) from None
 
 
 def task_id(chain_id: int, market: str, request: TaskRequest) -> str:
@@ -147,7 +252,7 @@ def make_celery(settings: ProviderSettings) -> Celery:
     state = _WorkerState(settings)
 
     def execute_task(self: Task[Any, Any], request: dict[str, Any]) -> dict[str, Any]:
-        return state.run(self, request)
+        return state.run(self, request).to_json()
 
     def preload(**_: Any) -> None:
         state.preload()
@@ -231,12 +336,14 @@ class _WorkerState:
             time.monotonic() - started,
         )
 
-    def run(self, task: Task[Any, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    def run(self, task: Task[Any, Any], raw: dict[str, Any]) -> TaskOutcome:
         try:
             request = TaskRequest.model_validate(raw)
         except ValidationError as exc:
             # A request this worker cannot read is not retried: no delivery would do better.
-            return {"status": "rejected", "reason": f"malformed task request: {exc}"}
+            return TaskOutcome(
+                status=OutcomeStatus.REJECTED, reason=f"malformed task request: {exc}"
+            )
         tid = str(task.request.id)
         stored = _stored(task, tid)
         if stored is not None:
@@ -253,19 +360,18 @@ class _WorkerState:
                 return stored
             deliveries = self._count_delivery(tid)
             if deliveries > self.settings.max_deliveries:
-                return {
-                    "status": "abandoned",
-                    "reason": f"{deliveries} runs started and never finished (worker crashes), "
+                return TaskOutcome(
+                    status=OutcomeStatus.ABANDONED,
+                    reason=f"{deliveries} runs started and never finished (worker crashes), "
                     f"above DEPIN_PROVIDER_MAX_DELIVERIES ({self.settings.max_deliveries})",
-                    "deadline": None,
-                }
+                )
             return self._run_within_deadline(task, request, tid)
         finally:
             alive.release()
 
     def _run_within_deadline(
         self, task: Task[Any, Any], request: TaskRequest, tid: str
-    ) -> dict[str, Any]:
+    ) -> TaskOutcome:
         """Runs the job, retrying transient failures while its on-chain deadline can still be
         met; `abandoned` (with the deadline) once it cannot."""
         budget = Budget(margin=self.settings.run_margin, max_delay=RETRY_CAP)
@@ -283,7 +389,7 @@ class _WorkerState:
                 clock.observe(chain_now)
                 skip = _skip_reason(request, job)
                 if skip is not None:
-                    return {"status": "skipped", "reason": skip}
+                    return TaskOutcome(status=OutcomeStatus.SKIPPED, reason=skip)
                 # An unstaffed audit round's deadline is the staffing deadline, which the round
                 # moves on when it fills: a verifier waits for the chain to decide.
                 deadline = (
@@ -319,7 +425,7 @@ class _WorkerState:
             time.sleep(wait)
             attempt += 1
 
-    def _done(self, request: TaskRequest, execution: Execution) -> dict[str, Any]:
+    def _done(self, request: TaskRequest, execution: Execution) -> TaskOutcome:
         log.info(
             "job %d (%s) done in %.2f s%s",
             request.job_id,
@@ -327,7 +433,7 @@ class _WorkerState:
             execution.seconds,
             f", failed: {execution.failure}" if execution.failure else "",
         )
-        return {"status": "done", "worker": socket.gethostname(), **execution.as_dict()}
+        return TaskOutcome.done(execution, socket.gethostname())
 
     def _read_job(self, job_id: int) -> tuple[Job, int]:
         """The job and the latest block's timestamp; ChainError when the RPC fails."""
@@ -363,18 +469,22 @@ class _WorkerState:
             log.warning("delivery of %s not uncounted: %s", tid, exc)
 
 
-def _stored(task: Task[Any, Any], tid: str) -> dict[str, Any] | None:
-    """The stored result of a task that already succeeded; None otherwise (or Redis down).
-    Read from the backend directly, not through an AsyncResult, whose result-channel
-    subscription does not survive a Redis outage."""
+def _stored(task: Task[Any, Any], tid: str) -> TaskOutcome | None:
+    """The stored outcome of a task that already succeeded; None otherwise (or Redis down, or
+    a stored value no worker wrote: the run then replaces it). Read from the backend directly,
+    not through an AsyncResult, whose result-channel subscription does not survive a Redis
+    outage."""
     try:
         meta = task.backend.get_task_meta(tid, cache=False)
     except redis.RedisError:
         return None
-    value = meta.get("result")
-    if meta.get("status") == "SUCCESS" and isinstance(value, dict):
-        return value
-    return None
+    if meta.get("status") != "SUCCESS":
+        return None
+    try:
+        return TaskOutcome.from_json(meta.get("result"))
+    except UnreadableOutcome as exc:
+        log.warning("task %s: stored result ignored, running again: %s", tid, exc)
+        return None
 
 
 def _skip_reason(request: TaskRequest, job: Job) -> str | None:
@@ -392,7 +502,7 @@ def _abandoned(
     chain_now: float,
     budget: Budget,
     problem: Exception | None = None,
-) -> dict[str, Any]:
+) -> TaskOutcome:
     reason = (
         f"job {request.job_id}: chain time {chain_now:.0f} + {budget.margin:.0f} s margin "
         f"passes the deadline {deadline}"
@@ -400,7 +510,7 @@ def _abandoned(
     if problem is not None:
         reason += f"; last failure: {problem}"
     log.warning("%s; giving the job up", reason)
-    return {"status": "abandoned", "reason": reason, "deadline": deadline}
+    return TaskOutcome(status=OutcomeStatus.ABANDONED, reason=reason, deadline=deadline)
 
 
 class _Holding:
