@@ -20,380 +20,70 @@ How the store stays consistent with the chain:
   event log, which keeps the rollback obviously correct. Provider heartbeats are not chain data:
   they survive a rebuild.
 
-Token amounts can exceed 64 bits, so they are stored as zero-padded decimal text (`Uint256`),
-which sorts numerically in every database.
+Readers ask the store named questions (`jobs_page`, `state_counts`, `provider_loads`, ...) and
+get frozen dataclasses, plain values or rows to read; nobody outside marketplace.index writes
+SQL against these tables. The tables are in `schema`, how events update them in `folding`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.address import to_checksum_address
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Dialect,
-    Engine,
-    Enum,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from marketplace.index import events as ev
-from marketplace.index.events import ChainEvent, Decoder, RawLog
-from marketplace.matching.matcher import OpenJob, ProviderView
-from marketplace.protocol.client import UNLIMITED_UNITS, JobState
-from marketplace.protocol.deployment import Deployment, MarketParams
+from marketplace.index.events import ChainEvent, Decoder
+from marketplace.index.folding import apply_event, processed, provider_row, rebuild
+from marketplace.index.schema import (
+    TERMINAL_STATES,
+    AuditRoundRow,
+    Base,
+    Block,
+    Checkpoint,
+    HistoryRow,
+    JobRow,
+    MarketParamsRow,
+    ParticipantRow,
+    ProcessedEvent,
+    ProfileRow,
+    ProviderRow,
+    SkippedRow,
+    Uint256,
+)
+from marketplace.protocol.client import JobState
+from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_URL",
+    "AuditRoundRow",
+    "Block",
+    "CheckpointView",
+    "HistoryRow",
+    "JobRow",
+    "JobsPage",
+    "MarketParamsRow",
+    "Overview",
+    "ParticipantRow",
+    "Position",
+    "ProcessedEvent",
+    "ProfileRow",
+    "ProviderRow",
+    "Seat",
+    "SkippedRow",
+    "Store",
+    "Uint256",
+]
 
 log = logging.getLogger(__name__)
 
 #: Where the relayer keeps its database unless told otherwise.
 DEFAULT_URL = "sqlite:///relayer.sqlite3"
-
-_UINT256_DIGITS = 78  # len(str(2**256 - 1))
-
-
-class Uint256(TypeDecorator[int]):
-    """A non-negative integer up to 2**256 - 1, as zero-padded decimal text."""
-
-    impl = String(_UINT256_DIGITS)
-    cache_ok = True
-
-    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
-        if value < 0:
-            raise ValueError(f"Uint256 column got negative {value}")
-        return str(value).zfill(_UINT256_DIGITS)
-
-    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
-        return None if value is None else int(value)
-
-
-def _hex(data: bytes) -> str:
-    return "0x" + data.hex()
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-# ---------------------------------------------------------------------- listener bookkeeping
-
-
-class Checkpoint(Base):
-    """The last block whose events are all applied, and the deployment the store follows."""
-
-    __tablename__ = "checkpoint"
-
-    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    market_address: Mapped[str] = mapped_column("market", String(42))
-    registry_address: Mapped[str] = mapped_column("registry", String(42))
-    block_number: Mapped[int]
-    #: None before the first chunk (the block before the deployment was never read).
-    block_hash: Mapped[str | None] = mapped_column(String(66))
-
-
-class ProcessedEvent(Base):
-    """Every applied event with its raw log: the idempotency key and the replay source."""
-
-    __tablename__ = "processed_events"
-    __table_args__ = (Index("ix_processed_events_order", "chain_id", "block_number", "log_index"),)
-
-    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
-    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_number: Mapped[int]
-    block_hash: Mapped[str] = mapped_column(String(66))
-    tx_index: Mapped[int]
-    address: Mapped[str] = mapped_column(String(42))
-    name: Mapped[str] = mapped_column(String(32))
-    topics: Mapped[list[str]] = mapped_column(JSON)
-    data: Mapped[str] = mapped_column(Text)
-
-    def raw(self) -> RawLog:
-        return RawLog(
-            address=self.address,
-            topics=tuple(self.topics),
-            data=self.data,
-            block_number=self.block_number,
-            block_hash=self.block_hash,
-            tx_hash=self.tx_hash,
-            tx_index=self.tx_index,
-            log_index=self.log_index,
-        )
-
-
-class Block(Base):
-    """Hashes of recent processed blocks, to find the common ancestor after a reorg."""
-
-    __tablename__ = "blocks"
-
-    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    hash: Mapped[str] = mapped_column(String(66))
-
-
-# ---------------------------------------------------------------------- projections
-
-
-class MarketParamsRow(Base):
-    """The JobMarket's current parameters (jobs snapshot the collateral multiple, fee, fee floor
-    and audit premium)."""
-
-    __tablename__ = "market_params"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
-    params: Mapped[dict[str, int]] = mapped_column(JSON)
-    block_number: Mapped[int]
-
-
-class ProfileRow(Base):
-    """A determinism profile defined in the ProviderRegistry."""
-
-    __tablename__ = "profiles"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    descriptor: Mapped[str] = mapped_column(String(66))
-    block_number: Mapped[int]
-
-
-_TERMINAL_STATES = (JobState.SETTLED, JobState.REFUNDED, JobState.EXPIRED)
-
-
-class JobRow(Base):
-    """A job as its events describe it."""
-
-    __tablename__ = "jobs"
-
-    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    requester: Mapped[str] = mapped_column(String(42), index=True)
-    state: Mapped[JobState] = mapped_column(
-        Enum(JobState, native_enum=False, length=16), index=True
-    )
-    spec_hash: Mapped[str] = mapped_column(String(66))
-    replicas: Mapped[int]
-    units: Mapped[int]
-    max_price_per_unit: Mapped[int] = mapped_column(Uint256)
-    profile: Mapped[int]
-    min_vram_gib: Mapped[int]
-    accept_window: Mapped[int]
-    exec_window: Mapped[int]
-    escrow: Mapped[int] = mapped_column(Uint256)
-    #: Collateral multiple snapshotted at creation.
-    collateral_multiple: Mapped[int] = mapped_column(Integer, default=0)
-    #: Collateral each participant locks: collateral multiple x units x clearing price (0 until
-    #: executors are assigned).
-    collateral: Mapped[int] = mapped_column(Uint256)
-    fee_bps: Mapped[int]
-    #: Fee floor and audit premium (bps of executor pay; replicas = 1 only) snapshotted at creation.
-    min_fee: Mapped[int] = mapped_column(Uint256, default=0)
-    premium_bps: Mapped[int] = mapped_column(Integer, default=0)
-    #: Highest ask among the current executors (0 while open).
-    clearing_price: Mapped[int] = mapped_column(Uint256, default=0)
-    #: Accept deadline of the current opening (creation or reopen).
-    accept_by: Mapped[int]
-    #: The current state's deadline when an event carries it (accept, commit, verifier commit,
-    #: reveal); None while Committed or awaiting verifiers, whose deadlines the contract derives
-    #: from block time and parameters (read `Market.job` for them).
-    deadline: Mapped[int | None]
-    #: 0, then 1 after a no-show reopen: participants are numbered per round.
-    round: Mapped[int] = mapped_column(Integer, default=0)
-    #: Current audit round (0 before any audit, 1, then 2 after an escalation), its seats, the
-    #: block seeding its verifier draw (or a re-seeded audit draw) and whether it is staffed.
-    audit_round: Mapped[int] = mapped_column(Integer, default=0)
-    seats: Mapped[int] = mapped_column(Integer, default=0)
-    seed_block: Mapped[int | None]
-    staffed: Mapped[bool] = mapped_column(Boolean, default=False)
-    challenged: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: None before an audit draw, else whether it selected the job.
-    audited: Mapped[bool | None]
-    #: Majority digest of a resolved job (JobClosed), None before close.
-    digest: Mapped[str | None] = mapped_column(String(66))
-    paid: Mapped[int | None] = mapped_column(Uint256)
-    refunded: Mapped[int | None] = mapped_column(Uint256)
-    fees: Mapped[int | None] = mapped_column(Uint256)
-    burned: Mapped[int | None] = mapped_column(Uint256)
-    created_block: Mapped[int]
-    closed_block: Mapped[int | None]
-    last_event: Mapped[str] = mapped_column(String(32))
-    last_block: Mapped[int]
-
-    def open_job(self, exclude: frozenset[str] = frozenset()) -> OpenJob:
-        """What the matcher needs of this job (its requirements as created), barring `exclude`."""
-        return OpenJob(
-            job_id=self.job_id,
-            profile=self.profile,
-            units=self.units,
-            max_price_per_unit=self.max_price_per_unit,
-            replicas=self.replicas,
-            min_vram_gib=self.min_vram_gib,
-            collateral_multiple=self.collateral_multiple,  # snapshotted at creation
-            exec_window=self.exec_window,
-            requester=self.requester,
-            exclude=exclude,
-        )
-
-
-class ParticipantRow(Base):
-    """An executor (index < replicas) or verifier of one round of a job."""
-
-    __tablename__ = "job_participants"
-
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.job_id"), primary_key=True)
-    round: Mapped[int] = mapped_column(Integer, primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider: Mapped[str] = mapped_column(String(42), index=True)
-    verifier: Mapped[bool]
-    #: 0 for an executor, else the audit round the verifier was drawn for (1 or 2).
-    audit_round: Mapped[int] = mapped_column(Integer, default=0)
-    price_per_unit: Mapped[int] = mapped_column(Uint256)
-    deadline: Mapped[int]
-    collateral: Mapped[int] = mapped_column(Uint256)
-    assigned_block: Mapped[int]
-    commit_block: Mapped[int | None]
-    result_hash: Mapped[str | None] = mapped_column(String(66))
-    revealed_digest: Mapped[str | None] = mapped_column(String(66))
-    slashed: Mapped[int | None] = mapped_column(Uint256)
-    #: The collateral was released: the job closed without slashing this participant, or the
-    #: executor handed its seat back (ProviderReleased: its fee was slashed, the rest unlocked;
-    #: the amount is in the job's history).
-    released: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class AuditRoundRow(Base):
-    """One audit round of a job: its verifier seats drawn on-chain and how the draw went."""
-
-    __tablename__ = "audit_rounds"
-
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.job_id"), primary_key=True)
-    #: The job's no-show reopen round (JobRow.round) the audit belongs to.
-    job_round: Mapped[int] = mapped_column(Integer, primary_key=True)
-    round: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seats: Mapped[int]
-    #: Block whose hash seeds the draw (moved by each AuditReseeded).
-    seed_block: Mapped[int]
-    reseeds: Mapped[int] = mapped_column(Integer, default=0)
-    #: Verifiers must be drawn by this time, else the job ends with no verdict.
-    staff_by: Mapped[int]
-    #: Commit deadline of the verifiers once every seat is filled (None before).
-    commit_by: Mapped[int | None]
-    started_block: Mapped[int]
-    staffed_block: Mapped[int | None]
-
-
-class SkippedRow(Base):
-    """An item a batched call skipped (BatchItemSkipped), with its decoded reason."""
-
-    __tablename__ = "skipped_items"
-    __table_args__ = (Index("ix_skipped_items_job", "job_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int]
-    #: The single-item function that reverted, e.g. "staffAudit".
-    operation: Mapped[str] = mapped_column(String(32))
-    #: The decoded custom error's name (or the raw reason in hex).
-    error: Mapped[str] = mapped_column(Text)
-    reason: Mapped[str] = mapped_column(Text)
-    block_number: Mapped[int]
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    log_index: Mapped[int]
-
-
-class HistoryRow(Base):
-    """One event of a job and the state it left the job in."""
-
-    __tablename__ = "job_history"
-    __table_args__ = (Index("ix_job_history_job", "job_id", "block_number", "log_index"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int]
-    event: Mapped[str] = mapped_column(String(32))
-    state: Mapped[JobState] = mapped_column(Enum(JobState, native_enum=False, length=16))
-    #: The provider, requester or credited account the event names, if any.
-    account: Mapped[str | None] = mapped_column(String(42))
-    amount: Mapped[int | None] = mapped_column(Uint256)
-    block_number: Mapped[int]
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    log_index: Mapped[int]
-
-
-class ProviderRow(Base):
-    """A provider as registry and market events describe it, plus its last heartbeat."""
-
-    __tablename__ = "providers"
-
-    address: Mapped[str] = mapped_column(String(42), primary_key=True)
-    registered: Mapped[bool] = mapped_column(Boolean, default=False)
-    profile_mask: Mapped[int] = mapped_column(Uint256, default=0)
-    gpu_model: Mapped[str] = mapped_column(String(64), default="")
-    vram_gib: Mapped[int] = mapped_column(Integer, default=0)
-    price_per_unit: Mapped[int] = mapped_column(Uint256, default=0)
-    endpoint: Mapped[str] = mapped_column(Text, default="")
-    #: Shortest exec window and most units per job the provider accepts (its terms).
-    min_exec_window: Mapped[int] = mapped_column(Integer, default=0)
-    max_units: Mapped[int] = mapped_column(BigInteger, default=UNLIMITED_UNITS)
-    stake: Mapped[int] = mapped_column(Uint256, default=0)
-    #: Collateral locked by running jobs, derived from assignments, slashes and closes.
-    locked: Mapped[int] = mapped_column(Uint256, default=0)
-    unbonding: Mapped[int] = mapped_column(Uint256, default=0)
-    #: Unix time the unbonding stake unlocks; 0 when not unbonding.
-    unbond_at: Mapped[int] = mapped_column(Integer, default=0)
-    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
-    jobs_slashed: Mapped[int] = mapped_column(Integer, default=0)
-    registered_block: Mapped[int | None]
-    last_block: Mapped[int | None]
-    #: Unix time of the last signed heartbeat (written by the API; not chain data).
-    last_heartbeat: Mapped[float | None]
-
-    @property
-    def free_stake(self) -> int:
-        return max(self.stake - self.locked - self.unbonding, 0)
-
-    def view(self, *, live: bool, load: int = 0) -> ProviderView:
-        """What the matcher knows of this provider, with its liveness and load as given."""
-        return ProviderView(
-            address=self.address,
-            profile_mask=self.profile_mask,
-            vram_gib=self.vram_gib,
-            price_per_unit=self.price_per_unit,
-            free_stake=self.free_stake,
-            unbonding=self.unbond_at != 0,
-            registered=self.registered,
-            live=live,
-            jobs_done=self.jobs_done,
-            jobs_slashed=self.jobs_slashed,
-            load=load,
-            min_exec_window=self.min_exec_window,
-            max_units=self.max_units,
-        )
-
-
-_PROJECTIONS: tuple[type[Base], ...] = (
-    HistoryRow,
-    SkippedRow,
-    AuditRoundRow,
-    ParticipantRow,
-    JobRow,
-    ProfileRow,
-    MarketParamsRow,
-)
 
 
 @dataclass(frozen=True)
@@ -401,6 +91,54 @@ class CheckpointView:
     chain_id: int
     block_number: int
     block_hash: str | None
+
+
+@dataclass(frozen=True)
+class Position:
+    """The deployment the store follows and the last block whose events are all applied."""
+
+    chain_id: int
+    market: str
+    registry: str
+    block_number: int
+    #: None before the first chunk is applied.
+    block_hash: str | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Where the index stands: what `depin relayer status` and GET /status show."""
+
+    #: None before the store is bound.
+    position: Position | None
+    #: Jobs per state; states without a job are absent.
+    jobs_by_state: Mapping[JobState, int]
+    #: Registered providers.
+    providers: int
+
+
+@dataclass(frozen=True)
+class JobsPage:
+    """One page of the jobs matching a filter, newest first."""
+
+    #: Jobs matching the filter, all pages together.
+    total: int
+    limit: int
+    offset: int
+    jobs: tuple[JobRow, ...]
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One participant seat of a job, with what a provider needs to run or verify it."""
+
+    job_id: int
+    #: The job's state now.
+    state: JobState
+    spec_hash: str
+    round: int
+    index: int
+    verifier: bool
 
 
 # ---------------------------------------------------------------------- the store
@@ -422,7 +160,8 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session whose rows stay usable after it closes."""
+        """A read session whose rows stay usable after it closes: for inspecting the tables in
+        tests; callers elsewhere ask a named query."""
         with self._sessions() as s:
             yield s
 
@@ -498,8 +237,8 @@ class Store:
             for e in sorted(events, key=lambda e: (e.block_number, e.log_index)):
                 if s.get(ProcessedEvent, (chain_id, e.tx_hash, e.log_index)) is not None:
                     continue
-                s.add(_processed(chain_id, e))
-                _apply(s, e)
+                s.add(processed(chain_id, e))
+                apply_event(s, e)
                 applied += 1
             for number, hash_ in (blocks or {}).items():
                 s.merge(Block(chain_id=chain_id, number=number, hash=hash_))
@@ -531,7 +270,7 @@ class Store:
                 raise ConfigError(f"the store is not bound to chain {chain_id}; call bind first")
             checkpoint.block_number = block_number
             checkpoint.block_hash = block_hash
-            _rebuild(s, chain_id, decoder)
+            rebuild(s, chain_id, decoder)
         log.warning(
             "rolled back to block %d: %d events from orphaned blocks removed", block_number, removed
         )
@@ -540,14 +279,14 @@ class Store:
     def rebuild(self, chain_id: int, decoder: Decoder) -> None:
         """Recomputes every projection from the processed events (e.g. after a schema change)."""
         with self._sessions.begin() as s:
-            _rebuild(s, chain_id, decoder)
+            rebuild(s, chain_id, decoder)
 
     # ------------------------------------------------------------------ API side
 
     def record_heartbeat(self, address: str, at: float) -> None:
         """Records a verified heartbeat of `address` at unix time `at`."""
         with self._sessions.begin() as s:
-            row = _provider(s, address)
+            row = provider_row(s, address)
             row.last_heartbeat = max(at, row.last_heartbeat or 0.0)
 
     def processed_count(self, chain_id: int) -> int:
@@ -578,7 +317,7 @@ class Store:
         cost follows the live jobs, not every job ever seen."""
         query = (
             select(JobRow.job_id)
-            .where(JobRow.state.not_in(_TERMINAL_STATES))
+            .where(JobRow.state.not_in(TERMINAL_STATES))
             .order_by(JobRow.job_id)
         )
         with self._sessions() as s:
@@ -653,6 +392,166 @@ class Store:
         with self._sessions() as s:
             return {r.id: r.descriptor for r in s.scalars(select(ProfileRow))}
 
+    # ------------------------------------------------------------------ named queries
+
+    def position(self) -> Position | None:
+        """The deployment the store follows and its checkpoint; None before `bind`."""
+        with self._sessions() as s:
+            return _position(s)
+
+    def state_counts(self) -> dict[JobState, int]:
+        """How many jobs are in each state; states without a job are absent."""
+        with self._sessions() as s:
+            return _state_counts(s)
+
+    def provider_count(self, registered_only: bool = True) -> int:
+        """How many providers `providers(registered_only)` would list."""
+        with self._sessions() as s:
+            return _provider_count(s, registered_only)
+
+    def overview(self) -> Overview:
+        """Position, jobs per state and registered providers, read in one transaction so the
+        counts are those of the checkpoint shown."""
+        with self._sessions() as s:
+            return Overview(
+                position=_position(s),
+                jobs_by_state=_state_counts(s),
+                providers=_provider_count(s, registered_only=True),
+            )
+
+    def jobs_page(
+        self,
+        *,
+        state: JobState | None = None,
+        requester: str | None = None,
+        provider: str | None = None,
+        limit: int,
+        offset: int = 0,
+    ) -> JobsPage:
+        """Jobs newest first, `offset` of them skipped and at most `limit` listed, optionally
+        only those in `state`, created by `requester`, or with `provider` in a seat of any
+        round (executor or verifier); `total` counts every match."""
+        conditions: list[Any] = []
+        if state is not None:
+            conditions.append(JobRow.state == state)
+        if requester is not None:
+            conditions.append(JobRow.requester == to_checksum_address(requester))
+        if provider is not None:
+            seated = select(ParticipantRow.job_id).where(
+                ParticipantRow.provider == to_checksum_address(provider)
+            )
+            conditions.append(JobRow.job_id.in_(seated))
+        with self._sessions() as s:
+            total = s.scalar(select(func.count()).select_from(JobRow).where(*conditions))
+            rows = s.scalars(
+                select(JobRow)
+                .where(*conditions)
+                .order_by(JobRow.job_id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return JobsPage(total=int(total or 0), limit=limit, offset=offset, jobs=tuple(rows))
+
+    def credited_totals(self, account: str | None = None) -> dict[str, int]:
+        """The sum of the market's Credited events per account (only `account`'s when given):
+        what each could withdraw had it never withdrawn. Accounts never credited are absent."""
+        query = select(HistoryRow.account, HistoryRow.amount).where(HistoryRow.event == "Credited")
+        if account is not None:
+            query = query.where(HistoryRow.account == to_checksum_address(account))
+        totals: dict[str, int] = {}
+        with self._sessions() as s:
+            for credited, amount in s.execute(query):
+                if credited is not None and amount is not None:
+                    totals[credited] = totals.get(credited, 0) + int(amount)
+        return totals
+
+    def provider_loads(self) -> dict[str, int]:
+        """Seats each provider holds now: in the current round of a live job, neither released
+        nor slashed (their collateral is still locked). Providers holding none are absent."""
+        query = (
+            select(ParticipantRow.provider, func.count())
+            .join(JobRow, JobRow.job_id == ParticipantRow.job_id)
+            .where(
+                JobRow.state.not_in(TERMINAL_STATES),
+                ParticipantRow.round == JobRow.round,
+                ParticipantRow.released.is_(False),
+                ParticipantRow.slashed.is_(None),
+            )
+            .group_by(ParticipantRow.provider)
+        )
+        with self._sessions() as s:
+            return {str(p): int(n) for p, n in s.execute(query)}
+
+    def excluded(self, jobs: Iterable[JobRow]) -> dict[int, frozenset[str]]:
+        """Per reopened job among `jobs`, the providers that held a seat in a round before the
+        job's round as given and never committed (no-shows: the contract bars them from it).
+        Jobs without one are absent."""
+        reopened = {j.job_id: j.round for j in jobs if j.round > 0}
+        if not reopened:
+            return {}
+        query = select(ParticipantRow.job_id, ParticipantRow.round, ParticipantRow.provider).where(
+            ParticipantRow.job_id.in_(reopened), ParticipantRow.commit_block.is_(None)
+        )
+        out: dict[int, set[str]] = {}
+        with self._sessions() as s:
+            for job_id, round_, provider in s.execute(query):
+                if round_ < reopened[job_id]:
+                    out.setdefault(job_id, set()).add(provider)
+        return {job_id: frozenset(providers) for job_id, providers in out.items()}
+
+    def uncommitted_seats(self, provider: str, states: Collection[JobState]) -> list[Seat]:
+        """`provider`'s seats that have not committed and still hold collateral (neither
+        slashed nor released), in jobs now in one of `states`; by job, round and index."""
+        query = (
+            select(
+                JobRow.job_id,
+                JobRow.state,
+                JobRow.spec_hash,
+                ParticipantRow.round,
+                ParticipantRow.index,
+                ParticipantRow.verifier,
+            )
+            .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
+            .where(
+                ParticipantRow.provider == to_checksum_address(provider),
+                ParticipantRow.commit_block.is_(None),
+                ParticipantRow.slashed.is_(None),
+                ParticipantRow.released.is_(False),
+                JobRow.state.in_(list(states)),
+            )
+            .order_by(JobRow.job_id, ParticipantRow.round, ParticipantRow.index)
+        )
+        with self._sessions() as s:
+            return [
+                Seat(
+                    job_id=job_id,
+                    state=JobState(state),
+                    spec_hash=spec_hash,
+                    round=round_,
+                    index=index,
+                    verifier=verifier,
+                )
+                for job_id, state, spec_hash, round_, index, verifier in s.execute(query)
+            ]
+
+    def executed_jobs(self, provider: str, state: JobState) -> list[int]:
+        """Ids of the jobs now in `state` in which `provider` held an executor seat (of any
+        round) that was not slashed, by id."""
+        query = (
+            select(JobRow.job_id)
+            .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
+            .where(
+                ParticipantRow.provider == to_checksum_address(provider),
+                ParticipantRow.verifier.is_(False),
+                ParticipantRow.slashed.is_(None),
+                JobRow.state == state,
+            )
+            .distinct()
+            .order_by(JobRow.job_id)
+        )
+        with self._sessions() as s:
+            return list(s.scalars(query))
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -662,390 +561,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _processed(chain_id: int, e: ChainEvent) -> ProcessedEvent:
-    return ProcessedEvent(
-        chain_id=chain_id,
-        tx_hash=e.tx_hash,
-        log_index=e.log_index,
-        block_number=e.block_number,
-        block_hash=e.block_hash,
-        tx_index=e.raw.tx_index,
-        address=e.raw.address,
-        name=e.name,
-        topics=list(e.raw.topics),
-        data=e.raw.data,
-    )
-
-
-def _rebuild(s: Session, chain_id: int, decoder: Decoder) -> None:
-    for table in _PROJECTIONS:
-        s.execute(delete(table))
-    # Heartbeats are not chain data: keep those rows, reset what events derive.
-    s.execute(delete(ProviderRow).where(ProviderRow.last_heartbeat.is_(None)))
-    for row in s.scalars(select(ProviderRow)):
-        _reset(row)
-    s.flush()
-    processed = s.scalars(
-        select(ProcessedEvent)
-        .where(ProcessedEvent.chain_id == chain_id)
-        .order_by(ProcessedEvent.block_number, ProcessedEvent.log_index)
-    )
-    for record in processed:
-        decoded = decoder.decode(record.raw())
-        if decoded is None:  # the decoder no longer follows it
-            log.warning("replay skips %s at %s:%d", record.name, record.tx_hash, record.log_index)
-            continue
-        _apply(s, decoded)
-
-
-# ---------------------------------------------------------------------- applying one event
-
-
-def _provider(s: Session, address: str) -> ProviderRow:
-    address = to_checksum_address(address)
-    row = s.get(ProviderRow, address)
+def _position(s: Session) -> Position | None:
+    row = s.scalars(select(Checkpoint).order_by(Checkpoint.chain_id).limit(1)).first()
     if row is None:
-        row = ProviderRow(address=address)
-        _reset(row)
-        s.add(row)
-    return row
-
-
-def _reset(row: ProviderRow) -> None:
-    """Everything events derive back to its value before any event (the heartbeat stays)."""
-    row.registered = False
-    row.profile_mask = 0
-    row.gpu_model = ""
-    row.vram_gib = 0
-    row.price_per_unit = 0
-    row.endpoint = ""
-    row.min_exec_window = 0
-    row.max_units = UNLIMITED_UNITS
-    row.stake = 0
-    row.locked = 0
-    row.unbonding = 0
-    row.unbond_at = 0
-    row.jobs_done = 0
-    row.jobs_slashed = 0
-    row.registered_block = None
-    row.last_block = None
-
-
-def _participant(s: Session, job: JobRow, provider: str) -> ParticipantRow | None:
-    return s.scalar(
-        select(ParticipantRow).where(
-            ParticipantRow.job_id == job.job_id,
-            ParticipantRow.round == job.round,
-            ParticipantRow.provider == provider,
-        )
-    )
-
-
-def _round(s: Session, job: JobRow) -> list[ParticipantRow]:
-    return list(
-        s.scalars(
-            select(ParticipantRow)
-            .where(ParticipantRow.job_id == job.job_id, ParticipantRow.round == job.round)
-            .order_by(ParticipantRow.index)
-        )
-    )
-
-
-def _params(s: Session) -> MarketParams:
-    row = s.get(MarketParamsRow, 1)
-    if row is None:
-        # The constructor's ParamsSet is in the deployment's blocks; without it, assume defaults.
-        log.warning("no ParamsSet seen yet; assuming default market parameters")
-        return MarketParams()
-    return MarketParams(**row.params)
-
-
-def _history(
-    s: Session,
-    job: JobRow,
-    e: ChainEvent,
-    account: str | None = None,
-    amount: int | None = None,
-) -> None:
-    job.last_event = e.name
-    job.last_block = e.block_number
-    s.add(
-        HistoryRow(
-            job_id=job.job_id,
-            event=e.name,
-            state=job.state,
-            account=account,
-            amount=amount,
-            block_number=e.block_number,
-            tx_hash=e.tx_hash,
-            log_index=e.log_index,
-        )
-    )
-
-
-def _apply(s: Session, e: ChainEvent) -> None:
-    """Updates the projections for one event (the caller records it as processed)."""
-    if isinstance(e, ev.JobCreated):
-        _job_created(s, e)
-        return
-    if isinstance(e, ev.BatchItemSkipped):
-        s.add(
-            SkippedRow(
-                job_id=e.job_id,
-                operation=e.operation_name,
-                error=e.error,
-                reason=_hex(e.reason),
-                block_number=e.block_number,
-                tx_hash=e.tx_hash,
-                log_index=e.log_index,
-            )
-        )
-        skipped_job = s.get(JobRow, e.job_id)
-        if skipped_job is not None:
-            _history(s, skipped_job, e)
-        return
-    job_id = getattr(e, "job_id", None)
-    if isinstance(job_id, int) and not isinstance(e, ev.Slashed):
-        job = s.get(JobRow, job_id)
-        if job is None:
-            log.warning("%s for unknown job %d at block %d skipped", e.name, job_id, e.block_number)
-            return
-        _job_event(s, job, e)
-        return
-    _registry_event(s, e)
-
-
-def _job_created(s: Session, e: ev.JobCreated) -> None:
-    params = _params(s)
-    r = e.request
-    job = JobRow(
-        job_id=e.job_id,
-        requester=e.requester,
-        state=JobState.OPEN,
-        spec_hash=_hex(e.spec_hash),
-        replicas=r.replicas,
-        units=r.units,
-        max_price_per_unit=r.max_price_per_unit,
-        profile=r.profile,
-        min_vram_gib=r.min_vram_gib,
-        accept_window=r.accept_window,
-        exec_window=r.exec_window,
-        escrow=e.escrow,
-        collateral_multiple=params.collateral_multiple,
-        collateral=0,
-        fee_bps=params.fee_bps,
-        min_fee=params.min_fee,
-        premium_bps=params.premium_bps(r.replicas),
-        clearing_price=0,
-        accept_by=e.accept_by,
-        deadline=e.accept_by,
-        round=0,
-        audit_round=0,
-        seats=0,
-        seed_block=None,
-        staffed=False,
-        challenged=False,
-        created_block=e.block_number,
-        last_event=e.name,
-        last_block=e.block_number,
-    )
-    s.add(job)
-    _history(s, job, e, account=e.requester, amount=e.escrow)
-
-
-def _job_event(s: Session, job: JobRow, e: ChainEvent) -> None:
-    account: str | None = None
-    amount: int | None = None
-    if isinstance(e, ev.ProviderAssigned):
-        account = e.provider
-        verifier = e.index >= job.replicas
-        if not verifier and e.index == 0:
-            # Every executor is assigned at the clearing price; collateral follows it.
-            job.clearing_price = e.price_per_unit
-            job.collateral = job.collateral_multiple * job.units * e.price_per_unit
-        s.add(
-            ParticipantRow(
-                job_id=job.job_id,
-                round=job.round,
-                index=e.index,
-                provider=e.provider,
-                verifier=verifier,
-                audit_round=job.audit_round if verifier else 0,
-                price_per_unit=e.price_per_unit,
-                deadline=e.deadline,
-                collateral=job.collateral,
-                assigned_block=e.block_number,
-                released=False,
-            )
-        )
-        provider = _provider(s, e.provider)
-        provider.locked += job.collateral
-        provider.last_block = e.block_number
-        if not verifier:
-            job.state = JobState.ASSIGNED
-        job.deadline = e.deadline
-    elif isinstance(e, ev.ResultCommitted):
-        account = e.provider
-        participant = _participant(s, job, e.provider)
-        if participant is not None:
-            participant.commit_block = e.block_number
-            participant.result_hash = _hex(e.result_hash)
-        if job.state == JobState.ASSIGNED and job.replicas == 1:
-            job.state = JobState.COMMITTED  # the challenge window ends at commit time + window
-            job.deadline = None
-    elif isinstance(e, ev.AuditDrawn):
-        job.audited = e.audited
-    elif isinstance(e, ev.AuditStarted):
-        job.state = JobState.AUDITING
-        job.audit_round = e.round
-        job.seats = e.seats
-        job.seed_block = e.seed_block
-        job.staffed = False
-        job.deadline = e.staff_by
-        s.merge(
-            AuditRoundRow(
-                job_id=job.job_id,
-                job_round=job.round,
-                round=e.round,
-                seats=e.seats,
-                seed_block=e.seed_block,
-                reseeds=0,
-                staff_by=e.staff_by,
-                commit_by=None,
-                started_block=e.block_number,
-                staffed_block=None,
-            )
-        )
-    elif isinstance(e, ev.AuditReseeded):
-        job.seed_block = e.seed_block
-        current = _audit_round(s, job)
-        if job.state == JobState.AUDITING and current is not None:
-            current.seed_block = e.seed_block
-            current.reseeds += 1
-    elif isinstance(e, ev.AuditStaffed):
-        job.staffed = True
-        job.deadline = e.deadline
-        current = _audit_round(s, job)
-        if current is not None:
-            current.commit_by = e.deadline
-            current.staffed_block = e.block_number
-    elif isinstance(e, ev.JobChallenged):
-        account, amount = e.requester, e.bond
-        job.challenged = True
-        job.state = JobState.AUDITING
-    elif isinstance(e, ev.RevealStarted):
-        job.state = JobState.REVEALING
-        job.deadline = e.deadline
-    elif isinstance(e, ev.ResultRevealed):
-        account = e.provider
-        participant = _participant(s, job, e.provider)
-        if participant is not None:
-            participant.revealed_digest = _hex(e.digest)
-    elif isinstance(e, ev.ProviderSlashed):
-        account, amount = e.provider, e.amount
-        participant = _participant(s, job, e.provider)
-        if participant is not None:
-            participant.slashed = e.amount
-    elif isinstance(e, ev.ProviderReleased):
-        account, amount = e.provider, e.fee
-        participant = _participant(s, job, e.provider)
-        if participant is not None and not participant.released:
-            # The registry's Slashed event took the fee off `locked`; the rest is unlocked here.
-            participant.released = True
-            provider = _provider(s, e.provider)
-            provider.locked = max(provider.locked - (participant.collateral - e.fee), 0)
-            provider.last_block = e.block_number
-    elif isinstance(e, ev.JobReopened):
-        job.state = JobState.OPEN
-        job.round += 1
-        job.clearing_price = 0
-        job.collateral = 0
-        job.accept_by = e.accept_by
-        job.deadline = e.accept_by
-    elif isinstance(e, ev.JobClosed):
-        _close(s, job, e)
-    elif isinstance(e, ev.Credited):
-        account, amount = e.account, e.amount
-    _history(s, job, e, account, amount)
-
-
-def _audit_round(s: Session, job: JobRow) -> AuditRoundRow | None:
-    if job.audit_round == 0:
         return None
-    return s.get(AuditRoundRow, (job.job_id, job.round, job.audit_round))
+    return Position(
+        chain_id=row.chain_id,
+        market=row.market_address,
+        registry=row.registry_address,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
+    )
 
 
-def _close(s: Session, job: JobRow, e: ev.JobClosed) -> None:
-    """Terminal state; releases the collateral of every participant not slashed and counts the
-    completed jobs the way the registry does (`releaseCollateral(..., completed=true)`): with a
-    verdict, everyone who revealed the upheld digest (executors and verifiers of every round);
-    settled unverified, the executor; with no verdict, nobody."""
-    participants = _round(s, job)
-    digest = _hex(e.digest)
-    done: list[ParticipantRow] = []
-    if e.digest != bytes(32):
-        done = [p for p in participants if p.revealed_digest == digest and p.slashed is None]
-    elif e.state == JobState.SETTLED:
-        done = [p for p in participants if p.index == 0]  # settled unverified: the executor
-    for p in participants:
-        if p.slashed is None and not p.released:
-            p.released = True
-            provider = _provider(s, p.provider)
-            provider.locked = max(provider.locked - p.collateral, 0)
-            provider.last_block = e.block_number
-    for p in done:
-        _provider(s, p.provider).jobs_done += 1
-    job.state = e.state
-    job.deadline = None
-    job.digest = digest
-    job.paid, job.refunded, job.fees, job.burned = e.paid, e.refunded, e.fees, e.burned
-    job.closed_block = e.block_number
+def _state_counts(s: Session) -> dict[JobState, int]:
+    query = select(JobRow.state, func.count()).group_by(JobRow.state)
+    return {JobState(state): int(n) for state, n in s.execute(query)}
 
 
-def _registry_event(s: Session, e: ChainEvent) -> None:
-    if isinstance(e, ev.ParamsSet):
-        row = s.get(MarketParamsRow, 1)
-        values = asdict(e.params)
-        if row is None:
-            s.add(MarketParamsRow(id=1, params=values, block_number=e.block_number))
-        else:
-            row.params = values
-            row.block_number = e.block_number
-        return
-    if isinstance(e, ev.ProfileAdded):
-        s.merge(ProfileRow(id=e.id, descriptor=_hex(e.descriptor), block_number=e.block_number))
-        return
-    address = getattr(e, "provider", None)
-    if not isinstance(address, str):
-        return
-    p = _provider(s, address)
-    p.last_block = e.block_number
-    if isinstance(e, ev.ProviderRegistered | ev.TermsUpdated):
-        if isinstance(e, ev.ProviderRegistered):
-            p.registered = True
-            p.registered_block = e.block_number
-        t = e.terms
-        p.profile_mask = t.profile_mask
-        p.gpu_model = t.gpu_model
-        p.vram_gib = t.vram_gib
-        p.price_per_unit = t.price_per_unit
-        p.endpoint = t.endpoint
-        p.min_exec_window = t.min_exec_window
-        p.max_units = t.max_units
-    elif isinstance(e, ev.Staked):
-        p.stake = e.stake
-    elif isinstance(e, ev.UnbondRequested):
-        p.unbonding = e.amount
-        p.unbond_at = e.unbond_at
-    elif isinstance(e, ev.UnbondCancelled):
-        p.unbonding = 0
-        p.unbond_at = 0
-    elif isinstance(e, ev.Unbonded):
-        p.stake = max(p.stake - e.amount, 0)
-        p.unbonding = 0
-        p.unbond_at = 0
-    elif isinstance(e, ev.Slashed):
-        p.stake = max(p.stake - e.amount, 0)
-        p.locked = max(p.locked - e.amount, 0)
-        p.jobs_slashed += 1
-        p.unbonding = min(p.unbonding, p.stake)
+def _provider_count(s: Session, registered_only: bool) -> int:
+    query = select(func.count()).select_from(ProviderRow)
+    if registered_only:
+        query = query.where(ProviderRow.registered.is_(True))
+    return int(s.scalar(query) or 0)
