@@ -37,12 +37,10 @@ from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_a
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
 from marketplace.index.outages import database_unavailable, reason, safe_url
 from marketplace.index.store import (
     AuditRoundRow,
-    Checkpoint,
     HistoryRow,
     JobRow,
     ParticipantRow,
@@ -464,17 +462,6 @@ def chain_router(
 
     router = APIRouter(tags=["chain"], dependencies=[Depends(guard)])
 
-    def credited(address: str | None = None) -> dict[str, int]:
-        query = select(HistoryRow.account, HistoryRow.amount).where(HistoryRow.event == "Credited")
-        if address is not None:
-            query = query.where(HistoryRow.account == address)
-        totals: dict[str, int] = {}
-        with store.session() as s:
-            for account, amount in s.execute(query):
-                if account is not None and amount is not None:
-                    totals[account] = totals.get(account, 0) + int(amount)
-        return totals
-
     def provider_out(
         row: ProviderRow, profiles: dict[int, str], credits: dict[str, int], now: int
     ) -> ProviderOut:
@@ -522,38 +509,31 @@ def chain_router(
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> JobsPage | JSONResponse:
-        conditions: list[Any] = []
+        wanted: JobState | None = None
         if state is not None:
             if state.lower() not in _STATES:
                 return _error(400, f"unknown job state {state!r}; use one of {', '.join(_STATES)}")
-            conditions.append(JobRow.state == JobState[state.upper()])
+            wanted = JobState[state.upper()]
+        by_requester: str | None = None
         if requester is not None:
             checked = _address(requester, "requester")
             if isinstance(checked, JSONResponse):
                 return checked
-            conditions.append(JobRow.requester == checked)
+            by_requester = checked
+        by_provider: str | None = None
         if provider is not None:
             checked = _address(provider, "provider")
             if isinstance(checked, JSONResponse):
                 return checked
-            conditions.append(
-                JobRow.job_id.in_(
-                    select(ParticipantRow.job_id).where(ParticipantRow.provider == checked)
-                )
-            )
-        with store.session() as s:
-            total = s.scalar(select(func.count()).select_from(JobRow).where(*conditions)) or 0
-            rows = list(
-                s.scalars(
-                    select(JobRow)
-                    .where(*conditions)
-                    .order_by(JobRow.job_id.desc())
-                    .limit(limit)
-                    .offset(offset)
-                )
-            )
+            by_provider = checked
+        page = store.jobs_page(
+            state=wanted, requester=by_requester, provider=by_provider, limit=limit, offset=offset
+        )
         return JobsPage(
-            total=int(total), limit=limit, offset=offset, jobs=[JobOut.of(r) for r in rows]
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+            jobs=[JobOut.of(r) for r in page.jobs],
         )
 
     @router.get("/jobs/{job_id}", response_model=JobDetail)
@@ -602,7 +582,7 @@ def chain_router(
 
     @router.get("/providers", response_model=list[ProviderOut])
     def list_providers() -> list[ProviderOut]:
-        profiles, credits, now = store.profiles(), credited(), int(clock())
+        profiles, credits, now = store.profiles(), store.credited_totals(), int(clock())
         return [provider_out(r, profiles, credits, now) for r in store.providers()]
 
     @router.get("/providers/{address}", response_model=ProviderOut)
@@ -617,31 +597,22 @@ def chain_router(
                 f"no provider {checked} in the relayer's index; register it "
                 "(`depin provider register`) and wait for the listener to reach the event",
             )
-        return provider_out(row, store.profiles(), credited(checked), int(clock()))
+        return provider_out(row, store.profiles(), store.credited_totals(checked), int(clock()))
 
     @router.get("/status", response_model=StatusOut)
     def status() -> StatusOut:
-        with store.session() as s:
-            checkpoint = s.scalars(select(Checkpoint).limit(1)).first()
-            counts = {
-                state: int(n)
-                for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
-            }
-            providers = s.scalar(
-                select(func.count())
-                .select_from(ProviderRow)
-                .where(ProviderRow.registered.is_(True))
-            )
+        overview = store.overview()
+        position, counts = overview.position, overview.jobs_by_state
         by_state = {name: counts.get(JobState[name.upper()], 0) for name in _STATES}
         return StatusOut(
-            chain_id=checkpoint.chain_id if checkpoint else None,
-            market=checkpoint.market_address if checkpoint else None,
-            registry=checkpoint.registry_address if checkpoint else None,
-            block_number=checkpoint.block_number if checkpoint else None,
-            block_hash=checkpoint.block_hash if checkpoint else None,
+            chain_id=position.chain_id if position else None,
+            market=position.market if position else None,
+            registry=position.registry if position else None,
+            block_number=position.block_number if position else None,
+            block_hash=position.block_hash if position else None,
             jobs=sum(by_state.values()),
             jobs_by_state=by_state,
-            providers=int(providers or 0),
+            providers=overview.providers,
         )
 
     return router

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from marketplace.api.listen import listen
 from marketplace.cli.common import (
@@ -31,8 +30,7 @@ from marketplace.cli.common import (
     fail,
     rpc_url_option,
 )
-from marketplace.index.store import Checkpoint, JobRow, Store
-from marketplace.protocol.client import JobState
+from marketplace.index.store import Store
 from marketplace.protocol.errors import DepinError
 from marketplace.relayer.settings import RelayerSettings, StoreSettings
 
@@ -229,15 +227,14 @@ def run(
 
 def status_data(store: Store) -> dict[str, Any]:
     """Checkpoints, job counts by state and provider summary of the relayer database."""
-    with store.session() as s:
-        checkpoints = [
-            {"chain_id": c.chain_id, "market": c.market_address, "block": c.block_number}
-            for c in s.scalars(select(Checkpoint))
-        ]
-        counts = {
-            JobState(state).name.lower(): int(n)
-            for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
-        }
+    overview = store.overview()
+    position = overview.position
+    checkpoints = (
+        [{"chain_id": position.chain_id, "market": position.market, "block": position.block_number}]
+        if position is not None
+        else []
+    )
+    counts = {state.name.lower(): n for state, n in overview.jobs_by_state.items()}
     providers = [
         {
             "address": p.address,

@@ -48,13 +48,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import func, select
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from marketplace.index.listener import Listener
 from marketplace.index.outages import RPC_ERRORS, database_unavailable, reason, safe_url
-from marketplace.index.store import JobRow, ParticipantRow, Store
+from marketplace.index.store import Store
 from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
@@ -70,8 +69,6 @@ __all__ = ["Relayer", "StepReport"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_TERMINAL = (JobState.SETTLED, JobState.REFUNDED, JobState.EXPIRED)
 
 
 @dataclass
@@ -314,7 +311,7 @@ class Relayer:
     # ------------------------------------------------------------------ inputs
 
     def _provider_views(self) -> list[ProviderView]:
-        loads = self._loads()
+        loads = self.store.provider_loads()
         now = int(self.clock())
         views = [
             p.view(
@@ -335,45 +332,14 @@ class Relayer:
             return True
         return last_heartbeat is not None and now - last_heartbeat <= window
 
-    def _loads(self) -> dict[str, int]:
-        """Active participations per provider: current round of a live job, not released."""
-        query = (
-            select(ParticipantRow.provider, func.count())
-            .join(JobRow, JobRow.job_id == ParticipantRow.job_id)
-            .where(
-                JobRow.state.not_in(_TERMINAL),
-                ParticipantRow.round == JobRow.round,
-                ParticipantRow.released.is_(False),
-                ParticipantRow.slashed.is_(None),
-            )
-            .group_by(ParticipantRow.provider)
-        )
-        with self.store.session() as s:
-            return {str(p): int(n) for p, n in s.execute(query)}
-
-    def _excluded(self, jobs: list[JobRow]) -> dict[int, set[str]]:
-        """Providers that missed their deadline in an earlier round of each job (no-shows)."""
-        reopened = {j.job_id: j.round for j in jobs if j.round > 0}
-        if not reopened:
-            return {}
-        query = select(ParticipantRow).where(
-            ParticipantRow.job_id.in_(reopened), ParticipantRow.commit_block.is_(None)
-        )
-        out: dict[int, set[str]] = {}
-        with self.store.session() as s:
-            for p in s.scalars(query):
-                if p.round < reopened[p.job_id]:
-                    out.setdefault(p.job_id, set()).add(p.provider)
-        return out
-
     def _open_jobs(self) -> list[OpenJob]:
         jobs = [j for j in self.store.jobs(JobState.OPEN) if j.job_id not in self._in_flight]
-        excluded = self._excluded(jobs)
+        excluded = self.store.excluded(jobs)
         out: list[OpenJob] = []
         for j in jobs:
             if j.replicas not in VALID_REPLICAS:  # the contract refuses these at creation
                 continue
-            out.append(j.open_job(frozenset(excluded.get(j.job_id, ()))))
+            out.append(j.open_job(excluded.get(j.job_id, frozenset())))
         return out
 
 
