@@ -4,6 +4,7 @@ and the diagram in docs/architecture.md is the graph tools/import_graph.py draws
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import sys
@@ -130,3 +131,71 @@ def test_the_diagram_in_the_docs_is_the_current_graph() -> None:
         "the diagram in docs/architecture.md is stale: paste the output of "
         "`.venv/bin/python tools/import_graph.py` into its mermaid block"
     )
+
+
+# ---------------------------------------------------------------------- who talks SQL
+
+#: Modules (or packages, with every module under them) that may import sqlalchemy: the chain
+#: index owns its database and answers named queries; the provider's ledger is its own database.
+SQL_ALLOWED = ("marketplace.index", "provider.ledger")
+#: Known exceptions, each to be removed when its queries move into the index's store.
+SQL_EXCEPTIONS = (
+    # The agent still queries its seats and executed jobs itself; it is being moved onto
+    # Store.uncommitted_seats and Store.executed_jobs.
+    "provider.agent",
+)
+
+
+def _within(module: str, owners: Iterable[str]) -> bool:
+    return any(module == o or module.startswith(o + ".") for o in owners)
+
+
+def sql_importers(root: Path = ROOT) -> list[str]:
+    """`module:line` of every import of sqlalchemy under marketplace/ and provider/ (at module
+    level, in functions, under TYPE_CHECKING) outside the modules allowed to."""
+    out = []
+    for top in graph.TOP_LEVEL:
+        for path in sorted((root / top).rglob("*.py")):
+            module = graph.module_name(path, root)
+            if _within(module, SQL_ALLOWED + SQL_EXCEPTIONS):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                else:
+                    continue
+                if any(n == "sqlalchemy" or n.startswith("sqlalchemy.") for n in names):
+                    out.append(f"{module}:{node.lineno}")
+    return out
+
+
+def test_only_the_index_and_the_ledger_import_sqlalchemy() -> None:
+    offenders = sql_importers()
+    assert not offenders, (
+        f"{', '.join(offenders)} import sqlalchemy: ask marketplace.index.store.Store a named "
+        "query instead (add one there if none fits); only marketplace.index and "
+        "provider.ledger own a database"
+    )
+
+
+def test_the_sql_scan_sees_every_import_form(tmp_path: Path) -> None:
+    for module in ("relayer/service.py", "index/store.py", "api/routes.py", "cli/status.py"):
+        path = tmp_path / "marketplace" / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").write_text("")
+    (tmp_path / "provider").mkdir()
+    (tmp_path / "provider" / "ledger.py").write_text("from sqlalchemy import select\n")
+    (tmp_path / "marketplace/index/store.py").write_text("import sqlalchemy.orm\n")
+    (tmp_path / "marketplace/relayer/service.py").write_text(
+        "from typing import TYPE_CHECKING\n\n"
+        "if TYPE_CHECKING:\n    from sqlalchemy.orm import Session\n"
+    )
+    (tmp_path / "marketplace/api/routes.py").write_text(
+        "import json\n\n\ndef page() -> None:\n    import sqlalchemy as sa\n"
+    )
+    (tmp_path / "marketplace/cli/status.py").write_text(
+        "from marketplace.index.store import Store\nimport sqlalchemy_utils\n"
+    )
+    assert sql_importers(tmp_path) == ["marketplace.api.routes:5", "marketplace.relayer.service:4"]
