@@ -40,13 +40,13 @@ verifiers, who get their own ProviderAssigned events.
 
 `--behavior` other than honest is a test aid (DESIGN section 4) and gets the provider slashed:
 `lazy` commits a made-up digest without running anything, `copycat` copies another
-participant's hash and seal from its commit (and cannot reveal), `no-show` never commits.
+participant's hash and seal from its commit (and cannot reveal), `no-show` never commits. The
+agent asks its `provider.behaviors.Strategy` the few decisions that differ.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import signal
@@ -76,9 +76,10 @@ from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert,
 from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.results import sign_result_notice
+from provider.behaviors import Strategy, strategy_for
 from provider.deadline import ChainClock
 from provider.ledger import DutyRow, DutyStatus, Ledger
-from provider.settings import Behavior, ProviderSettings
+from provider.settings import ProviderSettings
 from provider.worker import (
     ALIVE_REFRESH,
     TASK_NAME,
@@ -228,7 +229,8 @@ class Agent:
             settings.broker_url, socket_timeout=5.0, socket_connect_timeout=5.0
         )
         self.clock = clock
-        self.behavior: Behavior = settings.behavior
+        #: What differs between the honest agent and the test aids (`provider.behaviors`).
+        self.strategy: Strategy = strategy_for(settings.behavior)
         self.listener = _RollbackListener(
             market.w3, self.deployment, store, confirmations=settings.confirmations
         )
@@ -354,7 +356,7 @@ class Agent:
         """Steps every `poll_interval` seconds until `stop` is set. Dependency outages are
         handled inside the step; any other error is logged with its traceback and the loop
         goes on after a pause."""
-        log.info("agent of %s started (%s)", self.me, self.behavior)
+        log.info("agent of %s started (%s)", self.me, self.strategy.name)
         while not stop.is_set():
             try:
                 report = self.step()
@@ -437,7 +439,7 @@ class Agent:
 
     def _reconcile(self, duties: list[DutyRow], report: AgentReport) -> None:
         for duty in duties:
-            if self.behavior != "honest" and duty.status == DutyStatus.SKIPPED:
+            if duty.status == DutyStatus.SKIPPED and not self.strategy.revives_skipped:
                 continue
             job = self.market.job(duty.job_id)
             status = self._status_on_chain(duty, job)
@@ -466,7 +468,7 @@ class Agent:
             return DutyStatus.REVEALED
         if committed:
             return DutyStatus.COMMITTED
-        # A commitment the chain no longer shows, for a seat that cannot commit now.
+        # The ledger holds a commitment the chain no longer shows.
         orphaned = duty.status in (DutyStatus.COMMITTED, DutyStatus.REVEALED)
         if not mine or job.state in (JobState.NONE, JobState.OPEN):
             # The assignment itself is gone (or the seat is another provider's now).
@@ -477,11 +479,7 @@ class Agent:
             return None
         if duty.digest is not None:
             return DutyStatus.COMPUTED
-        if self.behavior == "copycat":
-            return DutyStatus.COPYING
-        if self.behavior == "honest":
-            return DutyStatus.QUEUED
-        return None
+        return self.strategy.restart()
 
     def _may_commit(self, duty: DutyRow, job: Job) -> bool:
         """Whether the job accepts this duty's commit now (state, role, round, deadline)."""
@@ -540,6 +538,7 @@ class Agent:
             tid = self._task_id(request)
             if self.ledger.get(tid) is not None:
                 continue
+            start = self.strategy.start(job.job_id, replicas=job.replicas, verifier=p.verifier)
             duty = DutyRow(
                 task_id=tid,
                 job_id=job.job_id,
@@ -547,30 +546,16 @@ class Agent:
                 role=request.role,
                 index=p.index,
                 spec_hash=request.spec_hash,
-                status=DutyStatus.QUEUED,
+                status=start.status,
+                digest=start.digest,
+                note=start.note,
                 sends=0,
                 notice_posted=False,
             )
-            if self.behavior == "honest":
-                self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
+            self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
+            if start.runs:
                 report.queued.append(job.job_id)
                 self._send(duty)
-            elif self.behavior == "lazy" or (
-                self.behavior == "copycat" and job.replicas == 1 and not p.verifier
-            ):
-                # Test aid: a digest made up without running the job (a copycat executor of a
-                # single-replica job has nobody to copy and behaves the same).
-                duty.status, duty.digest = (
-                    DutyStatus.COMPUTED,
-                    "0x" + _made_up_digest(job.job_id).hex(),
-                )
-                self.ledger.add(duty)
-            elif self.behavior == "copycat":
-                duty.status = DutyStatus.COPYING
-                self.ledger.add(duty)
-            else:  # no-show
-                duty.status, duty.note = DutyStatus.IGNORED, "no-show behaviour: never commits"
-                self.ledger.add(duty)
 
     def _send(self, duty: DutyRow) -> None:
         request = TaskRequest(
@@ -1089,11 +1074,6 @@ def _short(value: Any) -> str:
     if isinstance(value, dict):
         return f"{value.get('exc_type', 'error')}: {value.get('exc_message', '')}"[:300]
     return repr(value)[:300]
-
-
-def _made_up_digest(job_id: int) -> bytes:
-    """The lazy test aid's digest: a value no real run produces."""
-    return hashlib.sha256(b"depin-lazy-provider" + job_id.to_bytes(32, "big")).digest()
 
 
 def run_agent(settings: ProviderSettings) -> None:
