@@ -47,7 +47,7 @@ build: $(NODE_STAMP)
 
 # The ABIs and bytecode the SDK ships; tests/unit/test_artifacts.py fails when they are stale.
 artifacts: build $(VENV_STAMP)
-	$(PY) -m marketplace.protocol.artifacts
+	$(PY) -m marketplace.protocol.abis
 
 test: bootstrap
 	cd contracts && forge test

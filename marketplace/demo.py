@@ -398,11 +398,9 @@ def _record_audits(report: DemoReport, market: Market) -> None:
         rounds = drawn_verifiers(market, job_id)
         if rounds:
             report.audits[job_id] = rounds
-        logs = market.market.events.ProviderSlashed().get_logs(
-            argument_filters={"jobId": job_id}, from_block=start
-        )
-        if logs:
-            report.slashed[job_id] = [str(e["args"]["provider"]) for e in logs]
+        slashed = market.providers_slashed(job_id, from_block=start)
+        if slashed:
+            report.slashed[job_id] = [s.provider for s in slashed]
 
 
 def _fetch_results(report: DemoReport, requester: Requester) -> None:

@@ -18,7 +18,6 @@ import typer
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import SecretStr
-from web3.logs import DISCARD
 
 from marketplace.cli.common import (
     JsonOpt,
@@ -476,9 +475,7 @@ def withdraw(
                     "unlock_time": _when(record.unbond_at),
                 }
             elif record.unbond_at != 0:
-                receipt = market.withdraw_unbonded()
-                events = market.registry.events.Unbonded().process_receipt(receipt, errors=DISCARD)
-                unbonded = sum(int(e["args"]["amount"]) for e in events)
+                unbonded = market.withdraw_unbonded()
         balance = market.balance_of(me)
     data = {
         "address": me,

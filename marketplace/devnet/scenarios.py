@@ -16,7 +16,14 @@ from web3 import Web3
 from web3.types import RPCEndpoint
 
 from marketplace.devnet.anvil import advance, funded_account, mine
-from marketplace.protocol.client import JobRequest, JobState, Market, ProviderTerms
+from marketplace.protocol.client import (
+    AuditStarted,
+    JobRequest,
+    JobState,
+    Market,
+    ProviderAssigned,
+    ProviderTerms,
+)
 from marketplace.protocol.deployment import Deployment, MarketParams, deploy
 
 TOKEN = 10**18
@@ -216,22 +223,17 @@ def drawn_verifiers(market: Market, job_id: int) -> list[tuple[int, list[str]]]:
     AuditStarted and ProviderAssigned events (verifiers: participant index >= replicas)."""
     replicas = market.job(job_id).replicas
     start = market.deployment.block
-    logs = [
-        *market.market.events.AuditStarted().get_logs(
-            argument_filters={"jobId": job_id}, from_block=start
-        ),
-        *market.market.events.ProviderAssigned().get_logs(
-            argument_filters={"jobId": job_id}, from_block=start
-        ),
+    events: list[AuditStarted | ProviderAssigned] = [
+        *market.audits_started(job_id, from_block=start),
+        *market.providers_assigned(job_id, from_block=start),
     ]
-    logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+    events.sort(key=lambda e: (e.block, e.log_index))
     rounds: list[tuple[int, list[str]]] = []
-    for entry in logs:
-        args = entry["args"]
-        if entry["event"] == "AuditStarted":
-            rounds.append((int(args["round"]), []))
-        elif int(args["index"]) >= replicas and rounds:
-            rounds[-1][1].append(str(args["provider"]))
+    for event in events:
+        if isinstance(event, AuditStarted):
+            rounds.append((event.round, []))
+        elif event.index >= replicas and rounds:
+            rounds[-1][1].append(event.provider)
     return rounds
 
 

@@ -1,7 +1,7 @@
 """Typed events of the JobMarket and the ProviderRegistry, decoded from raw `eth_getLogs` logs.
 
 Decoding goes through web3's ABI event processing over the ABIs the SDK ships
-(`marketplace.protocol.artifacts`); topics are computed from those ABIs, never written here.
+(`marketplace.protocol.abis`); topics are computed from those ABIs, never written here.
 Each event is a frozen dataclass carrying where it happened (block number and hash, transaction
 hash, log index) and its arguments in snake case, with structs as the SDK's dataclasses, the job
 state as `JobState`, addresses checksummed and bytes32 values as `bytes`.
@@ -26,7 +26,7 @@ from web3 import Web3
 from web3.contract.contract import ContractEvent
 from web3.types import LogReceipt
 
-from marketplace.protocol import artifacts
+from marketplace.protocol import abis
 from marketplace.protocol.client import JobRequest, JobState, ProviderTerms, operation_name
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ContractRevert, decode_revert
@@ -428,7 +428,7 @@ def _table() -> dict[tuple[str, str], _Entry]:
     w3 = Web3()  # decoding only: no provider is ever asked anything
     table: dict[tuple[str, str], _Entry] = {}
     for source, classes in EVENTS.items():
-        abi = artifacts.load(source).abi
+        abi = abis.load(source).abi
         contract = w3.eth.contract(abi=abi)
         by_name = {e["name"]: e for e in abi if e["type"] == "event"}
         for cls in classes:

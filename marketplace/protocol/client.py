@@ -12,6 +12,7 @@ from enum import IntEnum
 from functools import cache
 from typing import Any
 
+from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
@@ -20,7 +21,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint, TxReceipt
 
-from marketplace.protocol import artifacts, hashing
+from marketplace.protocol import abis, hashing
 from marketplace.protocol.chain import Signer
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError, ContractRevert, decode_revert
@@ -71,11 +72,32 @@ class JobRequest:
             self.exec_window,
         )
 
+    @classmethod
+    def from_event(cls, value: Any) -> JobRequest:
+        """From the `request` argument of a decoded JobCreated event."""
+        return cls(
+            spec_hash=bytes(value["specHash"]),
+            units=int(value["units"]),
+            max_price_per_unit=int(value["maxPricePerUnit"]),
+            profile=int(value["profile"]),
+            replicas=int(value["replicas"]),
+            min_vram_gib=int(value["minVramGiB"]),
+            accept_window=int(value["acceptWindow"]),
+            exec_window=int(value["execWindow"]),
+        )
 
-#: Job.flags bits.
+
+# Job.flags bits: the only copy in Python of the Solidity constants, so a contract change is
+# made here once and every reader of `Job.flags` (the keeper's plan included) follows.
+#: JobMarket.FLAG_REOPENED: the job went back to Open once for reassignment.
 FLAG_REOPENED = 1
+#: JobMarket.FLAG_CHALLENGED: the requester challenged the committed result.
 FLAG_CHALLENGED = 2
-FLAG_DRAWN_CLEAR = 4
+#: JobMarket.FLAG_DRAWN (= MarketLib.FLAG_DRAWN): the replicas = 1 audit draw ran and did not
+#: select the job.
+FLAG_DRAWN = 4
+#: MarketLib.FLAG_RESEEDED: a draw found its seed block hash aged out and re-seeded from a
+#: later block (Job.seed_block).
 FLAG_RESEEDED = 8
 
 #: Replica counts the contract accepts (odd, so replicas always have a majority).
@@ -148,7 +170,7 @@ class Job:
     @property
     def drawn_clear(self) -> bool:
         """The replicas = 1 audit draw ran and did not select the job."""
-        return bool(self.flags & FLAG_DRAWN_CLEAR)
+        return bool(self.flags & FLAG_DRAWN)
 
     @property
     def reseeded(self) -> bool:
@@ -177,6 +199,73 @@ class Participant:
     provider: str
     commitment: int
     commit_block: int
+
+
+@dataclass(frozen=True)
+class Permit:
+    """An ERC-2612 permit signature (v, r, s) for ComputeToken."""
+
+    v: int
+    r: bytes
+    s: bytes
+
+
+@dataclass(frozen=True)
+class JobCreated:
+    """A JobMarket JobCreated event."""
+
+    job_id: int
+    requester: str
+    spec_hash: bytes
+    request: JobRequest
+    accept_by: int
+    escrow: int
+
+
+@dataclass(frozen=True)
+class AuditStarted:
+    """A JobMarket AuditStarted event; `block` and `log_index` order it among other events."""
+
+    job_id: int
+    round: int
+    seats: int
+    seed_block: int
+    staff_by: int
+    block: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class ProviderAssigned:
+    """A JobMarket ProviderAssigned event (`index` >= replicas: a verifier); `block` and
+    `log_index` order it among other events."""
+
+    job_id: int
+    provider: str
+    index: int
+    price_per_unit: int
+    deadline: int
+    block: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class ProviderSlashed:
+    """A JobMarket ProviderSlashed event."""
+
+    job_id: int
+    provider: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class ResultCommitted:
+    """A JobMarket ResultCommitted event: the hash and seal `provider` committed."""
+
+    job_id: int
+    provider: str
+    result_hash: bytes
+    seal: bytes
 
 
 #: Largest uint32: a provider with this max_units takes jobs of any size.
@@ -251,7 +340,7 @@ class ProviderRecord:
 def _selectors() -> dict[bytes, str]:
     """4-byte selector -> function name, over the JobMarket ABI."""
     table: dict[bytes, str] = {}
-    for entry in artifacts.load("JobMarket").abi:
+    for entry in abis.load("JobMarket").abi:
         if entry["type"] == "function":
             types = ",".join(_canonical_type(p) for p in entry["inputs"])
             table[function_signature_to_4byte_selector(f"{entry['name']}({types})")] = entry["name"]
@@ -299,6 +388,17 @@ class BatchSkip:
         return f"{self.operation}({self.job_id}) skipped: {self.reason or self.error}"
 
 
+def _job_created(args: Any) -> JobCreated:
+    return JobCreated(
+        job_id=int(args["jobId"]),
+        requester=str(args["requester"]),
+        spec_hash=bytes(args["specHash"]),
+        request=JobRequest.from_event(args["request"]),
+        accept_by=int(args["acceptBy"]),
+        escrow=int(args["escrow"]),
+    )
+
+
 #: Gas added per batched item (the self-call and its event), per skipped item, and per batch.
 _BATCH_ITEM_OVERHEAD = 15_000
 _BATCH_SKIP_GAS = 40_000
@@ -319,9 +419,7 @@ class Market:
         self.market = self._contract("JobMarket", deployment.market)
 
     def _contract(self, name: str, address: str) -> Contract:
-        return self.w3.eth.contract(
-            address=to_checksum_address(address), abi=artifacts.load(name).abi
-        )
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=abis.load(name).abi)
 
     def as_account(self, account: LocalAccount) -> Market:
         """The same deployment driven by another key."""
@@ -408,8 +506,12 @@ class Market:
     def cancel_unbond(self) -> TxReceipt:
         return self._send(self.registry.functions.cancelUnbond())
 
-    def withdraw_unbonded(self) -> TxReceipt:
-        return self._send(self.registry.functions.withdrawUnbonded())
+    def withdraw_unbonded(self) -> int:
+        """Withdraws the caller's unlocked unbonded stake; returns the amount moved (its
+        Unbonded events)."""
+        receipt = self._send(self.registry.functions.withdrawUnbonded())
+        events = self.registry.events.Unbonded().process_receipt(receipt, errors=DISCARD)
+        return sum(int(e["args"]["amount"]) for e in events)
 
     def provider(self, account: str) -> ProviderRecord:
         return ProviderRecord.from_tuple(
@@ -438,6 +540,72 @@ class Market:
         receipt = self._send(self.market.functions.createJobs([r.as_tuple() for r in requests]))
         return self._created_ids(receipt)
 
+    def escrow_allowance(self, owner: str) -> int:
+        """What `owner` has allowed the JobMarket to pull from its tokens."""
+        return self.allowance(owner, self.market.address)
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(
+            self.token.functions.allowance(
+                to_checksum_address(owner), to_checksum_address(spender)
+            ).call()
+        )
+
+    def permit_signature(self, spender: str, value: int, deadline: int) -> Permit:
+        """An ERC-2612 permit, signed with this client's key, letting `spender` pull `value`
+        tokens until `deadline` (a chain timestamp); the domain and nonce come from the token."""
+        signer = self._signer()
+        token = self.token.functions
+        _, name, version, chain_id, verifying, _, _ = token.eip712Domain().call()
+        nonce = int(token.nonces(signer.address).call())
+        typed = encode_typed_data(
+            full_message={
+                "types": {
+                    "EIP712Domain": [
+                        {"name": "name", "type": "string"},
+                        {"name": "version", "type": "string"},
+                        {"name": "chainId", "type": "uint256"},
+                        {"name": "verifyingContract", "type": "address"},
+                    ],
+                    "Permit": [
+                        {"name": "owner", "type": "address"},
+                        {"name": "spender", "type": "address"},
+                        {"name": "value", "type": "uint256"},
+                        {"name": "nonce", "type": "uint256"},
+                        {"name": "deadline", "type": "uint256"},
+                    ],
+                },
+                "primaryType": "Permit",
+                "domain": {
+                    "name": name,
+                    "version": version,
+                    "chainId": chain_id,
+                    "verifyingContract": verifying,
+                },
+                "message": {
+                    "owner": signer.address,
+                    "spender": to_checksum_address(spender),
+                    "value": value,
+                    "nonce": nonce,
+                    "deadline": deadline,
+                },
+            }
+        )
+        signed = signer.account.sign_message(typed)
+        return Permit(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+
+    def create_jobs_with_permit(
+        self, requests: Sequence[JobRequest], value: int, deadline: int
+    ) -> list[int]:
+        """Creates many jobs in one transaction whose escrow `value` is authorised by a permit
+        signed here (valid until `deadline`, a chain timestamp), with no approve transaction;
+        returns their ids."""
+        permit = self.permit_signature(self.market.address, value, deadline)
+        call = self.market.functions.createJobsWithPermit(
+            [r.as_tuple() for r in requests], value, deadline, permit.v, permit.r, permit.s
+        )
+        return self._created_ids(self._send(call))
+
     def cancel(self, job_id: int) -> TxReceipt:
         return self._send(self.market.functions.cancel(job_id))
 
@@ -463,7 +631,7 @@ class Market:
 
     def _ensure_allowance(self, spender: str, amount: int) -> None:
         owner = self._signer().address
-        if int(self.token.functions.allowance(owner, spender).call()) < amount:
+        if self.allowance(owner, spender) < amount:
             self._send(self.token.functions.approve(spender, 2**256 - 1))
 
     # ------------------------------------------------------------------ matcher
@@ -618,6 +786,86 @@ class Market:
         filters = {"requester": to_checksum_address(requester)}
         logs = self._logs("JobChallenged", filters, from_block=from_block, chunk=chunk)
         return {int(log["args"]["jobId"]): int(log["args"]["bond"]) for log in logs}
+
+    def jobs_created(
+        self, requester: str, *, from_block: int, chunk: int = 10_000
+    ) -> list[JobCreated]:
+        """Every job `requester` created (its JobCreated events), oldest first."""
+        filters = {"requester": to_checksum_address(requester)}
+        return [
+            _job_created(log["args"])
+            for log in self._logs("JobCreated", filters, from_block=from_block, chunk=chunk)
+        ]
+
+    def audits_started(
+        self, job_id: int, *, from_block: int, chunk: int = 10_000
+    ) -> list[AuditStarted]:
+        """Every audit round `job_id` started (its AuditStarted events), oldest first."""
+        return [
+            AuditStarted(
+                job_id=int(log["args"]["jobId"]),
+                round=int(log["args"]["round"]),
+                seats=int(log["args"]["seats"]),
+                seed_block=int(log["args"]["seedBlock"]),
+                staff_by=int(log["args"]["staffBy"]),
+                block=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+            )
+            for log in self._logs(
+                "AuditStarted", {"jobId": job_id}, from_block=from_block, chunk=chunk
+            )
+        ]
+
+    def providers_assigned(
+        self, job_id: int, *, from_block: int, chunk: int = 10_000
+    ) -> list[ProviderAssigned]:
+        """Every seat of `job_id` filled, executors and verifiers (its ProviderAssigned
+        events), oldest first."""
+        return [
+            ProviderAssigned(
+                job_id=int(log["args"]["jobId"]),
+                provider=str(log["args"]["provider"]),
+                index=int(log["args"]["index"]),
+                price_per_unit=int(log["args"]["pricePerUnit"]),
+                deadline=int(log["args"]["deadline"]),
+                block=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+            )
+            for log in self._logs(
+                "ProviderAssigned", {"jobId": job_id}, from_block=from_block, chunk=chunk
+            )
+        ]
+
+    def providers_slashed(
+        self, job_id: int, *, from_block: int, chunk: int = 10_000
+    ) -> list[ProviderSlashed]:
+        """Every slash of a provider over `job_id` (its ProviderSlashed events), oldest first."""
+        return [
+            ProviderSlashed(
+                job_id=int(log["args"]["jobId"]),
+                provider=str(log["args"]["provider"]),
+                amount=int(log["args"]["amount"]),
+            )
+            for log in self._logs(
+                "ProviderSlashed", {"jobId": job_id}, from_block=from_block, chunk=chunk
+            )
+        ]
+
+    def results_committed(
+        self, job_id: int, *, from_block: int, chunk: int = 10_000
+    ) -> list[ResultCommitted]:
+        """Every commitment made to `job_id` (its ResultCommitted events), oldest first."""
+        return [
+            ResultCommitted(
+                job_id=int(log["args"]["jobId"]),
+                provider=str(log["args"]["provider"]),
+                result_hash=bytes(log["args"]["resultHash"]),
+                seal=bytes(log["args"]["seal"]),
+            )
+            for log in self._logs(
+                "ResultCommitted", {"jobId": job_id}, from_block=from_block, chunk=chunk
+            )
+        ]
 
     def verifiers(self, job_id: int) -> list[Participant]:
         """The job's drawn verifiers of every round (participants from index `replicas` on)."""

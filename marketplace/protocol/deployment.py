@@ -12,7 +12,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 
-from marketplace.protocol import artifacts
+from marketplace.protocol import abis
 from marketplace.protocol.chain import Signer, connect
 from marketplace.protocol.errors import ChainError, ConfigError
 from marketplace.protocol.hashing import escrow_of
@@ -213,7 +213,7 @@ def deploy(
     start_block = w3.eth.block_number
 
     def create(name: str, *args: object, libraries: dict[str, str] | None = None) -> str:
-        art = artifacts.load(name)
+        art = abis.load(name)
         missing = [lib for lib in art.libraries if lib not in (libraries or {})]
         if missing:
             raise ConfigError(f"{name} links {', '.join(missing)}; deploy those first")
@@ -238,9 +238,9 @@ def deploy(
         libraries={"MarketLib": market_lib},
     )
     reg = w3.eth.contract(
-        address=to_checksum_address(registry), abi=artifacts.load("ProviderRegistry").abi
+        address=to_checksum_address(registry), abi=abis.load("ProviderRegistry").abi
     )
-    mkt = w3.eth.contract(address=to_checksum_address(market), abi=artifacts.load("JobMarket").abi)
+    mkt = w3.eth.contract(address=to_checksum_address(market), abi=abis.load("JobMarket").abi)
     signer.transact(reg.functions.setMarket(market))
     for name in profiles:
         signer.transact(reg.functions.addProfile(profile_descriptor(name)))

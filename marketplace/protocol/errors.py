@@ -11,7 +11,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from pydantic import ValidationError
 
-from marketplace.protocol import artifacts
+from marketplace.protocol import abis
 
 
 class DepinError(Exception):
@@ -111,7 +111,7 @@ def _canonical_type(param: dict[str, Any]) -> str:
 @cache
 def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
     table: dict[bytes, tuple[str, list[str], list[str]]] = {}
-    for abi in artifacts.all_abis():
+    for abi in abis.all_abis():
         for entry in abi:
             if entry["type"] != "error":
                 continue

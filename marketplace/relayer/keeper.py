@@ -27,10 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from marketplace.protocol.client import FLAG_DRAWN_CLEAR, FLAG_RESEEDED, Job, JobState
-
-#: IJobMarket.Job.flags bit 2: the audit draw ran and did not select the job.
-FLAG_DRAWN = FLAG_DRAWN_CLEAR
+from marketplace.protocol.client import FLAG_DRAWN, FLAG_RESEEDED, Job, JobState
 
 #: Keeper call kinds, in the order they are sent.
 KINDS = ("draw_audits", "staff_audits", "finalize", "expire")

@@ -32,13 +32,11 @@ from typing import Any, Final, Literal
 
 import httpx
 import numpy as np
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from safetensors.numpy import save as st_save
 from web3 import Web3
-from web3.logs import DISCARD
 
 from marketplace.protocol.artifact_client import (
     ArtifactClient,
@@ -46,7 +44,7 @@ from marketplace.protocol.artifact_client import (
     ArtifactNotFound,
     RelayerUnreachable,
 )
-from marketplace.protocol.client import VALID_REPLICAS, Job, JobRequest, JobState, Market
+from marketplace.protocol.client import VALID_REPLICAS, Job, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.results import (
@@ -540,12 +538,10 @@ class Requester:
         self._check_funds(total)
         self._upload(jobs)
         requests = [j.request for j in jobs]
-        allowance = int(
-            self.market.token.functions.allowance(self.address, self.market.market.address).call()
-        )
-        if not use_permit or allowance >= total:
+        if not use_permit or self.market.escrow_allowance(self.address) >= total:
             return self.market.create_jobs(requests)
-        return self._create_with_permit(requests, total)
+        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_LIFETIME
+        return self.market.create_jobs_with_permit(requests, total, deadline)
 
     def _check_windows(self, jobs: Sequence[PreparedJob]) -> None:
         params = self.market.params()
@@ -615,61 +611,6 @@ class Requester:
 
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             list(pool.map(put, blobs.items()))
-
-    def _create_with_permit(self, requests: Sequence[JobRequest], value: int) -> list[int]:
-        signer = self.market.signer
-        assert signer is not None  # Market was built with the account
-        token = self.market.token
-        spender = self.market.market.address
-        _, name, version, chain_id, verifying, _, _ = token.functions.eip712Domain().call()
-        nonce = int(token.functions.nonces(self.address).call())
-        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_LIFETIME
-        typed = encode_typed_data(
-            full_message={
-                "types": {
-                    "EIP712Domain": [
-                        {"name": "name", "type": "string"},
-                        {"name": "version", "type": "string"},
-                        {"name": "chainId", "type": "uint256"},
-                        {"name": "verifyingContract", "type": "address"},
-                    ],
-                    "Permit": [
-                        {"name": "owner", "type": "address"},
-                        {"name": "spender", "type": "address"},
-                        {"name": "value", "type": "uint256"},
-                        {"name": "nonce", "type": "uint256"},
-                        {"name": "deadline", "type": "uint256"},
-                    ],
-                },
-                "primaryType": "Permit",
-                "domain": {
-                    "name": name,
-                    "version": version,
-                    "chainId": chain_id,
-                    "verifyingContract": verifying,
-                },
-                "message": {
-                    "owner": self.address,
-                    "spender": spender,
-                    "value": value,
-                    "nonce": nonce,
-                    "deadline": deadline,
-                },
-            }
-        )
-        signed = self.account.sign_message(typed)
-        receipt = signer.transact(
-            self.market.market.functions.createJobsWithPermit(
-                [r.as_tuple() for r in requests],
-                value,
-                deadline,
-                signed.v,
-                signed.r.to_bytes(32, "big"),
-                signed.s.to_bytes(32, "big"),
-            )
-        )
-        events = self.market.market.events.JobCreated().process_receipt(receipt, errors=DISCARD)
-        return [int(e["args"]["jobId"]) for e in events]
 
     # ---------------------------------------------------------------- follow
 
@@ -1030,30 +971,20 @@ class Requester:
         return out
 
     def _jobs_from_chain(self) -> list[JobSummary]:
-        event = self.market.market.events.JobCreated()
-        head = int(self.w3.eth.block_number)
-        out: list[JobSummary] = []
-        start = self.deployment.block
-        while start <= head:
-            end = min(head, start + LOG_CHUNK - 1)
-            logs = event.get_logs(
-                argument_filters={"requester": self.address}, from_block=start, to_block=end
+        created = self.market.jobs_created(
+            self.address, from_block=self.deployment.block, chunk=LOG_CHUNK
+        )
+        out = [
+            JobSummary(
+                job_id=c.job_id,
+                state=self.market.state(c.job_id),
+                units=c.request.units,
+                replicas=c.request.replicas,
+                max_price_per_unit=c.request.max_price_per_unit,
+                escrow=c.escrow,
+                spec_hash=c.spec_hash.hex(),
             )
-            for log in logs:
-                args = log["args"]
-                request = args["request"]
-                job_id = int(args["jobId"])
-                out.append(
-                    JobSummary(
-                        job_id=job_id,
-                        state=self.market.state(job_id),
-                        units=int(request["units"]),
-                        replicas=int(request["replicas"]),
-                        max_price_per_unit=int(request["maxPricePerUnit"]),
-                        escrow=int(args["escrow"]),
-                        spec_hash=bytes(args["specHash"]).hex(),
-                    )
-                )
-            start = end + 1
+            for c in created
+        ]
         out.sort(key=lambda j: j.job_id, reverse=True)
         return out

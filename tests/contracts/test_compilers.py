@@ -10,7 +10,7 @@ import ape
 import pytest
 import solcx
 
-from marketplace.protocol import artifacts
+from marketplace.protocol import abis
 
 FACADE = Path(__file__).resolve().parents[2] / "tools" / "solc" / "solc-v0.8.37"
 
@@ -31,14 +31,14 @@ def test_py_solc_x_uses_the_project_facade() -> None:
     assert solcx.install.get_executable("0.8.37") == FACADE
 
 
-@pytest.mark.parametrize("name", artifacts.CONTRACTS)
+@pytest.mark.parametrize("name", abis.CONTRACTS)
 def test_ape_compiled_abi_equals_shipped_abi(name: str) -> None:
     # ape-solidity compiles a contract that links external libraries (JobMarket: MarketLib) only
     # once it knows their deployed addresses.
-    for library in artifacts.load(name).libraries:
+    for library in abis.load(name).libraries:
         deployed = ape.accounts.test_accounts[0].deploy(getattr(ape.project, library))
         ape.compilers.solidity.add_library(deployed)
     contract_type = getattr(ape.project, name).contract_type
     ape_abi = [e.model_dump(mode="json", by_alias=True) for e in contract_type.abi]
-    shipped = artifacts.load(name).abi
+    shipped = abis.load(name).abi
     assert sorted(map(_signature, ape_abi)) == sorted(map(_signature, shipped))

@@ -13,9 +13,9 @@ from web3 import Web3
 
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account, mine
-from marketplace.protocol.client import JobRequest, JobState, Market
+from marketplace.protocol.client import FLAG_DRAWN, JobRequest, JobState, Market
 from marketplace.relayer import keeper
-from marketplace.relayer.keeper import FLAG_DRAWN, KeeperPlan
+from marketplace.relayer.keeper import KeeperPlan
 from marketplace.relayer.submitter import Submitter, is_transient, read_job_views
 
 pytestmark = pytest.mark.integration

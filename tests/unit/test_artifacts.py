@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from marketplace.protocol import artifacts
+from marketplace.protocol import abis
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = ROOT / "contracts"
@@ -40,16 +40,16 @@ def forge_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build / "out"
 
 
-@pytest.mark.parametrize("name", artifacts.CONTRACTS)
+@pytest.mark.parametrize("name", abis.CONTRACTS)
 def test_shipped_artifact_equals_forge_build(forge_out: Path, name: str) -> None:
-    built = artifacts.from_forge(forge_out, name)
+    built = abis.from_forge(forge_out, name)
     shipped_file = ROOT / "marketplace" / "protocol" / "artifacts" / f"{name}.json"
     shipped = json.loads(shipped_file.read_text())
     assert shipped["abi"] == built["abi"], f"{name} ABI is stale: run the artifact export"
     assert shipped["bytecode"] == built["bytecode"], f"{name} bytecode is stale"
     assert shipped["linkReferences"] == built["linkReferences"], f"{name} links are stale"
     # The loader returns the same content.
-    loaded = artifacts.load(name)
+    loaded = abis.load(name)
     assert (loaded.abi, loaded.bytecode, loaded.link_references) == (
         built["abi"],
         built["bytecode"],
@@ -59,7 +59,7 @@ def test_shipped_artifact_equals_forge_build(forge_out: Path, name: str) -> None
 
 
 def test_job_market_links_market_lib_at_every_placeholder() -> None:
-    art = artifacts.load("JobMarket")
+    art = abis.load("JobMarket")
     assert art.libraries == ["MarketLib"]
     refs = [r for libs in art.link_references.values() for r in libs["MarketLib"]]
     assert refs, "JobMarket should link MarketLib"
@@ -71,13 +71,13 @@ def test_job_market_links_market_lib_at_every_placeholder() -> None:
         assert code[ref["start"] : ref["start"] + ref["length"]] == bytes.fromhex("ab" * 20)
     # Outside the placeholders the linked code is the shipped code.
     assert len(linked) == len(art.bytecode)
-    with pytest.raises(artifacts.LinkError, match="deploy it first"):
+    with pytest.raises(abis.LinkError, match="deploy it first"):
         art.linked({})
 
 
 @pytest.mark.parametrize("name", ["ComputeToken", "ProviderRegistry", "MarketLib"])
 def test_other_contracts_need_no_linking(name: str) -> None:
-    art = artifacts.load(name)
+    art = abis.load(name)
     assert art.link_references == {} and "__" not in art.bytecode
 
 
@@ -85,4 +85,4 @@ def test_unknown_contract_is_a_key_error() -> None:
     with pytest.raises(
         KeyError, match="the SDK ships ComputeToken, ProviderRegistry, JobMarket, MarketLib"
     ):
-        artifacts.load("Nope")
+        abis.load("Nope")

@@ -6,7 +6,7 @@ import pytest
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
-from marketplace.protocol import artifacts, errors
+from marketplace.protocol import abis, errors
 from marketplace.protocol.errors import (
     ChainError,
     ConfigError,
@@ -107,7 +107,7 @@ def test_unknown_or_short_data_is_none(data: bytes | str | None) -> None:
 def test_every_project_error_has_a_hint() -> None:
     names = {
         entry["name"]
-        for abi in artifacts.all_abis()
+        for abi in abis.all_abis()
         for entry in abi
         if entry["type"] == "error" and entry["name"].startswith(("JobMarket", "ProviderRegistry"))
     }

@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace.protocol.client import FLAG_RESEEDED, JobState
+from marketplace.protocol.client import FLAG_DRAWN, FLAG_RESEEDED, JobState
 from marketplace.relayer.keeper import (
-    FLAG_DRAWN,
     KINDS,
     JobView,
     SkipBook,

@@ -1,9 +1,11 @@
-"""Compiled contract artifacts shipped with the SDK, and their export from a forge build.
+"""The contracts' ABIs and creation bytecode shipped with the SDK, and their export from a
+forge build.
 
-The SDK is the only place that knows ABIs: every other module asks here. Artifacts are
-committed JSON (ABI, creation bytecode and forge's `linkReferences`) so a requester or provider
-needs no compiler; `make artifacts` refreshes them from `forge build` and a test fails when they
-are stale.
+The SDK is the only place that knows ABIs: `Market` in marketplace.protocol.client reads them
+here and every other module goes through it. Each contract is committed JSON (ABI, creation
+bytecode and forge's `linkReferences`, under marketplace/protocol/artifacts/, forge's name for
+its build output) so a requester or provider needs no compiler; `make artifacts` refreshes them
+from `forge build` and a test fails when they are stale.
 
 JobMarket links the external library MarketLib: its creation bytecode holds a 20-byte
 placeholder at each offset listed in `link_references`, which `link` replaces with the address
@@ -30,7 +32,7 @@ class LinkError(ValueError):
 
 
 @dataclass(frozen=True)
-class Artifact:
+class CompiledContract:
     """One contract's ABI and creation bytecode (unlinked when `link_references` is not empty)."""
 
     name: str
@@ -86,13 +88,13 @@ def bytecode_hex(bytecode: str) -> str:
 
 
 @cache
-def load(name: str) -> Artifact:
-    """The shipped artifact of contract `name` (one of CONTRACTS)."""
+def load(name: str) -> CompiledContract:
+    """The shipped ABI and bytecode of contract `name` (one of CONTRACTS)."""
     if name not in CONTRACTS:
         raise KeyError(f"unknown contract {name!r}; the SDK ships {', '.join(CONTRACTS)}")
     text = resources.files(__package__).joinpath("artifacts", f"{name}.json").read_text()
     data = json.loads(text)
-    return Artifact(
+    return CompiledContract(
         name=name,
         abi=data["abi"],
         bytecode=data["bytecode"],
@@ -106,7 +108,7 @@ def all_abis() -> list[list[dict[str, Any]]]:
 
 
 def from_forge(out_dir: Path, name: str) -> dict[str, Any]:
-    """The artifact of `name` as `forge build` wrote it under `out_dir`."""
+    """The ABI and bytecode of `name` as `forge build` wrote them under `out_dir`."""
     path = out_dir / f"{name}.sol" / f"{name}.json"
     try:
         raw = json.loads(path.read_text())
@@ -122,7 +124,7 @@ def from_forge(out_dir: Path, name: str) -> dict[str, Any]:
 
 
 def export(out_dir: Path, dest: Path) -> list[Path]:
-    """Writes the shipped artifacts from a forge build; returns the files written."""
+    """Writes the shipped JSON of every contract from a forge build; returns the files written."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name in CONTRACTS:
