@@ -199,3 +199,97 @@ def test_the_sql_scan_sees_every_import_form(tmp_path: Path) -> None:
         "from marketplace.index.store import Store\nimport sqlalchemy_utils\n"
     )
     assert sql_importers(tmp_path) == ["marketplace.api.routes:5", "marketplace.relayer.service:4"]
+
+
+# ---------------------------------------------------------------------- who knows ABIs
+
+#: Modules (or packages, with every module under them) that may call a contract's functions or
+#: events: the SDK, whose `Market` offers every call and event the product uses as a typed method.
+ABI_ALLOWED = ("marketplace.protocol",)
+#: Known exceptions, each to be removed when its calls move onto `Market`. Tests and bench/ are
+#: not scanned: they drive the contracts directly to check them.
+ABI_EXCEPTIONS = (
+    # The copycat test aid reads ResultCommitted logs itself; Market.results_committed is its
+    # replacement.
+    "provider.agent",
+    # The chaos audit reads any event of a trial by name (ResultCommitted, Credited, JobClosed);
+    # Market.results_committed and Market.credited_by_job cover two of them.
+    "marketplace.devnet.chaos",
+    # The chain index decodes every log of the deployment with processors built from the SDK's
+    # ABIs; the decoder belongs in the SDK next to Market's typed events.
+    "marketplace.index.events",
+)
+_CONTRACT_NAMESPACES = {"functions", "events"}
+
+
+def _namespace(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr in _CONTRACT_NAMESPACES
+
+
+def contract_calls_in(source: str) -> list[int]:
+    """Lines where a contract's `functions` or `events` is reached into: `x.functions.f`,
+    `x.events.E`, `x.events[name]`, `getattr(x.events, name)`. A plain attribute named `events`
+    (a report's list of them) is not a contract's."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        reached: ast.AST
+        if isinstance(node, ast.Attribute | ast.Subscript):
+            reached = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+            if node.func.id != "getattr":
+                continue
+            reached = node.args[0]
+        else:
+            continue
+        if _namespace(reached):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def abi_users(root: Path = ROOT) -> list[str]:
+    """`module:line` of every contract function or event reached for under marketplace/ and
+    provider/ outside the modules allowed to."""
+    out = []
+    for top in graph.TOP_LEVEL:
+        for path in sorted((root / top).rglob("*.py")):
+            module = graph.module_name(path, root)
+            if _within(module, ABI_ALLOWED + ABI_EXCEPTIONS):
+                continue
+            out += [f"{module}:{n}" for n in contract_calls_in(path.read_text(encoding="utf-8"))]
+    return out
+
+
+def test_only_the_sdk_calls_contract_functions_and_events() -> None:
+    offenders = abi_users()
+    assert not offenders, (
+        f"{', '.join(offenders)} call a contract's functions or events: use a typed method of "
+        "marketplace.protocol.client.Market (add one there if none fits); the SDK is the only "
+        "place that knows ABIs"
+    )
+
+
+def test_the_abi_scan_sees_every_form_and_only_contracts(tmp_path: Path) -> None:
+    source = """\
+def run(market, report, name):
+    report.events = 3
+    total = len(report.events)
+    market.market.functions.cancel(1)
+    market.registry.events.Unbonded().process_receipt({})
+    market.market.events[name]()
+    getattr(market.market.events, name)
+"""
+    assert contract_calls_in(source) == [4, 5, 6, 7]
+    for module in ("protocol/client.py", "cli/provider.py", "devnet/chaos.py"):
+        path = tmp_path / "marketplace" / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").write_text("")
+        path.write_text(source)
+    (tmp_path / "provider").mkdir()
+    (tmp_path / "provider" / "worker.py").write_text("def f(c):\n    return c.functions.x()\n")
+    assert abi_users(tmp_path) == [
+        "marketplace.cli.provider:4",
+        "marketplace.cli.provider:5",
+        "marketplace.cli.provider:6",
+        "marketplace.cli.provider:7",
+        "provider.worker:2",
+    ]
