@@ -549,7 +549,7 @@ def chain_router(
         verifiers = [p for p in participants if p.verifier]
         return JobDetail(
             **_job_fields(row),
-            waiting=waiting_of(row, participants) if row.state is JobState.OPEN else None,
+            waiting=waiting_of(row) if row.state is JobState.OPEN else None,
             participants=[ParticipantOut.of(p) for p in participants],
             verifiers=[p.provider for p in verifiers],
             rounds=[
@@ -561,7 +561,7 @@ def chain_router(
             history=[HistoryOut.of(h) for h in store.history(job_id)],
         )
 
-    def waiting_of(row: JobRow, participants: list[ParticipantRow]) -> WaitingOut | None:
+    def waiting_of(row: JobRow) -> WaitingOut | None:
         if row.replicas not in VALID_REPLICAS:
             return None
         now = int(clock())
@@ -573,10 +573,9 @@ def chain_router(
             )
             for p in store.providers()
         ]
-        no_shows = frozenset(
-            p.provider for p in participants if p.round < row.round and p.commit_block is None
-        )
-        job = row.open_job(no_shows)
+        # Every earlier round's no-shows, as the relayer's matcher reads them (the job's
+        # current participants are only its current round's).
+        job = row.open_job(store.excluded([row]).get(row.job_id, frozenset()))
         w = explain(job, views)
         return WaitingOut(code=w.code, reason=w.reason, eligible=w.eligible, needed=w.needed)
 

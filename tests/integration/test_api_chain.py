@@ -23,7 +23,7 @@ from marketplace.api.app import create_app
 from marketplace.api.chain_routes import chain_router
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet import scenarios
-from marketplace.devnet.anvil import Anvil, funded_account
+from marketplace.devnet.anvil import Anvil, advance, funded_account
 from marketplace.index.listener import Listener
 from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState, Market
@@ -359,3 +359,43 @@ def test_empty_store(tmp_path: Path) -> None:
     assert providers.json() == []
     assert job.status_code == 404
     store.close()
+
+
+def test_why_a_reopened_job_waits_counts_its_no_show_out(tmp_path: Path) -> None:
+    """The contract bars a reopened job's no-show from it: the API's explanation must too."""
+    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+        cast = scenarios.setup(w3, funded_account(w3))
+        alice = cast.providers["alice"]
+        job = cast.requester.create_job(_request(units=3))
+        cast.matcher.assign(job, [alice.address])
+        advance(w3, cast.requester.job(job).exec_window + 1)
+        cast.keeper.expire(job)  # alice never committed: slashed, the job reopens
+        assert cast.owner.state(job) is JobState.OPEN
+        store = Store(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+        Listener(w3, cast.deployment, store, confirmations=0).poll_once()
+        book = MemoryLivenessBook()
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        book.record(
+            alice.address,
+            Heartbeat(
+                provider=alice.address,
+                chain_id=cast.deployment.chain_id,
+                market=cast.deployment.market,
+                timestamp=now,
+                load=0,
+                capacity=1,
+                profiles=(0,),
+            ),
+        )
+        router = chain_router(store, book, heartbeat_interval=INTERVAL, clock=lambda: now)
+        app = create_app(ApiSettings(artifact_root=tmp_path / "artifacts"), routers=[router])
+        url, server, thread = serve(app)
+        try:
+            waiting = get(httpx.Client(base_url=url, timeout=10), f"/jobs/{job}")["waiting"]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            store.close()
+    # alice is the only live provider, and the contract will not take her again for this job.
+    assert waiting["eligible"] == 0 and waiting["needed"] == 1, waiting
