@@ -184,6 +184,9 @@ def why_idle(provider: ProviderView, jobs: Sequence[OpenJob]) -> list[str]:
         return [
             "not live: the relayer has no recent heartbeat; run the agent (`depin provider run`)"
         ]
+    if provider.free_stake <= 0:
+        # Before "no open jobs": with nothing staked, no job will ever come.
+        return ["no free stake: every job locks collateral; stake tokens (`depin provider stake`)"]
     if not jobs:
         return ["no open jobs on the market"]
     misses: dict[str, int] = {}

@@ -150,6 +150,8 @@ def test_an_idle_provider_hears_its_own_state_first() -> None:
     assert why_idle(provider(1, unbonding=True), jobs)[0].startswith("unbonding")
     assert why_idle(provider(1, live=False), jobs)[0].startswith("not live")
     assert why_idle(provider(1), []) == ["no open jobs on the market"]
+    broke = replace(provider(1), free_stake=0)
+    assert why_idle(broke, [])[0].startswith("no free stake: every job locks collateral")
     assert why_idle(provider(1), jobs) == []  # it can take one: the next round gives it
 
 
