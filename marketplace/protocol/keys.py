@@ -49,7 +49,13 @@ def load_account(
         raise ConfigError(
             f"{env_prefix}KEYSTORE_FILE needs {env_prefix}KEYSTORE_PASSWORD to decrypt it"
         )
-    return load_keystore(keystore_file, password, hint=f"{env_prefix}KEYSTORE_PASSWORD")
+    # The password may come from the variable although the keystore came from --wallet: say
+    # both ways of giving the right one.
+    return load_keystore(
+        keystore_file,
+        password,
+        hint=f"the password: --password-file on the command line, or {env_prefix}KEYSTORE_PASSWORD",
+    )
 
 
 def load_keystore(path: Path, password: str, *, hint: str = "the password") -> LocalAccount:

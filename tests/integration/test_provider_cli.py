@@ -327,9 +327,8 @@ def test_a_wallet_and_a_password_file_as_the_requester_commands_take_them(
 
     wrong = tmp_path / "wrong"
     wrong.write_text("nope\n")
-    assert "cannot decrypt" in cli(
-        env, "status", "--wallet", "prov", "--password-file", str(wrong), code=1
-    )
+    undecrypted = cli(env, "status", "--wallet", "prov", "--password-file", str(wrong), code=1)
+    assert "cannot decrypt" in undecrypted and "--password-file on the command line" in undecrypted
     unknown = cli(env, "status", "--wallet", "nobody", code=1)
     assert f"no wallet 'nobody' in {wallets}" in unknown and "depin wallet new" in unknown
     both = cli(env, "status", *wallet, "--keystore", str(tmp_path / "k.json"), code=1)
