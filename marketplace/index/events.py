@@ -377,26 +377,13 @@ def _terms(value: Mapping[str, Any]) -> ProviderTerms:
     )
 
 
-def _request(value: Mapping[str, Any]) -> JobRequest:
-    return JobRequest(
-        spec_hash=bytes(value["specHash"]),
-        units=int(value["units"]),
-        max_price_per_unit=int(value["maxPricePerUnit"]),
-        profile=int(value["profile"]),
-        replicas=int(value["replicas"]),
-        min_vram_gib=int(value["minVramGiB"]),
-        accept_window=int(value["acceptWindow"]),
-        exec_window=int(value["execWindow"]),
-    )
-
-
 def _params(value: Mapping[str, Any]) -> MarketParams:
     return MarketParams(**{_snake(k): int(v) for k, v in value.items()})
 
 
 # Struct and enum arguments by their Solidity internal type.
 _STRUCTS: dict[str, Any] = {
-    "struct IJobMarket.JobRequest": _request,
+    "struct IJobMarket.JobRequest": JobRequest.from_event,
     "struct IJobMarket.Params": _params,
     "struct IProviderRegistry.Terms": _terms,
     "enum IJobMarket.JobState": JobState,

@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from safetensors.numpy import load_file
 
+from marketplace.devnet.processes import group_alive
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,23 +97,13 @@ def _stop_block(blocks: list[str]) -> int:
     raise AssertionError("the guide never stops its devnet (`depin devnet down`)")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pgids: list[int], seconds: float) -> list[int]:
     """The process groups of `pgids` still alive after waiting up to `seconds`."""
     deadline = time.monotonic() + seconds
-    alive = [g for g in pgids if _group_alive(g)]
+    alive = [g for g in pgids if group_alive(g)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.5)
-        alive = [g for g in alive if _group_alive(g)]
+        alive = [g for g in alive if group_alive(g)]
     return alive
 
 
@@ -120,7 +112,7 @@ def _cleanup(tmp: Path, env: dict[str, str], script_pgid: int | None) -> None:
     script's process group) and every devnet under the temporary directory."""
     if script_pgid is not None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not _group_alive(script_pgid):
+            if not group_alive(script_pgid):
                 break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(script_pgid, sig)
