@@ -55,14 +55,14 @@ def _save(
 ) -> None:
     """Writes `account` as the keystore `<name>.json`, encrypted with a new password."""
     from marketplace.protocol.keys import write_keystore
-    from marketplace.protocol.places import APE_PREFIX
+    from marketplace.protocol.places import APE_PREFIX, is_wallet_name
 
     if name.startswith(APE_PREFIX):
         raise fail(
             f"{name!r} names an Ape account; create those with `ape accounts generate`, and use "
             "them with --wallet ape:ALIAS"
         )
-    if not name or "/" in name or name.startswith("."):
+    if not is_wallet_name(name):
         raise fail(f"{name!r} is not a wallet name; use letters, digits, '-' or '_'")
     path = _wallet_dir(directory) / f"{name}.json"
     if path.exists():  # before the password prompt, not after it

@@ -17,7 +17,14 @@ from typing import Final
 
 from marketplace.protocol.errors import ConfigError
 
-__all__ = ["APE_PREFIX", "ape_accounts_dir", "config_dir", "data_dir", "wallet_path"]
+__all__ = [
+    "APE_PREFIX",
+    "ape_accounts_dir",
+    "config_dir",
+    "data_dir",
+    "is_wallet_name",
+    "wallet_path",
+]
 
 #: The prefix of a wallet name that means an Ape account.
 APE_PREFIX: Final = "ape:"
@@ -45,6 +52,11 @@ def ape_accounts_dir() -> Path:
     return (Path(folder).expanduser() if folder else Path.home() / ".ape") / "accounts"
 
 
+def is_wallet_name(name: str) -> bool:
+    """Whether `name` can name a keystore file in a wallet directory (no path, not hidden)."""
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
 def wallet_path(name: str, wallet_dir: Path, *, variable: str) -> Path:
     """The existing keystore file of wallet `name` (see the module doc); `variable` is the
     setting that moves `wallet_dir`, for the message when there is none."""
@@ -57,7 +69,7 @@ def wallet_path(name: str, wallet_dir: Path, *, variable: str) -> Path:
                 f"generate {alias or 'ALIAS'}` (or `ape accounts import`), or set APE_DATA_FOLDER"
             )
         return path
-    if not name or "/" in name or name.startswith("."):
+    if not is_wallet_name(name):
         raise ConfigError(
             f"{name!r} is not a wallet name; give the NAME of `depin wallet new --name NAME`, "
             "ape:ALIAS for an Ape account, or a keystore file with --keystore"
