@@ -58,6 +58,7 @@ from marketplace.requester import (
 
 __all__ = [
     "DemoConfig",
+    "DemoConfigError",
     "DemoError",
     "DemoReport",
     "LocalCheck",
@@ -78,6 +79,10 @@ class DemoError(DepinError, RuntimeError):
     the logs to read."""
 
 
+class DemoConfigError(DepinError, ValueError):
+    """The demo's options cannot show what it claims; the message names the option to change."""
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     #: Six, so that an audit of a replicas = 3 job can draw its 3 verifiers from the providers
@@ -94,6 +99,18 @@ class DemoConfig:
     #: (deleted after a passing run unless `keep`).
     dir: Path | None = None
     keep: bool = False
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise DemoConfigError("--jobs must be at least 1")
+        # A lazy verifier outvoted in a three-seat round keeps its stake (DESIGN, Verification
+        # v2), so only a job a cheat runs alone is sure to catch it: every provider needs one.
+        if self.lazy and self.jobs <= self.providers:
+            raise DemoConfigError(
+                f"with a lazy provider, --jobs must be at least --providers + 1 "
+                f"({self.providers + 1}): one job alone for every provider, then a job of three "
+                f"replicas; got --jobs {self.jobs}"
+            )
 
 
 # ---------------------------------------------------------------------------- following
@@ -667,17 +684,18 @@ def _parse(argv: Sequence[str] | None) -> DemoConfig:
     parser.add_argument("--dir", type=Path, default=None, help="devnet directory (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the devnet directory")
     a = parser.parse_args(argv)
-    if a.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    return DemoConfig(
-        providers=a.providers,
-        lazy=a.lazy,
-        jobs=a.jobs,
-        audit_bps=a.audit_bps,
-        timeout=a.timeout,
-        dir=a.dir,
-        keep=a.keep or a.dir is not None,
-    )
+    try:
+        return DemoConfig(
+            providers=a.providers,
+            lazy=a.lazy,
+            jobs=a.jobs,
+            audit_bps=a.audit_bps,
+            timeout=a.timeout,
+            dir=a.dir,
+            keep=a.keep or a.dir is not None,
+        )
+    except DemoConfigError as exc:
+        parser.error(str(exc))
 
 
 @contextlib.contextmanager

@@ -53,12 +53,13 @@ def replicas_for(count: int, providers: int) -> list[int]:
     """Replicas of `count` jobs for `providers` providers: a first round of single-replica jobs,
     one per provider, then REPLICAS cycled (the last job of a batch too small for both gets 3).
 
-    The matcher spreads jobs of equal price by load, so the first round normally gives every
-    provider, the lazy one included, a job to run alone (the audit's drawn verifiers catch it:
-    the job is refunded), and the replicas=3 jobs after it put providers beside two others (a
-    disagreement goes to verifiers drawn from the providers outside the job). With every
-    single-replica job audited the lazy provider is caught when it is drawn as a verifier too,
-    whichever jobs the matcher gives it."""
+    The matcher spreads jobs of equal price by load, so with more jobs than providers the first
+    round gives every provider, the lazy one included, a job to run alone (the audit's drawn
+    verifiers catch it: the job is refunded), and the replicas=3 jobs after it put providers
+    beside two others (a disagreement goes to verifiers drawn from the providers outside the job,
+    and is refunded unjudged when fewer than three are outside it). A lazy provider drawn as a
+    verifier and outvoted goes unpaid but keeps its stake, so the job it runs alone is what
+    slashes it."""
     first = min(count, providers)
     out = [1] * first + [REPLICAS[i % len(REPLICAS)] for i in range(count - first)]
     if count > 1 and 3 not in out:

@@ -33,7 +33,7 @@ def _story() -> str:
 def report(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
     directory: Path = tmp_path_factory.mktemp("e2e")
     out = io.StringIO()
-    config = DemoConfig(providers=4, lazy=1, jobs=4, audit_bps=10_000, timeout=180, dir=directory)
+    config = DemoConfig(providers=4, lazy=1, jobs=5, audit_bps=10_000, timeout=180, dir=directory)
     try:
         return run_demo(config, Console(file=out, width=120))
     finally:
@@ -41,8 +41,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
 
 
 def test_every_job_reaches_a_terminal_state(report: DemoReport) -> None:
-    assert len(report.job_ids) == 4
-    assert sorted(report.replicas.values()) == [1, 1, 1, 3]
+    assert len(report.job_ids) == 5
+    assert sorted(report.replicas.values()) == [1, 1, 1, 1, 3]
     assert all(state.terminal for state in report.states.values()), report.states
     assert JobState.EXPIRED not in report.states.values()
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
+from marketplace.demo import DemoConfig, DemoConfigError
 from marketplace.devnet.batch import SENTENCES, job_drafts, replicas_for
 from marketplace.devnet.books import Books, Holding, conservation
 
@@ -71,3 +74,12 @@ def test_conservation_counts_a_mint_as_negative_burn() -> None:
     after = _books(Holding(11 * TOKEN, 0, 0), Holding(0, 0, 1_000 * TOKEN))
     c = conservation(before, after)
     assert (c.accounts, c.burned, c.imbalance) == (TOKEN, -TOKEN, 0)
+
+
+def test_a_demo_with_a_lazy_provider_needs_a_job_alone_for_every_provider() -> None:
+    with pytest.raises(DemoConfigError, match=r"--jobs must be at least --providers \+ 1 \(5\)"):
+        DemoConfig(providers=4, lazy=1, jobs=4)
+    assert replicas_for(DemoConfig(providers=4, lazy=1, jobs=5).jobs, 4) == [1, 1, 1, 1, 3]
+    DemoConfig(providers=4, lazy=0, jobs=1)  # nothing to catch: any batch will do
+    with pytest.raises(DemoConfigError, match="at least 1"):
+        DemoConfig(lazy=0, jobs=0)
