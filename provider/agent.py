@@ -65,11 +65,10 @@ import requests
 from celery import Celery, states
 from celery.exceptions import CeleryError
 from eth_utils.address import to_checksum_address
-from sqlalchemy import select
 from web3.exceptions import Web3Exception
 
 from marketplace.index.listener import Listener, RPCUnavailable
-from marketplace.index.store import CheckpointView, JobRow, ParticipantRow, Store
+from marketplace.index.store import CheckpointView, Seat, Store
 from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
@@ -497,54 +496,46 @@ class Agent:
 
     # ------------------------------------------------------------------ duties
 
-    def _my_open_participations(self) -> list[tuple[JobRow, ParticipantRow]]:
+    def _my_open_seats(self) -> list[Seat]:
         """This provider's seats that have not committed and still hold collateral, in live
         jobs: executors while Assigned, verifiers (drawn on-chain: index >= replicas) in any
         live state, as the job is Auditing on-chain whenever a round draws them. Seats of an
         earlier opening of a reopened job were all slashed as no-shows, and a verifier seat of
         an earlier audit round that never committed was slashed too: neither comes back."""
-        with self.store.session() as s:
-            rows = s.execute(
-                select(JobRow, ParticipantRow)
-                .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
-                .where(
-                    ParticipantRow.provider == self.me,
-                    ParticipantRow.commit_block.is_(None),
-                    ParticipantRow.slashed.is_(None),
-                    ParticipantRow.released.is_(False),
-                    JobRow.state.in_(_OPEN_STATES),
-                )
-            ).all()
+        seats = self.store.uncommitted_seats(self.me, _OPEN_STATES)
         # A verifier seat only exists once an audit round drew it, so any live state will do
         # (the chain decides at commit time); an executor commits only while Assigned.
-        return [(job, p) for job, p in rows if p.verifier or job.state == JobState.ASSIGNED]
+        return [s for s in seats if s.verifier or s.state == JobState.ASSIGNED]
 
-    def _request(self, job: JobRow, p: ParticipantRow) -> TaskRequest:
+    def _request(self, seat: Seat) -> TaskRequest:
         return TaskRequest(
-            job_id=job.job_id,
-            round=p.round,
-            role="verifier" if p.verifier else "executor",
-            index=p.index,
+            job_id=seat.job_id,
+            round=seat.round,
+            role="verifier" if seat.verifier else "executor",
+            index=seat.index,
             provider=self.me,
-            spec_hash=job.spec_hash.lower(),
+            spec_hash=seat.spec_hash.lower(),
         )
 
     def _task_id(self, request: TaskRequest) -> str:
         return task_id(self.deployment.chain_id, self.deployment.market, request)
 
     def _discover(self, report: AgentReport) -> None:
-        for job, p in self._my_open_participations():
-            request = self._request(job, p)
+        for seat in self._my_open_seats():
+            request = self._request(seat)
             tid = self._task_id(request)
             if self.ledger.get(tid) is not None:
                 continue
-            start = self.strategy.start(job.job_id, replicas=job.replicas, verifier=p.verifier)
+            job = self.store.job(seat.job_id)
+            if job is None:  # rolled back since the seat was read: the next pass sees it again
+                continue
+            start = self.strategy.start(seat.job_id, replicas=job.replicas, verifier=seat.verifier)
             duty = DutyRow(
                 task_id=tid,
-                job_id=job.job_id,
-                round=p.round,
+                job_id=seat.job_id,
+                round=seat.round,
                 role=request.role,
-                index=p.index,
+                index=seat.index,
                 spec_hash=request.spec_hash,
                 status=start.status,
                 digest=start.digest,
@@ -554,7 +545,7 @@ class Agent:
             )
             self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
             if start.runs:
-                report.queued.append(job.job_id)
+                report.queued.append(seat.job_id)
                 self._send(duty)
 
     def _send(self, duty: DutyRow) -> None:
@@ -757,13 +748,13 @@ class Agent:
     def _copy(self, report: AgentReport) -> None:
         """Copycat test aid: adopts another participant's committed hash and seal."""
         for duty in self.ledger.with_status(DutyStatus.COPYING):
-            logs = self.market.market.events.ResultCommitted().get_logs(
-                argument_filters={"jobId": duty.job_id}, from_block=self.deployment.block
+            commitments = self.market.results_committed(
+                duty.job_id, from_block=self.deployment.block
             )
-            for entry in logs:
-                if to_checksum_address(entry["args"]["provider"]) == self.me:
+            for entry in commitments:
+                if to_checksum_address(entry.provider) == self.me:
                     continue
-                h, s = bytes(entry["args"]["resultHash"]), bytes(entry["args"]["seal"])
+                h, s = entry.result_hash, entry.seal
                 if self._open_for_commit(duty) is not None:
                     break
                 try:
@@ -924,20 +915,7 @@ class Agent:
         wait = self.settings.staff_after_blocks
         if wait == 0:
             return
-        with self.store.session() as s:
-            ids = list(
-                s.scalars(
-                    select(JobRow.job_id)
-                    .join(ParticipantRow, ParticipantRow.job_id == JobRow.job_id)
-                    .where(
-                        ParticipantRow.provider == self.me,
-                        ParticipantRow.verifier.is_(False),
-                        ParticipantRow.slashed.is_(None),
-                        JobRow.state == JobState.AUDITING,
-                    )
-                    .distinct()
-                )
-            )
+        ids = self.store.executed_jobs(self.me, JobState.AUDITING)
         if not ids:
             return
         head = self.market.w3.eth.block_number

@@ -344,10 +344,8 @@ def _events(market: Market, event: str, ids: Sequence[int]) -> list[dict[str, An
     """The arguments of every `event` of the trial's jobs on the chain as it now is (events of
     blocks a rollback dropped are gone with them)."""
     wanted = set(ids)
-    entries = _retry(
-        lambda: getattr(market.market.events, event)().get_logs(from_block=market.deployment.block)
-    )
-    return [dict(e["args"]) for e in entries if int(e["args"]["jobId"]) in wanted]
+    entries = _retry(lambda: market.event_args(event, from_block=market.deployment.block))
+    return [a for a in entries if int(a["jobId"]) in wanted]
 
 
 def _audit(trial: Trial, market: Market, ids: Sequence[int], honest: set[str]) -> None:

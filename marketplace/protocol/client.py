@@ -755,6 +755,16 @@ class Market:
             )
             start = end + 1
 
+    def event_args(
+        self, event: str, *, from_block: int, chunk: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """The arguments of every market `event` (by its Solidity name) from `from_block` on,
+        oldest first: for audits that weigh every event of a kind (double commits, double pays);
+        a product path uses a typed method instead."""
+        return [
+            dict(log["args"]) for log in self._logs(event, {}, from_block=from_block, chunk=chunk)
+        ]
+
     def upheld_digests(
         self, job_ids: Collection[int], *, from_block: int, chunk: int = 10_000
     ) -> dict[int, bytes]:

@@ -139,11 +139,7 @@ def test_the_diagram_in_the_docs_is_the_current_graph() -> None:
 #: index owns its database and answers named queries; the provider's ledger is its own database.
 SQL_ALLOWED = ("marketplace.index", "provider.ledger")
 #: Known exceptions, each to be removed when its queries move into the index's store.
-SQL_EXCEPTIONS = (
-    # The agent still queries its seats and executed jobs itself; it is being moved onto
-    # Store.uncommitted_seats and Store.executed_jobs.
-    "provider.agent",
-)
+SQL_EXCEPTIONS: tuple[str, ...] = ()
 
 
 def _within(module: str, owners: Iterable[str]) -> bool:
@@ -209,12 +205,6 @@ ABI_ALLOWED = ("marketplace.protocol",)
 #: Known exceptions, each to be removed when its calls move onto `Market`. Tests and bench/ are
 #: not scanned: they drive the contracts directly to check them.
 ABI_EXCEPTIONS = (
-    # The copycat test aid reads ResultCommitted logs itself; Market.results_committed is its
-    # replacement.
-    "provider.agent",
-    # The chaos audit reads any event of a trial by name (ResultCommitted, Credited, JobClosed);
-    # Market.results_committed and Market.credited_by_job cover two of them.
-    "marketplace.devnet.chaos",
     # The chain index decodes every log of the deployment with processors built from the SDK's
     # ABIs; the decoder belongs in the SDK next to Market's typed events.
     "marketplace.index.events",
@@ -279,7 +269,7 @@ def run(market, report, name):
     getattr(market.market.events, name)
 """
     assert contract_calls_in(source) == [4, 5, 6, 7]
-    for module in ("protocol/client.py", "cli/provider.py", "devnet/chaos.py"):
+    for module in ("protocol/client.py", "cli/provider.py"):
         path = tmp_path / "marketplace" / module
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.parent / "__init__.py").write_text("")
