@@ -37,12 +37,12 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from marketplace.index import migrate
 from marketplace.index.events import ChainEvent, Decoder
 from marketplace.index.folding import apply_event, processed, provider_row, rebuild
 from marketplace.index.schema import (
     TERMINAL_STATES,
     AuditRoundRow,
-    Base,
     Block,
     Checkpoint,
     HistoryRow,
@@ -145,14 +145,19 @@ class Seat:
 
 
 class Store:
-    """The relayer database at `url` (tables are created when missing)."""
+    """The relayer database at `url`, upgraded to the newest schema on opening (a new database
+    is created; see `marketplace.index.migrate`)."""
 
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, echo=echo)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        try:
+            migrate.upgrade(self.engine, migrate.INDEX)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import StatementError
 
-from provider.ledger import DutyRow, DutyStatus, Ledger
+from provider.ledger import MIGRATIONS, DutyRow, DutyStatus, Ledger
 
 #: The table as ledgers created it when the status column was a String(16).
 _OLD_TABLE = """
@@ -99,3 +99,20 @@ def test_a_status_outside_the_enum_is_refused(tmp_path: Path) -> None:
         assert duty is not None and duty.status is DutyStatus.QUEUED
     finally:
         ledger.close()
+
+
+def test_a_ledger_written_before_versioning_is_adopted_with_its_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(_OLD_TABLE)
+    Ledger(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        (version,) = db.execute(f"SELECT version_num FROM {MIGRATIONS.version_table}").fetchone()
+        indexes = {
+            str(name)
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"
+            )
+        }
+    assert version == MIGRATIONS.base()
+    assert indexes == {"ix_provider_duties_job_id", "ix_provider_duties_status"}

@@ -8,6 +8,10 @@ also re-reads the chain, so a transaction that landed just before a crash is rec
 A duty's status is a `DutyStatus`, stored as its string value (the column is a plain
 VARCHAR(16): ledgers written before the enum read back unchanged).
 
+The schema is versioned: opening a ledger applies the revisions in provider/ledger/migrations
+it lacks (`marketplace.index.migrate`; the ledger may share its file with the chain index, each
+with its own version table).
+
 After a chain rollback the agent moves duties back to what the chain shows (`committed` ->
 `computed`, `revealed` -> `committed`, `closed`/`skipped`/`released` -> the live state).
 """
@@ -18,13 +22,27 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 
-from sqlalchemy import Boolean, Float, Integer, String, Text, create_engine, select
+from sqlalchemy import Boolean, Float, Integer, MetaData, String, Text, create_engine, select
 from sqlalchemy import Enum as SQLEnum
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["DutyRow", "DutyStatus", "Ledger"]
+from marketplace.index import migrate
+
+__all__ = ["MIGRATIONS", "DutyRow", "DutyStatus", "Ledger", "ledger_metadata"]
+
+#: The ledger's migration environment (provider/ledger/migrations).
+MIGRATIONS = migrate.Migrations(
+    name="provider ledger",
+    directory=Path(__file__).resolve().parent / "migrations",
+    version_table="alembic_version_ledger",
+    unadoptable=(
+        "it holds the agent's duties, so keep the file: finish its jobs with the depin-compute "
+        "version that wrote it, then move it aside (or point the agent's db_url at a new one)"
+    ),
+)
 
 
 class DutyStatus(StrEnum):
@@ -97,12 +115,22 @@ class DutyRow(_Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+def ledger_metadata() -> MetaData:
+    """The ledger's tables as the models describe them (what the migrations must produce)."""
+    return _Base.metadata
+
+
 class Ledger:
-    """Duties in the database at `url` (the table is created when missing)."""
+    """Duties in the database at `url`, upgraded to the newest schema on opening (a new
+    database is created)."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url)
-        _Base.metadata.create_all(self.engine)
+        try:
+            migrate.upgrade(self.engine, MIGRATIONS)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

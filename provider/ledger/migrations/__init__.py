@@ -1,0 +1,1 @@
+"""The provider ledger's schema revisions (Alembic; run by marketplace.index.migrate)."""

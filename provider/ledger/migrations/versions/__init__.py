@@ -1,0 +1,1 @@
+"""One module per revision of the provider ledger's schema, oldest first by number."""
