@@ -45,7 +45,7 @@ redis: $(VENV_STAMP)
 build: $(NODE_STAMP)
 	cd contracts && forge build
 
-# The ABIs and bytecode the SDK ships; tests/unit/test_artifacts.py fails when they are stale.
+# The ABIs and bytecode the SDK ships; tests/unit/test_abis.py fails when they are stale.
 artifacts: build $(VENV_STAMP)
 	$(PY) -m marketplace.protocol.abis
 

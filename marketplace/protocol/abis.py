@@ -3,8 +3,8 @@ forge build.
 
 The SDK is the only place that knows ABIs: `Market` in marketplace.protocol.client reads them
 here and every other module goes through it. Each contract is committed JSON (ABI, creation
-bytecode and forge's `linkReferences`, under marketplace/protocol/artifacts/, forge's name for
-its build output) so a requester or provider needs no compiler; `make artifacts` refreshes them
+bytecode and forge's `linkReferences`, under marketplace/protocol/compiled/; "artifact" in this
+project means a job's stored input or output blob only) so a requester or provider needs no compiler; `make artifacts` refreshes them
 from `forge build` and a test fails when they are stale.
 
 JobMarket links the external library MarketLib: its creation bytecode holds a 20-byte
@@ -92,7 +92,7 @@ def load(name: str) -> CompiledContract:
     """The shipped ABI and bytecode of contract `name` (one of CONTRACTS)."""
     if name not in CONTRACTS:
         raise KeyError(f"unknown contract {name!r}; the SDK ships {', '.join(CONTRACTS)}")
-    text = resources.files(__package__).joinpath("artifacts", f"{name}.json").read_text()
+    text = resources.files(__package__).joinpath("compiled", f"{name}.json").read_text()
     data = json.loads(text)
     return CompiledContract(
         name=name,
@@ -139,5 +139,5 @@ if __name__ == "__main__":
 
     root = Path(__file__).resolve().parents[2]
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "contracts" / "out"
-    for p in export(out, Path(__file__).parent / "artifacts"):
+    for p in export(out, Path(__file__).parent / "compiled"):
         print(p.relative_to(root))

@@ -1,4 +1,4 @@
-"""The artifacts the SDK ships equal what `forge build` produces from contracts/src now.
+"""The compiled contracts (ABI, bytecode) the SDK ships equal what `forge build` produces from contracts/src now.
 
 forge compiles contracts/src here, into a private out and cache directory, rather than reading
 contracts/out: that directory may be stale (pytest run without `make`, or forge rewriting only the
@@ -29,7 +29,7 @@ def forge_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("forge")
     env = {**os.environ, "PATH": f"{FORGE.parent}{os.pathsep}{os.environ['PATH']}"}
     # `src` alone: handlers under test/ are plain .sol files that `--skip test` (*.t.sol) does not
-    # skip, and the test tree need not compile for the shipped artifacts to be checked. The path
+    # skip, and the test tree need not compile for the shipped contracts to be checked. The path
     # goes before `--skip`, which would take it as one more filter.
     cmd = [str(FORGE), "build", "src", "--skip", "test", "--skip", "script"]
     cmd += ["--out", str(build / "out"), "--cache-path", str(build / "cache")]
@@ -43,7 +43,7 @@ def forge_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", abis.CONTRACTS)
 def test_shipped_artifact_equals_forge_build(forge_out: Path, name: str) -> None:
     built = abis.from_forge(forge_out, name)
-    shipped_file = ROOT / "marketplace" / "protocol" / "artifacts" / f"{name}.json"
+    shipped_file = ROOT / "marketplace" / "protocol" / "compiled" / f"{name}.json"
     shipped = json.loads(shipped_file.read_text())
     assert shipped["abi"] == built["abi"], f"{name} ABI is stale: run the artifact export"
     assert shipped["bytecode"] == built["bytecode"], f"{name} bytecode is stale"
