@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import psutil
+
 from marketplace.devnet.state import ProcessRecord
 from marketplace.protocol.errors import ConfigError
 
@@ -57,23 +59,29 @@ def redis_binary() -> str:
     return str(executable)
 
 
+#: Clock ticks per second of the kernel's process start times.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def _start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
+    """When the process started, in clock ticks since boot (the kernel's own start time, which
+    no change of the wall clock moves); None when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after it.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+    # psutil adds the boot time (as the wall clock now has it) to the kernel's start time;
+    # taking the same boot time off again gives back the kernel's ticks, whatever the clock did
+    # since the process started.
+    return round((created - psutil.boot_time()) * _CLOCK_TICKS)
 
 
 def _is_zombie(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie not reaped yet counts) or does not exist."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return True
-    return stat[stat.rindex(")") + 2 :].split()[0] == "Z"
 
 
 def spawn(
@@ -131,18 +139,12 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["status"]):
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            member = os.getpgid(proc.pid) == pgid
+        except OSError:  # gone since the listing
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if member and proc.info["status"] != psutil.STATUS_ZOMBIE:
             return True
     return False
 
