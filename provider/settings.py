@@ -55,8 +55,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from marketplace.protocol.heartbeat import HEARTBEAT_INTERVAL
 from marketplace.protocol.places import data_dir
-from marketplace.protocol.settings import ChainSettings
+from marketplace.protocol.settings import ChainSettings, sqlite_url
 
 __all__ = ["Behavior", "ProviderSettings"]
 
@@ -82,7 +83,7 @@ class ProviderSettings(ChainSettings):
     db_url: str | None = None
     confirmations: Annotated[int, Field(ge=0)] = 1
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
-    heartbeat_interval: Annotated[int, Field(ge=1)] = 15
+    heartbeat_interval: Annotated[int, Field(ge=1)] = HEARTBEAT_INTERVAL
     capacity: Annotated[int, Field(ge=1, le=1024)] = 1
     #: torch intra-op threads of each running job; None splits the cores among `capacity` jobs.
     torch_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
@@ -130,4 +131,4 @@ class ProviderSettings(ChainSettings):
             return self.db_url
         path = _data_dir() / f"provider-{address.lower()}.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        return sqlite_url(path)

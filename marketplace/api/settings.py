@@ -25,6 +25,11 @@ from pydantic_settings import SettingsConfigDict
 
 from marketplace.protocol.artifact_client import DEFAULT_MAX_ARTIFACT_BYTES
 from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.heartbeat import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_MAX_SKEW,
+    HEARTBEAT_MISSED,
+)
 from marketplace.protocol.places import data_dir
 from marketplace.protocol.settings import DepinSettings
 
@@ -51,11 +56,11 @@ class ApiSettings(DepinSettings):
     #: JobMarket address heartbeats must be signed for.
     market_address: str | None = None
     #: Largest difference, in seconds, between a heartbeat's timestamp and the relayer's clock.
-    heartbeat_max_skew: Annotated[int, Field(ge=1)] = 60
+    heartbeat_max_skew: Annotated[int, Field(ge=1)] = HEARTBEAT_MAX_SKEW
     #: Seconds between two heartbeats of a provider.
-    heartbeat_interval: Annotated[int, Field(ge=1)] = 15
+    heartbeat_interval: Annotated[int, Field(ge=1)] = HEARTBEAT_INTERVAL
     #: A provider silent for this many intervals is not live.
-    heartbeat_missed: Annotated[int, Field(ge=1)] = 3
+    heartbeat_missed: Annotated[int, Field(ge=1)] = HEARTBEAT_MISSED
     #: Most providers whose last heartbeat is held in memory.
     max_providers: Annotated[int, Field(ge=1)] = 100_000
     #: Interface `python -m marketplace.api` binds.

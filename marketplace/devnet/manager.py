@@ -78,6 +78,7 @@ from marketplace.protocol.client import Market, ProviderTerms
 from marketplace.protocol.deployment import Deployment, MarketParams, deploy
 from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.keys import load_keystore, write_keystore
+from marketplace.protocol.settings import RELAYER_DB_FILE, sqlite_url
 
 __all__ = [
     "BEHAVIORS",
@@ -909,7 +910,7 @@ class Devnet:
             "DEPIN_RELAYER_RPC_URL": self.state.rpc_url,
             "DEPIN_RELAYER_DEPLOYMENT_FILE": self.state.deployment_file,
             "DEPIN_RELAYER_PRIVATE_KEY": "0x" + matcher.key.hex(),
-            "DEPIN_RELAYER_DB_URL": f"sqlite:///{self.dir / 'relayer.sqlite3'}",
+            "DEPIN_RELAYER_DB_URL": sqlite_url(self.dir / RELAYER_DB_FILE),
             "DEPIN_RELAYER_CONFIRMATIONS": "0",
             "DEPIN_RELAYER_POLL_INTERVAL": "0.25",
             "DEPIN_RELAYER_API_PORT": str(port),
@@ -961,7 +962,7 @@ class Devnet:
             "DEPIN_PROVIDER_RELAYER_URL": self.state.api_url,
             "DEPIN_PROVIDER_BROKER_URL": self.state.redis_url,
             "DEPIN_PROVIDER_QUEUE": record.queue,
-            "DEPIN_PROVIDER_DB_URL": f"sqlite:///{self.dir / 'db' / name}.sqlite3",
+            "DEPIN_PROVIDER_DB_URL": sqlite_url(self.dir / "db" / f"{name}.sqlite3"),
             "DEPIN_PROVIDER_CONFIRMATIONS": "0",
             "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
             "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),

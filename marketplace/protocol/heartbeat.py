@@ -2,7 +2,8 @@
 
 A provider proves it is up by signing, every `interval` seconds, a small message with its
 current load and capacity; the relayer checks it and records it, and providers silent for
-`missed` (3) intervals are not matched (DESIGN section 4).
+`missed` intervals are not matched (DESIGN section 4). `HEARTBEAT_INTERVAL`,
+`HEARTBEAT_MISSED` and `HEARTBEAT_MAX_SKEW` are the defaults of every role's settings.
 
 The signed bytes are the canonical JSON of `Heartbeat` (sorted keys, no whitespace, UTF-8;
 addresses checksummed, profiles sorted), signed as an EIP-191 personal message
@@ -44,6 +45,9 @@ from pydantic import (
 from marketplace.protocol.errors import DepinError, validation_problems
 
 __all__ = [
+    "HEARTBEAT_INTERVAL",
+    "HEARTBEAT_MAX_SKEW",
+    "HEARTBEAT_MISSED",
     "HEARTBEAT_TYPE",
     "Heartbeat",
     "HeartbeatError",
@@ -55,6 +59,14 @@ __all__ = [
 ]
 
 HEARTBEAT_TYPE: Final = "depin-heartbeat/v1"
+#: Seconds between two heartbeats of a provider, unless a role's settings say otherwise.
+HEARTBEAT_INTERVAL: Final = 15
+#: Intervals a provider may stay silent and still be live: a heartbeat or two lost or late
+#: must not take it out of matching.
+HEARTBEAT_MISSED: Final = 3
+#: Seconds a heartbeat's timestamp may differ from the relayer's clock either way: room for
+#: clocks a little apart and for the trip, short enough that a captured heartbeat soon expires.
+HEARTBEAT_MAX_SKEW: Final = 60
 #: Profile ids are uint8 on-chain; the registry defines at most 64 of them.
 MAX_PROFILE_ID: Final = 255
 MAX_ENDPOINT_CHARS: Final = 256
@@ -195,7 +207,7 @@ def verify_heartbeat(
     chain_id: int,
     market: str,
     now: int,
-    max_skew: int = 60,
+    max_skew: int = HEARTBEAT_MAX_SKEW,
 ) -> str:
     """The provider's checksummed address if `hb` is valid at time `now`, else HeartbeatError.
 
@@ -258,7 +270,9 @@ class LivenessBook(Protocol):
         """`address`'s latest heartbeat, or None."""
         ...
 
-    def is_live(self, address: str, now: int, interval: int, missed: int = 3) -> bool:
+    def is_live(
+        self, address: str, now: int, interval: int, missed: int = HEARTBEAT_MISSED
+    ) -> bool:
         """Whether `address` heartbeated within the last `missed` intervals before `now`."""
         ...
 
@@ -299,7 +313,9 @@ class MemoryLivenessBook:
         with self._lock:
             return self._last.get(to_checksum_address(address))
 
-    def is_live(self, address: str, now: int, interval: int, missed: int = 3) -> bool:
+    def is_live(
+        self, address: str, now: int, interval: int, missed: int = HEARTBEAT_MISSED
+    ) -> bool:
         hb = self.last(address)
         return hb is not None and now - hb.timestamp <= interval * missed
 

@@ -19,6 +19,9 @@ own and overrides the top level::
     heartbeat_interval = 5
 
 A key that no role knows is an error naming the file, the table and the keys it may hold.
+
+Databases are SQLAlchemy URLs; unless configured, the relayer's is `default_db_url()`, a SQLite
+file in the data directory, and each provider agent's a SQLite file there named after it.
 """
 
 from __future__ import annotations
@@ -36,14 +39,35 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.keys import load_account
-from marketplace.protocol.places import config_dir
+from marketplace.protocol.places import config_dir, data_dir
 
-__all__ = ["CONFIG_ENV", "ChainSettings", "DepinSettings", "config_file"]
+__all__ = [
+    "CONFIG_ENV",
+    "RELAYER_DB_FILE",
+    "ChainSettings",
+    "DepinSettings",
+    "config_file",
+    "default_db_url",
+    "sqlite_url",
+]
 
 #: The variable that names the configuration file.
 CONFIG_ENV: Final = "DEPIN_CONFIG"
 #: The top-level keys: settings that several roles share.
 SHARED_KEYS: Final = frozenset({"rpc_url", "deployment_file", "relayer_url"})
+#: The relayer database's file name, in the data directory unless its URL is configured.
+RELAYER_DB_FILE: Final = "relayer.sqlite3"
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of the SQLite database file `path`."""
+    return f"sqlite:///{path}"
+
+
+def default_db_url() -> str:
+    """The relayer database when none is configured. Read at each call, so a changed
+    $XDG_DATA_HOME moves it."""
+    return sqlite_url(data_dir() / RELAYER_DB_FILE)
 
 
 def config_file() -> Path | None:
