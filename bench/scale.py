@@ -47,7 +47,7 @@ from marketplace.devnet.anvil import Anvil, advance, funded_account
 from marketplace.index.store import JobRow, MarketParamsRow, ParticipantRow, ProviderRow, Store
 from marketplace.protocol.chain import connect
 from marketplace.protocol.client import JobState, Market, ProviderTerms
-from marketplace.protocol.deployment import Deployment, MarketParams
+from marketplace.protocol.deployment import MarketParams
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = 10**18
@@ -182,10 +182,17 @@ def relayer_reads(url: str, rpc_url: str, deployment_file: Path) -> dict[str, fl
     """One relayer step's reads and match over the store at `url` (run in a fresh process)."""
     from marketplace.matching.matcher import match
     from marketplace.relayer.service import Relayer
+    from marketplace.relayer.settings import RelayerSettings
 
-    deployment = Deployment.load(deployment_file)
-    market = Market(Web3(Web3.HTTPProvider(rpc_url)), deployment, Account.create())
-    relayer = Relayer(market=market, store=Store(url), confirmations=0, require_heartbeats=False)
+    settings = RelayerSettings(
+        rpc_url=rpc_url,
+        deployment_file=deployment_file,
+        private_key="0x" + Account.create().key.hex(),
+        db_url=url,
+        confirmations=0,
+        require_heartbeats=False,
+    )
+    relayer = Relayer(settings)
 
     def step() -> tuple[float, float, int, int]:
         t0 = time.perf_counter()

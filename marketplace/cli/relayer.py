@@ -46,12 +46,13 @@ app = typer.Typer(name="relayer", no_args_is_help=True, help="The matcher/keeper
 DbOpt = Annotated[str | None, typer.Option("--db-url", help="Database URL (DEPIN_RELAYER_DB_URL).")]
 
 
-def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
-    """The HTTP API of `relayer`: heartbeats land in `relayer.liveness` (created if None, so the
-    matcher reads the same book), checked against its deployment and its registered providers;
-    jobs, providers and status come from its store. While the store is unavailable its
-    endpoints answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of
-    known providers keep working."""
+def api_app(relayer: Relayer) -> FastAPI:
+    """The HTTP API of `relayer`, configured by its settings: heartbeats land in
+    `relayer.liveness` (created if None, so the matcher reads the same book), checked against
+    its deployment and its registered providers and judged live by the same window; jobs,
+    providers and status come from its store. While the store is unavailable its endpoints
+    answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of known
+    providers keep working."""
     from marketplace.api.app import create_app
     from marketplace.api.chain_routes import chain_router
     from marketplace.api.settings import ApiSettings
@@ -60,14 +61,15 @@ def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
     from marketplace.protocol.heartbeat import MemoryLivenessBook
     from marketplace.protocol.outage import Outage
 
+    settings = relayer.settings
     if relayer.liveness is None:
         relayer.liveness = MemoryLivenessBook()
     api_settings = ApiSettings(
         artifact_root=settings.artifact_root,
         chain_id=relayer.deployment.chain_id,
         market_address=relayer.deployment.market,
-        heartbeat_interval=relayer.heartbeat_interval,
-        heartbeat_missed=relayer.heartbeat_missed,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_missed=settings.heartbeat_missed,
         host=settings.api_host,
         port=settings.api_port,
     )
@@ -75,14 +77,14 @@ def api_app(relayer: Relayer, settings: RelayerSettings) -> FastAPI:
     outage = Outage(
         f"relayer database {safe_url(relayer.store.url)} (API)",
         log,
-        first_delay=relayer.poll_interval,
-        max_delay=relayer.max_backoff,
+        first_delay=settings.poll_interval,
+        max_delay=settings.backoff_limit,
     )
     router = chain_router(
         relayer.store,
         relayer.liveness,
-        heartbeat_interval=relayer.heartbeat_interval,
-        heartbeat_missed=relayer.heartbeat_missed,
+        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_missed=settings.heartbeat_missed,
         outage=outage,
     )
     return create_app(
@@ -150,7 +152,7 @@ def run(
 
         try:
             sock = listen(settings.api_host, settings.api_port)
-            api = api_app(relayer, settings)
+            api = api_app(relayer)
         except (OSError, DepinError, ValidationError) as exc:
             relayer.close()
             if sock is not None:
@@ -158,7 +160,7 @@ def run(
             where = f"{settings.api_host}:{settings.api_port}"
             raise fail(f"cannot serve the API on {where}: {exc}") from None
         server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False))
-    elif relayer.require_heartbeats:
+    elif settings.require_heartbeats:
         logging.getLogger(__name__).warning(
             "--no-api with require_heartbeats: providers are matched only on heartbeats "
             "recorded in the database; set DEPIN_RELAYER_REQUIRE_HEARTBEATS=false otherwise"
@@ -192,7 +194,7 @@ def run(
         "chain_id": relayer.deployment.chain_id,
         "matcher": relayer.submitter.signer.address,
         "db_url": relayer.store.url,
-        "require_heartbeats": relayer.require_heartbeats,
+        "require_heartbeats": settings.require_heartbeats,
     }
     if sock is not None:
         host, port = sock.getsockname()[:2]

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from marketplace.protocol.client import FLAG_DRAWN, FLAG_RESEEDED, Job, JobState
+from marketplace.relayer.settings import MAX_BATCH, MAX_SKIPS
 
 #: Keeper call kinds, in the order they are sent.
 KINDS = ("draw_audits", "staff_audits", "finalize", "expire")
@@ -160,7 +161,7 @@ class SkipBook:
     """Items the contract skipped (BatchItemSkipped), counted per (job, call) while the job's
     view stays the same."""
 
-    def __init__(self, max_skips: int = 3) -> None:
+    def __init__(self, max_skips: int = MAX_SKIPS) -> None:
         if max_skips < 1:
             raise ValueError("max_skips must be at least 1")
         self.max_skips = max_skips
@@ -199,7 +200,7 @@ def plan(
     views: Iterable[JobView],
     now: int,
     head: int,
-    max_batch: int = 50,
+    max_batch: int = MAX_BATCH,
     skips: SkipBook | None = None,
 ) -> KeeperPlan:
     """The keeper calls due at block time `now` with `head` the latest mined block, leaving out

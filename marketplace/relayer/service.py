@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -57,7 +56,7 @@ from marketplace.index.store import Store
 from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
-from marketplace.protocol.errors import ChainError, ConfigError
+from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.relayer import keeper
@@ -67,8 +66,6 @@ from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 __all__ = ["Relayer", "StepReport"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -108,79 +105,49 @@ class StepReport:
 
 
 class Relayer:
-    """The relayer of one deployment. Built from `settings`, or from explicit parts (`market`
-    with the matcher key, `store`) that take precedence over the settings' ones."""
+    """The relayer of one deployment, configured by `settings` alone: its chain, matcher key,
+    database and every knob. `liveness` is the heartbeat book it shares with the HTTP API
+    (None: the store's heartbeats only); `clock` tells liveness time."""
 
     def __init__(
         self,
-        settings: RelayerSettings | None = None,
+        settings: RelayerSettings,
         *,
-        market: Market | None = None,
-        store: Store | None = None,
         liveness: LivenessBook | None = None,
-        confirmations: int | None = None,
-        max_batch: int | None = None,
-        max_skips: int = 3,
-        require_heartbeats: bool | None = None,
-        heartbeat_interval: int | None = None,
-        heartbeat_missed: int | None = None,
-        poll_interval: float | None = None,
-        max_backoff: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if settings is None and (market is None or store is None):
-            raise ChainError("give the relayer its settings, or both a keyed market and a store")
-        s = settings
-        if market is None:
-            assert s is not None
-            deployment = Deployment.load(s.deployment_file)
-            w3 = connect_deployment(s.rpc_url, deployment)
-            account: LocalAccount = s.account()
-            market = Market(w3, deployment, account)
-        if store is None:
-            assert s is not None
-            path = s.sqlite_path()
-            if path is not None:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise ConfigError(
-                        f"cannot create {path.parent} for the relayer database ({exc}); "
-                        "fix DEPIN_RELAYER_DB_URL"
-                    ) from None
-            store = Store(s.db_url)
-        self.market = market
-        self.w3: Web3 = market.w3
-        self.deployment = market.deployment
-        self.store = store
+        self.settings = settings
+        deployment = Deployment.load(settings.deployment_file)
+        w3 = connect_deployment(settings.rpc_url, deployment)
+        account: LocalAccount = settings.account()
+        self.market = Market(w3, deployment, account)
+        self.w3: Web3 = self.market.w3
+        self.deployment = self.market.deployment
+        self.store = _open_store(settings)
         self.liveness = liveness
         self.clock = clock
-        self.confirmations = _pick(confirmations, s.confirmations if s else None, 1)
-        self.max_batch = _pick(max_batch, s.max_batch if s else None, 50)
-        self.require_heartbeats = _pick(
-            require_heartbeats, s.require_heartbeats if s else None, True
-        )
-        self.heartbeat_interval = _pick(heartbeat_interval, s.heartbeat_interval if s else None, 15)
-        self.heartbeat_missed = _pick(heartbeat_missed, s.heartbeat_missed if s else None, 3)
-        self.poll_interval = _pick(poll_interval, s.poll_interval if s else None, 1.0)
-        self.max_backoff = max(
-            self.poll_interval, _pick(max_backoff, s.max_backoff if s else None, 10.0)
-        )
         endpoint = getattr(self.w3.provider, "endpoint_uri", None) or "the chain"
         #: The RPC and the database, each logged once per outage (shared with the submitter).
         self.rpc_outage = Outage(
-            f"RPC {endpoint}", log, first_delay=self.poll_interval, max_delay=self.max_backoff
+            f"RPC {endpoint}",
+            log,
+            first_delay=settings.poll_interval,
+            max_delay=settings.backoff_limit,
         )
         self.db_outage = Outage(
-            f"relayer database {safe_url(store.url)}",
+            f"relayer database {safe_url(self.store.url)}",
             log,
-            first_delay=self.poll_interval,
-            max_delay=self.max_backoff,
+            first_delay=settings.poll_interval,
+            max_delay=settings.backoff_limit,
         )
-        self.listener = Listener(self.w3, self.deployment, store, confirmations=self.confirmations)
-        self.submitter = Submitter(market, max_batch=self.max_batch, outage=self.rpc_outage)
+        self.listener = Listener(
+            self.w3, self.deployment, self.store, confirmations=settings.confirmations
+        )
+        self.submitter = Submitter(
+            self.market, max_batch=settings.max_batch, outage=self.rpc_outage
+        )
         #: Keeper items the contract skipped, so an unchanged job is not retried forever.
-        self.skips = keeper.SkipBook(max_skips)
+        self.skips = keeper.SkipBook(settings.max_skips)
         #: job id -> (block, block hash) its assignment landed in, until the listener's
         #: checkpoint passes that block or the chain turns out not to have it any more.
         self._in_flight: dict[int, tuple[int, str]] = {}
@@ -261,7 +228,7 @@ class Relayer:
         head = self.w3.eth.get_block("latest")
         views = read_job_views(self.market, live_ids)
         plan = keeper.plan(
-            views, int(head["timestamp"]), int(head["number"]), self.max_batch, self.skips
+            views, int(head["timestamp"]), int(head["number"]), self.settings.max_batch, self.skips
         )
         if plan.empty:
             return
@@ -281,14 +248,11 @@ class Relayer:
             ):
                 self.skips.record(by_id[d.job_id], d.kind)
 
-    def run(self, stop: threading.Event, max_backoff: float | None = None) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Runs `step()` every `poll_interval` seconds until `stop` is set. An RPC or database
-        outage is logged once; the loop backs off (up to `max_backoff`, the relayer's own when
-        None) and resumes when the dependency is back. Other errors (a bug, a misconfiguration)
-        end the loop: the process exits and its supervisor restarts it."""
-        if max_backoff is not None:
-            for outage in (self.rpc_outage, self.db_outage):
-                outage.max_delay = max(outage.first_delay, max_backoff)
+        outage is logged once; the loop backs off (up to `max_backoff`) and resumes when the
+        dependency is back. Other errors (a bug, a misconfiguration) end the loop: the process
+        exits and its supervisor restarts it."""
         while not stop.is_set():
             try:
                 report = self.step()
@@ -306,7 +270,7 @@ class Relayer:
                 (report.assigned, report.drawn, report.staffed, report.finalized, report.expired)
             ):
                 log.info("step: %s", report.as_dict())
-            stop.wait(self.poll_interval)
+            stop.wait(self.settings.poll_interval)
 
     # ------------------------------------------------------------------ inputs
 
@@ -323,14 +287,14 @@ class Relayer:
         return views
 
     def _live(self, address: str, last_heartbeat: float | None, now: int) -> bool:
-        if not self.require_heartbeats:
+        s = self.settings
+        if not s.require_heartbeats:
             return True
-        window = self.heartbeat_interval * self.heartbeat_missed
         if self.liveness is not None and self.liveness.is_live(
-            address, now, self.heartbeat_interval, self.heartbeat_missed
+            address, now, s.heartbeat_interval, s.heartbeat_missed
         ):
             return True
-        return last_heartbeat is not None and now - last_heartbeat <= window
+        return last_heartbeat is not None and now - last_heartbeat <= s.heartbeat_window
 
     def _open_jobs(self) -> list[OpenJob]:
         jobs = [j for j in self.store.jobs(JobState.OPEN) if j.job_id not in self._in_flight]
@@ -350,7 +314,15 @@ def _hex(value: object) -> str:
     return text if text.startswith("0x") else "0x" + text
 
 
-def _pick(explicit: T | None, configured: T | None, default: T) -> T:
-    if explicit is not None:
-        return explicit
-    return configured if configured is not None else default
+def _open_store(settings: RelayerSettings) -> Store:
+    """The relayer database, its directory created for a SQLite file."""
+    path = settings.sqlite_path()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {path.parent} for the relayer database ({exc}); "
+                "fix DEPIN_RELAYER_DB_URL"
+            ) from None
+    return Store(settings.db_url)

@@ -12,6 +12,8 @@
     DEPIN_RELAYER_MAX_BACKOFF         longest wait between two attempts while the RPC or the
                                       database is unavailable (10.0)
     DEPIN_RELAYER_MAX_BATCH           most jobs per transaction (50)
+    DEPIN_RELAYER_MAX_SKIPS           times the contract may skip a keeper call on an unchanged
+                                      job before the keeper leaves it out (3)
     DEPIN_RELAYER_REQUIRE_HEARTBEATS  match only providers with a recent heartbeat (true)
     DEPIN_RELAYER_HEARTBEAT_INTERVAL  seconds between a provider's heartbeats (15)
     DEPIN_RELAYER_HEARTBEAT_MISSED    missed intervals after which a provider is not live (3)
@@ -20,29 +22,31 @@
     DEPIN_RELAYER_ARTIFACT_ROOT       artifact store directory (~/.local/share/depin/artifacts)
 
 Exactly one key source is required by `RelayerSettings`: a keystore file with its password, or a
-private key. `StoreSettings` reads only the database URL (for read-only commands).
+private key. `StoreSettings` reads only the database URL (for read-only commands). Like every
+role's settings they also come from the configuration file's `[relayer]` table
+(marketplace.protocol.settings); the heartbeat defaults are marketplace.protocol.heartbeat's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from marketplace.protocol.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_MISSED
 from marketplace.protocol.places import data_dir
-from marketplace.protocol.settings import ChainSettings, DepinSettings
+from marketplace.protocol.settings import ChainSettings, DepinSettings, default_db_url
 
-__all__ = ["RelayerSettings", "StoreSettings", "default_data_dir", "default_db_url"]
+__all__ = ["MAX_BATCH", "MAX_SKIPS", "RelayerSettings", "StoreSettings"]
 
-
-def default_data_dir() -> Path:
-    return data_dir()
-
-
-def default_db_url() -> str:
-    return f"sqlite:///{default_data_dir() / 'relayer.sqlite3'}"
+#: Most jobs per transaction unless configured: past a few dozen a batch saves little more gas
+#: per job (docs/gas.md), while a larger one only comes closer to the block gas limit.
+MAX_BATCH: Final = 50
+#: Skips of one keeper call on an unchanged job before it is left out; a skip can be a race
+#: with another keeper, so one is not enough.
+MAX_SKIPS: Final = 3
 
 
 class StoreSettings(DepinSettings):
@@ -75,19 +79,21 @@ class RelayerSettings(ChainSettings, StoreSettings):
     #: bounds how long the relayer takes to notice a dependency is back.
     max_backoff: Annotated[float, Field(gt=0)] = 10.0
     #: Most jobs per transaction.
-    max_batch: Annotated[int, Field(ge=1)] = 50
+    max_batch: Annotated[int, Field(ge=1)] = MAX_BATCH
+    #: Skips by the contract of one keeper call on an unchanged job before it is left out.
+    max_skips: Annotated[int, Field(ge=1)] = MAX_SKIPS
     #: When true only providers live in the liveness book (or the store's heartbeats) are matched.
     require_heartbeats: bool = True
     #: Seconds between two heartbeats of a provider.
-    heartbeat_interval: Annotated[int, Field(ge=1)] = 15
+    heartbeat_interval: Annotated[int, Field(ge=1)] = HEARTBEAT_INTERVAL
     #: A provider silent for this many intervals is not live.
-    heartbeat_missed: Annotated[int, Field(ge=1)] = 3
+    heartbeat_missed: Annotated[int, Field(ge=1)] = HEARTBEAT_MISSED
     #: Interface the HTTP API (artifacts, heartbeats, jobs, metrics) binds.
     api_host: str = "127.0.0.1"
     #: Port of the HTTP API; 0 picks a free one.
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8700
     #: Directory of the API's content-addressed artifact store (created if missing).
-    artifact_root: Path = Field(default_factory=lambda: default_data_dir() / "artifacts")
+    artifact_root: Path = Field(default_factory=lambda: data_dir() / "artifacts")
 
     @field_validator("artifact_root")
     @classmethod
@@ -109,3 +115,14 @@ class RelayerSettings(ChainSettings, StoreSettings):
                 "DEPIN_RELAYER_KEYSTORE_FILE needs DEPIN_RELAYER_KEYSTORE_PASSWORD to decrypt it"
             )
         return self
+
+    @property
+    def heartbeat_window(self) -> int:
+        """Seconds since its last heartbeat after which a provider is not live."""
+        return self.heartbeat_interval * self.heartbeat_missed
+
+    @property
+    def backoff_limit(self) -> float:
+        """The longest wait between attempts during an outage: `max_backoff`, never shorter
+        than one cycle."""
+        return max(self.poll_interval, self.max_backoff)

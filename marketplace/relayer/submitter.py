@@ -39,6 +39,7 @@ from marketplace.protocol.client import BatchSkip, Market
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.protocol.outage import Outage
 from marketplace.relayer.keeper import JobView, KeeperPlan
+from marketplace.relayer.settings import MAX_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class Submitter:
         self,
         market: Market,
         *,
-        max_batch: int = 50,
+        max_batch: int = MAX_BATCH,
         retries: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 8.0,

@@ -34,6 +34,8 @@ pytestmark = pytest.mark.integration
 
 #: Seconds the relayer may take to resume once a dependency is back (its backoff is capped at 1).
 RESUME = 20.0
+#: A relayer that polls and retries quickly, so outages begin and end within seconds.
+QUICK = {"poll_interval": 0.2, "max_backoff": 1.0}
 
 
 def wait_until(what: str, ready: Callable[[], bool], timeout: float = RESUME) -> None:
@@ -92,7 +94,7 @@ def test_anvil_killed_and_restarted_from_an_older_state(
         anvil.stop()
         anvil.start()
 
-        relayer = Relayer(settings_for(cast, tmp_path), poll_interval=0.2, max_backoff=1.0)
+        relayer = Relayer(settings_for(cast, tmp_path).model_copy(update=QUICK))
         caplog.set_level(logging.INFO)
         with running(relayer) as loop:
             wait_until(
@@ -176,8 +178,8 @@ def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
 def test_locked_database_the_keeper_keeps_going_and_the_loop_resumes(
     cast: scenarios.Cast, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(cast, tmp_path)
-    relayer = Relayer(settings, poll_interval=0.2, max_backoff=1.0)
+    settings = settings_for(cast, tmp_path).model_copy(update=QUICK)
+    relayer = Relayer(settings)
     jobs = cast.requester.create_jobs([request(1, i) for i in range(3)])
     assert sorted(relayer.step().assigned) == sorted(jobs)
     by_address = {p.address: p for p in cast.providers.values()}
@@ -229,12 +231,16 @@ def test_api_answers_503_while_its_database_is_unreachable(
 ) -> None:
     data = tmp_path / "data"
     settings = settings_for(cast, tmp_path).model_copy(
-        update={"db_url": f"sqlite:///{data / 'relayer.sqlite3'}", "artifact_root": tmp_path / "a"}
+        update={
+            **QUICK,
+            "db_url": f"sqlite:///{data / 'relayer.sqlite3'}",
+            "artifact_root": tmp_path / "a",
+        }
     )
     data.mkdir()
-    relayer = Relayer(settings, poll_interval=0.2, max_backoff=1.0)
+    relayer = Relayer(settings)
     relayer.step()
-    url, server, thread = serve(api_app(relayer, settings))
+    url, server, thread = serve(api_app(relayer))
     caplog.set_level(logging.INFO)
     moved = tmp_path / "moved"
     known, unseen = list(cast.providers.values())[:2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_by_default_only_heartbeating_providers_are_matched(
     now = int(cast.w3.eth.get_block("latest")["timestamp"])
     jobs = cast.requester.create_jobs([request(1, 300 + i) for i in range(2)])
     relayer = Relayer(settings, liveness=book, clock=lambda: float(now))
-    assert relayer.require_heartbeats
+    assert relayer.settings.require_heartbeats
     report = relayer.step()
     assert report.assigned == [] and report.open_jobs == 2
     assert all(cast.owner.state(j) == JobState.OPEN for j in jobs)
@@ -197,6 +198,63 @@ def test_by_default_only_heartbeating_providers_are_matched(
     report = relayer.step()
     assert sorted(report.assigned) == jobs
     assert all(cast.owner.participants(j)[0].provider == carol.address for j in jobs)
+    relayer.close()
+
+
+def test_settings_from_the_file_and_the_environment_drive_the_relayer(
+    cast: scenarios.Cast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketplace.protocol.heartbeat import MemoryLivenessBook, sign_heartbeat
+
+    cast.deployment.write(tmp_path / "deployment.json")
+    assert cast.matcher.signer is not None
+    for name in list(os.environ):
+        if name.startswith("DEPIN_RELAYER_"):
+            monkeypatch.delenv(name)
+    config = tmp_path / "conf" / "depin.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f'rpc_url = "{cast.w3.provider.endpoint_uri}"\n'  # type: ignore[attr-defined]
+        'deployment_file = "../deployment.json"\n'
+        "[relayer]\nconfirmations = 0\nmax_batch = 3\nheartbeat_interval = 7\n"
+        "heartbeat_missed = 9\n"
+    )
+    monkeypatch.setenv("DEPIN_CONFIG", str(config))
+    monkeypatch.setenv("DEPIN_RELAYER_HEARTBEAT_MISSED", "2")  # the variable wins over the file
+    monkeypatch.setenv(
+        "DEPIN_RELAYER_PRIVATE_KEY", "0x" + bytes(cast.matcher.signer.account.key).hex()
+    )
+    monkeypatch.setenv("DEPIN_RELAYER_DB_URL", f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+    window = 7 * 2
+
+    now = int(cast.w3.eth.get_block("latest")["timestamp"])
+    book = MemoryLivenessBook()
+    for name, age in (("carol", window), ("dave", window), ("erin", window + 1)):
+        provider = cast.providers[name]
+        assert provider.signer is not None
+        hb = sign_heartbeat(
+            provider.signer.account,
+            chain_id=cast.deployment.chain_id,
+            market=cast.deployment.market,
+            timestamp=now - age,
+            load=0,
+            capacity=4,
+            profiles=[0],
+        )
+        book.record(provider.address, hb.heartbeat)
+    jobs = cast.requester.create_jobs([request(1, 400 + i) for i in range(4)])
+
+    relayer = Relayer(RelayerSettings(), liveness=book, clock=lambda: float(now))
+    assert sorted(relayer.step().assigned) == sorted(jobs)
+    relayer.step()  # the listener applies the assignments
+    # Live at exactly interval x missed seconds of silence, not one second later.
+    executors = {cast.owner.participants(j)[0].provider for j in jobs}
+    assert executors == {cast.providers["carol"].address, cast.providers["dave"].address}
+    # Four assignments, at most three per transaction.
+    txs = {
+        h.tx_hash for j in jobs for h in relayer.store.history(j) if h.event == "ProviderAssigned"
+    }
+    assert len(txs) == 2
     relayer.close()
 
 

@@ -45,6 +45,7 @@ from marketplace.protocol.results import (
 )
 from marketplace.protocol.spec import JobSpec
 from marketplace.relayer.service import Relayer
+from marketplace.relayer.settings import RelayerSettings
 from provider.agent import Agent
 from provider.ledger import Ledger
 from provider.settings import Behavior, ProviderSettings
@@ -433,11 +434,16 @@ def world(
             )
         )
         api = _Api(app)
+        assert cast.matcher.signer is not None
         relayer = Relayer(
-            market=cast.matcher,
-            store=Store(f"sqlite:///{tmp_path / 'relayer.sqlite3'}"),
-            confirmations=0,
-            require_heartbeats=False,
+            RelayerSettings(
+                rpc_url=anvil.url,
+                deployment_file=tmp_path / "deployment.json",
+                private_key="0x" + bytes(cast.matcher.signer.account.key).hex(),
+                db_url=f"sqlite:///{tmp_path / 'relayer.sqlite3'}",
+                confirmations=0,
+                require_heartbeats=False,
+            )
         )
         queue = "depin-test-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
         requester_key: LocalAccount = Account.from_key(

@@ -3,26 +3,36 @@ sources (init arguments, then variables, then the file, then defaults)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from marketplace.api.settings import ApiSettings
 from marketplace.protocol.errors import ConfigError
-from marketplace.protocol.settings import config_file
-from marketplace.relayer.settings import StoreSettings, default_db_url
+from marketplace.protocol.heartbeat import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_MAX_SKEW,
+    HEARTBEAT_MISSED,
+)
+from marketplace.protocol.settings import config_file, default_db_url
+from marketplace.relayer.settings import RelayerSettings, StoreSettings
 from marketplace.requester.settings import RequesterSettings
 from provider.settings import ProviderSettings
+
+#: A matcher key for settings that need one (never used on a chain).
+KEY = "0x" + "11" * 32
 
 
 @pytest.fixture(autouse=True)
 def clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No configuration but the test's own: a bare working directory and config home."""
+    """No configuration but the test's own: a bare working directory and config home, and
+    none of the caller's DEPIN_ variables."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("DEPIN_CONFIG", raising=False)
-    for name in ("RPC_URL", "DEPLOYMENT_FILE", "RELAYER_URL", "QUEUE", "WALLET_DIR"):
-        monkeypatch.delenv(f"DEPIN_REQUESTER_{name}", raising=False)
-        monkeypatch.delenv(f"DEPIN_PROVIDER_{name}", raising=False)
+    for name in list(os.environ):
+        if name.startswith("DEPIN_"):
+            monkeypatch.delenv(name)
 
 
 def write(path: Path, text: str) -> Path:
@@ -109,3 +119,42 @@ def test_every_chain_role_names_its_own_variables_for_a_missing_key() -> None:
             ConfigError, match=f"{prefix}KEYSTORE_FILE with {prefix}KEYSTORE_PASSWORD"
         ):
             settings.model_copy(update={"private_key": None, "keystore_file": None}).account()
+
+
+def test_every_role_defaults_to_the_same_heartbeat_policy() -> None:
+    relayer, api, provider = RelayerSettings(private_key=KEY), ApiSettings(), ProviderSettings()
+    assert (relayer.heartbeat_interval, relayer.heartbeat_missed) == (
+        HEARTBEAT_INTERVAL,
+        HEARTBEAT_MISSED,
+    )
+    assert (api.heartbeat_interval, api.heartbeat_missed) == (HEARTBEAT_INTERVAL, HEARTBEAT_MISSED)
+    assert provider.heartbeat_interval == HEARTBEAT_INTERVAL
+    assert api.heartbeat_max_skew == HEARTBEAT_MAX_SKEW
+    assert relayer.heartbeat_window == HEARTBEAT_INTERVAL * HEARTBEAT_MISSED
+
+
+def test_the_relayer_reads_its_table_and_its_variables_over_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        tmp_path / "depin.toml",
+        "[relayer]\nmax_batch = 3\nmax_skips = 5\nheartbeat_interval = 7\nheartbeat_missed = 9\n"
+        "poll_interval = 4.0\nmax_backoff = 2.0\n",
+    )
+    monkeypatch.setenv("DEPIN_RELAYER_HEARTBEAT_MISSED", "2")
+    settings = RelayerSettings(private_key=KEY)
+    assert (settings.max_batch, settings.max_skips) == (3, 5)
+    assert (settings.heartbeat_interval, settings.heartbeat_missed) == (7, 2)
+    assert settings.heartbeat_window == 14
+    # A backoff shorter than one cycle would retry faster during an outage than when all is well.
+    assert settings.backoff_limit == 4.0
+
+
+def test_one_default_relayer_database_in_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    file = tmp_path / "data" / "depin" / "relayer.sqlite3"
+    assert default_db_url() == f"sqlite:///{file}"
+    assert StoreSettings().db_url == default_db_url()
+    assert RelayerSettings(private_key=KEY).sqlite_path() == file
