@@ -159,7 +159,7 @@ def _finality(status: JobStatus) -> str:
 
 
 def _status_lines(status: JobStatus) -> list[str]:
-    data = status.to_dict()
+    data = status.model_dump(mode="json")
     lines = [
         f"job {data['job_id']}: {data['state']} ({_finality(status)})",
         f"  requester {data['requester']}",
@@ -314,10 +314,10 @@ def submit(
             result = None
             if wait and status.result_available:
                 result = req.result(job_id, out)
-    data: dict[str, Any] = {"job_id": job_id, "status": status.to_dict()}
+    data: dict[str, Any] = {"job_id": job_id, "status": status.model_dump(mode="json")}
     lines = _status_lines(status)
     if result is not None:
-        data["result"] = result.to_dict()
+        data["result"] = result.model_dump(mode="json")
         lines += _result_lines(result)
     emit(data, as_json, lines)
     if wait and (_ended_without_result(status) or (result is not None and not result.ok)):
@@ -340,7 +340,7 @@ def status(job_id: JobIdArg, *, conn: RequesterOptions, as_json: JsonOpt = False
     """Show the job's state, participants and event history."""
     with errors(), conn.open(watch_only=True) as req:
         st = req.status(job_id)
-    emit(st.to_dict(), as_json, _status_lines(st))
+    emit(st.model_dump(mode="json"), as_json, _status_lines(st))
 
 
 @command(app, "wait", conn=RequesterOptions)
@@ -357,7 +357,7 @@ def wait_job(
     goal = _goal(until)
     with errors(), conn.open(watch_only=True) as req:
         st = _wait_with_progress(req, job_id, timeout, as_json, goal)
-    emit(st.to_dict(), as_json, _status_lines(st))
+    emit(st.model_dump(mode="json"), as_json, _status_lines(st))
     if _ended_without_result(st):
         raise typer.Exit(1)
 
@@ -399,7 +399,7 @@ def result(
     """Download, decrypt and verify the job's result against the on-chain commitment."""
     with errors(), conn.open() as req:
         res = req.result(job_id, out)
-    emit(res.to_dict(), as_json, _result_lines(res))
+    emit(res.model_dump(mode="json"), as_json, _result_lines(res))
     if not res.ok:
         raise typer.Exit(1)
 
@@ -487,4 +487,4 @@ def list_jobs(
         if jobs
         else ["no jobs"]
     )
-    emit({"jobs": [j.to_dict() for j in jobs]}, as_json, lines)
+    emit({"jobs": [j.model_dump(mode="json") for j in jobs]}, as_json, lines)

@@ -78,4 +78,6 @@ def market(
         f"unit on {name}: escrow {format_tokens(q.escrow)} tokens (the unspent rest comes back)"
     )
     lines.append(("  takeable now: " if q.takeable else "  not takeable now: ") + q.waiting.reason)
-    emit({"market": view.to_dict(), "quote": q.to_dict()}, as_json, lines)
+    emit(
+        {"market": view.model_dump(mode="json"), "quote": q.model_dump(mode="json")}, as_json, lines
+    )

@@ -7,6 +7,7 @@ with Requester.from_settings() as req:
     result = req.result(job, out=Path("embeddings.safetensors"))
 """
 
+from marketplace.protocol.tokens import format_tokens
 from marketplace.requester.errors import (
     InputError,
     InsufficientFunds,
@@ -18,6 +19,7 @@ from marketplace.requester.errors import (
     WaitTimeout,
     WrongState,
 )
+from marketplace.requester.files import write_outputs
 from marketplace.requester.inputs import (
     DEFAULT_PROFILE,
     EMBED_MODEL,
@@ -29,18 +31,16 @@ from marketplace.requester.inputs import (
     prepare,
     read_sentences,
 )
-from marketplace.requester.sdk import (
+from marketplace.requester.result import JobResult
+from marketplace.requester.sdk import Requester
+from marketplace.requester.settings import RequesterSettings, default_wallet_dir
+from marketplace.requester.status import (
     AuditRoundStatus,
     Balances,
-    JobResult,
     JobStatus,
     JobSummary,
     ParticipantStatus,
-    Requester,
-    format_tokens,
-    write_outputs,
 )
-from marketplace.requester.settings import RequesterSettings, default_wallet_dir
 
 __all__ = [
     "DEFAULT_PROFILE",

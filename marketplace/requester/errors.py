@@ -1,6 +1,7 @@
 """The requester SDK's exceptions: one root, each also the matching builtin, each message naming
 the fix. Everything raised before a transaction is one of these (or a protocol SDK error such as
-`SpecError`, `ChainError`, `RelayerUnreachable`), and means no funds moved."""
+`SpecError`, `ChainError`, `RelayerUnreachable`, `RelayerRefused`), and means no funds
+moved."""
 
 from __future__ import annotations
 

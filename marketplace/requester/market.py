@@ -10,93 +10,77 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from pydantic import ConfigDict, Field, computed_field
 
 from marketplace.matching.matcher import UNLIMITED_UNITS, OpenJob, ProviderView
 from marketplace.matching.why import Waiting, explain
-from marketplace.protocol.artifact_client import RelayerUnreachable
 from marketplace.protocol.deployment import MarketParams
+from marketplace.protocol.relayer_http import RelayerClient
+from marketplace.requester.wire import TokenAmount, WireModel
 
 __all__ = ["Asks", "MarketView", "Quote", "fetch_providers", "market_view", "quote"]
 
 
-@dataclass(frozen=True)
-class Asks:
+class Asks(WireModel):
     """Live providers of one profile and their asks per unit (base units)."""
 
     profile: str
     live: int
-    lowest: int
-    median: int
-    highest: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.profile,
-            "live": self.live,
-            "lowest": str(self.lowest),
-            "median": str(self.median),
-            "highest": str(self.highest),
-        }
+    lowest: TokenAmount
+    median: TokenAmount
+    highest: TokenAmount
 
 
-@dataclass(frozen=True)
-class MarketView:
+class MarketView(WireModel):
+    """Providers registered, those live, and the live ones' asks per profile."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
+
     registered: int
     live: int
-    by_profile: tuple[Asks, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "registered": self.registered,
-            "live": self.live,
-            "profiles": [a.to_dict() for a in self.by_profile],
-        }
+    by_profile: tuple[Asks, ...] = Field(serialization_alias="profiles")
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(WireModel):
     """What a job would lock in escrow (the most it can cost; the rest comes back) and whether
     providers can take it now."""
 
-    escrow: int
+    escrow: TokenAmount
     units: int
     replicas: int
-    max_price_per_unit: int
-    waiting: Waiting
+    max_price_per_unit: TokenAmount
+    #: Its JSON form is flattened into the quote: takeable, code, reason, eligible.
+    waiting: Waiting = Field(exclude=True)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def takeable(self) -> bool:
         return self.waiting.code == "matchable"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "escrow": str(self.escrow),
-            "units": self.units,
-            "replicas": self.replicas,
-            "max_price_per_unit": str(self.max_price_per_unit),
-            "takeable": self.takeable,
-            "code": self.waiting.code,
-            "reason": self.waiting.reason,
-            "eligible": self.waiting.eligible,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def code(self) -> str:
+        return self.waiting.code
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reason(self) -> str:
+        return self.waiting.reason
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def eligible(self) -> int:
+        return self.waiting.eligible
 
 
 def fetch_providers(relayer_url: str) -> list[Mapping[str, Any]]:
-    """GET /providers of the relayer; RelayerUnreachable when it does not answer."""
-    try:
-        response = httpx.get(f"{relayer_url.rstrip('/')}/providers", timeout=10)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise RelayerUnreachable(
-            f"the relayer at {relayer_url} is unreachable ({exc}); check --relayer-url "
-            "(DEPIN_REQUESTER_RELAYER_URL)"
-        ) from exc
-    rows = response.json()
-    return [r for r in rows if isinstance(r, dict)]
+    """GET /providers of the relayer; RelayerUnreachable when it does not answer,
+    RelayerRefused when it answers with an error."""
+    with RelayerClient(relayer_url, timeout=10, url_setting="DEPIN_REQUESTER_RELAYER_URL") as r:
+        rows = r.get_json("/providers", what="the provider list (GET /providers)")
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
 def _views(rows: Sequence[Mapping[str, Any]]) -> list[ProviderView]:
@@ -126,8 +110,18 @@ def market_view(rows: Sequence[Mapping[str, Any]], profiles: Sequence[str]) -> M
     for i, name in enumerate(profiles):
         asks = sorted(v.price_per_unit for v in live if v.profile_mask >> i & 1)
         if asks:
-            per.append(Asks(name, len(asks), asks[0], int(statistics.median_low(asks)), asks[-1]))
-    return MarketView(sum(1 for v in views if v.registered), len(live), tuple(per))
+            per.append(
+                Asks(
+                    profile=name,
+                    live=len(asks),
+                    lowest=asks[0],
+                    median=int(statistics.median_low(asks)),
+                    highest=asks[-1],
+                )
+            )
+    return MarketView(
+        registered=sum(1 for v in views if v.registered), live=len(live), by_profile=tuple(per)
+    )
 
 
 def quote(

@@ -20,22 +20,17 @@ submission moves no funds and creates no job.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
 import httpx
-import numpy as np
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
-from safetensors.numpy import save as st_save
 from web3 import Web3
 
 from marketplace.protocol.artifact_client import (
@@ -47,6 +42,7 @@ from marketplace.protocol.artifact_client import (
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError, DepinError
+from marketplace.protocol.relayer_http import RelayerClient, RelayerRefused
 from marketplace.protocol.results import (
     ResultError,
     decrypt_result,
@@ -62,31 +58,26 @@ from marketplace.requester.errors import (
     InsufficientFunds,
     JobNotFound,
     NotRequester,
-    RequesterError,
     ResultRejected,
     ResultUnavailable,
     WaitTimeout,
     WrongState,
 )
+from marketplace.requester.files import write_outputs
 from marketplace.requester.inputs import DEFAULT_PROFILE, JobDraft, PreparedJob, prepare
+from marketplace.requester.result import JobResult
 from marketplace.requester.settings import RequesterSettings
-
-__all__ = [
-    "RESULT_STATES",
-    "Balances",
-    "JobResult",
-    "JobStatus",
-    "JobSummary",
-    "ParticipantStatus",
-    "Requester",
-    "format_tokens",
-    "write_outputs",
-]
-
-#: States in which an executor has committed, so a result may be downloaded.
-RESULT_STATES: Final = frozenset(
-    {JobState.COMMITTED, JobState.AUDITING, JobState.REVEALING, JobState.SETTLED}
+from marketplace.requester.status import (
+    RESULT_STATES,
+    Balances,
+    JobStatus,
+    JobSummary,
+    ParticipantStatus,
+    audit_rounds,
 )
+
+__all__ = ["Requester"]
+
 #: Seconds a permit signed for `createJobsWithPermit` stays valid.
 PERMIT_LIFETIME: Final = 3_600
 #: Uploads in flight at once in `submit_many`.
@@ -99,295 +90,6 @@ Until = Literal["result", "terminal"]
 
 def _tx(receipt: Mapping[str, Any]) -> str:
     return "0x" + bytes(receipt["transactionHash"]).hex()
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class ParticipantStatus:
-    provider: str
-    #: Executor of the job (index < replicas) rather than a verifier drawn on-chain.
-    executor: bool
-    committed: bool
-    #: 0 for an executor, else the audit round the verifier was drawn for (1 or 2).
-    round: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "executor": self.executor,
-            "committed": self.committed,
-            "round": self.round,
-        }
-
-
-@dataclass(frozen=True)
-class AuditRoundStatus:
-    """One audit round: its seats, the verifiers drawn on-chain so far, whether it is staffed."""
-
-    round: int
-    seats: int
-    verifiers: tuple[str, ...]
-
-    @property
-    def staffed(self) -> bool:
-        return len(self.verifiers) >= self.seats
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "round": self.round,
-            "seats": self.seats,
-            "staffed": self.staffed,
-            "verifiers": list(self.verifiers),
-        }
-
-
-def audit_rounds(job: Job, providers: Sequence[str]) -> tuple[AuditRoundStatus, ...]:
-    """The job's audit rounds from its record and its participants' addresses (executors first,
-    then the verifiers of round 1, then those of round 2)."""
-    if job.round == 0:
-        return ()
-    k = job.seats if job.round == 1 else (job.seats - 1) // 2
-    first_end = job.verifiers_from if job.round == 2 else len(providers)
-    rounds = [AuditRoundStatus(1, k, tuple(providers[job.replicas : first_end]))]
-    if job.round == 2:
-        rounds.append(AuditRoundStatus(2, job.seats, tuple(providers[job.verifiers_from :])))
-    return tuple(rounds)
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A job as the chain sees it, with the relayer's event history when it answers."""
-
-    job_id: int
-    state: JobState
-    requester: str
-    #: Deadline of the current state (unix seconds; 0 when the state has none).
-    deadline: int
-    replicas: int
-    units: int
-    max_price_per_unit: int
-    clearing_price: int
-    escrow: int
-    profile: str
-    participants: tuple[ParticipantStatus, ...]
-    #: Audit rounds (empty before any audit): seats and the verifiers drawn on-chain.
-    rounds: tuple[AuditRoundStatus, ...] = ()
-    challenged: bool = False
-    #: The upheld digest once the job closed with a verdict (None before, or with none).
-    digest: str | None = None
-    #: Providers whose result notice the relayer holds; None when the relayer did not answer.
-    results: tuple[str, ...] | None = None
-    #: The relayer's event history of the job (GET /jobs/{id}); None when it has none.
-    history: tuple[Mapping[str, Any], ...] | None = None
-    #: While the job is open: why no provider took it yet, and what would fix it (the relayer's
-    #: view; None when it did not say).
-    waiting: str | None = None
-    #: The failure code when the job settled on a failure result: it could not run as
-    #: specified (read from the chain: the upheld digest is that failure's digest).
-    failure: str | None = None
-
-    @property
-    def result_available(self) -> bool:
-        """An executor committed and announced its result: `Requester.result` can fetch it."""
-        return self.state in RESULT_STATES and bool(self.results)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; token amounts as decimal strings (they exceed a JSON number's range)."""
-        return {
-            "job_id": self.job_id,
-            "state": self.state.name.lower(),
-            "terminal": self.state.terminal,
-            "result_available": self.result_available,
-            "requester": self.requester,
-            "deadline": self.deadline,
-            "replicas": self.replicas,
-            "units": self.units,
-            "max_price_per_unit": str(self.max_price_per_unit),
-            "clearing_price": str(self.clearing_price),
-            "escrow": str(self.escrow),
-            "profile": self.profile,
-            "participants": [p.to_dict() for p in self.participants],
-            "rounds": [r.to_dict() for r in self.rounds],
-            "verifiers": [p.provider for p in self.participants if not p.executor],
-            "challenged": self.challenged,
-            "digest": self.digest,
-            "results": None if self.results is None else list(self.results),
-            "history": None if self.history is None else [dict(h) for h in self.history],
-            "waiting": self.waiting,
-            "failure": self.failure,
-        }
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """A decrypted result whose digest matched its provider's on-chain commitment."""
-
-    job_id: int
-    provider: str
-    digest: bytes
-    outputs: Mapping[str, np.ndarray[Any, Any]]
-    #: Failure code of a job that could not run as specified ("" when it ran).
-    failure: str = ""
-    message: str = ""
-    #: Where the outputs were written (None when not asked, or for a failed job).
-    path: Path | None = None
-    #: (provider, reason) of every announced result that did not verify.
-    rejected: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.failure
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "ok": self.ok,
-            "provider": self.provider,
-            "digest": "0x" + self.digest.hex(),
-            "failure": self.failure or None,
-            "message": self.message or None,
-            "outputs": {
-                name: {"dtype": str(a.dtype), "shape": list(a.shape)}
-                for name, a in sorted(self.outputs.items())
-            },
-            "path": None if self.path is None else str(self.path),
-            "rejected": [{"provider": p, "reason": r} for p, r in self.rejected],
-        }
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """One of the requester's jobs, as listed."""
-
-    job_id: int
-    state: JobState
-    units: int
-    replicas: int
-    max_price_per_unit: int
-    escrow: int
-    spec_hash: str
-    #: The failure code of a job that settled on a failure result (see JobStatus.failure).
-    failure: str | None = None
-    #: The spec's kind ("embed", "matmul", ...); None when the spec could not be fetched.
-    kind: str | None = None
-    #: What the job cost the requester once terminal: escrow and any challenge bond, less
-    #: everything credited back for it; None while the job is not terminal.
-    cost: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "state": self.state.name.lower(),
-            "units": self.units,
-            "replicas": self.replicas,
-            "max_price_per_unit": str(self.max_price_per_unit),
-            "escrow": str(self.escrow),
-            "spec_hash": self.spec_hash,
-            "failure": self.failure,
-            "kind": self.kind,
-            "cost": None if self.cost is None else str(self.cost),
-        }
-
-
-@dataclass(frozen=True)
-class Balances:
-    address: str
-    #: Native balance for gas, in wei.
-    eth: int
-    #: ComputeToken in the wallet, in base units.
-    tokens: int
-    #: Withdrawable credits in the JobMarket (refunds, returned bonds), in base units.
-    credits: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "eth": str(self.eth),
-            "tokens": str(self.tokens),
-            "credits": str(self.credits),
-        }
-
-
-def write_outputs(
-    outputs: Mapping[str, np.ndarray[Any, Any]],
-    out: Path,
-    *,
-    job_id: int,
-    metadata: Mapping[str, str] | None = None,
-) -> Path:
-    """Writes a result's outputs to `out` and returns the file written.
-
-    - `out` an existing directory: ``<out>/job-<id>.safetensors``;
-    - `out` ending in ``.npy``: the single output array with `numpy.save` (refused when the
-      result has several outputs, since .npy holds one array);
-    - anything else: a safetensors file of every output by name, with `metadata` (job id,
-      provider, digest), readable with ``safetensors.numpy.load_file``.
-
-    Safetensors is the default because results are named tensors (the digest covers the names)
-    and it loads without pickle. The file appears atomically (temp file + rename).
-    """
-    out = Path(out).expanduser()
-    if out.is_dir():
-        out = out / f"job-{job_id}.safetensors"
-    if out.suffix.lower() == ".npy":
-        if len(outputs) != 1:
-            raise InputError(
-                f"job {job_id} has {len(outputs)} outputs ({', '.join(sorted(outputs))}) and a "
-                ".npy file holds one array; write a .safetensors file instead"
-            )
-        (array,) = outputs.values()
-        data = _npy_bytes(array)
-    else:
-        arrays = {n: np.ascontiguousarray(a) for n, a in outputs.items()}
-        data = bytes(st_save(arrays, metadata=dict(metadata or {})))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _npy_bytes(array: np.ndarray[Any, Any]) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-# ---------------------------------------------------------------------------- the client
-
-
-@dataclass
-class _Relayer:
-    """The relayer's JSON endpoints (jobs, result notices); artifacts go via ArtifactClient."""
-
-    base_url: str
-    timeout: float
-    _http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout)
-
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        try:
-            return self._http.get(path, params=params or None)
-        except httpx.TransportError as exc:
-            raise RelayerUnreachable(
-                f"the relayer at {self.base_url} is unreachable ({type(exc).__name__}: {exc}); "
-                "start it (`depin relayer run`) or set DEPIN_REQUESTER_RELAYER_URL"
-            ) from exc
-
-    def close(self) -> None:
-        self._http.close()
 
 
 class Requester:
@@ -416,7 +118,10 @@ class Requester:
         self._kinds: dict[str, str] = {}
         self.relayer_url = relayer_url.rstrip("/")
         self.poll_interval = poll_interval
-        self._relayer = _Relayer(relayer_url, http_timeout)
+        #: The relayer's JSON API: its job index, history and result notices.
+        self.relayer = RelayerClient(
+            relayer_url, timeout=http_timeout, url_setting="DEPIN_REQUESTER_RELAYER_URL"
+        )
 
     @classmethod
     def connect(
@@ -451,7 +156,7 @@ class Requester:
 
     def close(self) -> None:
         self.artifacts.close()
-        self._relayer.close()
+        self.relayer.close()
 
     def __enter__(self) -> Requester:
         return self
@@ -624,14 +329,10 @@ class Requester:
         return job
 
     def _notices(self, job_id: int) -> list[dict[str, Any]]:
-        """The relayer's result notices of the job (RelayerUnreachable when it does not answer)."""
-        response = self._relayer.get(f"/jobs/{job_id}/results")
-        if response.status_code != 200:
-            raise RequesterError(
-                f"the relayer at {self.relayer_url} answered {response.status_code} for the "
-                f"results of job {job_id}: {response.text[:300]}"
-            )
-        results = response.json().get("results", [])
+        """The relayer's result notices of the job (RelayerUnreachable when it does not answer,
+        RelayerRefused when it answers with an error)."""
+        body = self.relayer.get_json(f"/jobs/{job_id}/results", what=f"the results of job {job_id}")
+        results = body.get("results", []) if isinstance(body, dict) else []
         return [n for n in results if isinstance(n, dict)]
 
     def status(self, job_id: int) -> JobStatus:
@@ -643,10 +344,10 @@ class Requester:
         round_of = {v: r.round for r in rounds for v in r.verifiers}
         participants = tuple(
             ParticipantStatus(
-                p.provider,
-                i < job.replicas,
-                p.commitment != 0,
-                0 if i < job.replicas else round_of.get(p.provider, job.round),
+                provider=p.provider,
+                executor=i < job.replicas,
+                committed=p.commitment != 0,
+                round=0 if i < job.replicas else round_of.get(p.provider, job.round),
             )
             for i, p in enumerate(on_chain)
         )
@@ -656,7 +357,7 @@ class Requester:
         waiting: str | None = None
         try:
             results = tuple(str(n.get("provider")) for n in self._notices(job_id))
-            response = self._relayer.get(f"/jobs/{job_id}")
+            response = self.relayer.get(f"/jobs/{job_id}")
             if response.status_code == 200:
                 detail = response.json()
                 history = tuple(detail.get("history", []))
@@ -665,7 +366,7 @@ class Requester:
                 why = detail.get("waiting")
                 if isinstance(why, dict) and job.state is JobState.OPEN:
                     waiting = str(why.get("reason"))
-        except (RelayerUnreachable, RequesterError, ValueError):
+        except (RelayerUnreachable, RelayerRefused, ValueError):
             results = None
         return JobStatus(
             job_id=job_id,
@@ -741,7 +442,7 @@ class Requester:
                 try:
                     if self._notices(job_id):
                         break
-                except (RelayerUnreachable, RequesterError, ValueError):
+                except (RelayerUnreachable, RelayerRefused):
                     pass  # the relayer may come back before the timeout
             if time.monotonic() >= deadline:
                 what = "a result" if until == "result" else "a terminal state"
@@ -889,10 +590,10 @@ class Requester:
         """ETH, token balance and market credits of `address` (default: this wallet)."""
         who = to_checksum_address(address or self.address)
         return Balances(
-            who,
-            int(self.w3.eth.get_balance(who)),
-            self.market.balance_of(who),
-            self.market.credits(who),
+            address=who,
+            eth=int(self.w3.eth.get_balance(who)),
+            tokens=self.market.balance_of(who),
+            credits=self.market.credits(who),
         )
 
     def list_jobs(
@@ -909,7 +610,7 @@ class Requester:
         if source != "chain":
             try:
                 jobs = self._jobs_from_relayer(limit)
-            except (RelayerUnreachable, RequesterError):
+            except (RelayerUnreachable, RelayerRefused):
                 if source == "relayer":
                     raise
         if jobs is None:
@@ -919,11 +620,12 @@ class Requester:
         failures = self._failures(settled)
         costs = self._costs([j for j in shown if j.state.terminal])
         return [
-            replace(
-                j,
-                failure=failures.get(j.job_id),
-                kind=self._kind(j.spec_hash),
-                cost=costs.get(j.job_id),
+            j.model_copy(
+                update={
+                    "failure": failures.get(j.job_id),
+                    "kind": self._kind(j.spec_hash),
+                    "cost": costs.get(j.job_id),
+                }
             )
             for j in shown
         ]
@@ -949,13 +651,14 @@ class Requester:
         }
 
     def _jobs_from_relayer(self, limit: int) -> list[JobSummary]:
-        response = self._relayer.get("/jobs", requester=self.address, limit=min(limit, 500))
-        if response.status_code != 200:
-            raise RequesterError(
-                f"the relayer at {self.relayer_url} serves no job index ({response.status_code})"
-            )
+        body = self.relayer.get_json(
+            "/jobs",
+            what="this requester's jobs (GET /jobs, the relayer's job index)",
+            requester=self.address,
+            limit=min(limit, 500),
+        )
         out: list[JobSummary] = []
-        for j in response.json().get("jobs", []):
+        for j in body.get("jobs", []) if isinstance(body, dict) else []:
             job_id = int(j["job_id"])
             out.append(
                 JobSummary(

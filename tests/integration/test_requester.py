@@ -433,10 +433,11 @@ def test_a_settled_failure_shows_as_failed_everywhere(
     assert {jobs[i].kind for i in (single, trio, fine, cancelled)} == {"matmul"}
     assert jobs[cancelled].cost == 0  # the whole escrow came back
     paid = world.cast.owner.job(fine)
-    assert jobs[fine].cost is not None and 0 < jobs[fine].cost <= jobs[fine].escrow
+    cost = jobs[fine].cost
+    assert cost is not None and 0 < cost <= jobs[fine].escrow
     # cost = what left the wallet for it, less what came back: the executor's pay and the
     # protocol's premium at the clearing price, never the unused max price.
-    assert jobs[fine].cost >= paid.units * paid.clearing_price
+    assert cost >= paid.units * paid.clearing_price
 
     status = run(env, "job", "status", str(single), "--json")
     assert json.loads(status.stdout)["failure"] == "spec-invalid"
@@ -548,6 +549,13 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     assert data["status"]["max_price_per_unit"] == str(10**15)  # the default, 0.001 tokens
     status = json.loads(run(env, "job", "status", str(job_id), "--json").stdout)
     assert status["job_id"] == job_id and status["requester"] == world.requester_account.address
+    # The keys, in the order --json has always printed them (each value's form is checked in
+    # tests/unit/test_requester_wire.py).
+    assert list(status) == [
+        "job_id", "state", "terminal", "result_available", "requester", "deadline", "replicas",
+        "units", "max_price_per_unit", "clearing_price", "escrow", "profile", "participants",
+        "rounds", "verifiers", "challenged", "digest", "results", "history", "waiting", "failure",
+    ]  # fmt: skip
     text = run(env, "job", "status", str(job_id)).stdout
     assert "max price 0.001 tokens per unit" in text  # people read tokens, the unit printed
 
@@ -572,6 +580,9 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     )
     assert res["ok"] and res["digest"] == "0x" + payload.digest().hex()
     assert res["outputs"] == {"c": {"dtype": "float32", "shape": [8, 8]}}
+    assert list(res) == [
+        "job_id", "ok", "provider", "digest", "failure", "message", "outputs", "path", "rejected",
+    ]  # fmt: skip
     np.testing.assert_array_equal(load_file(res["path"])["c"], payload.outputs["c"])
     listed = json.loads(run(env, "job", "list", "--json", "--source", "chain").stdout)
     assert job_id in [j["job_id"] for j in listed["jobs"]]
@@ -583,6 +594,10 @@ def test_cli_submit_status_result(world: World, env: dict[str, str], tmp_path: P
     assert row[1:5] == ["matmul", "committed", "no", "-"]
     assert row[5:7] == [format_tokens(int(mine["escrow"])), "-"]  # no cost before it is final
     assert mine["kind"] == "matmul" and mine["cost"] is None
+    assert list(mine) == [
+        "job_id", "state", "units", "replicas", "max_price_per_unit", "escrow", "spec_hash",
+        "failure", "kind", "cost",
+    ]  # fmt: skip
     shown = run(env, "job", "status", str(job_id)).stdout
     assert " UTC (" in shown  # the deadline as a time, with its unix seconds
 
