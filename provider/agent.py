@@ -74,6 +74,7 @@ from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
 from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
+from marketplace.protocol.relayer_http import RelayerClient, RelayerUnreachable
 from marketplace.protocol.results import sign_result_notice
 from provider.behaviors import Strategy, strategy_for
 from provider.deadline import ChainClock
@@ -131,7 +132,7 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     CeleryError,
     OSError,
 )
-_RELAYER_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
+_RELAYER_ERRORS: tuple[type[BaseException], ...] = (RelayerUnreachable,)
 #: Ledger notes of a transaction this provider sent before a restart, found on-chain.
 _FOUND_ON_CHAIN: Final = "found on-chain"
 _SEAT_TAKEN: Final = "the seat belongs to another provider (job reopened)"
@@ -233,7 +234,9 @@ class Agent:
         self.listener = _RollbackListener(
             market.w3, self.deployment, store, confirmations=settings.confirmations
         )
-        self.http = httpx.Client(base_url=settings.relayer_url.rstrip("/"), timeout=10.0)
+        self.http = RelayerClient(
+            settings.relayer_url, timeout=10.0, url_setting="DEPIN_PROVIDER_RELAYER_URL"
+        )
         self.rpc = Outage(f"RPC {settings.rpc_url}", log)
         self.broker = Outage(f"Redis {_redacted(settings.broker_url)}", log)
         self.relayer = Outage(
@@ -866,7 +869,7 @@ class Agent:
                 timestamp=int(self.clock()),
             )
             # A transport error ends the step: the relayer outage is handled by the caller.
-            response = self.http.post("/results", content=notice.model_dump_json())
+            response = self.http.post("/results", notice)
             if response.status_code == 200:
                 self.ledger.update(duty.task_id, notice_posted=True)
             elif response.status_code >= 500 or response.status_code == 429:
@@ -964,7 +967,7 @@ class Agent:
             capacity=self.settings.capacity,
             profiles=self.profiles,
         )
-        response = self.http.post("/heartbeats", content=hb.model_dump_json())
+        response = self.http.post("/heartbeats", hb)
         if response.status_code != 200:
             self._heartbeats_refused.failed(f"refused ({response.status_code}): {response.text}")
             return False

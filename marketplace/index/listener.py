@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Default blocks left unapplied behind the head.
-CONFIRMATIONS = 2
 #: Default widest `eth_getLogs` range.
 BATCH_BLOCKS = 1_000
 #: Default number of recent block hashes kept to find a reorg's common ancestor.
@@ -64,7 +62,7 @@ class Listener:
         deployment: Deployment,
         store: Store,
         *,
-        confirmations: int = CONFIRMATIONS,
+        confirmations: int,
         batch_blocks: int = BATCH_BLOCKS,
         reorg_window: int = REORG_WINDOW,
     ) -> None:

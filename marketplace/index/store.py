@@ -60,7 +60,6 @@ from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_URL",
     "AuditRoundRow",
     "Block",
     "CheckpointView",
@@ -81,10 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Where the relayer keeps its database unless told otherwise.
-DEFAULT_URL = "sqlite:///relayer.sqlite3"
-
 
 @dataclass(frozen=True)
 class CheckpointView:
@@ -148,7 +143,7 @@ class Store:
     """The relayer database at `url`, upgraded to the newest schema on opening (a new database
     is created; see `marketplace.index.migrate`)."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, echo=echo)
         if self.engine.dialect.name == "sqlite":
