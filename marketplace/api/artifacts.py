@@ -13,8 +13,8 @@ bytes that are already present is a no-op for the caller and rewrites the same c
 also repairs a copy that had rotted on disk.
 
 Reads verify: `get` and `open_verified` hash the whole file before returning it. A copy that does
-not match its name is moved to `quarantine/` and reported as ArtifactCorrupted, so the next
-upload of the true bytes restores it. Verifying costs one read of the file per request; the
+not match its name is moved to `quarantine/` and reported as StoredArtifactCorrupted, so the
+next upload of the true bytes restores it. Verifying costs one read of the file per request; the
 size limit (64 MiB by default) keeps that bounded.
 
 Thread-safe: the HTTP app runs store calls in worker threads.
@@ -51,11 +51,17 @@ __all__ = [
     "ArtifactTooLarge",
     "PendingArtifact",
     "StoreStats",
+    "StoredArtifactCorrupted",
 ]
 
 _CHUNK: Final = 1024 * 1024
 #: Temp files older than this at start-up belong to a crashed upload and are removed.
 _STALE_TMP_SECONDS: Final = 3600
+
+
+class StoredArtifactCorrupted(ArtifactCorrupted):
+    """The stored copy of an artifact failed its hash check on read and was quarantined: the
+    relayer's fault, where a plain ArtifactCorrupted is bytes a client sent under a wrong name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +184,7 @@ class ArtifactStore:
             while chunk := f.read(chunk_size):
                 yield chunk
 
-    def _quarantine_corrupt(self, sha256: str, actual: str) -> ArtifactCorrupted:
+    def _quarantine_corrupt(self, sha256: str, actual: str) -> StoredArtifactCorrupted:
         path = self.path(sha256)
         dest = self._quarantine / f"{sha256}.{time.time_ns()}"
         with self._lock:
@@ -193,7 +199,7 @@ class ArtifactStore:
                 self._bytes -= size
                 self._quarantined += 1
                 where = f"was moved to {dest}"
-        return ArtifactCorrupted(
+        return StoredArtifactCorrupted(
             f"the stored copy of artifact {sha256} hashes to {actual}: it is corrupt and "
             f"{where} (quarantine); upload the artifact again (PUT /artifacts/{sha256})"
         )

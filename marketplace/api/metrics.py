@@ -11,18 +11,20 @@ stale. `ApiMetrics.render()` is the /metrics body, in the text format of `CONTEN
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from marketplace.api.artifacts import ArtifactStore
 from marketplace.api.settings import ApiSettings
 from marketplace.protocol.heartbeat import LivenessBook
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "ApiMetrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "ApiMetrics", "RequestMetrics"]
 
 # Every name here is a classic one, so the body is exactly the 0.0.4 format; saying so keeps
 # scrapers that pick a parser by the version on the path they have always taken.
@@ -147,3 +149,44 @@ class ApiMetrics:
     def render(self) -> bytes:
         """The /metrics body (media type `CONTENT_TYPE`)."""
         return generate_latest(self._exposed)
+
+
+#: The methods counted under their own name in depin_http_requests_total.
+_HTTP_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+
+class RequestMetrics:
+    """ASGI middleware counting requests by route template and timing them."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        # An error that escapes every handler is answered 500 by the outermost middleware.
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            # The template, not the path: one series per endpoint, whatever the hash.
+            label = str(getattr(route, "path", None) or "unmatched")
+            method = str(scope["method"])
+            # A client chooses the method: any but the standard ones is one series, so made-up
+            # methods cannot grow the registry without bound.
+            method = method if method in _HTTP_METHODS else "other"
+            self.metrics.requests.labels(label, method, str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)

@@ -6,7 +6,7 @@ import logging
 
 from eth_utils.address import to_checksum_address
 
-from marketplace.api.app import ProviderSourceUnavailable
+from marketplace.api.errors import ProviderSourceUnavailable
 from marketplace.index.outages import database_unavailable, reason, safe_url
 from marketplace.index.store import Store
 from marketplace.protocol.outage import Outage

@@ -27,10 +27,13 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import APIRouter, FastAPI
+from fastapi.exceptions import WebSocketRequestValidationError
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from marketplace.api.app import create_app
+from marketplace.api.errors import answer
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet.anvil import free_port
 from marketplace.protocol.artifact_client import (
@@ -604,6 +607,51 @@ def test_unknown_route_is_counted_once_as_unmatched(http: httpx.Client) -> None:
     unmatched = _series("depin_http_requests_total", route="unmatched", method="GET", status="404")
     assert unmatched in _samples(text)
     assert "/no/such/route" not in text
+
+
+def test_one_handler_answers_known_and_unexpected_errors(
+    server: Server, http: httpx.Client, tmp_path: Path
+) -> None:
+    # Every handler the app registers, but FastAPI's own for HTTP errors, is the one.
+    app = create_app(_settings(tmp_path))
+    ours = {
+        h
+        for k, h in app.exception_handlers.items()
+        if k not in (HTTPException, WebSocketRequestValidationError)
+    }
+    assert ours == {answer}
+    # Known: the store's ArtifactNotFound, as JSON and, for HEAD, in a header.
+    _, sha = artifact()
+    missing = http.get(f"/artifacts/{sha}")
+    assert (missing.status_code, missing.headers["content-type"]) == (404, "application/json")
+    assert missing.json() == {
+        "detail": f"no artifact {sha} is stored; upload it first (PUT /artifacts/{sha})"
+    }
+    head = http.head(f"/artifacts/{sha}")
+    assert head.status_code == 404 and "upload it first" in head.headers["x-depin-error"]
+    # Known: a request validation error keeps FastAPI's list of problems.
+    invalid = http.get("/jobs/seven/results")
+    assert invalid.status_code == 422
+    assert [p["loc"] for p in invalid.json()["detail"]] == [["path", "job_id"]]
+    # Unexpected: the result index finds a directory where a job's notices should be.
+    (server.root / "results" / "7.json").mkdir()
+    before = _samples(http.get("/metrics").text)
+    broken = http.get("/jobs/7/results")
+    assert (broken.status_code, broken.headers["content-type"]) == (500, "application/json")
+    detail = broken.json()["detail"]
+    assert "unexpected IsADirectoryError" in detail and "report it" in detail
+    assert str(server.root) not in detail  # nothing of the relayer's internals
+    # The answer leaves the error to the server, which logs its traceback.
+    deadline = time.monotonic() + 30
+    while "IsADirectoryError" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log.read_text()
+    assert "Traceback" in log and "IsADirectoryError" in log, log
+    after = _samples(http.get("/metrics").text)
+    key = _series(
+        "depin_http_requests_total", route="/jobs/{job_id}/results", method="GET", status="500"
+    )
+    assert after[key] == before.get(key, 0.0) + 1
 
 
 # ---------------------------------------------------------------------- entry point
