@@ -5,20 +5,29 @@ any test is collected it connects to the default network (Anvil via ape-foundry,
 ape-config.yaml) and wraps each test in chain-snapshot isolation. Only tests/contracts
 need a chain, so its runner is dropped when no contract test is collected: then
 `pytest tests/unit` starts nothing.
+
+Chain tests outside tests/contracts share one Anvil node, `anvil`, started on first use.
+Each module or test on it works inside `reverted` (evm_snapshot, then evm_revert), so no
+deployment, block, balance or clock change of one reaches the next. A test that stops, kills or
+restarts its node, loads a state file or needs another chain id starts an `Anvil` of its own.
 """
 
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from hypothesis import Phase, settings
+from web3 import Web3
+from web3.types import RPCEndpoint
 
 from marketplace.api.listen import listen
+from marketplace.devnet.anvil import Anvil
 
 _ROOT = Path(__file__).resolve().parent.parent
 _CONTRACT_TESTS = _ROOT / "tests" / "contracts"
@@ -66,3 +75,23 @@ def serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     return url, server, thread
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
+    """The Anvil node the chain tests share (see the module docstring); use it in `reverted`."""
+    with Anvil(log_file=tmp_path_factory.mktemp("anvil") / "anvil.log") as node:
+        yield node
+
+
+@contextmanager
+def reverted(w3: Web3) -> Iterator[None]:
+    """Undoes on exit everything done on the chain of `w3` inside: blocks, state and clock.
+    Nested uses unwind innermost first, as fixtures do."""
+    snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
+    try:
+        yield
+    finally:
+        answer = w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
+        # False: a revert inside went back past this snapshot, so the chain is not as it was.
+        assert answer.get("result") is True, f"evm_revert to snapshot {snapshot}: {answer}"

@@ -37,6 +37,7 @@ from marketplace.index.store import (
 )
 from marketplace.protocol.client import JobRequest, JobState, Market, ProviderTerms
 from marketplace.protocol.deployment import Deployment
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
@@ -191,11 +192,10 @@ class Chain:
 
 
 @pytest.fixture(scope="module")
-def scenario_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+def scenario_chain(anvil: Anvil) -> Iterator[Chain]:
     """Every lifecycle path walked, plus one job left open and one left assigned."""
-    logs = tmp_path_factory.mktemp("anvil")
-    with Anvil(log_file=logs / "anvil.log") as anvil:
-        w3 = connect(anvil.url)
+    w3 = connect(anvil.url)
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3))
         jobs = {path.__name__: path(cast) for _, path in scenarios.PATHS}
         jobs["open"] = cast.requester.create_job(request(units=11))
@@ -223,12 +223,18 @@ def scenario_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         yield Chain(anvil, w3, cast, jobs)
 
 
+@pytest.fixture(scope="module")
+def _small_cast(anvil: Anvil) -> Iterator[scenarios.Cast]:
+    w3 = connect(anvil.url)
+    with reverted(w3):
+        yield scenarios.setup(w3, funded_account(w3), providers=3)
+
+
 @pytest.fixture
-def small_chain(tmp_path: Path) -> Iterator[Chain]:
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = connect(anvil.url)
-        cast = scenarios.setup(w3, funded_account(w3), providers=3)
-        yield Chain(anvil, w3, cast, {})
+def small_chain(anvil: Anvil, _small_cast: scenarios.Cast) -> Iterator[Chain]:
+    """Three providers and no job; what a test does to the chain is undone after it."""
+    with reverted(_small_cast.w3):
+        yield Chain(anvil, _small_cast.w3, _small_cast, {})
 
 
 # ---------------------------------------------------------------------- tests
@@ -495,6 +501,7 @@ def test_reorg_by_anvil_reorg(small_chain: Chain, tmp_path: Path) -> None:
 def test_rpc_outage_is_retryable_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A node of its own: the outages stop it and start it again from its state file.
     state, port = tmp_path / "anvil-state.json", free_port()
     anvil = Anvil(port=port, state_file=state, log_file=tmp_path / "anvil.log").start()
     try:

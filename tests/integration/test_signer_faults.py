@@ -9,26 +9,29 @@ from collections.abc import Iterator
 import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from marketplace.devnet.anvil import Anvil, funded_account
 from marketplace.protocol import chain
 from marketplace.protocol.chain import Signer, TransactionDropped
 from marketplace.protocol.client import Market
 from marketplace.protocol.deployment import deploy
+from tests.conftest import reverted
 
 
 @pytest.fixture(scope="module")
-def anvil() -> Iterator[Anvil]:
-    with Anvil() as node:
-        yield node
+def _deployed(anvil: Anvil) -> Iterator[Market]:
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    with reverted(w3):
+        owner = funded_account(w3)
+        yield Market(w3, deploy(w3, owner), owner)
 
 
 @pytest.fixture()
-def market(anvil: Anvil) -> Market:
-    w3 = Web3(Web3.HTTPProvider(anvil.url))
-    owner = funded_account(w3)
-    deployment = deploy(w3, owner)
-    return Market(w3, deployment, owner)
+def market(_deployed: Market) -> Iterator[Market]:
+    """What a test does to the chain is undone after it."""
+    with reverted(_deployed.w3):
+        yield _deployed
 
 
 def _mint(market: Market, to: LocalAccount) -> None:
@@ -38,10 +41,11 @@ def _mint(market: Market, to: LocalAccount) -> None:
 def test_a_rollback_does_not_leave_the_signer_on_a_lost_nonce(market: Market) -> None:
     w3 = market.w3
     someone = funded_account(w3)
-    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]
+    snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
     _mint(market, someone)
     _mint(market, someone)
-    w3.provider.make_request("evm_revert", [snapshot])  # both mints and their nonces are gone
+    # Both mints and their nonces are gone.
+    w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])
     started = time.monotonic()
     receipt = market.mint(someone.address, 5)
     assert receipt["status"] == 1
@@ -55,8 +59,8 @@ def test_a_dropped_transaction_is_reported_in_seconds(
     w3 = market.w3
     assert market.signer is not None
     signer: Signer = market.signer
-    w3.provider.make_request("evm_setAutomine", [False])
-    w3.provider.make_request("evm_setIntervalMining", [0])
+    w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    w3.provider.make_request(RPCEndpoint("evm_setIntervalMining"), [0])
     try:
         sent: list[bytes] = []
         original = w3.eth.send_raw_transaction
@@ -64,7 +68,8 @@ def test_a_dropped_transaction_is_reported_in_seconds(
         def send_then_drop(raw: bytes) -> bytes:
             tx_hash = original(raw)
             sent.append(bytes(tx_hash))
-            w3.provider.make_request("anvil_dropTransaction", ["0x" + bytes(tx_hash).hex()])
+            drop = RPCEndpoint("anvil_dropTransaction")
+            w3.provider.make_request(drop, ["0x" + bytes(tx_hash).hex()])
             return tx_hash
 
         monkeypatch.setattr(w3.eth, "send_raw_transaction", send_then_drop)
@@ -75,5 +80,5 @@ def test_a_dropped_transaction_is_reported_in_seconds(
         assert sent
     finally:
         monkeypatch.undo()
-        w3.provider.make_request("evm_setAutomine", [True])
+        w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
     assert market.mint(signer.address, 1)["status"] == 1

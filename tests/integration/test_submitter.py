@@ -17,6 +17,7 @@ from marketplace.protocol.client import FLAG_DRAWN, JobRequest, JobState, Market
 from marketplace.relayer import keeper
 from marketplace.relayer.keeper import KeeperPlan
 from marketplace.relayer.submitter import Submitter, is_transient, read_job_views
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,18 @@ def request(replicas: int = 1, tag: int = 0) -> JobRequest:
     )
 
 
-@pytest.fixture
-def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = connect(anvil.url)
+@pytest.fixture(scope="module")
+def _deployed(anvil: Anvil) -> Iterator[scenarios.Cast]:
+    w3 = connect(anvil.url)
+    with reverted(w3):
         yield scenarios.setup(w3, funded_account(w3), providers=3)
+
+
+@pytest.fixture
+def cast(_deployed: scenarios.Cast) -> Iterator[scenarios.Cast]:
+    """Three providers and no job; what a test does to the chain is undone after it."""
+    with reverted(_deployed.w3):
+        yield _deployed
 
 
 def make_jobs(cast: scenarios.Cast, n: int, replicas: int = 1) -> list[int]:
@@ -205,6 +213,7 @@ def test_transient_classification() -> None:
 
 
 def test_an_anvil_restart_is_ridden_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A node of its own: the test stops it and starts it again from its state file.
     port, state = free_port(), tmp_path / "state.json"
     anvil = Anvil(port=port, state_file=state, log_file=tmp_path / "anvil.log").start()
     try:

