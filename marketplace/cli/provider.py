@@ -34,7 +34,7 @@ from marketplace.cli.common import (
 )
 from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
 from marketplace.protocol.deployment import Deployment, connect_deployment
-from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.places import wallet_path
 from marketplace.protocol.tokens import UINT80_MAX, format_tokens, parse_tokens
 from provider.settings import ProviderSettings
@@ -573,18 +573,15 @@ def status(
 def _why_idle(relayer_url: str, who: str, record: ProviderRecord) -> list[str] | None:
     """Why the provider takes none of the open jobs (empty: it can take one), from the relayer's
     view of its liveness and of the open jobs; None when the relayer does not answer."""
-    import httpx
-
     from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView
     from marketplace.matching.why import why_idle
+    from marketplace.protocol.relayer_http import RelayerClient
 
-    base = relayer_url.rstrip("/")
     try:
-        seen = httpx.get(f"{base}/providers/{who}", timeout=10)
-        jobs = httpx.get(f"{base}/jobs", params={"state": "open", "limit": 500}, timeout=10)
-        jobs.raise_for_status()
-        rows = jobs.json()["jobs"]
-    except (httpx.HTTPError, ValueError, KeyError):
+        with RelayerClient(relayer_url, timeout=10) as relayer:
+            seen = relayer.get(f"/providers/{who}")
+            rows = relayer.get_json("/jobs", what="the open jobs", state="open", limit=500)["jobs"]
+    except (DepinError, ValueError, KeyError, TypeError):
         return None
     live = seen.status_code == 200 and seen.json().get("live") is not False
     view = ProviderView(

@@ -56,7 +56,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-import httpx
 import redis
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -78,6 +77,7 @@ from marketplace.protocol.client import Market, ProviderTerms
 from marketplace.protocol.deployment import Deployment, MarketParams, deploy
 from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.keys import load_keystore, write_keystore
+from marketplace.protocol.relayer_http import RelayerClient
 from marketplace.protocol.settings import RELAYER_DB_FILE, sqlite_url
 
 __all__ = [
@@ -496,12 +496,12 @@ class Devnet:
         live: dict[str, bool] = {}
         if self.state.api_url:
             try:
-                with httpx.Client(base_url=self.state.api_url, timeout=timeout) as http:
-                    relayer["healthz"] = http.get("/healthz").raise_for_status().json()
-                    relayer["status"] = http.get("/status").raise_for_status().json()
-                    book = http.get("/providers/liveness").raise_for_status().json()
+                with RelayerClient(self.state.api_url, timeout=timeout) as http:
+                    relayer["healthz"] = http.get_json("/healthz", what="its health")
+                    relayer["status"] = http.get_json("/status", what="its status")
+                    book = http.get_json("/providers/liveness", what="provider liveness")
                 live = {p["provider"].lower(): bool(p["live"]) for p in book["providers"]}
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (DepinError, ValueError, KeyError, TypeError) as exc:
                 relayer["error"] = f"{type(exc).__name__}: {exc}"
         providers = [
             {**asdict(p), "live": live.get(p.address.lower(), False)} for p in self.state.providers
@@ -662,7 +662,8 @@ class Devnet:
                 finally:
                     client.close()
             if record.role == "relayer":
-                return httpx.get(f"{self.state.api_url}/healthz", timeout=2).status_code == 200
+                with RelayerClient(self.state.api_url, timeout=2) as http:
+                    return http.get("/healthz").status_code == 200
             # Agents and workers serve nothing: still running after a moment is the check.
             return time.monotonic() - started > 1.0
 
@@ -919,7 +920,7 @@ class Devnet:
         }
         command = [config.python, "-m", "marketplace.cli.main", "relayer", "run"]
         proc, log = self._spawn("relayer", "relayer", command, env)
-        with httpx.Client(base_url=self.state.api_url, timeout=2) as http:
+        with RelayerClient(self.state.api_url, timeout=2) as http:
             self._wait(
                 "relayer",
                 proc,
@@ -1003,7 +1004,8 @@ class Devnet:
                     step=record.name,
                     log=Path(record.log),
                 )
-            book = httpx.get(f"{self.state.api_url}/providers/liveness", timeout=2).json()
+            with RelayerClient(self.state.api_url, timeout=2) as http:
+                book = http.get_json("/providers/liveness", what="provider liveness")
             seen.clear()
             seen.update(p["provider"].lower() for p in book["providers"] if p["live"])
             return wanted <= seen
