@@ -14,8 +14,6 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from marketplace.index import events as ev
-from marketplace.index.events import ChainEvent, Decoder
 from marketplace.index.schema import (
     PROJECTIONS,
     AuditRoundRow,
@@ -28,8 +26,10 @@ from marketplace.index.schema import (
     ProviderRow,
     SkippedRow,
 )
+from marketplace.protocol import events as ev
 from marketplace.protocol.client import UNLIMITED_UNITS, JobState
 from marketplace.protocol.deployment import MarketParams
+from marketplace.protocol.events import ChainEvent, Decoder
 
 log = logging.getLogger(__name__)
 

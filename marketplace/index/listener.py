@@ -33,10 +33,10 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3Exception
 from web3.types import BlockData, FilterParams
 
-from marketplace.index.events import Decoder, RawLog
 from marketplace.index.store import CheckpointView, Store
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ChainError, ConfigError
+from marketplace.protocol.events import Decoder, RawLog
 from marketplace.protocol.outage import Outage
 
 log = logging.getLogger(__name__)

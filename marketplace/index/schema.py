@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from marketplace.index.events import RawLog
 from marketplace.matching.matcher import OpenJob, ProviderView
 from marketplace.protocol.client import UNLIMITED_UNITS, JobState
+from marketplace.protocol.events import RawLog
 
 _UINT256_DIGITS = 78  # len(str(2**256 - 1))
 

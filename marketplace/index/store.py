@@ -38,7 +38,6 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace.index import migrate
-from marketplace.index.events import ChainEvent, Decoder
 from marketplace.index.folding import apply_event, processed, provider_row, rebuild
 from marketplace.index.schema import (
     TERMINAL_STATES,
@@ -58,6 +57,7 @@ from marketplace.index.schema import (
 from marketplace.protocol.client import JobState
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.errors import ConfigError
+from marketplace.protocol.events import ChainEvent, Decoder
 
 __all__ = [
     "AuditRoundRow",
@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class CheckpointView:

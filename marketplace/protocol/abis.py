@@ -4,8 +4,9 @@ forge build.
 The SDK is the only place that knows ABIs: `Market` in marketplace.protocol.client reads them
 here and every other module goes through it. Each contract is committed JSON (ABI, creation
 bytecode and forge's `linkReferences`, under marketplace/protocol/compiled/; "artifact" in this
-project means a job's stored input or output blob only) so a requester or provider needs no compiler; `make artifacts` refreshes them
-from `forge build` and a test fails when they are stale.
+project means a job's stored input or output blob only) so a requester or provider needs no
+compiler; `make artifacts` refreshes them from `forge build` and a test fails when they are
+stale.
 
 JobMarket links the external library MarketLib: its creation bytecode holds a 20-byte
 placeholder at each offset listed in `link_references`, which `link` replaces with the address

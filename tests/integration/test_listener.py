@@ -22,7 +22,6 @@ from web3 import Web3
 
 from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account, mine
-from marketplace.index.events import ChainEvent, Decoder, JobCreated, ProviderRegistered
 from marketplace.index.listener import Listener, RPCUnavailable
 from marketplace.index.store import (
     Block,
@@ -37,6 +36,7 @@ from marketplace.index.store import (
 )
 from marketplace.protocol.client import JobRequest, JobState, Market, ProviderTerms
 from marketplace.protocol.deployment import Deployment
+from marketplace.protocol.events import ChainEvent, Decoder, JobCreated, ProviderRegistered
 from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration

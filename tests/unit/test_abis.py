@@ -1,4 +1,5 @@
-"""The compiled contracts (ABI, bytecode) the SDK ships equal what `forge build` produces from contracts/src now.
+"""The compiled contracts (ABI, bytecode) the SDK ships equal what `forge build` makes of
+contracts/src now.
 
 forge compiles contracts/src here, into a private out and cache directory, rather than reading
 contracts/out: that directory may be stale (pytest run without `make`, or forge rewriting only the

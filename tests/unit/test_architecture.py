@@ -204,11 +204,7 @@ def test_the_sql_scan_sees_every_import_form(tmp_path: Path) -> None:
 ABI_ALLOWED = ("marketplace.protocol",)
 #: Known exceptions, each to be removed when its calls move onto `Market`. Tests and bench/ are
 #: not scanned: they drive the contracts directly to check them.
-ABI_EXCEPTIONS = (
-    # The chain index decodes every log of the deployment with processors built from the SDK's
-    # ABIs; the decoder belongs in the SDK next to Market's typed events.
-    "marketplace.index.events",
-)
+ABI_EXCEPTIONS: tuple[str, ...] = ()
 _CONTRACT_NAMESPACES = {"functions", "events"}
 
 

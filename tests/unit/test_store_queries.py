@@ -14,11 +14,11 @@ from eth_abi.abi import encode
 from eth_utils.abi import collapse_if_tuple
 from eth_utils.address import to_checksum_address
 
-from marketplace.index import events
-from marketplace.index.events import ChainEvent, Decoder, RawLog
 from marketplace.index.store import JobsPage, Overview, Position, Seat, Store
+from marketplace.protocol import events
 from marketplace.protocol.client import JobRequest, JobState, ProviderTerms
 from marketplace.protocol.deployment import Deployment, MarketParams
+from marketplace.protocol.events import ChainEvent, Decoder, RawLog
 
 CHAIN_ID = 31337
 DEPLOYMENT = Deployment(
