@@ -19,7 +19,6 @@ smaller batch and asserts on the report. Exit status 0 only when every check pas
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -32,9 +31,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -674,30 +674,6 @@ def print_report(report: DemoReport, console: Console) -> None:
 # ---------------------------------------------------------------------------- entry point
 
 
-def _parse(argv: Sequence[str] | None) -> DemoConfig:
-    parser = argparse.ArgumentParser(prog="python -m marketplace.demo", description=__doc__)
-    parser.add_argument("--providers", type=int, default=DemoConfig.providers)
-    parser.add_argument("--lazy", type=int, default=DemoConfig.lazy)
-    parser.add_argument("--jobs", type=int, default=DemoConfig.jobs)
-    parser.add_argument("--audit-bps", type=int, default=DemoConfig.audit_bps)
-    parser.add_argument("--timeout", type=float, default=DemoConfig.timeout)
-    parser.add_argument("--dir", type=Path, default=None, help="devnet directory (kept)")
-    parser.add_argument("--keep", action="store_true", help="keep the devnet directory")
-    a = parser.parse_args(argv)
-    try:
-        return DemoConfig(
-            providers=a.providers,
-            lazy=a.lazy,
-            jobs=a.jobs,
-            audit_bps=a.audit_bps,
-            timeout=a.timeout,
-            dir=a.dir,
-            keep=a.keep or a.dir is not None,
-        )
-    except DemoConfigError as exc:
-        parser.error(str(exc))
-
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt, so the devnet is stopped as on Ctrl-C."""
@@ -712,8 +688,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    config = _parse(argv)
+def main(config: DemoConfig) -> int:
+    """Runs the demo and prints its report; the exit status (0 only when every check passed)."""
     # Piped output (CI, a log file) gets room for the tables instead of 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=120)
     if config.dir is None:
@@ -740,5 +716,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(
+    help="Runs the marketplace end to end on a fresh local devnet (`make demo`), closes its "
+    "books and checks them; exit status 0 only when every check passes."
+)
+def demo(
+    providers: Annotated[int, typer.Option(help="Providers on the devnet.")] = DemoConfig.providers,
+    lazy: Annotated[int, typer.Option(help="How many of them are lazy.")] = DemoConfig.lazy,
+    jobs: Annotated[int, typer.Option(help="Jobs in the batch.")] = DemoConfig.jobs,
+    audit_bps: Annotated[
+        int, typer.Option(help="Share of single-replica jobs audited, in basis points.")
+    ] = DemoConfig.audit_bps,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds the jobs may take to reach a terminal state.")
+    ] = DemoConfig.timeout,
+    dir: Annotated[Path | None, typer.Option(help="Devnet directory (kept).")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the devnet directory.")] = False,
+) -> None:
+    try:
+        config = DemoConfig(
+            providers=providers,
+            lazy=lazy,
+            jobs=jobs,
+            audit_bps=audit_bps,
+            timeout=timeout,
+            dir=dir,
+            keep=keep or dir is not None,
+        )
+    except DemoConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    raise typer.Exit(main(config))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
+from typer.testing import CliRunner
 
-from marketplace.demo import DemoConfig, DemoConfigError
+from marketplace.demo import DemoConfig, DemoConfigError, app
 from marketplace.devnet.batch import SENTENCES, job_drafts, replicas_for
 from marketplace.devnet.books import Books, Holding, conservation
 
@@ -83,3 +85,10 @@ def test_a_demo_with_a_lazy_provider_needs_a_job_alone_for_every_provider() -> N
     DemoConfig(providers=4, lazy=0, jobs=1)  # nothing to catch: any batch will do
     with pytest.raises(DemoConfigError, match="at least 1"):
         DemoConfig(lazy=0, jobs=0)
+
+
+def test_the_demo_command_refuses_a_batch_that_cannot_catch_the_lazy_provider() -> None:
+    result = CliRunner().invoke(app, ["--providers", "4", "--jobs", "4"])
+    assert result.exit_code == 2
+    words = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's error box
+    assert "--jobs must be at least --providers + 1 (5)" in words
