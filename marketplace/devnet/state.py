@@ -43,7 +43,7 @@ class ProcessRecord:
     pid: int
     pgid: int
     #: Kernel start time of the process (clock ticks since boot), so a reused pid is never
-    #: signalled; None where /proc is unavailable.
+    #: signalled; None when the process could not be read.
     start_ticks: int | None
     log: str
     command: list[str]

@@ -28,6 +28,7 @@ from marketplace.devnet.manager import (
     DevnetConfig,
     DevnetError,
 )
+from marketplace.devnet.processes import process_alive
 from marketplace.devnet.state import DevnetState
 from marketplace.protocol.deployment import Deployment
 
@@ -94,7 +95,7 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         requester = devnet.requester()
         assert requester.address == state.requester.address
         assert requester.balance_of(requester.address) == 10_000 * 10**18
-        assert w3.eth.get_balance(requester.address) > 0
+        assert w3.eth.get_balance(Web3.to_checksum_address(requester.address)) > 0
 
         status = _depin("status", "--dir", str(directory), "--json", timeout=20)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -113,7 +114,7 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         time.sleep(1.5)  # appendfsync everysec
         old_redis = devnet.kill("redis", signal.SIGKILL)
         pgids.append(old_redis.pgid)
-        _wait_for(lambda: not _alive(old_redis.pid))
+        _wait_for(lambda: not process_alive(old_redis))
         (restart,) = devnet.supervise_once()
         assert restart.name == "redis" and restart.restarts == 1 and restart.delay == 0
         new_redis = DevnetState.load(directory).processes[1]
@@ -183,7 +184,7 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         # that component again and leaves the others alone.
         running = {p.name: p.pid for p in DevnetState.load(directory).processes}
         old_relayer = devnet.kill("relayer", signal.SIGKILL)
-        _wait_for(lambda: not _alive(old_relayer.pid))
+        _wait_for(lambda: not process_alive(old_relayer))
         repaired = _depin("up", "--providers", "0", "--dir", str(directory), "--detach")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
         assert "repairing the devnet" in repaired.stdout and "starting relayer" in repaired.stdout
@@ -237,14 +238,6 @@ def test_up_detached_status_and_down(tmp_path: Path) -> None:
         assert clean.returncode == 0 and not directory.exists()
     finally:
         _kill_leftovers(pgids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def _pings(client: redis.Redis) -> bool:
