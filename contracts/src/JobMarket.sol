@@ -50,7 +50,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint128 private _protocolFees;
     uint256 private _totalBonds;
 
-    mapping(uint256 jobId => Job) private _jobs;
+    mapping(uint256 jobId => JobLib.StoredJob) private _jobs;
     mapping(uint256 jobId => mapping(uint256 index => Participant)) private _participants;
     mapping(uint256 jobId => mapping(uint256 index => bytes32 digest)) private _digests;
     mapping(uint256 jobId => uint256 bond) private _bonds;
@@ -121,13 +121,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function cancel(uint256 jobId) external {
-        Job storage j = _requesterJob(jobId, S_OPEN);
+        JobLib.StoredJob storage j = _requesterJob(jobId, S_OPEN);
         _close(jobId, j, JobState.Expired, bytes32(0), 0, _emptyTally());
     }
 
     /// @inheritdoc IJobMarket
     function challenge(uint256 jobId) external nonReentrant {
-        Job storage j = _requesterJob(jobId, S_COMMITTED);
+        JobLib.StoredJob storage j = _requesterJob(jobId, S_COMMITTED);
         _requireBefore(jobId, j);
         uint256 bond = _params.verifiers * JobLib.pay(j);
         j.flags |= FLAG_CHALLENGED;
@@ -163,7 +163,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function release(uint256 jobId) external nonReentrant {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_ASSIGNED);
         // slither-disable-next-line reentrancy-no-eth -- MarketLib (delegatecalled) only calls the registry, the trusted contract fixed at construction; every entry point is nonReentrant
         uint256 fee = MarketLib.release(j, _participants[jobId], _excluded[jobId], _registry, jobId);
@@ -191,7 +191,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function reveal(uint256 jobId, bytes32 digest) external {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_REVEALING);
         _requireBefore(jobId, j);
         uint256 n = j.participants;
@@ -318,7 +318,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function job(uint256 jobId) external view returns (Job memory) {
-        return _jobs[jobId];
+        return JobLib.toJob(_jobs[jobId]);
     }
 
     /// @inheritdoc IJobMarket
@@ -342,7 +342,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function auditSelected(uint256 jobId) external view returns (bool) {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         return MarketLib.auditSelected(j, _params, _participants[jobId][0].commitBlock, jobId);
     }
@@ -415,16 +415,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _createMany(JobRequest[] calldata requests) private returns (uint256 firstJobId, uint256 total) {
         uint256 n = requests.length;
         if (n == 0) revert JobMarketInvalidBatch(0, 0);
-        uint256 profiles = _profileCount(type(uint8).max);
         firstJobId = _jobCount + 1;
         for (uint256 i; i < n; ++i) {
-            total += _create(firstJobId + i, requests[i], profiles);
+            total += _create(firstJobId + i, requests[i], _profileCount(requests[i].profile));
         }
         _jobCount = uint64(firstJobId + n - 1);
     }
 
     /// @dev Profiles are only ever added, so a cached count is a lower bound; it is refreshed
-    /// from the registry when `profileId` lies beyond it (or always, for `type(uint8).max`).
+    /// from the registry only when `profileId` lies beyond it.
     function _profileCount(uint8 profileId) private returns (uint256 count) {
         count = _profilesKnown;
         if (profileId < count) return count;
@@ -454,7 +453,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint16 premiumBps = _premiumBps(p, r.replicas);
         escrow = JobLib.escrowOf(r.replicas, r.units, r.maxPricePerUnit, feeBps, minFee, premiumBps);
         uint32 acceptBy = uint32(block.timestamp) + r.acceptWindow;
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         j.requester = msg.sender;
         j.deadline = acceptBy;
         j.state = JobState.Open;
@@ -472,7 +471,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     function _assign(uint256 jobId, address[] calldata providers) private {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_OPEN);
         _requireBefore(jobId, j);
         uint256 n = providers.length;
@@ -515,7 +514,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     // ================================================================ commit and audit
 
     function _commit(uint256 jobId, bytes32 resultHash, bytes32 seal) private {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         JobState s = j.state;
         _requireState(jobId, s, S_ASSIGNED | S_AUDITING);
         _requireBefore(jobId, j);
@@ -541,7 +540,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         revert JobMarketNotParticipant(jobId, msg.sender);
     }
 
-    function _afterCommit(uint256 jobId, Job storage j, uint256 mask, uint256 active, uint256 n) private {
+    function _afterCommit(uint256 jobId, JobLib.StoredJob storage j, uint256 mask, uint256 active, uint256 n) private {
         if (j.state == JobState.Assigned) {
             // Seats handed back (release) owe no commit.
             if (active & ~mask != 0) return;
@@ -557,19 +556,19 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (n - j.verifiersFrom == j.seats && mask & round == round) _startReveal(jobId, j);
     }
 
-    function _startReveal(uint256 jobId, Job storage j) private {
+    function _startReveal(uint256 jobId, JobLib.StoredJob storage j) private {
         uint32 deadline = uint32(block.timestamp) + _params.revealWindow;
         j.state = JobState.Revealing;
         j.deadline = deadline;
         emit RevealStarted(jobId, deadline);
     }
 
-    function _startAudit(uint256 jobId, Job storage j, uint8 round) private {
+    function _startAudit(uint256 jobId, JobLib.StoredJob storage j, uint8 round) private {
         MarketLib.startAudit(j, _params, jobId, round);
     }
 
     function _drawAudit(uint256 jobId) private returns (bool audited) {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.flags & FLAG_DRAWN != 0) return false; // drawn already: not selected
         uint8 outcome = MarketLib.drawAudit(j, _params, _participants[jobId][0].commitBlock, jobId);
@@ -582,7 +581,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     function _staffAudit(uint256 jobId) private returns (uint256 filled) {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_AUDITING);
         return MarketLib.staffAudit(j, _participants[jobId], _registry, jobId, _params.verifierExecWindow);
     }
@@ -590,7 +589,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     // ================================================================ advancing
 
     function _finalize(uint256 jobId) private {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         JobState s = j.state;
         _requireState(jobId, s, S_COMMITTED | S_AUDITING | S_REVEALING);
         if (s == JobState.Revealing) {
@@ -611,7 +610,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     function _expireDue(uint256 jobId) private {
-        Job storage j = _jobs[jobId];
+        JobLib.StoredJob storage j = _jobs[jobId];
         JobState s = j.state;
         _requireState(jobId, s, S_OPEN | S_ASSIGNED | S_AUDITING);
         _requireAfter(jobId, j);
@@ -629,7 +628,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @dev Every executor seat still held has committed: reveal if anyone did, else reopen once,
     /// else expire with a full refund.
-    function _afterDeadline(uint256 jobId, Job storage j, Tally memory t) private {
+    function _afterDeadline(uint256 jobId, JobLib.StoredJob storage j, Tally memory t) private {
         if (j.commitMask != 0) {
             _startReveal(jobId, j);
         } else if (j.flags & FLAG_REOPENED == 0) {
@@ -642,7 +641,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev A round's deadline passed. Not fully staffed: no verdict is possible, so nobody is
     /// slashed and the requester is refunded. Staffed: verifiers that did not commit are slashed
     /// and everyone who committed reveals.
-    function _auditTimedOut(uint256 jobId, Job storage j) private {
+    function _auditTimedOut(uint256 jobId, JobLib.StoredJob storage j) private {
         if (j.participants - j.verifiersFrom != j.seats) return _noVerdict(jobId, j, _emptyTally());
         Tally memory t = _emptyTally();
         // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
@@ -650,12 +649,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _startReveal(jobId, j);
     }
 
-    function _reopen(uint256 jobId, Job storage j) private {
+    function _reopen(uint256 jobId, JobLib.StoredJob storage j) private {
         uint32 acceptBy = uint32(block.timestamp) + _params.reassignWindow;
         j.state = JobState.Open;
         j.flags |= FLAG_REOPENED;
+        // The clearing price stays (the view reads 0 without participants): the third slot stays
+        // non-zero, so the next assignment rewrites it instead of filling it anew.
         j.participants = 0;
-        j.clearingPrice = 0;
         j.commitMask = 0;
         j.revealMask = 0;
         j.activeMask = 0;
@@ -666,7 +666,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev Slashes every participant from index `from` on that owed a commit and did not make it,
     /// and excludes it from a reopened job. A no-show never compensates the requester (who could
     /// otherwise profit from it); its reward share funds audits.
-    function _slashMissingCommits(uint256 jobId, Job storage j, uint256 from, Tally memory t) private {
+    function _slashMissingCommits(uint256 jobId, JobLib.StoredJob storage j, uint256 from, Tally memory t) private {
         uint256 n = j.participants;
         uint256 missing = j.activeMask & ~uint256(j.commitMask) & JobLib.range(from, n);
         if (missing == 0) return;
@@ -685,7 +685,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     // ================================================================ resolution
 
     /// @dev The result was never checked by anyone else (no audit selected): the executor is paid.
-    function _settleUnverified(uint256 jobId, Job storage j) private {
+    function _settleUnverified(uint256 jobId, JobLib.StoredJob storage j) private {
         address executor = _participants[jobId][0].provider;
         uint256 pay = JobLib.pay(j);
         _credit(jobId, executor, pay);
@@ -703,7 +703,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// majority that would slash an executor who revealed stands only when unanimous; a split one
     /// escalates too, so a minority that wins two of three seats by chance still faces 2k + 1
     /// fresh verifiers before anyone honest can be slashed.
-    function _resolve(uint256 jobId, Job storage j) private {
+    function _resolve(uint256 jobId, JobLib.StoredJob storage j) private {
         if (j.round == 0) {
             (bytes32 digest, uint256 agreeing, uint256 revealed) = _plurality(jobId, 0, j.replicas, j.revealMask);
             if (revealed == 0) return _verdict(jobId, j, bytes32(0), false);
@@ -722,7 +722,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev Whether an executor revealed a digest other than `digest`.
-    function _executorDissents(uint256 jobId, Job storage j, bytes32 digest) private view returns (bool) {
+    function _executorDissents(uint256 jobId, JobLib.StoredJob storage j, bytes32 digest) private view returns (bool) {
         uint256 replicas = j.replicas;
         uint256 revealMask = j.revealMask;
         for (uint256 i; i < replicas; ++i) {
@@ -735,7 +735,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// revealed it are upheld (paid, released); verifiers that revealed another digest before the
     /// escalation round are released unpaid; the rest are slashed. With `found` false (no
     /// executor revealed before any audit) everyone still locked is slashed for not revealing.
-    function _verdict(uint256 jobId, Job storage j, bytes32 digest, bool found) private {
+    function _verdict(uint256 jobId, JobLib.StoredJob storage j, bytes32 digest, bool found) private {
         Tally memory t = _emptyTally();
         // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
         (uint256 upheld, uint256 reward) = _judge(jobId, j, digest, found, t);
@@ -750,7 +750,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @dev Releases the participants that revealed `digest` and slashes the rest still locked;
     /// returns the upheld set and the slashed reward share to distribute.
-    function _judge(uint256 jobId, Job storage j, bytes32 digest, bool found, Tally memory t)
+    function _judge(uint256 jobId, JobLib.StoredJob storage j, bytes32 digest, bool found, Tally memory t)
         private
         returns (uint256 upheld, uint256 reward)
     {
@@ -778,7 +778,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @dev No verdict could be reached: everyone still locked is released unslashed and unpaid,
     /// and the requester gets its escrow and any bond back.
-    function _noVerdict(uint256 jobId, Job storage j, Tally memory t) private {
+    function _noVerdict(uint256 jobId, JobLib.StoredJob storage j, Tally memory t) private {
         uint256 n = j.participants;
         uint256 active = j.activeMask;
         uint96 collateral = JobLib.collateral(j);
@@ -861,7 +861,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         }
     }
 
-    function _release(uint256 jobId, Job storage j, uint256 index, uint96 collateral, bool completed) private {
+    function _release(uint256 jobId, JobLib.StoredJob storage j, uint256 index, uint96 collateral, bool completed) private {
         j.activeMask = uint32(j.activeMask & ~(uint256(1) << index));
         _registry.releaseCollateral(jobId, _participants[jobId][index].provider, collateral, completed);
     }
@@ -869,7 +869,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev Slashes participant `index`'s whole collateral: the requester share is credited to the
     /// requester when `compensate` (else burned with the burn share), and the reward share is
     /// returned for the caller to place.
-    function _slash(uint256 jobId, Job storage j, uint256 index, uint96 amount, bool compensate, Tally memory t)
+    function _slash(uint256 jobId, JobLib.StoredJob storage j, uint256 index, uint96 amount, bool compensate, Tally memory t)
         private
         returns (uint256 reward)
     {
@@ -891,7 +891,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// terminal state.
     function _close(
         uint256 jobId,
-        Job storage j,
+        JobLib.StoredJob storage j,
         JobState outcome,
         bytes32 digest,
         uint256 executorPay,
@@ -906,11 +906,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             t.fees += fee + premium;
         }
         uint256 refund = JobLib.escrow(j) - executorPay - fee - premium;
-        uint256 bond = _bonds[jobId];
-        if (bond != 0) {
-            _bonds[jobId] = 0;
-            _totalBonds -= bond;
-            refund += bond;
+        // Only a challenge posts a bond: an unchallenged job skips reading its (empty) bond slot.
+        if (j.flags & FLAG_CHALLENGED != 0) {
+            uint256 bond = _bonds[jobId];
+            if (bond != 0) {
+                _bonds[jobId] = 0;
+                _totalBonds -= bond;
+                refund += bond;
+            }
         }
         _credit(jobId, j.requester, refund);
         t.refunded += refund;
@@ -958,18 +961,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev Job `jobId`, checked to be in a state of `allowed` and to be the caller's request.
-    function _requesterJob(uint256 jobId, uint256 allowed) private view returns (Job storage j) {
+    function _requesterJob(uint256 jobId, uint256 allowed) private view returns (JobLib.StoredJob storage j) {
         j = _jobs[jobId];
         _requireState(jobId, j.state, allowed);
         if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
     }
 
-    function _requireBefore(uint256 jobId, Job storage j) private view {
+    function _requireBefore(uint256 jobId, JobLib.StoredJob storage j) private view {
         uint32 deadline = j.deadline;
         if (block.timestamp > deadline) revert JobMarketDeadlinePassed(jobId, deadline);
     }
 
-    function _requireAfter(uint256 jobId, Job storage j) private view {
+    function _requireAfter(uint256 jobId, JobLib.StoredJob storage j) private view {
         uint32 deadline = j.deadline;
         if (block.timestamp <= deadline) revert JobMarketDeadlineNotReached(jobId, deadline);
     }

@@ -8,6 +8,74 @@ import {IJobMarket} from "../interfaces/IJobMarket.sol";
 library JobLib {
     uint256 internal constant BPS = 10_000;
 
+    /// @notice A job as the market stores it: the fields of IJobMarket.Job (whose order is part
+    /// of the ABI), ordered by when they are written, so that a job fills two fresh slots at
+    /// creation and a third at its first assignment instead of three at creation.
+    /// Slot 0, written at creation, then on every transition (state and deadline): requester,
+    /// deadline, flags, state, replicas, participants, profile, collateralMultiple, feeBps.
+    /// Slot 1, written once at creation and only read afterwards: the requester's terms and the
+    /// fee snapshots (maxPricePerUnit, units, minVramGiB, execWindow, premiumBps, minFee).
+    /// Slot 2, written from the first assignment on: clearingPrice, the commit, reveal and
+    /// active-seat masks, and the audit round (seedBlock, round, seats, verifiersFrom, draws).
+    /// A reopened job keeps its clearing price (the `job` view reads 0 while `participants` is 0),
+    /// so slot 2 never returns to zero and a reassignment rewrites it instead of filling it anew.
+    struct StoredJob {
+        address requester;
+        uint32 deadline;
+        uint8 flags;
+        IJobMarket.JobState state;
+        uint8 replicas;
+        uint8 participants;
+        uint8 profile;
+        uint8 collateralMultiple;
+        uint16 feeBps;
+        uint80 maxPricePerUnit;
+        uint32 units;
+        uint16 minVramGiB;
+        uint32 execWindow;
+        uint16 premiumBps;
+        uint64 minFee;
+        uint80 clearingPrice;
+        uint32 commitMask;
+        uint32 revealMask;
+        uint32 activeMask;
+        uint32 seedBlock;
+        uint8 round;
+        uint8 seats;
+        uint8 verifiersFrom;
+        uint8 draws;
+    }
+
+    /// @notice Job `j` in the order of IJobMarket.Job (the market's `job` view). Without
+    /// participants (created, or reopened) the clearing price reads 0: a reopen leaves the stored
+    /// one in place (see StoredJob).
+    function toJob(StoredJob storage j) internal view returns (IJobMarket.Job memory v) {
+        v.requester = j.requester;
+        v.deadline = j.deadline;
+        v.flags = j.flags;
+        v.state = j.state;
+        v.replicas = j.replicas;
+        v.participants = j.participants;
+        v.profile = j.profile;
+        v.collateralMultiple = j.collateralMultiple;
+        v.feeBps = j.feeBps;
+        v.maxPricePerUnit = j.maxPricePerUnit;
+        v.clearingPrice = v.participants == 0 ? 0 : j.clearingPrice;
+        v.units = j.units;
+        v.minVramGiB = j.minVramGiB;
+        v.execWindow = j.execWindow;
+        v.premiumBps = j.premiumBps;
+        v.commitMask = j.commitMask;
+        v.revealMask = j.revealMask;
+        v.activeMask = j.activeMask;
+        v.seedBlock = j.seedBlock;
+        v.round = j.round;
+        v.seats = j.seats;
+        v.verifiersFrom = j.verifiersFrom;
+        v.draws = j.draws;
+        v.minFee = j.minFee;
+    }
+
     /// @notice keccak256(abi.encode(jobId, digest)): the public result hash.
     function resultHash(uint256 jobId, bytes32 digest) internal pure returns (bytes32) {
         return keccak256(abi.encode(jobId, digest));
@@ -52,17 +120,17 @@ library JobLib {
     }
 
     /// @notice Escrow held for `j`.
-    function escrow(IJobMarket.Job storage j) internal view returns (uint256) {
+    function escrow(StoredJob storage j) internal view returns (uint256) {
         return escrowOf(j.replicas, j.units, j.maxPricePerUnit, j.feeBps, j.minFee, j.premiumBps);
     }
 
     /// @notice What one upheld executor or verifier of `j` is paid: units x clearing price.
-    function pay(IJobMarket.Job storage j) internal view returns (uint256) {
+    function pay(StoredJob storage j) internal view returns (uint256) {
         return uint256(j.units) * j.clearingPrice;
     }
 
     /// @notice Collateral each participant of `j` locks: multiple x units x clearing price.
-    function collateral(IJobMarket.Job storage j) internal view returns (uint96) {
+    function collateral(StoredJob storage j) internal view returns (uint96) {
         return uint96(uint256(j.collateralMultiple) * j.units * j.clearingPrice);
     }
 

@@ -101,7 +101,7 @@ library MarketLib {
 
     /// @notice Whether the audit draw of Committed job `jobId` selects it (see
     /// IJobMarket.auditSelected); the caller has checked the state.
-    function auditSelected(IJobMarket.Job storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
+    function auditSelected(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
         external
         view
         returns (bool)
@@ -120,7 +120,7 @@ library MarketLib {
     /// way: the draw is re-seeded from the current block, which the caller cannot know when it
     /// sends the transaction. When the draw selects the job, audit round 1 starts.
     /// @return outcome DRAW_RESEEDED, DRAW_AUDITED or DRAW_CLEAR (the caller records a clear draw).
-    function drawAudit(IJobMarket.Job storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
+    function drawAudit(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
         external
         returns (uint8 outcome)
     {
@@ -144,7 +144,7 @@ library MarketLib {
 
     /// @notice Opens audit round `round` of job `jobId` (1: k seats, 2: 2k + 1 fresh seats); its
     /// verifiers are drawn from the hash of this block, which nobody calling now can know.
-    function startAudit(IJobMarket.Job storage j, IJobMarket.Params storage p, uint256 jobId, uint8 round) public {
+    function startAudit(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint256 jobId, uint8 round) public {
         uint8 k = p.verifiers;
         uint8 seats = round == 1 ? k : 2 * k + 1;
         uint32 staffBy = uint32(block.timestamp) + p.verifierAssignWindow;
@@ -165,7 +165,7 @@ library MarketLib {
     /// excluded from the job.
     /// @return fee What the registry sent to the market, for the caller to place.
     function release(
-        IJobMarket.Job storage j,
+        JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
         mapping(address => bool) storage excluded,
         IProviderRegistry registry,
@@ -201,7 +201,7 @@ library MarketLib {
     /// @notice Draws verifiers for the current round of Auditing job `jobId` (see
     /// IJobMarket.staffAudit); the caller has checked the state.
     function staffAudit(
-        IJobMarket.Job storage j,
+        JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
         IProviderRegistry registry,
         uint256 jobId,
@@ -236,7 +236,7 @@ library MarketLib {
     /// @dev Records drawn verifiers as participants from index `n`; once the round is staffed
     /// (`execWindow` non-zero) their commit window starts now.
     function _seatVerifiers(
-        IJobMarket.Job storage j,
+        JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
         uint256 jobId,
         address[] memory drawn,
@@ -262,7 +262,7 @@ library MarketLib {
     /// @dev Asks the registry for `need` verifiers, excluding the requester and every participant so
     /// far; the draw sequence continues where the round's earlier calls left it.
     function _drawVerifiers(
-        IJobMarket.Job storage j,
+        JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
         IProviderRegistry registry,
         uint256 jobId,
@@ -280,7 +280,7 @@ library MarketLib {
         j.draws = uint8(j.draws + draws);
     }
 
-    function _drawRequest(IJobMarket.Job storage j, uint256 jobId, bytes32 seed, uint256 need)
+    function _drawRequest(JobLib.StoredJob storage j, uint256 jobId, bytes32 seed, uint256 need)
         private
         view
         returns (IProviderRegistry.Draw memory)
