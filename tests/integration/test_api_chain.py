@@ -28,7 +28,7 @@ from marketplace.index.listener import Listener
 from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState, Market
 from marketplace.protocol.heartbeat import Heartbeat, MemoryLivenessBook
-from tests.conftest import serve
+from tests.conftest import reverted, serve
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +56,10 @@ def _request(units: int, replicas: int = 1) -> JobRequest:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, anvil: Anvil) -> Iterator[World]:
     base = tmp_path_factory.mktemp("api_chain")
-    with Anvil(log_file=base / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3))
         jobs = {
             path.__name__: path(cast)
@@ -361,10 +361,10 @@ def test_empty_store(tmp_path: Path) -> None:
     store.close()
 
 
-def test_why_a_reopened_job_waits_counts_its_no_show_out(tmp_path: Path) -> None:
+def test_why_a_reopened_job_waits_counts_its_no_show_out(anvil: Anvil, tmp_path: Path) -> None:
     """The contract bars a reopened job's no-show from it: the API's explanation must too."""
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 5}))
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3))
         alice = cast.providers["alice"]
         job = cast.requester.create_job(_request(units=3))

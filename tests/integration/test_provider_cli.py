@@ -25,6 +25,7 @@ from marketplace.protocol.deployment import Deployment, deploy
 from marketplace.protocol.keys import write_keystore
 from marketplace.protocol.tokens import format_tokens
 from provider.runtime.device import profile_name
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,9 @@ class Provider:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    with Anvil() as node:
-        w3 = Web3(Web3.HTTPProvider(node.url))
+def chain(tmp_path_factory: pytest.TempPathFactory, anvil: Anvil) -> Iterator[Chain]:
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    with reverted(w3):
         owner, matcher = funded_account(w3), funded_account(w3)
         deployment_file = tmp_path_factory.mktemp("chain") / "deployment.json"
         deployment = deploy(
@@ -61,7 +62,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             write_to=deployment_file,
         )
         admin = Market(w3, deployment, owner)
-        yield Chain(w3, node.url, deployment, deployment_file, admin, admin.as_account(matcher))
+        yield Chain(w3, anvil.url, deployment, deployment_file, admin, admin.as_account(matcher))
 
 
 @pytest.fixture(autouse=True)
@@ -71,17 +72,19 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def provider(chain: Chain) -> Provider:
-    """A fresh key with gas and 2,000 tokens, given to the CLI as DEPIN_PROVIDER_PRIVATE_KEY."""
-    account = funded_account(chain.w3)
-    chain.admin.mint(account.address, 2_000 * TOKEN)
-    env = {
-        "DEPIN_PROVIDER_RPC_URL": chain.url,
-        "DEPIN_PROVIDER_DEPLOYMENT_FILE": str(chain.deployment_file),
-        "DEPIN_PROVIDER_PRIVATE_KEY": "0x" + bytes(account.key).hex(),
-        "DEPIN_PROVIDER_RELAYER_URL": f"http://127.0.0.1:{free_port()}",  # none: chain only
-    }
-    return Provider(account, env)
+def provider(chain: Chain) -> Iterator[Provider]:
+    """A fresh key with gas and 2,000 tokens, given to the CLI as DEPIN_PROVIDER_PRIVATE_KEY;
+    what the test does to the chain (the clock included) is undone after it."""
+    with reverted(chain.w3):
+        account = funded_account(chain.w3)
+        chain.admin.mint(account.address, 2_000 * TOKEN)
+        env = {
+            "DEPIN_PROVIDER_RPC_URL": chain.url,
+            "DEPIN_PROVIDER_DEPLOYMENT_FILE": str(chain.deployment_file),
+            "DEPIN_PROVIDER_PRIVATE_KEY": "0x" + bytes(account.key).hex(),
+            "DEPIN_PROVIDER_RELAYER_URL": f"http://127.0.0.1:{free_port()}",  # none: chain only
+        }
+        yield Provider(account, env)
 
 
 def cli(env: dict[str, str], *args: str, code: int = 0) -> str:

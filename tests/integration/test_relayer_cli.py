@@ -21,6 +21,7 @@ from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, free_port, funded_account
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.protocol.heartbeat import sign_heartbeat
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
@@ -94,9 +95,12 @@ def _post_heartbeat(
         time.sleep(0.2)
 
 
-def test_relayer_run_serves_api_and_assigns_heartbeating_providers(tmp_path: Path) -> None:
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+def test_relayer_run_serves_api_and_assigns_heartbeating_providers(
+    anvil: Anvil, tmp_path: Path
+) -> None:
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    # The relayer process is gone (the `finally` below) before the revert undoes its work.
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3), providers=3)
         scenarios.set_audit_rate(cast, 0)
         port = free_port()

@@ -27,7 +27,7 @@ from marketplace.index.store import Store
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.relayer.service import Relayer
-from tests.conftest import serve
+from tests.conftest import reverted, serve
 from tests.integration.test_relayer_service import request, settings_for
 
 pytestmark = pytest.mark.integration
@@ -83,6 +83,7 @@ def assignments(relayer: Relayer, job_ids: list[int]) -> dict[int, int]:
 def test_anvil_killed_and_restarted_from_an_older_state(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # A node of its own: the test kills it and starts it again from an older state dump.
     anvil = Anvil(state_file=tmp_path / "anvil-state.json", log_file=tmp_path / "anvil.log")
     anvil.start()
     try:
@@ -140,6 +141,7 @@ def test_assignments_lost_with_a_rollback_are_matched_again_before_the_listener_
     # With confirmations the listener lags the head, so the relayer's own book of jobs it
     # assigned is what keeps them out of matching. A rollback that takes the assignments must
     # empty that book at once, or the jobs wait until the chain grows past the lost block.
+    # A node of its own: the test kills it and starts it again from an older state dump.
     anvil = Anvil(state_file=tmp_path / "anvil-state.json", log_file=tmp_path / "anvil.log")
     anvil.start()
     try:
@@ -166,13 +168,21 @@ def test_assignments_lost_with_a_rollback_are_matched_again_before_the_listener_
         anvil.stop()
 
 
-@pytest.fixture
-def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+@pytest.fixture(scope="module")
+def _deployed(anvil: Anvil) -> Iterator[scenarios.Cast]:
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3), providers=4)
         scenarios.set_audit_rate(cast, 0)
         yield cast
+
+
+@pytest.fixture
+def cast(_deployed: scenarios.Cast) -> Iterator[scenarios.Cast]:
+    """Four providers and no job; what a test does to the chain is undone after it (each test
+    stops its relayer first, and its store is its own)."""
+    with reverted(_deployed.w3):
+        yield _deployed
 
 
 def test_locked_database_the_keeper_keeps_going_and_the_loop_resumes(

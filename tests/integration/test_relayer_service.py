@@ -23,6 +23,7 @@ from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState
 from marketplace.relayer.service import Relayer
 from marketplace.relayer.settings import RelayerSettings
+from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +38,21 @@ def request(replicas: int = 1, tag: int = 0, **kw: int) -> JobRequest:
     )
 
 
-@pytest.fixture
-def cast(tmp_path: Path) -> Iterator[scenarios.Cast]:
-    with Anvil(log_file=tmp_path / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+@pytest.fixture(scope="module")
+def _deployed(anvil: Anvil) -> Iterator[scenarios.Cast]:
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    with reverted(w3):
         cast = scenarios.setup(w3, funded_account(w3), providers=7)
         scenarios.set_audit_rate(cast, 0)
         yield cast
+
+
+@pytest.fixture
+def cast(_deployed: scenarios.Cast) -> Iterator[scenarios.Cast]:
+    """Seven providers and no job; what a test does to the chain is undone after it (its
+    relayer only steps when the test calls it, and its store is its own)."""
+    with reverted(_deployed.w3):
+        yield _deployed
 
 
 def settings_for(

@@ -63,7 +63,7 @@ from marketplace.requester import (
     WrongState,
     encode_sentences,
 )
-from tests.conftest import serve
+from tests.conftest import reverted, serve
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +98,12 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, anvil: Anvil) -> Iterator[World]:
+    """One deployment the module's tests build on in turn (later ones step over earlier ones'
+    jobs), and the store its listener filled: both live as long as the module's snapshot."""
     base = tmp_path_factory.mktemp("requester")
-    with Anvil(log_file=base / "anvil.log") as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    with reverted(w3):
         owner = funded_account(w3)
         cast = scenarios.setup(w3, owner, providers=3)
         scenarios.set_audit_rate(cast, 0)  # the floor rate: a test that settles draws clear
@@ -741,6 +743,7 @@ def test_cli_reads_a_config_file_instead_of_variables(
 
 
 def test_cli_faucet_refuses_other_chains(world: World, env: dict[str, str], tmp_path: Path) -> None:
+    # A node of its own: the refusal is about the chain id, which the shared node cannot change.
     with Anvil(chain_id=5) as other:
         w3 = Web3(Web3.HTTPProvider(other.url))
         dep = replace(world.cast.deployment, chain_id=5)
