@@ -76,6 +76,7 @@ from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.relayer_http import RelayerClient, RelayerUnreachable
 from marketplace.protocol.results import sign_result_notice
+from marketplace.protocol.wakeup import Wakeup, following
 from provider.behaviors import Strategy, strategy_for
 from provider.deadline import ChainClock
 from provider.ledger import DutyRow, DutyStatus, Ledger
@@ -274,7 +275,12 @@ class Agent:
     def from_settings(cls, settings: ProviderSettings) -> Agent:
         deployment = Deployment.load(settings.deployment_file)
         account = settings.account()
-        market = Market(connect_deployment(settings.rpc_url, deployment), deployment, account)
+        market = Market(
+            connect_deployment(settings.rpc_url, deployment),
+            deployment,
+            account,
+            fees=settings.fee_policy(),
+        )
         url = settings.database_url(account.address)
         return cls(settings, market=market, store=Store(url), ledger=Ledger(url))
 
@@ -355,10 +361,21 @@ class Agent:
         return True
 
     def run(self, stop: threading.Event) -> None:
-        """Steps every `poll_interval` seconds until `stop` is set. Dependency outages are
+        """Steps on every new block and finished task, and at least every `poll_interval`
+        seconds, until `stop` is set. Dependency outages are
         handled inside the step; any other error is logged with its traceback and the loop
         goes on after a pause."""
         log.info("agent of %s started (%s)", self.me, self.strategy.name)
+        # A new block (an assignment, a close) or a finished task (Celery's Redis backend
+        # publishes each result on its key) ends the wait at once.
+        prefix = self.celery.backend.get_key_for_task("*")
+        pattern = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+        with following(
+            self.settings.heads_url(), redis_url=self.settings.broker_url, redis_pattern=pattern
+        ) as wakeup:
+            self._run(stop, wakeup)
+
+    def _run(self, stop: threading.Event, wakeup: Wakeup) -> None:
         while not stop.is_set():
             try:
                 report = self.step()
@@ -392,7 +409,7 @@ class Agent:
                 )
             if report.staffed:
                 log.info("staffed the audits of own jobs %s", report.staffed)
-            stop.wait(self.settings.poll_interval)
+            wakeup.wait(stop, self.settings.poll_interval)
 
     # ------------------------------------------------------------------ following the chain
 

@@ -1,17 +1,21 @@
 """Signing and sending transactions with a local key: nonce tracking, gas estimation, reverts
-decoded into ContractRevert before anything is broadcast."""
+decoded into ContractRevert before anything is broadcast, EIP-1559 fees from the chain's base
+fee, and the two ways a sent transaction misbehaves on a real chain: it sits pending because the
+base fee rose past its cap (replaced at the same nonce with higher fees), or the node drops it
+from its pool (sent again while its nonce is still free)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import Nonce, TxParams, TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from marketplace.protocol.errors import ChainError, TransactionFailed, decode_revert
 
@@ -19,6 +23,57 @@ from marketplace.protocol.errors import ChainError, TransactionFailed, decode_re
 RECEIPT_TIMEOUT = 120.0
 #: Seconds between two checks that the node still knows a sent, unmined transaction.
 _DROP_CHECK = 2.0
+#: Times a transaction the node dropped is sent again before `transact` gives up on it.
+_RESENDS: Final = 3
+#: Least raise of both fee caps for a replacement: nodes refuse one below 10 %.
+_BUMP: Final = 1.125
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """How a signer prices its transactions (EIP-1559).
+
+    The fee cap is twice the latest base fee plus the tip, so a transaction survives the base
+    fee doubling (six full blocks in a row) before it is stuck; a transaction still pending
+    after `replace_after` seconds is signed again at the same nonce with both caps raised by at
+    least 12.5 % and at least to what the chain asks now, up to `max_fee_wei`."""
+
+    #: The tip, in wei; None asks the node (`eth_maxPriorityFeePerGas`).
+    priority_fee_wei: int | None = None
+    #: Seconds a sent transaction may stay pending before it is replaced with higher fees.
+    replace_after: float = 30.0
+    #: The most this signer pays per gas, tip included; None: no ceiling.
+    max_fee_wei: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.replace_after <= 0:
+            raise ValueError("replace_after must be positive")
+        if self.priority_fee_wei is not None and self.priority_fee_wei < 0:
+            raise ValueError("priority_fee_wei must not be negative")
+
+    def fees(self, w3: Web3) -> tuple[int, int]:
+        """(max fee, tip) per gas for a transaction sent now."""
+        base = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        tip = self.priority_fee_wei if self.priority_fee_wei is not None else _node_tip(w3)
+        return self._capped(2 * base + tip, tip)
+
+    def bumped(self, w3: Web3, max_fee: int, tip: int) -> tuple[int, int]:
+        """The caps of a replacement for a transaction priced (max_fee, tip)."""
+        now_fee, now_tip = self.fees(w3)
+        new_tip = max(int(tip * _BUMP) + 1, now_tip)
+        return self._capped(max(int(max_fee * _BUMP) + 1, now_fee, new_tip), new_tip)
+
+    def _capped(self, max_fee: int, tip: int) -> tuple[int, int]:
+        if self.max_fee_wei is not None:
+            max_fee = min(max_fee, self.max_fee_wei)
+        return max_fee, min(tip, max_fee)
+
+
+def _node_tip(w3: Web3) -> int:
+    try:
+        return int(w3.eth.max_priority_fee)
+    except Web3RPCError:  # a node without the call: the common 1 gwei
+        return 10**9
 
 
 class TransactionDropped(ChainError):
@@ -59,9 +114,11 @@ class Signer:
     call). A nonce remembered here would outlive transactions the chain lost (a node restarted
     from an older state, a rollback) and queue every later transaction behind the gap."""
 
-    def __init__(self, w3: Web3, account: LocalAccount) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, fees: FeePolicy | None = None) -> None:
         self.w3 = w3
         self.account = account
+        #: How transactions are priced and when a pending one is replaced.
+        self.fees = fees if fees is not None else FeePolicy()
         self._lock = threading.Lock()
         self._nonce: int | None = None
 
@@ -97,50 +154,102 @@ class Signer:
             self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
             params["gas"] = int(gas * _GAS_HEADROOM)
             params["nonce"] = Nonce(self._nonce)
-            tx = call.build_transaction(params)
-            signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
-            try:
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Web3RPCError as exc:
-                if _no_gas_money(exc):
-                    raise self._unfunded() from exc
-                raise
+            max_fee, tip = self.fees.fees(self.w3)
+            params["maxFeePerGas"] = Wei(max_fee)
+            params["maxPriorityFeePerGas"] = Wei(tip)
+            tx = dict(call.build_transaction(params))
+            tx_hash = self._broadcast(tx)
             self._nonce += 1
-        receipt = self._wait(tx_hash)
+        receipt = self._wait(tx, tx_hash)
         if receipt["status"] != 1:
             raise TransactionFailed(
-                f"transaction {tx_hash.hex()} reverted on-chain after a successful estimate; "
-                "state changed in between: re-read the job and retry"
+                f"transaction {receipt['transactionHash'].hex()} reverted on-chain after a "
+                "successful estimate; state changed in between: re-read the job and retry"
             )
         return receipt
 
-    def _wait(self, tx_hash: Any) -> TxReceipt:
-        """The receipt of `tx_hash`; TransactionDropped as soon as the node forgets it (a
-        restart from an older state or a rollback), instead of waiting out the timeout."""
+    def _broadcast(self, tx: dict[str, Any]) -> Any:
+        signed = self.account.sign_transaction(tx)
+        try:
+            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Web3RPCError as exc:
+            if _no_gas_money(exc):
+                raise self._unfunded() from exc
+            raise
+
+    def _wait(self, tx: dict[str, Any], tx_hash: Any) -> TxReceipt:
+        """The receipt of `tx` or of a replacement of it (same nonce, higher fees, sent once it
+        is pending longer than `fees.replace_after`). A transaction the node dropped is sent
+        again while its nonce is free; TransactionDropped once the nonce was taken by another
+        or after `_RESENDS` tries (a restart from an older state, a rollback)."""
+        hashes = [tx_hash]
         started = time.monotonic()
-        checked = started
+        checked = priced = started
+        resends = 0
         while True:
-            try:
-                return self.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                pass
+            for sent in reversed(hashes):
+                try:
+                    return self.w3.eth.get_transaction_receipt(sent)
+                except TransactionNotFound:
+                    pass
             now = time.monotonic()
             if now - checked >= _DROP_CHECK:
                 checked = now
                 try:
-                    self.w3.eth.get_transaction(tx_hash)
+                    self.w3.eth.get_transaction(hashes[-1])
                 except TransactionNotFound:
-                    self.reset_nonce()
-                    raise TransactionDropped(
-                        f"transaction {tx_hash.hex()} was dropped by the node (restart or "
-                        "rollback) before it was mined; re-read the chain and send it again"
-                    ) from None
+                    if resends >= _RESENDS or not self._nonce_free(tx["nonce"]):
+                        self.reset_nonce()
+                        raise TransactionDropped(
+                            f"transaction {hashes[-1].hex()} was dropped by the node (restart or "
+                            "rollback) before it was mined; re-read the chain and send it again"
+                        ) from None
+                    resends += 1
+                    hashes.append(self._resend(tx))
+                    continue
+            if now - priced >= self.fees.replace_after:
+                priced = now
+                replacement = self._replace(tx)
+                if replacement is not None:
+                    hashes.append(replacement)
+                    continue
             if now - started > RECEIPT_TIMEOUT:
                 raise ChainError(
-                    f"transaction {tx_hash.hex()} not mined after {RECEIPT_TIMEOUT:.0f} s; check "
-                    "the node (is it mining?) and the gas price, then send again"
+                    f"transaction {hashes[-1].hex()} not mined after {RECEIPT_TIMEOUT:.0f} s; "
+                    "check the node (is it mining?) and the fee settings, then send again"
                 )
             time.sleep(0.1)
+
+    def _nonce_free(self, nonce: int) -> bool:
+        return int(self.w3.eth.get_transaction_count(self.account.address, "latest")) <= nonce
+
+    def _resend(self, tx: dict[str, Any]) -> Any:
+        """Sends a dropped `tx` again, priced anew when the chain's fees outgrew it (nodes evict
+        transactions whose cap fell below the base fee)."""
+        max_fee, tip = self.fees.fees(self.w3)
+        if max_fee > int(tx["maxFeePerGas"]):
+            tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = max_fee, tip
+        try:
+            return self._broadcast(tx)
+        except Web3RPCError as exc:
+            raise TransactionDropped(
+                f"the node dropped transaction nonce {tx['nonce']} and refused it again ({exc}); "
+                "re-read the chain and send it again"
+            ) from exc
+
+    def _replace(self, tx: dict[str, Any]) -> Any | None:
+        """Signs `tx` again with higher fee caps and sends it; None when the node keeps the
+        old one (an older one was mined meanwhile, or the raise was not enough: next time)."""
+        max_fee, tip = self.fees.bumped(
+            self.w3, int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
+        )
+        if max_fee <= int(tx["maxFeePerGas"]):
+            return None  # at the ceiling: wait for the base fee to fall
+        tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = max_fee, tip
+        try:
+            return self._broadcast(tx)
+        except Web3RPCError:
+            return None
 
     def _unfunded(self) -> TransactionFailed:
         return TransactionFailed(

@@ -22,7 +22,7 @@ from web3.logs import DISCARD
 from web3.types import RPCEndpoint, TxReceipt
 
 from marketplace.protocol import abis, hashing
-from marketplace.protocol.chain import Signer
+from marketplace.protocol.chain import FeePolicy, Signer
 from marketplace.protocol.deployment import Deployment, MarketParams
 from marketplace.protocol.errors import ConfigError, ContractRevert, decode_revert
 
@@ -409,11 +409,16 @@ class Market:
     """The three contracts of one deployment, read and written through one optional key."""
 
     def __init__(
-        self, w3: Web3, deployment: Deployment, account: LocalAccount | None = None
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: LocalAccount | None = None,
+        *,
+        fees: FeePolicy | None = None,
     ) -> None:
         self.w3 = w3
         self.deployment = deployment
-        self.signer = Signer(w3, account) if account is not None else None
+        self.signer = Signer(w3, account, fees) if account is not None else None
         self.token = self._contract("ComputeToken", deployment.token)
         self.registry = self._contract("ProviderRegistry", deployment.registry)
         self.market = self._contract("JobMarket", deployment.market)
@@ -423,7 +428,8 @@ class Market:
 
     def as_account(self, account: LocalAccount) -> Market:
         """The same deployment driven by another key."""
-        return Market(self.w3, self.deployment, account)
+        fees = self.signer.fees if self.signer is not None else None
+        return Market(self.w3, self.deployment, account, fees=fees)
 
     @property
     def address(self) -> str:

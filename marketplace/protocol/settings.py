@@ -30,16 +30,18 @@ import os
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from eth_account.signers.local import LocalAccount
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from marketplace.protocol.chain import FeePolicy
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.keys import load_account
 from marketplace.protocol.places import config_dir, data_dir
+from marketplace.protocol.wakeup import ws_url_for
 
 __all__ = [
     "CONFIG_ENV",
@@ -54,9 +56,13 @@ __all__ = [
 #: The variable that names the configuration file.
 CONFIG_ENV: Final = "DEPIN_CONFIG"
 #: The top-level keys: settings that several roles share.
-SHARED_KEYS: Final = frozenset({"rpc_url", "deployment_file", "relayer_url"})
+SHARED_KEYS: Final = frozenset({"rpc_url", "ws_url", "deployment_file", "relayer_url"})
 #: The relayer database's file name, in the data directory unless its URL is configured.
 RELAYER_DB_FILE: Final = "relayer.sqlite3"
+
+
+def _wei(gwei: float | None) -> int | None:
+    return None if gwei is None else round(gwei * 10**9)
 
 
 def sqlite_url(path: Path) -> str:
@@ -168,6 +174,10 @@ class ChainSettings(DepinSettings):
 
     #: JSON-RPC endpoint of the chain the deployment lives on.
     rpc_url: str = "http://127.0.0.1:8545"
+    #: WebSocket endpoint whose new-block notices wake the role's loops at once: empty takes
+    #: `rpc_url` with its scheme swapped (ws://, wss://: most nodes serve both on one port),
+    #: "off" polls only. Without one the loops read the chain every poll interval.
+    ws_url: str = ""
     #: The deployment file naming the contracts.
     deployment_file: Path = Path("deployment.json")
     #: Encrypted JSON keystore (eth-account / geth format) of the role's key.
@@ -176,6 +186,35 @@ class ChainSettings(DepinSettings):
     keystore_password: SecretStr | None = None
     #: The key as 0x-prefixed hex, instead of a keystore (devnets, tests).
     private_key: SecretStr | None = None
+
+    #: The tip per gas, in gwei, of this role's transactions; empty asks the node.
+    priority_fee_gwei: Annotated[float, Field(ge=0)] | None = None
+    #: The most this role pays per gas, in gwei, tip included; empty: no ceiling.
+    max_fee_gwei: Annotated[float, Field(gt=0)] | None = None
+    #: Seconds a sent transaction may stay pending before it is replaced with higher fees.
+    replace_after: Annotated[float, Field(gt=0)] = 30.0
+
+    def fee_policy(self) -> FeePolicy:
+        """How this role prices its transactions and replaces stuck ones."""
+        return FeePolicy(
+            priority_fee_wei=_wei(self.priority_fee_gwei),
+            max_fee_wei=_wei(self.max_fee_gwei),
+            replace_after=self.replace_after,
+        )
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if value not in ("", "off") and not value.startswith(("ws://", "wss://")):
+            raise ValueError(
+                f"{value!r} is not a WebSocket URL: give ws://host:port or wss://..., leave it "
+                "empty to derive it from rpc_url, or 'off' to poll only"
+            )
+        return value
+
+    def heads_url(self) -> str | None:
+        """The WebSocket endpoint to follow new blocks at, or None to poll only."""
+        return ws_url_for(self.rpc_url, self.ws_url)
 
     @field_validator("deployment_file", "keystore_file")
     @classmethod

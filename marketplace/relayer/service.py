@@ -59,6 +59,7 @@ from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError
 from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
+from marketplace.protocol.wakeup import Wakeup, following
 from marketplace.relayer import keeper
 from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
@@ -120,7 +121,7 @@ class Relayer:
         deployment = Deployment.load(settings.deployment_file)
         w3 = connect_deployment(settings.rpc_url, deployment)
         account: LocalAccount = settings.account()
-        self.market = Market(w3, deployment, account)
+        self.market = Market(w3, deployment, account, fees=settings.fee_policy())
         self.w3: Web3 = self.market.w3
         self.deployment = self.market.deployment
         self.store = _open_store(settings)
@@ -249,10 +250,15 @@ class Relayer:
                 self.skips.record(by_id[d.job_id], d.kind)
 
     def run(self, stop: threading.Event) -> None:
-        """Runs `step()` every `poll_interval` seconds until `stop` is set. An RPC or database
+        """Runs `step()` on every new block (`settings.heads_url()`) and at least every
+        `poll_interval` seconds, until `stop` is set. An RPC or database
         outage is logged once; the loop backs off (up to `max_backoff`) and resumes when the
         dependency is back. Other errors (a bug, a misconfiguration) end the loop: the process
         exits and its supervisor restarts it."""
+        with following(self.settings.heads_url()) as wakeup:
+            self._run(stop, wakeup)
+
+    def _run(self, stop: threading.Event, wakeup: Wakeup) -> None:
         while not stop.is_set():
             try:
                 report = self.step()
@@ -270,7 +276,7 @@ class Relayer:
                 (report.assigned, report.drawn, report.staffed, report.finalized, report.expired)
             ):
                 log.info("step: %s", report.as_dict())
-            stop.wait(self.settings.poll_interval)
+            wakeup.wait(stop, self.settings.poll_interval)
 
     # ------------------------------------------------------------------ inputs
 

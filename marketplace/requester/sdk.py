@@ -20,6 +20,7 @@ submission moves no funds and creates no job.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,7 @@ from marketplace.protocol.artifact_client import (
     ArtifactNotFound,
     RelayerUnreachable,
 )
+from marketplace.protocol.chain import FeePolicy
 from marketplace.protocol.client import VALID_REPLICAS, Job, JobState, Market
 from marketplace.protocol.deployment import MIN_WINDOW, Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError, DepinError
@@ -53,6 +55,7 @@ from marketplace.protocol.results import (
 )
 from marketplace.protocol.spec import JobSpec, ParamValue
 from marketplace.protocol.tokens import format_tokens
+from marketplace.protocol.wakeup import Wakeup, following, ws_url_for
 from marketplace.requester.errors import (
     InputError,
     InsufficientFunds,
@@ -104,20 +107,26 @@ class Requester:
         *,
         poll_interval: float = 1.0,
         http_timeout: float = 30.0,
+        heads_url: str | None = None,
+        fees: FeePolicy | None = None,
     ) -> None:
         """`account` is the wallet's key, or only its address for a watch-only requester
-        (status, list, wait: no password needed; anything that signs or decrypts refuses)."""
+        (status, list, wait: no password needed; anything that signs or decrypts refuses).
+        `heads_url` is a WebSocket endpoint whose new blocks end `wait`'s pauses at once
+        (None: `wait` polls every `poll_interval` seconds); `fees` prices the wallet's
+        transactions (default: `FeePolicy()`)."""
         self.w3 = w3
         self.deployment = deployment
         self._key: LocalAccount | None = None if isinstance(account, str) else account
         self._address = to_checksum_address(
             account if isinstance(account, str) else account.address
         )
-        self.market = Market(w3, deployment, self._key)
+        self.market = Market(w3, deployment, self._key, fees=fees)
         self.artifacts = ArtifactClient(relayer_url, timeout=http_timeout)
         self._kinds: dict[str, str] = {}
         self.relayer_url = relayer_url.rstrip("/")
         self.poll_interval = poll_interval
+        self.heads_url = heads_url
         #: The relayer's JSON API: its job index, history and result notices.
         self.relayer = RelayerClient(
             relayer_url, timeout=http_timeout, url_setting="DEPIN_REQUESTER_RELAYER_URL"
@@ -132,13 +141,24 @@ class Requester:
         account: LocalAccount | str,
         relayer_url: str,
         poll_interval: float = 1.0,
+        ws_url: str = "",
+        fees: FeePolicy | None = None,
     ) -> Requester:
         """Connects to `rpc_url`, refusing a node that serves another chain than the deployment
-        (ChainError naming both ids) or does not answer (ChainError)."""
+        (ChainError naming both ids) or does not answer (ChainError). `ws_url` is as the
+        `DEPIN_REQUESTER_WS_URL` setting: empty derives it from `rpc_url`, "off" polls only."""
         if isinstance(deployment, Path):
             deployment = Deployment.load(deployment)
         w3 = connect_deployment(rpc_url, deployment)
-        return cls(w3, deployment, account, relayer_url, poll_interval=poll_interval)
+        return cls(
+            w3,
+            deployment,
+            account,
+            relayer_url,
+            poll_interval=poll_interval,
+            heads_url=ws_url_for(rpc_url, ws_url),
+            fees=fees,
+        )
 
     @classmethod
     def from_settings(
@@ -152,6 +172,8 @@ class Requester:
             account=account if account is not None else settings.account(),
             relayer_url=settings.relayer_url,
             poll_interval=settings.poll_interval,
+            ws_url=settings.ws_url,
+            fees=settings.fee_policy(),
         )
 
     def close(self) -> None:
@@ -423,13 +445,27 @@ class Requester:
         poll_interval: float | None = None,
         on_state: Callable[[JobState], None] | None = None,
     ) -> JobStatus:
-        """Polls the chain until the job's result is available (`until="result"`: an executor
-        committed and its notice reached the relayer) or the job is terminal (either way, a
-        terminal state ends the wait). `on_state` is called with each new state. Raises
+        """Reads the chain on each new block (and at least every `poll_interval` seconds) until
+        the job's result is available (`until="result"`: an executor committed and its notice
+        reached the relayer) or the job is terminal (either way, a terminal state ends the
+        wait). `on_state` is called with each new state. Raises
         WaitTimeout after `timeout` seconds."""
         interval = self.poll_interval if poll_interval is None else poll_interval
+        with following(self.heads_url) as wakeup:
+            return self._wait(job_id, until, timeout, interval, on_state, wakeup)
+
+    def _wait(
+        self,
+        job_id: int,
+        until: Until,
+        timeout: float,
+        interval: float,
+        on_state: Callable[[JobState], None] | None,
+        wakeup: Wakeup,
+    ) -> JobStatus:
         deadline = time.monotonic() + timeout
         seen: JobState | None = None
+        never = threading.Event()
         while True:
             state = self._job(job_id).state
             if state != seen:
@@ -451,7 +487,7 @@ class Requester:
                     f"for {what}; wait longer (`depin job status {job_id}`) or cancel it while "
                     "it is open"
                 )
-            time.sleep(interval)
+            wakeup.wait(never, min(interval, max(deadline - time.monotonic(), 0.0)))
         return self.status(job_id)
 
     # ---------------------------------------------------------------- results
