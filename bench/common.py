@@ -24,12 +24,17 @@ from typing import Any
 import httpx
 import redis
 
-from marketplace.devnet.manager import Devnet, DevnetConfig
+from marketplace.devnet.manager import DEVNET_PARAMS, Devnet, DevnetConfig
+from marketplace.protocol.wakeup import ws_url_for
 from marketplace.requester.sdk import Requester
 
 RESULTS_DIR = Path(__file__).parent / "results"
 #: Seconds between two polls of the tracker.
 POLL = 0.05
+#: The lowest audit rate the contract accepts at the devnet's collateral multiple
+#: (auditBps x (1 + collateralMultiple) >= 10000): throughput benches audit as little as the
+#: market allows.
+AUDIT_FLOOR = -(-10_000 // (1 + DEVNET_PARAMS.collateral_multiple))
 
 
 def machine() -> dict[str, Any]:
@@ -83,7 +88,14 @@ def devnet(config: DevnetConfig | None = None, **overrides: Any) -> Iterator[Dev
 
 
 def requester(net: Devnet) -> Requester:
-    return Requester(net.w3, net.deployment, net.requester_account(), net.api_url)
+    """The devnet's requester, woken by new blocks as `depin job wait` is."""
+    return Requester(
+        net.w3,
+        net.deployment,
+        net.requester_account(),
+        net.api_url,
+        heads_url=ws_url_for(net.state.rpc_url),
+    )
 
 
 @dataclass

@@ -34,7 +34,7 @@ from rich.table import Table
 
 # Sets the CPU profile's environment (MKL, ATen, oneDNN) before torch computes anything here.
 import provider.runtime.determinism  # noqa: F401  isort: skip
-from bench.common import Tracker, devnet, ratio, requester, task_records, write_result
+from bench.common import AUDIT_FLOOR, Tracker, devnet, ratio, requester, task_records, write_result
 from marketplace.devnet.manager import PRICE_PER_UNIT
 from marketplace.protocol.digest import digest
 from marketplace.requester.inputs import JobDraft
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        devnet(providers=1, audit_bps=0, workers_per_provider=args.workers) as net,
+        devnet(providers=1, audit_bps=AUDIT_FLOOR, workers_per_provider=args.workers) as net,
     ):
         files = _torchscript_files(Path(tmp))
         with requester(net) as req:

@@ -99,6 +99,11 @@ class DemoConfig:
     #: (deleted after a passing run unless `keep`).
     dir: Path | None = None
     keep: bool = False
+    #: Seconds between blocks (interval mining, as on a real chain); None: a block per
+    #: transaction plus one every second.
+    block_time: float | None = None
+    #: Blocks the relayer and the providers leave behind the head before acting.
+    confirmations: int = 0
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -450,6 +455,8 @@ def run_demo(config: DemoConfig, console: Console) -> DemoReport:
         providers=config.providers,
         lazy=config.lazy,
         audit_bps=config.audit_bps,
+        block_time=config.block_time,
+        confirmations=config.confirmations,
         fresh=True,
     )
     console.rule("[bold]devnet")
@@ -735,6 +742,13 @@ def demo(
     ] = DemoConfig.timeout,
     dir: Annotated[Path | None, typer.Option(help="Devnet directory (kept).")] = None,
     keep: Annotated[bool, typer.Option(help="Keep the devnet directory.")] = False,
+    block_time: Annotated[
+        float | None,
+        typer.Option(help="Seconds between blocks (interval mining, as on a real chain)."),
+    ] = None,
+    confirmations: Annotated[
+        int, typer.Option(help="Blocks the relayer and providers leave behind the head.")
+    ] = 0,
 ) -> None:
     try:
         config = DemoConfig(
@@ -745,6 +759,8 @@ def demo(
             timeout=timeout,
             dir=dir,
             keep=keep or dir is not None,
+            block_time=block_time,
+            confirmations=confirmations,
         )
     except DemoConfigError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -61,6 +61,22 @@ def up(
             "least 910 (the contract's floor at collateral multiple 10).",
         ),
     ] = 3_000,
+    block_time: Annotated[
+        float | None,
+        typer.Option(
+            "--block-time",
+            help="Seconds between blocks, as on a real chain (interval mining, no automine); "
+            "default: a block per transaction plus one every second.",
+        ),
+    ] = None,
+    confirmations: Annotated[
+        int,
+        typer.Option(
+            "--confirmations",
+            help="Blocks the relayer and the providers leave behind the head before acting on "
+            "an event (reorg safety, as on a real chain).",
+        ),
+    ] = 0,
     directory: DirOpt = DEFAULT_DIR,
     detach: Annotated[
         bool, typer.Option("--detach", help="Return once healthy; stop later with `down`.")
@@ -90,6 +106,8 @@ def up(
         no_show=no_show,
         workers_per_provider=workers_per_provider,
         audit_bps=audit_rate,
+        block_time=block_time,
+        confirmations=confirmations,
         fresh=fresh,
         timeout=timeout,
     )

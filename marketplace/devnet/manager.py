@@ -164,6 +164,11 @@ class DevnetConfig:
     audit_bps: int = DEVNET_PARAMS.audit_bps
     #: Market parameters; DEVNET_PARAMS with `audit_bps` when None.
     params: MarketParams | None = None
+    #: Seconds between blocks (interval mining only, as on a real chain); None mines a block
+    #: per transaction plus one every second, so deadlines pass on an idle chain.
+    block_time: float | None = None
+    #: Blocks the relayer and the agents leave behind the head before applying an event.
+    confirmations: int = 0
     #: Wipe a stopped devnet found in `dir` instead of refusing to start.
     fresh: bool = False
     #: Wait until every provider agent heartbeats to the relayer.
@@ -189,6 +194,13 @@ class DevnetConfig:
             )
         if self.workers_per_provider < 1:
             raise ConfigError("--workers-per-provider must be at least 1")
+        if self.block_time is not None and not 0.1 <= self.block_time <= 60:
+            raise ConfigError(
+                f"--block-time {self.block_time:g} is outside 0.1-60 s; give a block time a "
+                "chain could have, or leave it out for a block per transaction"
+            )
+        if not 0 <= self.confirmations <= 64:
+            raise ConfigError(f"--confirmations {self.confirmations} is outside 0-64")
         out = ["lazy"] * self.lazy + ["copycat"] * self.copycat + ["no-show"] * self.no_show
         return out + ["honest"] * (self.providers - len(out))
 
@@ -825,17 +837,22 @@ class Devnet:
         self._write()
 
     def _start_anvil(self, config: DevnetConfig) -> None:
-        """Anvil with automine plus a block every second, so deadlines pass on an idle chain;
+        """Anvil with automine plus a block every second, so deadlines pass on an idle chain,
+        or with a block every `config.block_time` seconds and nothing else, as a real chain;
         its state is dumped to anvil-state.json every 10 s and on exit."""
         port = config.anvil_port or free_port()
         self.state.rpc_url = f"http://127.0.0.1:{port}"
+        mining = (
+            ["--block-time", "1", "--mixed-mining"]
+            if config.block_time is None
+            else ["--block-time", f"{config.block_time:g}"]
+        )
         command = [
             config.anvil_binary or anvil_binary(),
             "--host", "127.0.0.1",
             "--port", str(port),
             "--chain-id", str(CHAIN_ID),
-            "--block-time", "1",
-            "--mixed-mining",
+            *mining,
             "--state", str(self.dir / "anvil-state.json"),
             "--state-interval", "10",
         ]  # fmt: skip
@@ -912,7 +929,7 @@ class Devnet:
             "DEPIN_RELAYER_DEPLOYMENT_FILE": self.state.deployment_file,
             "DEPIN_RELAYER_PRIVATE_KEY": "0x" + matcher.key.hex(),
             "DEPIN_RELAYER_DB_URL": sqlite_url(self.dir / RELAYER_DB_FILE),
-            "DEPIN_RELAYER_CONFIRMATIONS": "0",
+            "DEPIN_RELAYER_CONFIRMATIONS": str(config.confirmations),
             "DEPIN_RELAYER_POLL_INTERVAL": "0.25",
             "DEPIN_RELAYER_API_PORT": str(port),
             "DEPIN_RELAYER_ARTIFACT_ROOT": str(self.dir / "artifacts"),
@@ -964,7 +981,7 @@ class Devnet:
             "DEPIN_PROVIDER_BROKER_URL": self.state.redis_url,
             "DEPIN_PROVIDER_QUEUE": record.queue,
             "DEPIN_PROVIDER_DB_URL": sqlite_url(self.dir / "db" / f"{name}.sqlite3"),
-            "DEPIN_PROVIDER_CONFIRMATIONS": "0",
+            "DEPIN_PROVIDER_CONFIRMATIONS": str(config.confirmations),
             "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
             "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
             "DEPIN_PROVIDER_CAPACITY": str(config.workers_per_provider),
