@@ -121,6 +121,7 @@ def test_the_dashboard_follows_the_demo(browser: Any, tmp_path: Path) -> None:
             timeout=BATCH_SECONDS * 1000,
         )
         assert page.evaluate("window.untouched") is True, "the page reloaded"
+        assert page.locator("#live-state.on").count() == 1, "refreshes lost the stream's state"
         page.screenshot(path=str(tmp_path / "jobs.png"), full_page=True)
 
         demo.thread.join(timeout=BATCH_SECONDS)
