@@ -104,6 +104,9 @@ class DemoConfig:
     block_time: float | None = None
     #: Blocks the relayer and the providers leave behind the head before acting.
     confirmations: int = 0
+    #: Leave the devnet running after the batch (its dashboard stays up to look at); stop it
+    #: with `depin devnet down --dir <dir>/devnet`.
+    keep_up: bool = False
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -330,6 +333,10 @@ class DemoReport:
     local: LocalCheck | None = None
     #: Process groups still alive after the devnet was stopped.
     left_running: list[int] = field(default_factory=list)
+    #: The devnet was left running on purpose (`--keep`).
+    kept_up: bool = False
+    #: The relayer's dashboard of this run's devnet.
+    dashboard_url: str = ""
     seconds: float = 0.0
 
     def checks(self) -> list[tuple[str, bool]]:
@@ -368,7 +375,11 @@ class DemoReport:
                 "a downloaded result is bit-exact with a local run of the model",
                 self.local is not None and self.local.ok,
             ),
-            ("no process left running", not self.left_running),
+            (
+                ("devnet left running (--keep)", True)
+                if self.kept_up
+                else ("no process left running", not self.left_running)
+            ),
         ]
 
     def _caught_by_drawn_verifiers(self, address: str) -> bool:
@@ -445,8 +456,9 @@ def _pick_for_local_check(report: DemoReport) -> JobResult | None:
 
 def run_demo(config: DemoConfig, console: Console) -> DemoReport:
     """Brings the devnet up, runs the batch to the end, closes the books, fetches and verifies
-    the results, stops the devnet and runs the local model check. Raises DemoError or
-    DevnetError when it cannot finish; the devnet is stopped either way."""
+    the results, stops the devnet (with `keep_up`, leaves it running once the batch finished)
+    and runs the local model check. Raises DemoError or DevnetError when it cannot finish; the
+    devnet is stopped then, whatever `keep_up` says."""
     started = time.monotonic()
     directory = config.dir or Path(tempfile.mkdtemp(prefix="depin-demo-"))
     report = DemoReport(directory=directory)
@@ -462,13 +474,21 @@ def run_demo(config: DemoConfig, console: Console) -> DemoReport:
     console.rule("[bold]devnet")
     console.print(f"  directory {devnet_config.dir} (state, keys, logs/)")
     devnet = Devnet.up(devnet_config, progress=lambda line: console.print(f"  {line}"))
+    report.dashboard_url = devnet.api_url
+    console.print(f"  dashboard {devnet.api_url}/ (live; jobs, providers, the market's books)")
     pgids = [p.pgid for p in devnet.state.processes]
+    finished = False
     try:
         _run_batch(report, config, devnet, console)
+        finished = True
     finally:
-        with contextlib.suppress(DevnetError):
-            devnet.down()
-        report.left_running = [g for g in pgids if processes.group_alive(g)]
+        # A failed batch stops the devnet even with --keep: its logs say what went wrong.
+        if config.keep_up and finished:
+            report.kept_up = True
+        else:
+            with contextlib.suppress(DevnetError):
+                devnet.down()
+            report.left_running = [g for g in pgids if processes.group_alive(g)]
     chosen = _pick_for_local_check(report)
     if chosen is not None:
         console.print(f"running job {chosen.job_id}'s sentences through the model here ...")
@@ -715,8 +735,18 @@ def main(config: DemoConfig) -> int:
     print_report(report, console)
     if not report.ok:
         console.print(f"[bold red]some checks failed[/]; logs kept in {config.dir / 'devnet'}")
+        if report.kept_up:
+            console.print(
+                "devnet still running; stop it with "
+                f"`depin devnet down --dir {config.dir / 'devnet'}`"
+            )
         return 1
-    if config.keep:
+    if report.kept_up:
+        console.print(
+            f"devnet still running: dashboard {report.dashboard_url}/ ; stop it with "
+            f"`depin devnet down --dir {config.dir / 'devnet'}`"
+        )
+    elif config.keep:
         console.print(f"devnet directory kept: {config.dir / 'devnet'}")
     else:
         shutil.rmtree(config.dir, ignore_errors=True)
@@ -741,7 +771,13 @@ def demo(
         float, typer.Option(help="Seconds the jobs may take to reach a terminal state.")
     ] = DemoConfig.timeout,
     dir: Annotated[Path | None, typer.Option(help="Devnet directory (kept).")] = None,
-    keep: Annotated[bool, typer.Option(help="Keep the devnet directory.")] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the devnet running after the demo, with its dashboard, and its directory "
+            "(stop it with `depin devnet down --dir DIR/devnet`)."
+        ),
+    ] = False,
     block_time: Annotated[
         float | None,
         typer.Option(help="Seconds between blocks (interval mining, as on a real chain)."),
@@ -761,6 +797,7 @@ def demo(
             keep=keep or dir is not None,
             block_time=block_time,
             confirmations=confirmations,
+            keep_up=keep,
         )
     except DemoConfigError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -5,7 +5,8 @@ answers); what they read is this app's state, through marketplace.api.dependenci
 wrong they raise, and the one handler of marketplace.api.errors answers it with JSON
 ``{"detail": "<what went wrong and what to do>"}``. Jobs and on-chain provider endpoints
 belong to the relayer's store and index: they come in as `routers` (`chain_router`, included
-after the routes above), so this module never serves data it does not own.
+after the routes above), so this module never serves data it does not own; with them comes the
+web dashboard over the same index (marketplace.api.routes.dashboard: `/`, `/ui/...`).
 
 `create_app()` with no arguments reads `ApiSettings` from the environment, so it also works as
 ``uvicorn --factory marketplace.api.app:create_app``.
@@ -73,4 +74,12 @@ def create_app(
     # The include point for endpoints owned by other relayer parts (jobs, providers from chain).
     for router in routers:
         app.include_router(router)
+    if chain:
+        # The dashboard reads the same index; imported here so an app without it never loads it.
+        from fastapi.staticfiles import StaticFiles
+
+        from marketplace.api.routes import dashboard
+
+        app.include_router(dashboard.router)
+        app.mount("/ui/static", StaticFiles(directory=dashboard.STATIC_DIR), name="ui-static")
     return app

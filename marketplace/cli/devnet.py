@@ -131,6 +131,7 @@ def up(
         typer.echo(f"  rpc         {state.rpc_url}")
         typer.echo(f"  deployment  {state.deployment_file}")
         typer.echo(f"  relayer API {state.api_url}")
+        typer.echo(f"  dashboard   {state.api_url}/")
         typer.echo(f"  keys        {devnet.dir / 'keys'} (password {state.keystore_password!r})")
         typer.echo(f"  logs        {devnet.dir / 'logs'}")
         if detach:

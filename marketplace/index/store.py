@@ -65,8 +65,10 @@ __all__ = [
     "CheckpointView",
     "HistoryRow",
     "JobRow",
+    "JobTiming",
     "JobsPage",
     "MarketParamsRow",
+    "MarketTotals",
     "Overview",
     "ParticipantRow",
     "Position",
@@ -135,6 +137,45 @@ class Seat:
     round: int
     index: int
     verifier: bool
+
+
+@dataclass(frozen=True)
+class MarketTotals:
+    """Token totals over every job the index holds, in base units, and the per-job check that
+    every token a closed job paid or refunded was credited to an account."""
+
+    #: Escrow locked by every job at creation.
+    escrowed: int
+    #: JobClosed totals over the closed jobs: paid to providers, refunded to requesters, fees
+    #: (protocol fees and what went to the audit pool) and burned.
+    paid: int
+    refunded: int
+    fees: int
+    burned: int
+    #: Collateral slashed (ProviderSlashed) and fees a provider paid to hand its seat back
+    #: (ProviderReleased), over every job.
+    slashed: int
+    released_fees: int
+    #: Sum of every Credited event.
+    credited: int
+    #: Jobs with a JobClosed event.
+    closed: int
+    #: Closed jobs whose paid + refunded differs from the sum of their Credited events, by id.
+    uncredited: tuple[int, ...]
+
+    @property
+    def credits_balance(self) -> bool:
+        """Whether every closed job's paid + refunded was credited exactly."""
+        return not self.uncredited
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    """When a job was created and closed (blocks), and when it was last changed."""
+
+    job_id: int
+    created_block: int
+    closed_block: int | None
 
 
 # ---------------------------------------------------------------------- the store
@@ -340,6 +381,21 @@ class Store:
                 )
             )
 
+    def seats(self, job_ids: Collection[int]) -> dict[int, list[ParticipantRow]]:
+        """Participants of the current round of each of `job_ids` (executors, then verifiers,
+        by index), in one read; jobs without one are absent."""
+        query = (
+            select(ParticipantRow)
+            .join(JobRow, JobRow.job_id == ParticipantRow.job_id)
+            .where(ParticipantRow.job_id.in_(list(job_ids)), ParticipantRow.round == JobRow.round)
+            .order_by(ParticipantRow.job_id, ParticipantRow.index)
+        )
+        out: dict[int, list[ParticipantRow]] = {}
+        with self._sessions() as s:
+            for row in s.scalars(query):
+                out.setdefault(row.job_id, []).append(row)
+        return out
+
     def all_participants(self, job_id: int) -> list[ParticipantRow]:
         """Every participant of the job's current opening: executors, then the verifiers of
         every audit round, by index."""
@@ -452,6 +508,78 @@ class Store:
                 .offset(offset)
             )
             return JobsPage(total=int(total or 0), limit=limit, offset=offset, jobs=tuple(rows))
+
+    def market_totals(self) -> MarketTotals:
+        """The market's token totals as the index's events report them, read in one
+        transaction (amounts are 256-bit decimal text, so they are summed here, exactly)."""
+        with self._sessions() as s:
+            escrowed = paid = refunded = fees = burned = closed = 0
+            owed: dict[int, int] = {}
+            jobs = select(
+                JobRow.job_id,
+                JobRow.escrow,
+                JobRow.closed_block,
+                JobRow.paid,
+                JobRow.refunded,
+                JobRow.fees,
+                JobRow.burned,
+            )
+            for job_id, escrow, closed_block, p, r, f, b in s.execute(jobs):
+                escrowed += int(escrow)
+                if closed_block is None:
+                    continue
+                closed += 1
+                paid, refunded = paid + int(p or 0), refunded + int(r or 0)
+                fees, burned = fees + int(f or 0), burned + int(b or 0)
+                owed[job_id] = int(p or 0) + int(r or 0)
+            slashed = released = 0
+            credited: dict[int, int] = {}
+            moves = select(HistoryRow.job_id, HistoryRow.event, HistoryRow.amount).where(
+                HistoryRow.event.in_(("ProviderSlashed", "ProviderReleased", "Credited"))
+            )
+            for job_id, name, amount in s.execute(moves):
+                value = int(amount or 0)
+                if name == "ProviderSlashed":
+                    slashed += value
+                elif name == "ProviderReleased":
+                    released += value
+                else:
+                    credited[job_id] = credited.get(job_id, 0) + value
+        return MarketTotals(
+            escrowed=escrowed,
+            paid=paid,
+            refunded=refunded,
+            fees=fees,
+            burned=burned,
+            slashed=slashed,
+            released_fees=released,
+            credited=sum(credited.values()),
+            closed=closed,
+            uncredited=tuple(
+                sorted(j for j, amount in owed.items() if credited.get(j, 0) != amount)
+            ),
+        )
+
+    def job_timings(self) -> list[JobTiming]:
+        """Creation and close blocks of every job, by id: what throughput and latency charts
+        are drawn from."""
+        query = select(JobRow.job_id, JobRow.created_block, JobRow.closed_block).order_by(
+            JobRow.job_id
+        )
+        with self._sessions() as s:
+            return [JobTiming(int(j), int(c), d) for j, c, d in s.execute(query)]
+
+    def account_history(self, account: str, limit: int = 100) -> list[HistoryRow]:
+        """The newest `limit` job events that name `account` (assignments, commits, reveals,
+        slashes, credits), newest first."""
+        query = (
+            select(HistoryRow)
+            .where(HistoryRow.account == to_checksum_address(account))
+            .order_by(HistoryRow.block_number.desc(), HistoryRow.log_index.desc())
+            .limit(limit)
+        )
+        with self._sessions() as s:
+            return list(s.scalars(query))
 
     def credited_totals(self, account: str | None = None) -> dict[str, int]:
         """The sum of the market's Credited events per account (only `account`'s when given):
