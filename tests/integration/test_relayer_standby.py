@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,15 @@ class RelayerProcess:
                 out.append(json.loads(line))
         return out
 
+    def assigned(self) -> set[int]:
+        """Jobs whose assignment this relayer saw land (its submitter's log lines)."""
+        out: set[int] = set()
+        for line in self.text().splitlines():
+            found = re.search(r"assign landed for jobs \[([\d, ]*)\]", line)
+            if found:
+                out.update(int(j) for j in found.group(1).split(",") if j.strip())
+        return out
+
     def leading(self) -> bool | None:
         """What the last lead event said (None before any)."""
         changes = [e["leading"] for e in self.events() if "leading" in e]
@@ -143,7 +153,7 @@ def test_the_standby_takes_over_from_a_killed_leader(
         cast.keeper.address,
     ]
     providers = [p.address for p in cast.providers.values()]
-    before = read_books(cast.owner, holders, providers)
+    opening = read_books(cast.owner, holders, providers)
     first = cast.w3.eth.block_number
 
     # Both start at once on a new database: its schema is made once, and one of them leads.
@@ -172,7 +182,7 @@ def test_the_standby_takes_over_from_a_killed_leader(
         late = cast.requester.create_jobs([_request(10 + i) for i in range(3)])
         _until(
             "the leader assigns the new jobs",
-            lambda: f"assign landed for jobs {sorted(late)}" in leader.text(),
+            lambda: leader.assigned() >= set(late),
             WAIT_SECONDS,
             *both,
         )
@@ -215,12 +225,12 @@ def test_the_standby_takes_over_from_a_killed_leader(
 
     assert taken < TAKEOVER_SECONDS
     print(f"standby led {taken:.2f} s after the leader was killed")
-    assert f"assign landed for jobs {sorted(after)}" in b.text()
+    assert b.assigned() >= set(after)
     assert {cast.owner.state(j) for j in jobs} == {JobState.SETTLED}
     assigned = cast.owner.event_args("ProviderAssigned", from_block=first)
     seats = Counter((a["jobId"], a["index"]) for a in assigned)
     assert seats == {(j, i): 1 for j in jobs for i in range(3)}, "a seat assigned twice"
-    after = read_books(cast.owner, holders, providers)
-    books = conservation(before, after)
+    closing = read_books(cast.owner, holders, providers)
+    books = conservation(opening, closing)
     assert books.ok, books
     assert books.imbalance == 0
