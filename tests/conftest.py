@@ -28,6 +28,7 @@ from web3.types import RPCEndpoint
 
 from marketplace.api.listen import listen
 from marketplace.devnet.anvil import Anvil
+from tests.pg_fixture import new_db_url, pg_url, postgres  # noqa: F401  (PostgreSQL fixtures)
 
 _ROOT = Path(__file__).resolve().parent.parent
 _CONTRACT_TESTS = _ROOT / "tests" / "contracts"

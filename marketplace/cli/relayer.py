@@ -5,6 +5,10 @@ other; `api_app` here gives the API the loop's store and liveness book.
 
 Configuration comes from `DEPIN_RELAYER_*` variables (see marketplace.relayer.settings); the
 options below override them.
+
+Several `relayer run` processes may share one PostgreSQL database: one leads, the others stand
+by serving the API and take over when it dies (marketplace.relayer.leader). With `--json` each
+change prints a `{"leading": true|false}` line.
 """
 
 from __future__ import annotations
@@ -120,6 +124,10 @@ def run(
     from marketplace.protocol.heartbeat import MemoryLivenessBook
     from marketplace.relayer.service import Relayer  # web3 import kept off `--help`
 
+    def on_lead(leading: bool) -> None:
+        state = "leads" if leading else "stands by (another relayer leads)"
+        emit_event({"leading": leading}, as_json, f"relayer {state}")
+
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
@@ -136,7 +144,7 @@ def run(
     with errors():
         settings = RelayerSettings(**overrides)
         try:
-            relayer = Relayer(settings, liveness=MemoryLivenessBook())
+            relayer = Relayer(settings, liveness=MemoryLivenessBook(), on_lead=on_lead)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -195,6 +203,8 @@ def run(
         "matcher": relayer.submitter.signer.address,
         "db_url": relayer.store.url,
         "require_heartbeats": settings.require_heartbeats,
+        # PostgreSQL: relayers on one database take turns leading; SQLite: this one runs alone.
+        "standby": relayer.leadership.shared,
     }
     if sock is not None:
         host, port = sock.getsockname()[:2]

@@ -13,9 +13,10 @@ database lacks is applied, in one transaction, before the caller touches a table
   database), so each environment has its own version table.
 - Several processes open one database at once (the relayer and the API share the index).
   Under SQLite the upgrade holds the database's write lock from its first read of the version
-  table to its commit (BEGIN IMMEDIATE), so a second opener waits and then finds the schema
-  current. Threads of one process also take turns, since Alembic keeps its running environment
-  in a module global.
+  table to its commit (BEGIN IMMEDIATE); under PostgreSQL it holds a transaction-level advisory
+  lock (`MIGRATION_LOCK`) for the same span. Either way a second opener waits and then finds
+  the schema current. Threads of one process also take turns, since Alembic keeps its running
+  environment in a module global.
 
 A new revision is written by `new_revision` after the models change; `docs/operations.md`
 shows how.
@@ -35,7 +36,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect
 
 from marketplace.protocol.errors import ConfigError
 
@@ -43,8 +44,13 @@ __all__ = ["INDEX", "Migrations", "SchemaError", "new_revision", "run_environmen
 
 log = logging.getLogger(__name__)
 
-#: How long (ms) an opener waits for another one's upgrade to finish under SQLite.
+#: How long (ms) an opener waits for another one's upgrade to finish.
 _LOCK_WAIT_MS = 120_000
+
+#: The PostgreSQL advisory lock key every upgrade holds (one for both environments: the
+#: index and the ledger may share a database). Any 64-bit number no other application of the
+#: database uses.
+MIGRATION_LOCK = 0x6465_7069_6E00_0001
 
 #: Alembic runs `env.py` with its context in a module global: one upgrade per process at a
 #: time. Taken before the database lock, so two threads never hold one each.
@@ -118,8 +124,19 @@ def upgrade(engine: Engine, migrations: Migrations) -> None:
 
 @contextmanager
 def _write_lock(conn: Connection) -> Iterator[None]:
+    if conn.dialect.name == "postgresql":
+        # DDL is transactional, but two openers that both found no version table would both
+        # create the tables and the second would fail on commit: the upgrade takes turns on a
+        # transaction-level advisory lock, released by the commit (or the rollback).
+        try:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_LOCK_WAIT_MS}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            yield
+        finally:
+            conn.rollback()  # nothing after a commit; the whole upgrade after an error
+        return
     if conn.dialect.name != "sqlite":
-        # Transactional DDL: a concurrent opener's CREATE TABLE fails or waits on its own.
+        # Other databases: transactional DDL makes a concurrent opener fail or wait on its own.
         yield
         return
     previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
@@ -167,17 +184,24 @@ def _upgrade(conn: Connection, migrations: Migrations) -> None:
 
 
 def initial_schema(migrations: Migrations) -> MetaData:
-    """The tables the first revision creates, read back from a scratch database."""
+    """The tables the first revision creates, read back from a scratch database, with generic
+    column types (so they can be created on any database, not only SQLite)."""
     scratch = create_engine("sqlite://")
     try:
         with scratch.connect() as conn:
             command.upgrade(migrations.config(conn), migrations.base())
             schema = MetaData()
+            event.listen(schema, "column_reflect", _generic_type)
             schema.reflect(conn)
             schema.remove(schema.tables[migrations.version_table])
             return schema
     finally:
         scratch.dispose()
+
+
+def _generic_type(_inspector: Any, _table: Any, column: dict[str, Any]) -> None:
+    # SQLite reflects its own names (DOUBLE, DATETIME); PostgreSQL knows some of them not.
+    column["type"] = column["type"].as_generic()
 
 
 def _adopt(conn: Connection, migrations: Migrations, scripts: ScriptDirectory) -> None:

@@ -33,6 +33,11 @@ every call. While only the database is down the keeper keeps going from the chai
 jobs the store named last, so no audit goes unstaffed and no finalization or expiry waits for
 the database; after any outage one step catches up on every call that fell due.
 
+Leader and standby (marketplace.relayer.leader): on PostgreSQL several relayers can share one
+database; each step first takes or checks the lead, and a relayer that does not lead does
+nothing but let its API serve the shared index, until the leader dies and it takes over. On
+SQLite the relayer always leads.
+
 The HTTP API served next to the loop (`depin relayer run`) reads the same store and writes
 heartbeats into the same liveness book; marketplace.cli.relayer wires the two together.
 """
@@ -61,6 +66,7 @@ from marketplace.protocol.heartbeat import LivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.wakeup import Wakeup, following
 from marketplace.relayer import keeper
+from marketplace.relayer.leader import Leadership
 from marketplace.relayer.settings import RelayerSettings
 from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 
@@ -88,11 +94,14 @@ class StepReport:
     expired: list[int] = field(default_factory=list)
     #: Items the chain refused or skipped (stale or no longer valid), with the decoded error.
     dropped: list[Dropped] = field(default_factory=list)
+    #: False when another relayer leads: this step did nothing.
+    leading: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {
             "events": self.events,
             "checkpoint": self.checkpoint,
+            "leading": self.leading,
             "open_jobs": self.open_jobs,
             "assigned": self.assigned,
             "drawn": self.drawn,
@@ -108,7 +117,8 @@ class StepReport:
 class Relayer:
     """The relayer of one deployment, configured by `settings` alone: its chain, matcher key,
     database and every knob. `liveness` is the heartbeat book it shares with the HTTP API
-    (None: the store's heartbeats only); `clock` tells liveness time."""
+    (None: the store's heartbeats only); `clock` tells liveness time; `on_lead(leading)` hears
+    of each change of lead."""
 
     def __init__(
         self,
@@ -116,6 +126,7 @@ class Relayer:
         *,
         liveness: LivenessBook | None = None,
         clock: Callable[[], float] = time.time,
+        on_lead: Callable[[bool], None] | None = None,
     ) -> None:
         self.settings = settings
         deployment = Deployment.load(settings.deployment_file)
@@ -125,6 +136,8 @@ class Relayer:
         self.w3: Web3 = self.market.w3
         self.deployment = self.market.deployment
         self.store = _open_store(settings)
+        #: Who leads among the relayers on this database (always this one on SQLite).
+        self.leadership = Leadership(self.store, self.deployment, on_lead)
         self.liveness = liveness
         self.clock = clock
         endpoint = getattr(self.w3.provider, "endpoint_uri", None) or "the chain"
@@ -156,6 +169,10 @@ class Relayer:
         self._live_ids: list[int] = []
 
     def close(self) -> None:
+        try:
+            self.leadership.release()
+        except Exception as exc:  # the database is gone: so is the lock
+            log.debug("releasing the lead: %s", exc)
         self.store.close()
 
     # ------------------------------------------------------------------ one cycle
@@ -166,6 +183,11 @@ class Relayer:
         database is down the keeper still runs over the last known live jobs."""
         report = StepReport()
         try:
+            if not self.leadership.check():
+                # A standby: the leader writes the index and sends every transaction.
+                self._live_ids = []
+                report.leading = False
+                return report
             self._follow_and_match(report)
             live_ids = self.store.live_job_ids()
         except Exception as exc:

@@ -1,4 +1,5 @@
-"""The relayer's listener and store against real Anvil processes and SQLite files.
+"""The relayer's listener and store against real Anvil processes and SQLite files (the full
+projection and the reorg rollback also on PostgreSQL).
 
 The projections must equal what the contracts report (`Market.state`, `Market.provider`,
 `Market.participants`), every followed log must be applied exactly once across restarts,
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,9 +241,11 @@ def small_chain(anvil: Anvil, _small_cast: scenarios.Cast) -> Iterator[Chain]:
 # ---------------------------------------------------------------------- tests
 
 
-def test_every_scenario_is_projected_as_on_chain(scenario_chain: Chain, tmp_path: Path) -> None:
+def test_every_scenario_is_projected_as_on_chain(
+    scenario_chain: Chain, new_db_url: Callable[[str], str]
+) -> None:
     c = scenario_chain
-    store = store_at(tmp_path / "relayer.sqlite3")
+    store = Store(new_db_url("relayer"))
     listener = Listener(c.w3, c.deployment, store, confirmations=0, batch_blocks=7)
     applied = listener.poll_once()
     assert applied == len(followed(c.w3, c.deployment)) > 0
@@ -408,10 +411,10 @@ def checkpoint_hash(w3: Web3, number: int) -> str:
 
 
 def test_reorg_by_snapshot_revert_rolls_back_orphaned_blocks(
-    small_chain: Chain, tmp_path: Path
+    small_chain: Chain, new_db_url: Callable[[str], str]
 ) -> None:
     c = small_chain
-    store = store_at(tmp_path / "relayer.sqlite3")
+    store = Store(new_db_url("relayer"))
     listener = Listener(c.w3, c.deployment, store, confirmations=0, batch_blocks=4)
     listener.poll_once()
     requester, matcher = c.cast.requester, c.cast.matcher

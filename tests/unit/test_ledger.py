@@ -1,12 +1,15 @@
 """The agent's ledger keeps a duty's status as a `DutyStatus`, stored as the plain string it
-always was: a ledger written before the enum existed reads back without a migration."""
+always was (on SQLite and on PostgreSQL): a ledger written before the enum existed reads back
+without a migration."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import StatementError
 
 from provider.ledger import MIGRATIONS, DutyRow, DutyStatus, Ledger
@@ -38,10 +41,14 @@ def _duty(task_id: str, job_id: int, status: DutyStatus) -> DutyRow:
     )
 
 
-def _raw_statuses(path: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT task_id, status FROM provider_duties ORDER BY task_id")
-        return [(str(t), str(s)) for t, s in rows]
+def _raw_statuses(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(text("SELECT task_id, status FROM provider_duties ORDER BY task_id"))
+            return [(str(t), str(s)) for t, s in rows]
+    finally:
+        engine.dispose()
 
 
 def test_every_status_fits_the_column_and_is_its_own_string() -> None:
@@ -51,14 +58,14 @@ def test_every_status_fits_the_column_and_is_its_own_string() -> None:
         assert status == status.value and f"{status}" == status.value
 
 
-def test_statuses_are_stored_as_their_plain_strings(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
-    ledger = Ledger(f"sqlite:///{path}")
+def test_statuses_are_stored_as_their_plain_strings(new_db_url: Callable[[str], str]) -> None:
+    url = new_db_url("ledger")
+    ledger = Ledger(url)
     try:
         ledger.add(_duty("a", 1, DutyStatus.QUEUED))
         ledger.add(_duty("b", 2, DutyStatus.COPYING))
         ledger.update("a", status=DutyStatus.COMMITTED, artifact="f" * 64)
-        assert _raw_statuses(path) == [("a", "committed"), ("b", "copying")]
+        assert _raw_statuses(url) == [("a", "committed"), ("b", "copying")]
         duty = ledger.get("a")
         assert duty is not None and duty.status is DutyStatus.COMMITTED
         assert [d.task_id for d in ledger.unannounced()] == ["a"]
@@ -84,13 +91,13 @@ def test_a_ledger_written_before_the_enum_reads_back_unchanged(tmp_path: Path) -
         found = ledger.with_status(DutyStatus.RELEASING, DutyStatus.CLOSED)
         assert [d.status for d in found] == [DutyStatus.RELEASING, DutyStatus.CLOSED]
         ledger.update("t00", status=DutyStatus.COMPUTED)
-        assert _raw_statuses(path)[0] == ("t00", "computed")
+        assert _raw_statuses(f"sqlite:///{path}")[0] == ("t00", "computed")
     finally:
         ledger.close()
 
 
-def test_a_status_outside_the_enum_is_refused(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+def test_a_status_outside_the_enum_is_refused(new_db_url: Callable[[str], str]) -> None:
+    ledger = Ledger(new_db_url("ledger"))
     try:
         ledger.add(_duty("a", 1, DutyStatus.QUEUED))
         with pytest.raises(StatementError, match="not among the defined enum values"):

@@ -1,7 +1,8 @@
 """Versioned schemas of the chain index and the provider ledger (marketplace.index.migrate):
 the first revision builds exactly what the models build, opening a database upgrades it,
 databases made before versioning are adopted, newer ones refused, and concurrent openers of
-one file end with one whole schema."""
+one database end with one whole schema: on SQLite and on PostgreSQL (its migration lock is an
+advisory lock)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import multiprocessing
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, create_engine, inspect
+from sqlalchemy import MetaData, create_engine, inspect, text
 
 from marketplace.index import migrate
 from marketplace.index.migrate import INDEX, Migrations, SchemaError
@@ -24,6 +26,7 @@ from marketplace.index.schema import Base
 from marketplace.index.store import Store
 from provider.ledger import MIGRATIONS as LEDGER
 from provider.ledger import DutyRow, DutyStatus, Ledger, ledger_metadata
+from tests.pg_fixture import PostgresServer
 
 ENVIRONMENTS = [(INDEX, Base.metadata), (LEDGER, ledger_metadata())]
 IDS = ["index", "ledger"]
@@ -31,10 +34,27 @@ IDS = ["index", "ledger"]
 Shape = dict[str, dict[str, Any]]
 
 
-def _shape(path: Path, ignore: tuple[str, ...] = ()) -> Shape:
-    """Every table of the database: its columns (type, nullability), primary key, indexes and
-    foreign keys, as reflection reads them back."""
-    engine = create_engine(f"sqlite:///{path}")
+NewUrl = Callable[[str], str]
+
+
+def _url(where: Path | str) -> str:
+    return where if isinstance(where, str) else f"sqlite:///{where}"
+
+
+def _sql(url: str, *statements: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def _shape(where: Path | str, ignore: tuple[str, ...] = ()) -> Shape:
+    """Every table of the database (a SQLite file or a URL): its columns (type, nullability),
+    primary key, indexes and foreign keys, as reflection reads them back."""
+    engine = create_engine(_url(where))
     try:
         reflected = MetaData()
         reflected.reflect(engine)
@@ -61,43 +81,47 @@ def _shape(path: Path, ignore: tuple[str, ...] = ()) -> Shape:
         engine.dispose()
 
 
-def _migrated(path: Path, migrations: Migrations) -> None:
-    engine = create_engine(f"sqlite:///{path}")
+def _migrated(where: Path | str, migrations: Migrations) -> None:
+    engine = create_engine(_url(where))
     try:
         migrate.upgrade(engine, migrations)
     finally:
         engine.dispose()
 
 
-def _created(path: Path, metadata: MetaData) -> None:
-    engine = create_engine(f"sqlite:///{path}")
+def _created(where: Path | str, metadata: MetaData) -> None:
+    engine = create_engine(_url(where))
     try:
         metadata.create_all(engine)
     finally:
         engine.dispose()
 
 
-def _revision(path: Path, migrations: Migrations) -> str | None:
-    with sqlite3.connect(path) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if migrations.version_table not in tables:
-            return None
-        rows = db.execute(f"SELECT version_num FROM {migrations.version_table}").fetchall()
+def _revision(where: Path | str, migrations: Migrations) -> str | None:
+    engine = create_engine(_url(where))
+    try:
+        with engine.connect() as db:
+            if not inspect(db).has_table(migrations.version_table):
+                return None
+            rows = db.execute(text(f"SELECT version_num FROM {migrations.version_table}")).all()
+    finally:
+        engine.dispose()
     assert len(rows) == 1, rows
     return str(rows[0][0])
 
 
 @pytest.mark.parametrize(("migrations", "metadata"), ENVIRONMENTS, ids=IDS)
 def test_the_first_revision_builds_what_the_models_build(
-    tmp_path: Path, migrations: Migrations, metadata: MetaData
+    new_db_url: NewUrl, migrations: Migrations, metadata: MetaData
 ) -> None:
-    _migrated(tmp_path / "migrated.sqlite3", migrations)
-    _created(tmp_path / "created.sqlite3", metadata)
-    migrated = _shape(tmp_path / "migrated.sqlite3", ignore=(migrations.version_table,))
-    created = _shape(tmp_path / "created.sqlite3")
+    migrated_url, created_url = new_db_url("migrated"), new_db_url("created")
+    _migrated(migrated_url, migrations)
+    _created(created_url, metadata)
+    migrated = _shape(migrated_url, ignore=(migrations.version_table,))
+    created = _shape(created_url)
     assert set(migrated) == set(metadata.tables)
     assert migrated == created
-    assert _revision(tmp_path / "migrated.sqlite3", migrations) == migrations.head()
+    assert _revision(migrated_url, migrations) == migrations.head()
 
 
 def test_the_shape_comparison_sees_a_missing_index_and_a_changed_column(tmp_path: Path) -> None:
@@ -118,10 +142,10 @@ def test_the_shape_comparison_sees_a_missing_index_and_a_changed_column(tmp_path
 
 @pytest.mark.parametrize(("migrations", "metadata"), ENVIRONMENTS, ids=IDS)
 def test_the_models_need_no_revision_the_migrations_lack(
-    migrations: Migrations, metadata: MetaData
+    new_db_url: NewUrl, migrations: Migrations, metadata: MetaData
 ) -> None:
     # What `new_revision` would write now: nothing, or the models changed without a revision.
-    engine = create_engine("sqlite://")
+    engine = create_engine(new_db_url("scratch"))
     try:
         with engine.connect() as conn:
             command.upgrade(migrations.config(conn), "head")
@@ -136,16 +160,15 @@ def test_the_models_need_no_revision_the_migrations_lack(
         engine.dispose()
 
 
-def test_opening_twice_changes_nothing_and_both_share_one_file(tmp_path: Path) -> None:
-    path = tmp_path / "agent.sqlite3"
-    url = f"sqlite:///{path}"
+def test_opening_twice_changes_nothing_and_both_share_one_file(new_db_url: NewUrl) -> None:
+    url = new_db_url("agent")
     for _ in range(2):
         store, ledger = Store(url), Ledger(url)
         store.close()
         ledger.close()
-    assert _revision(path, INDEX) == INDEX.head()
-    assert _revision(path, LEDGER) == LEDGER.head()
-    shape = _shape(path)
+    assert _revision(url, INDEX) == INDEX.head()
+    assert _revision(url, LEDGER) == LEDGER.head()
+    shape = _shape(url)
     assert set(shape) == (
         set(Base.metadata.tables)
         | set(ledger_metadata().tables)
@@ -153,69 +176,68 @@ def test_opening_twice_changes_nothing_and_both_share_one_file(tmp_path: Path) -
     )
 
 
-def test_an_index_made_by_create_all_is_adopted_with_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "relayer.sqlite3"
-    _created(path, Base.metadata)
-    with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO checkpoint VALUES (31337, '0xM', '0xR', 41, NULL)")
-    store = Store(f"sqlite:///{path}")
+def test_an_index_made_by_create_all_is_adopted_with_its_rows(new_db_url: NewUrl) -> None:
+    url = new_db_url("relayer")
+    _created(url, Base.metadata)
+    _sql(url, "INSERT INTO checkpoint VALUES (31337, '0xM', '0xR', 41, NULL)")
+    store = Store(url)
     try:
         checkpoint = store.checkpoint(31337)
         assert checkpoint is not None and checkpoint.block_number == 41
     finally:
         store.close()
-    assert _revision(path, INDEX) == INDEX.base()
-    assert _shape(path, ignore=(INDEX.version_table,)) == _shape_of_new(tmp_path, INDEX)
+    assert _revision(url, INDEX) == INDEX.base()
+    assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(new_db_url, INDEX)
 
 
-def _shape_of_new(tmp_path: Path, migrations: Migrations) -> Shape:
-    _migrated(tmp_path / "new.sqlite3", migrations)
-    return _shape(tmp_path / "new.sqlite3", ignore=(migrations.version_table,))
+def _shape_of_new(new_db_url: NewUrl, migrations: Migrations) -> Shape:
+    url = new_db_url("new")
+    _migrated(url, migrations)
+    return _shape(url, ignore=(migrations.version_table,))
 
 
-def test_an_older_index_lacking_indexes_and_a_table_gets_them(tmp_path: Path) -> None:
-    path = tmp_path / "relayer.sqlite3"
-    _created(path, Base.metadata)
-    with sqlite3.connect(path) as db:
-        db.execute("DROP INDEX ix_jobs_requester")
-        db.execute("DROP TABLE skipped_items")
-    Store(f"sqlite:///{path}").close()
-    assert _shape(path, ignore=(INDEX.version_table,)) == _shape_of_new(tmp_path, INDEX)
-    assert _revision(path, INDEX) == INDEX.head()
+def test_an_older_index_lacking_indexes_and_a_table_gets_them(new_db_url: NewUrl) -> None:
+    url = new_db_url("relayer")
+    _created(url, Base.metadata)
+    _sql(url, "DROP INDEX ix_jobs_requester", "DROP TABLE skipped_items")
+    Store(url).close()
+    assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(new_db_url, INDEX)
+    assert _revision(url, INDEX) == INDEX.head()
 
 
-def test_an_older_index_whose_columns_differ_is_refused_untouched(tmp_path: Path) -> None:
-    path = tmp_path / "relayer.sqlite3"
-    _created(path, Base.metadata)
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE jobs DROP COLUMN premium_bps")
-        db.execute("ALTER TABLE providers ADD COLUMN region TEXT")
-        db.execute("DROP INDEX ix_jobs_state")
-    before = _shape(path)
+def test_an_older_index_whose_columns_differ_is_refused_untouched(new_db_url: NewUrl) -> None:
+    url = new_db_url("relayer")
+    _created(url, Base.metadata)
+    _sql(
+        url,
+        "ALTER TABLE jobs DROP COLUMN premium_bps",
+        "ALTER TABLE providers ADD COLUMN region TEXT",
+        "DROP INDEX ix_jobs_state",
+    )
+    before = _shape(url)
     with pytest.raises(SchemaError) as refused:
-        Store(f"sqlite:///{path}")
+        Store(url)
     message = str(refused.value)
     assert "jobs lacks premium_bps" in message
     assert "providers has unknown region" in message
     assert "move the database aside" in message
     assert isinstance(refused.value, ValueError)
     # Nothing was created or stamped: the whole open was one transaction.
-    assert _shape(path) == before
-    assert _revision(path, INDEX) is None
+    assert _shape(url) == before
+    assert _revision(url, INDEX) is None
 
 
 @pytest.mark.parametrize(("migrations", "metadata"), ENVIRONMENTS, ids=IDS)
 def test_a_database_from_a_newer_release_is_refused(
-    tmp_path: Path, migrations: Migrations, metadata: MetaData
+    new_db_url: NewUrl, migrations: Migrations, metadata: MetaData
 ) -> None:
-    path = tmp_path / "db.sqlite3"
-    _migrated(path, migrations)
-    with sqlite3.connect(path) as db:
-        db.execute(f"UPDATE {migrations.version_table} SET version_num = '9999'")
+    url = new_db_url("db")
+    _migrated(url, migrations)
+    _sql(url, f"UPDATE {migrations.version_table} SET version_num = '9999'")
     opener = Store if migrations is INDEX else Ledger
     with pytest.raises(SchemaError, match=r"revision 9999.*upgrade the package \(pip install"):
-        opener(f"sqlite:///{path}")
-    assert _revision(path, migrations) == "9999"
+        opener(url)
+    assert _revision(url, migrations) == "9999"
 
 
 def test_env_py_refuses_to_run_from_the_alembic_command(tmp_path: Path) -> None:
@@ -239,16 +261,17 @@ def _open_both(url: str, start: Any, results: Any) -> None:
         results.put(f"{type(exc).__name__}: {exc}")
 
 
-def test_processes_opening_one_new_file_at_once_leave_one_whole_schema(tmp_path: Path) -> None:
+def test_processes_opening_one_new_database_at_once_leave_one_whole_schema(
+    new_db_url: NewUrl,
+) -> None:
     ctx = multiprocessing.get_context("fork")
     processes = 4
     for attempt in range(3):
-        path = tmp_path / f"shared-{attempt}.sqlite3"
+        url = new_db_url(f"shared_{attempt}")
         start = ctx.Barrier(processes)
         results = ctx.Queue()
         workers = [
-            ctx.Process(target=_open_both, args=(f"sqlite:///{path}", start, results))
-            for _ in range(processes)
+            ctx.Process(target=_open_both, args=(url, start, results)) for _ in range(processes)
         ]
         for w in workers:
             w.start()
@@ -256,15 +279,15 @@ def test_processes_opening_one_new_file_at_once_leave_one_whole_schema(tmp_path:
         for w in workers:
             w.join(timeout=30)
         assert outcomes == ["ok"] * processes
-        assert _revision(path, INDEX) == INDEX.head()
-        assert _revision(path, LEDGER) == LEDGER.head()
-        with sqlite3.connect(path) as db:
-            for table in (INDEX.version_table, LEDGER.version_table):
-                assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+        # _revision also checks that each version table holds exactly one row.
+        assert _revision(url, INDEX) == INDEX.head()
+        assert _revision(url, LEDGER) == LEDGER.head()
 
 
-def test_threads_opening_one_new_file_at_once_leave_one_whole_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+def test_threads_opening_one_new_database_at_once_leave_one_whole_schema(
+    new_db_url: NewUrl,
+) -> None:
+    url = new_db_url("shared")
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 
@@ -282,7 +305,7 @@ def test_threads_opening_one_new_file_at_once_leave_one_whole_schema(tmp_path: P
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    assert _revision(tmp_path / "shared.sqlite3", INDEX) == INDEX.head()
+    assert _revision(url, INDEX) == INDEX.head()
 
 
 def test_an_opener_waits_for_an_upgrade_in_progress(tmp_path: Path) -> None:
@@ -315,7 +338,47 @@ def test_an_opener_waits_for_an_upgrade_in_progress(tmp_path: Path) -> None:
     # It read the database once the other was done, found that table and adopted it.
     assert errors == [] and opened.is_set()
     assert _revision(path, INDEX) == INDEX.base()
-    assert _shape(path, ignore=(INDEX.version_table,)) == _shape_of_new(tmp_path, INDEX)
+    assert _shape(path, ignore=(INDEX.version_table,)) == _shape_of_new(
+        lambda name: f"sqlite:///{tmp_path / name}.sqlite3", INDEX
+    )
+
+
+def test_a_postgresql_opener_waits_for_the_migration_lock(postgres: PostgresServer) -> None:
+    url = postgres.new_database("locked")
+    # Another opener midway: it holds the advisory lock and has created one table so far, in
+    # its transaction (invisible to others until it commits).
+    holder_engine = create_engine(url)
+    holder = holder_engine.connect()
+    holder.execute(text(f"SELECT pg_advisory_xact_lock({migrate.MIGRATION_LOCK})"))
+    holder.execute(
+        text(
+            "CREATE TABLE blocks (chain_id INTEGER NOT NULL, number INTEGER NOT NULL, "
+            "hash VARCHAR(66) NOT NULL, PRIMARY KEY (chain_id, number))"
+        )
+    )
+    opened = threading.Event()
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            Store(url).close()
+            opened.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    opener = threading.Thread(target=open_store)
+    opener.start()
+    try:
+        assert not opened.wait(timeout=1.5), "the opener migrated while another held the lock"
+    finally:
+        holder.commit()
+        holder.close()
+        holder_engine.dispose()
+    opener.join(timeout=60)
+    # It read the database once the other was done, found that table and adopted it.
+    assert errors == [] and opened.is_set()
+    assert _revision(url, INDEX) == INDEX.base()
+    assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(postgres.new_database, INDEX)
 
 
 # ---------------------------------------------------------------------- writing a revision
@@ -340,8 +403,8 @@ def test_new_revision_follows_the_head_and_upgrades(tmp_path: Path) -> None:
     assert _revision(tmp_path / "db.sqlite3", copy) == "0002"
 
 
-def test_a_ledger_stores_duties_after_upgrading(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+def test_a_ledger_stores_duties_after_upgrading(new_db_url: NewUrl) -> None:
+    ledger = Ledger(new_db_url("ledger"))
     try:
         ledger.add(
             DutyRow(

@@ -1,12 +1,11 @@
-"""The store's named queries, over a real SQLite store filled the way the listener fills it:
-logs ABI-encoded from the contracts' own event ABIs, decoded by `Decoder` and applied in chain
-order by `Store.apply`."""
+"""The store's named queries, over a real store (SQLite, then PostgreSQL) filled the way the
+listener fills it: logs ABI-encoded from the contracts' own event ABIs, decoded by `Decoder` and
+applied in chain order by `Store.apply`."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -132,12 +131,12 @@ def _commit(chain: Chain, job_id: int, provider: str) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(new_db_url: Callable[[str], str]) -> Iterator[Store]:
     """Six jobs: 1 Assigned to alice; 2 reopened after bob's no-show; 3 executed by carol and
     Auditing with dave drawn as its verifier; 4 executed by alice and Settled (alice and its
     requester credited); 5 Open; 6 Assigned to carol, whose seat was slashed. Providers alice
     to dave registered and staked."""
-    s = Store(f"sqlite:///{tmp_path / 'relayer.sqlite3'}")
+    s = Store(new_db_url("relayer"))
     s.bind(DEPLOYMENT)
     chain = Chain()
     chain.emit("ParamsSet", params=MarketParams())
@@ -201,7 +200,9 @@ def test_state_counts_name_only_the_states_jobs_are_in(store: Store) -> None:
     }
 
 
-def test_position_is_the_bound_deployment_at_its_checkpoint(store: Store, tmp_path: Path) -> None:
+def test_position_is_the_bound_deployment_at_its_checkpoint(
+    store: Store, new_db_url: Callable[[str], str]
+) -> None:
     assert store.position() == Position(
         chain_id=CHAIN_ID,
         market=checksum(DEPLOYMENT.market),
@@ -209,7 +210,7 @@ def test_position_is_the_bound_deployment_at_its_checkpoint(store: Store, tmp_pa
         block_number=DEPLOYMENT.block + 3,
         block_hash=_block_hash(DEPLOYMENT.block + 3),
     )
-    unbound = Store(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    unbound = Store(new_db_url("empty"))
     assert unbound.position() is None
     assert unbound.overview() == Overview(position=None, jobs_by_state={}, providers=0)
     unbound.close()
