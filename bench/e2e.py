@@ -11,9 +11,11 @@ The raw batch runs before and after the marketplace batch; the mean of the two i
     throughput ratio = marketplace jobs/s / raw Celery jobs/s        (goal >= 0.5)
 
 Latency: one job at a time, submit -> result available as the requester's own `wait` sees it
-(woken by new blocks over WebSocket; M jobs, p50/p95), vs one raw Celery
-round trip (send -> result). Settlement (commit -> JobClosed, which includes the devnet's
-challenge window) is reported separately. One result is fetched and verified at the end.
+(woken by new blocks over WebSocket; M jobs, p50/p95), vs one raw Celery round trip (send ->
+result), and vs the same jobs on a second devnet whose relayer, agent and requester only poll
+(every 0.25 s: the pipeline before the wake-ups). Settlement (commit -> JobClosed, which
+includes the devnet's challenge window) is reported separately. One result is fetched and
+verified at the end.
 
     .venv/bin/python -m bench.e2e [--jobs N] [--latency M]
 """
@@ -40,11 +42,14 @@ from rich.table import Table
 from bench import rawcelery
 from bench.common import AUDIT_FLOOR, Tracker, devnet, percentile, ratio, requester, write_result
 from marketplace.devnet.manager import DEVNET_PARAMS, PRICE_PER_UNIT
+from marketplace.requester import Requester
 from marketplace.requester.inputs import JobDraft
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 8
 GOAL = 0.5
+#: The devnet's poll interval: the requester's too in the polling baseline.
+POLLING = 0.25
 QUEUE = "bench-raw"
 
 
@@ -106,6 +111,21 @@ def start_raw_worker(redis_url: str, log: Path) -> RawWorker:
     return worker
 
 
+def latencies(req: Requester, count: int, first_seed: int) -> list[float]:
+    """Seconds from submit to result available, one job at a time, as `wait` sees them."""
+    out = []
+    for i in range(count):
+        start = time.perf_counter()
+        (job,) = req.submit_many([draft(first_seed + i)])
+        req.wait(job, until="result", timeout=120)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def draft(seed: int) -> JobDraft:
+    return JobDraft("matmul", PRICE_PER_UNIT, parameters={"n": N, "seed": seed})
+
+
 def profile_execute(req: Any, ids: list[int], console: Console) -> None:
     """cProfile of `provider.execute.execute` (what a worker runs per task) in this process,
     against the devnet's relayer, plus the chain reads the task makes before it."""
@@ -157,6 +177,9 @@ class Figures:
     raw_latency_p50_s: float
     raw_latency_p95_s: float
     latency_ratio_p50: float
+    #: The same single jobs on a devnet that only polls (no wake-ups on blocks or results).
+    polling_latency_p50_s: float
+    polling_latency_p95_s: float
     settle_last_s: float
     commit_to_close_p50_s: float
     challenge_window_s: int
@@ -177,9 +200,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             tracker = Tracker.from_now(net)
 
-            def draft(seed: int) -> JobDraft:
-                return JobDraft("matmul", PRICE_PER_UNIT, parameters={"n": N, "seed": seed})
-
             tracker.wait(req.submit_many([draft(999_999)]), "result")  # warm-up
             raw_before = raw.batch(args.jobs, 1_000)
 
@@ -196,17 +216,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             commit_to_close = [(m.closed or 0.0) - (m.committed or 0.0) for m in closed.values()]
             verified = req.result(ids[0]).ok
 
-            market_lat = []
-            for i in range(args.latency):
-                start = time.perf_counter()
-                (job,) = req.submit_many([draft(10_000 + i)])
-                req.wait(job, until="result", timeout=120)
-                market_lat.append(time.perf_counter() - start)
+            market_lat = latencies(req, args.latency, 10_000)
             raw_lat = [raw.round_trip(20_000 + i) for i in range(max(args.latency, 20))]
             if args.profile:
                 profile_execute(req, ids[:20], console)
         finally:
             raw.stop()
+
+    # The same jobs on a devnet whose relayer, agent and requester only poll (every 0.25 s).
+    with (
+        devnet(providers=1, audit_bps=AUDIT_FLOOR, wake_on_events=False) as net,
+        Requester(
+            net.w3, net.deployment, net.requester_account(), net.api_url, poll_interval=POLLING
+        ) as req,
+    ):
+        (warm,) = req.submit_many([draft(999_999)])
+        req.wait(warm, until="result", timeout=120)
+        polling_lat = latencies(req, args.latency, 30_000)
 
     raw_s = (raw_before + raw_after) / 2
     raw_rate = args.jobs / raw_s
@@ -226,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw_latency_p50_s=statistics.median(raw_lat),
         raw_latency_p95_s=percentile(raw_lat, 95),
         latency_ratio_p50=ratio(statistics.median(market_lat), statistics.median(raw_lat)),
+        polling_latency_p50_s=statistics.median(polling_lat),
+        polling_latency_p95_s=percentile(polling_lat, 95),
         settle_last_s=settle_last,
         commit_to_close_p50_s=statistics.median(commit_to_close),
         challenge_window_s=DEVNET_PARAMS.challenge_window,
@@ -260,6 +288,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{fig.raw_latency_p50_s:.3f}",
         f"{fig.raw_latency_p95_s:.3f}",
         "1x",
+    )
+    lat.add_row(
+        "marketplace, polling only (0.25 s), submit -> result",
+        f"{fig.polling_latency_p50_s:.3f}",
+        f"{fig.polling_latency_p95_s:.3f}",
+        f"{ratio(fig.polling_latency_p50_s, fig.raw_latency_p50_s):.0f}x",
     )
     lat.add_row(
         "marketplace submit -> result available",

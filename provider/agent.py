@@ -371,7 +371,9 @@ class Agent:
         prefix = self.celery.backend.get_key_for_task("*")
         pattern = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
         with following(
-            self.settings.heads_url(), redis_url=self.settings.broker_url, redis_pattern=pattern
+            self.settings.heads_url(),
+            redis_url=self.settings.broker_url if self.settings.wake_on_results else None,
+            redis_pattern=pattern,
         ) as wakeup:
             self._run(stop, wakeup)
 

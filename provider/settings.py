@@ -83,6 +83,9 @@ class ProviderSettings(ChainSettings):
     db_url: str | None = None
     confirmations: Annotated[int, Field(ge=0)] = 1
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    #: The agent wakes as soon as its worker stores a result (a Redis subscription to the
+    #: result backend's channels) instead of at its next poll.
+    wake_on_results: bool = True
     heartbeat_interval: Annotated[int, Field(ge=1)] = HEARTBEAT_INTERVAL
     capacity: Annotated[int, Field(ge=1, le=1024)] = 1
     #: torch intra-op threads of each running job; None splits the cores among `capacity` jobs.

@@ -169,6 +169,9 @@ class DevnetConfig:
     block_time: float | None = None
     #: Blocks the relayer and the agents leave behind the head before applying an event.
     confirmations: int = 0
+    #: Wake the relayer and the agents on new blocks (WebSocket) and finished tasks; False
+    #: makes them poll only (DEPIN_*_WS_URL=off), the baseline of bench/e2e.py.
+    wake_on_events: bool = True
     #: Wipe a stopped devnet found in `dir` instead of refusing to start.
     fresh: bool = False
     #: Wait until every provider agent heartbeats to the relayer.
@@ -930,6 +933,7 @@ class Devnet:
             "DEPIN_RELAYER_PRIVATE_KEY": "0x" + matcher.key.hex(),
             "DEPIN_RELAYER_DB_URL": sqlite_url(self.dir / RELAYER_DB_FILE),
             "DEPIN_RELAYER_CONFIRMATIONS": str(config.confirmations),
+            "DEPIN_RELAYER_WS_URL": "" if config.wake_on_events else "off",
             "DEPIN_RELAYER_POLL_INTERVAL": "0.25",
             "DEPIN_RELAYER_API_PORT": str(port),
             "DEPIN_RELAYER_ARTIFACT_ROOT": str(self.dir / "artifacts"),
@@ -982,6 +986,8 @@ class Devnet:
             "DEPIN_PROVIDER_QUEUE": record.queue,
             "DEPIN_PROVIDER_DB_URL": sqlite_url(self.dir / "db" / f"{name}.sqlite3"),
             "DEPIN_PROVIDER_CONFIRMATIONS": str(config.confirmations),
+            "DEPIN_PROVIDER_WS_URL": "" if config.wake_on_events else "off",
+            "DEPIN_PROVIDER_WAKE_ON_RESULTS": str(config.wake_on_events).lower(),
             "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
             "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
             "DEPIN_PROVIDER_CAPACITY": str(config.workers_per_provider),
