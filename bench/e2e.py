@@ -40,7 +40,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import rawcelery
-from bench.common import AUDIT_FLOOR, Tracker, devnet, percentile, ratio, requester, write_result
+from bench.common import (
+    AUDIT_FLOOR,
+    Tracker,
+    devnet,
+    percentile,
+    ratio,
+    requester,
+    task_records,
+    write_result,
+)
 from marketplace.devnet.manager import DEVNET_PARAMS, PRICE_PER_UNIT
 from marketplace.requester import Requester
 from marketplace.requester.inputs import JobDraft
@@ -111,15 +120,39 @@ def start_raw_worker(redis_url: str, log: Path) -> RawWorker:
     return worker
 
 
-def latencies(req: Requester, count: int, first_seed: int) -> list[float]:
-    """Seconds from submit to result available, one job at a time, as `wait` sees them."""
+@dataclass
+class Stages:
+    """Where one job's latency went (wall clock, seconds)."""
+
+    total: float
+    #: Uploads, the create transaction and its receipt.
+    submit: float
+    #: From the create's receipt until the worker stored its result: the relayer's match and
+    #: assignment, the agent's pick-up, the Celery hand-off and the execution.
+    to_worker_done: float
+    #: From the stored result until the requester's wait returned: the agent's wake-up and
+    #: commit transaction, the requester's wake-up and its reads.
+    to_result: float
+
+
+def latencies(req: Requester, redis_url: str, count: int, first_seed: int) -> list[Stages]:
+    """One job at a time, submit -> result available as `wait` sees it, split into stages by
+    the submit's return and the time the worker stored the result (its Celery record)."""
     out = []
     for i in range(count):
-        start = time.perf_counter()
+        start = time.time()
         (job,) = req.submit_many([draft(first_seed + i)])
+        submitted = time.time()
         req.wait(job, until="result", timeout=120)
-        out.append(time.perf_counter() - start)
+        end = time.time()
+        done = [r.done_at for r in task_records(redis_url) if r.job_id == job]
+        done_at = min(done) if done else end
+        out.append(Stages(end - start, submitted - start, done_at - submitted, end - done_at))
     return out
+
+
+def _p50(stages: list[Stages], name: str) -> float:
+    return float(statistics.median(float(getattr(s, name)) for s in stages))
 
 
 def draft(seed: int) -> JobDraft:
@@ -216,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             commit_to_close = [(m.closed or 0.0) - (m.committed or 0.0) for m in closed.values()]
             verified = req.result(ids[0]).ok
 
-            market_lat = latencies(req, args.latency, 10_000)
+            market_stages = latencies(req, net.state.redis_url, args.latency, 10_000)
+            market_lat = [st.total for st in market_stages]
             raw_lat = [raw.round_trip(20_000 + i) for i in range(max(args.latency, 20))]
             if args.profile:
                 profile_execute(req, ids[:20], console)
@@ -232,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ):
         (warm,) = req.submit_many([draft(999_999)])
         req.wait(warm, until="result", timeout=120)
-        polling_lat = latencies(req, args.latency, 30_000)
+        polling_stages = latencies(req, net.state.redis_url, args.latency, 30_000)
+        polling_lat = [st.total for st in polling_stages]
 
     raw_s = (raw_before + raw_after) / 2
     raw_rate = args.jobs / raw_s
@@ -302,6 +337,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{fig.latency_ratio_p50:.0f}x",
     )
     console.print(lat)
+    stages = Table(title="where one job's latency goes (p50 s of each stage, same jobs)")
+    for column in ("stage", "polling only", "woken by events"):
+        stages.add_column(column, justify="right")
+    for name, label in (
+        ("submit", "submit: uploads, create transaction"),
+        ("to_worker_done", "match, assign, pick-up, Celery, execute"),
+        ("to_result", "commit, requester's wake-up and reads"),
+    ):
+        stages.add_row(
+            label, f"{_p50(polling_stages, name):.3f}", f"{_p50(market_stages, name):.3f}"
+        )
+    console.print(stages)
     console.print(
         f"settlement: last of {args.jobs} jobs closed {settle_last:.1f} s after the submit; "
         f"commit -> settled p50 {fig.commit_to_close_p50_s:.1f} s "
@@ -309,7 +356,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     verdict = "meets" if fig.throughput_ratio >= GOAL else "MISSES"
     console.print(f"throughput ratio {fig.throughput_ratio:.2f} {verdict} the {GOAL} goal")
-    result: dict[str, Any] = {"goal_ratio": GOAL, "matmul_n": N, **asdict(fig)}
+    result: dict[str, Any] = {
+        "goal_ratio": GOAL,
+        "matmul_n": N,
+        **asdict(fig),
+        "stages_p50_s": {
+            kind: {name: _p50(st, name) for name in ("submit", "to_worker_done", "to_result")}
+            for kind, st in (("events", market_stages), ("polling", polling_stages))
+        },
+    }
     write_result("e2e", result)
     return result
 
