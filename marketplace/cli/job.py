@@ -227,10 +227,12 @@ def _wait_with_progress(
 
 @command(app, "submit", conn=RequesterOptions)
 def submit(
-    kind: Annotated[str, typer.Argument(help="embed | torchscript | matmul.")],
+    kind: Annotated[str, typer.Argument(help="embed | torchscript | export | matmul.")],
     inputs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Input files: embed .txt/.json; torchscript one .safetensors."),
+        typer.Argument(
+            help="Input files: embed .txt/.json; torchscript and export one .safetensors."
+        ),
     ] = None,
     max_price: Annotated[
         str,
@@ -240,7 +242,11 @@ def submit(
     ] = "0.001",
     model: Annotated[
         str | None,
-        typer.Option("--model", help="embed: model name; torchscript: module file or its sha256."),
+        typer.Option(
+            "--model",
+            help="embed: model name; torchscript: module file; export: .pt2 program file; or "
+            "the sha256 of one uploaded.",
+        ),
     ] = None,
     sentence: Annotated[
         list[str] | None,
