@@ -17,9 +17,12 @@ escrow is quoted, checked and pulled at once (`Requester.submit_many`).
 
 Merging: each shard's result is verified against its own job's on-chain commitment, then every
 output with a first dimension is concatenated along it in shard order. The merge equals the
-unsharded run bit for bit when a row's output does not depend on the other rows of its batch
-(embed with sentence-transformers' length-sorted batches, a row-wise program); outputs without
-a first dimension (a whole-batch sum) cannot be merged and stay per shard.
+unsharded run bit for bit when a row's output does not depend on the other rows of its batch: a
+row-wise program, or embed with ``batch_size`` 1. Embed with larger batches pads each batch of
+sentences to its longest one, and a sentence's embedding bits depend on that padding, so its
+shards agree with the unsharded run to about 1e-7, not bit for bit (each shard is still exactly
+what every honest provider computes for it). Outputs without a first dimension (a whole-batch
+sum) cannot be merged and stay per shard.
 
 The group (its shards' job ids, their inputs and what is needed to resubmit one) is kept by the
 requester, not on the chain: ``<shard dir>/<chain id>-<market>/group-<first job id>/``, with
