@@ -37,6 +37,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -348,8 +349,13 @@ class ShardStore:
         return self.folder / f"group-{group}"
 
     def adopt(self, pending: Path, group: ShardGroup) -> None:
-        """Moves the pending folder to the group's own and writes its record."""
+        """Moves the pending folder to the group's own and writes its record. A folder already
+        there is from an earlier chain with the same id and market address (a restarted devnet):
+        it is kept aside, renamed, rather than refused after the jobs exist."""
         target = self.group_folder(group.group)
+        if target.exists():
+            stale = target.with_name(f"{target.name}.earlier-{time.time_ns()}")
+            os.replace(target, stale)
         os.replace(pending, target)
         self.save(group)
 

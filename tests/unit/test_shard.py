@@ -11,8 +11,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from marketplace.requester import InputError, JobDraft
+from marketplace.requester import InputError, JobDraft, JobNotFound
 from marketplace.requester.shard import (
+    ShardGroup,
+    ShardRecord,
+    ShardStore,
     merge_outputs,
     shard_drafts,
     split_rows,
@@ -79,3 +82,32 @@ def test_merge_concatenates_in_order_and_sets_aside_scalars() -> None:
     merged, unmerged = merge_outputs(parts)
     assert merged["y"].tolist() == [[0, 1], [2, 3], [4, 5]]
     assert unmerged == ("total",)
+
+
+def test_a_group_is_kept_and_an_earlier_chains_folder_is_set_aside(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path, 31337, "0xABC")
+    group = ShardGroup(
+        group=1,
+        chain_id=31337,
+        market="0xABC",
+        requester="0x" + "11" * 20,
+        kind="embed",
+        model="m",
+        parameters={},
+        max_price_per_unit=1,
+        replicas=1,
+        profile="p",
+        accept_window=60,
+        exec_window=60,
+        min_vram_gib=0,
+        shards=[ShardRecord(index=0, job_id=1, rows=2, input="shard-0.json", units=2)],
+    )
+    for round_ in range(2):
+        pending = store.pending()
+        (pending / "shard-0.json").write_text(f'["round {round_}"]')
+        store.adopt(pending, group)
+    assert store.load(1) == group and store.groups() == [1]
+    assert (store.group_folder(1) / "shard-0.json").read_text() == '["round 1"]'
+    assert len(list(store.folder.glob("group-1.earlier-*"))) == 1
+    with pytest.raises(JobNotFound, match="no shard group 2"):
+        store.load(2)
