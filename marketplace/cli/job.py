@@ -416,7 +416,7 @@ def _wait_shards_with_progress(
         SpinnerColumn(),
         TextColumn("group {task.fields[group]}: {task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} shards done"),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} shards done"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
     ) as progress:
