@@ -170,3 +170,30 @@ def test_a_static_batch_size_is_refused_with_the_export_fix() -> None:
     program = program_bytes(Pair(), (torch.ones(3),))
     with pytest.raises(RuntimeJobError, match=r"'x' has shape \[5\], the program takes \[3\]"):
         export(program, st(x=torch.ones(5)))
+
+
+class Total(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum()
+
+
+def test_a_whole_tensor_sum_depends_on_the_thread_count_unless_the_kind_pins_it(
+    threads: None,
+) -> None:
+    # The ops of `Net` (convolution, layer norm, softmax, matmuls) give the same bits on 1 and
+    # 2 threads under the pinned kernels; a whole-tensor reduction does not: ATen sums one
+    # partial per thread. This is why the kind runs programs on one CPU thread.
+    program = program_bytes(Total(), (torch.ones(8),), ({0: torch.export.Dim("n")},))
+    x = torch.randn(1_000_000, generator=torch.Generator().manual_seed(2))
+    module = load_program(program).module()
+    direct = {}
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        with torch.inference_mode():
+            direct[count] = module(x).item()
+    assert direct[1] != direct[2]
+    by_kind = set()
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        by_kind.add(export(program, st(x=x))["output"].item())
+    assert by_kind == {direct[1]}
