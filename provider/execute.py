@@ -10,7 +10,7 @@ check and the requester learns why. These codes are:
     spec-invalid       the spec bytes are not a canonical, valid JobSpec
     profile-mismatch   the spec names another determinism profile than the one that runs it
     model-unsupported  an embed job names a model this runtime does not ship
-    input-missing      an input artifact (or the TorchScript module) is not in the store
+    input-missing      an input artifact (or the module or program) is not in the store
     input-too-large    an input is above the artifact size limit
     input-invalid      an input is malformed for the kind, or the module fails on it
 
@@ -128,12 +128,16 @@ def run_spec(
             for sha in spec.inputs:
                 sentences.extend(parse_sentences(fetch(sha)))
             return embed(sentences, batch_size=_int(spec.parameters, "batch_size", 32))
-        from provider.runtime.torchscript import torchscript
-
         if len(spec.inputs) != 1:
             raise JobFailed(
-                "input-invalid", "a torchscript job takes exactly one safetensors input"
+                "input-invalid", f"a {spec.kind} job takes exactly one safetensors input"
             )
+        if spec.kind == "export":
+            from provider.runtime.export import export
+
+            return export(fetch(spec.model), fetch(spec.inputs[0]))
+        from provider.runtime.torchscript import torchscript
+
         return torchscript(fetch(spec.model), fetch(spec.inputs[0]))
     except RuntimeJobError as exc:
         raise JobFailed("input-invalid", str(exc)) from None

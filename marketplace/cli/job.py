@@ -64,6 +64,8 @@ UntilOpt = Annotated[
     ),
 ]
 
+#: States in which a job has a committed result (the requester package's RESULT_STATES, by name).
+_RESULT_NAMES = frozenset({"COMMITTED", "AUDITING", "REVEALING", "SETTLED"})
 _STEPS = {"open": 1, "assigned": 2, "committed": 3, "auditing": 3, "revealing": 3}
 
 
@@ -227,10 +229,12 @@ def _wait_with_progress(
 
 @command(app, "submit", conn=RequesterOptions)
 def submit(
-    kind: Annotated[str, typer.Argument(help="embed | torchscript | matmul.")],
+    kind: Annotated[str, typer.Argument(help="embed | torchscript | export | matmul.")],
     inputs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Input files: embed .txt/.json; torchscript one .safetensors."),
+        typer.Argument(
+            help="Input files: embed .txt/.json; torchscript and export one .safetensors."
+        ),
     ] = None,
     max_price: Annotated[
         str,
@@ -240,7 +244,11 @@ def submit(
     ] = "0.001",
     model: Annotated[
         str | None,
-        typer.Option("--model", help="embed: model name; torchscript: module file or its sha256."),
+        typer.Option(
+            "--model",
+            help="embed: model name; torchscript: module file; export: .pt2 program file; or "
+            "the sha256 of one uploaded.",
+        ),
     ] = None,
     sentence: Annotated[
         list[str] | None,
@@ -278,11 +286,21 @@ def submit(
     out: Annotated[
         Path | None, typer.Option("--out", help="With --wait: write the verified result here.")
     ] = None,
+    shard: Annotated[
+        int | None,
+        typer.Option(
+            "--shard",
+            help="Split the input set (embed: the sentences; torchscript, export: the "
+            "safetensors batch along dimension 0) into N jobs created in one transaction; "
+            "`depin job result GROUP --group` merges them.",
+            min=1,
+        ),
+    ] = None,
     *,
     conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload the inputs and spec, escrow the payment and create the job."""
+    """Upload the inputs and spec, escrow the payment and create the job (or N shard jobs)."""
     from marketplace.requester import DEFAULT_PROFILE, JobDraft, parse_parameter
 
     if out is not None and not wait:
@@ -305,6 +323,9 @@ def submit(
             exec_window=exec_window,
             min_vram_gib=min_vram,
         )
+        if shard is not None:
+            _submit_sharded(conn, draft, shard, not no_permit, wait, goal, timeout, out, as_json)
+            return
         with conn.open() as req:
             (job_id,) = req.submit_many([draft], use_permit=not no_permit)
             if not as_json:
@@ -322,6 +343,112 @@ def submit(
     emit(data, as_json, lines)
     if wait and (_ended_without_result(status) or (result is not None and not result.ok)):
         raise typer.Exit(1)
+
+
+def _submit_sharded(
+    conn: RequesterOptions,
+    draft: Any,
+    shards: int,
+    use_permit: bool,
+    wait: bool,
+    goal: Literal["result", "terminal"],
+    timeout: float,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """`depin job submit --shard N`: quote the batch, create it, optionally wait and merge."""
+    with errors(), conn.open() as req:
+        plan = req.plan_shards(draft, shards)
+        if not as_json:
+            typer.echo(
+                f"{shards} shards, units {plan.units}: escrow {format_tokens(plan.escrow)} "
+                "tokens for the batch (the most it costs; the rest comes back)"
+            )
+        group = req.submit_shards(plan, use_permit=use_permit)
+        if not as_json:
+            typer.echo(
+                f"shard group {group.group} created: jobs {group.job_ids} (kept in "
+                f"{req.shard_store.group_folder(group.group)})"
+            )
+        states = (
+            _wait_shards_with_progress(req, group.group, timeout, as_json, goal)
+            if wait
+            else req.shard_states(group.group)
+        )
+        merged = None
+        if wait and all(s.name in _RESULT_NAMES for s in states):
+            merged = req.shard_result(group.group, out)
+    data: dict[str, Any] = {
+        "group": group.group,
+        "job_ids": group.job_ids,
+        "units": plan.units,
+        "escrow": str(plan.escrow),
+        "states": [s.name.lower() for s in states],
+    }
+    lines = [f"group {group.group}: " + ", ".join(_shard_line(group.job_ids, states))]
+    if merged is not None:
+        data["result"] = merged.model_dump(mode="json")
+        lines += _merged_lines(merged)
+    emit(data, as_json, lines)
+    if wait and merged is None:
+        raise typer.Exit(1)
+
+
+def _shard_line(job_ids: list[int], states: list[Any]) -> list[str]:
+    pairs = enumerate(zip(job_ids, states, strict=True))
+    return [f"shard {i} job {j} {s.name.lower()}" for i, (j, s) in pairs]
+
+
+def _wait_shards_with_progress(
+    req: Requester,
+    group: int,
+    timeout: float,
+    as_json: bool,
+    until: Literal["result", "terminal"],
+) -> list[Any]:
+    """`Requester.wait_shards` with one progress bar over every shard (none with --json)."""
+    if as_json:
+        return req.wait_shards(group, until=until, timeout=timeout)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("group {task.fields[group]}: {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} shards done"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        count = len(req.shard_group(group).shards)
+        task = progress.add_task("submitted", total=count, group=group)
+
+        def on_progress(states: list[Any]) -> None:
+            names = [s.name.lower() for s in states]
+            summary = ", ".join(f"{names.count(n)} {n}" for n in dict.fromkeys(names))
+            done = sum(1 for s in states if s.terminal)
+            progress.update(task, completed=done, description=summary)
+
+        states = req.wait_shards(group, until=until, timeout=timeout, on_progress=on_progress)
+        progress.update(task, completed=count)
+    return states
+
+
+def _merged_lines(merged: Any) -> list[str]:
+    lines = [
+        f"group {merged.group}: {len(merged.job_ids)} shard results verified, each against its "
+        f"own job's commitment (jobs {list(merged.job_ids)}), merged in order"
+    ]
+    for name, array in sorted(merged.outputs.items()):
+        lines.append(f"  {name}: {array.dtype} {tuple(array.shape)}")
+    if merged.unmerged:
+        lines.append(
+            f"  not merged (no first dimension): {', '.join(merged.unmerged)}; read them per "
+            "shard with `depin job result JOB`"
+        )
+    if merged.path is not None:
+        lines.append(f"  written to {merged.path}")
+    return lines
 
 
 def _ended_without_result(status: JobStatus) -> bool:
@@ -392,15 +519,75 @@ def result(
             help="Write the outputs: a directory, a .safetensors file, or .npy (one output).",
         ),
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option(
+            "--group",
+            help="The id is a shard group (the first job id `submit --shard` printed): verify "
+            "every shard against its own commitment and merge them in order.",
+        ),
+    ] = False,
     *,
     conn: RequesterOptions,
     as_json: JsonOpt = False,
 ) -> None:
     """Download, decrypt and verify the job's result against the on-chain commitment."""
+    if group:
+        with errors(), conn.open() as req:
+            merged = req.shard_result(job_id, out)
+        emit(merged.model_dump(mode="json"), as_json, _merged_lines(merged))
+        return
     with errors(), conn.open() as req:
         res = req.result(job_id, out)
     emit(res.model_dump(mode="json"), as_json, _result_lines(res))
     if not res.ok:
+        raise typer.Exit(1)
+
+
+@command(app, "resubmit-shard", conn=RequesterOptions)
+def resubmit_shard(
+    group: Annotated[int, typer.Argument(help="The shard group (its first job id).", min=1)],
+    index: Annotated[int, typer.Argument(help="The shard's index, from 0.", min=0)],
+    no_permit: Annotated[
+        bool, typer.Option("--no-permit", help="Approve in a transaction instead of a permit.")
+    ] = False,
+    *,
+    conn: RequesterOptions,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit one shard of a group again, alone, after its job was refunded, expired or failed;
+    the group's merge then uses the new job."""
+    with errors(), conn.open() as req:
+        job_id = req.resubmit_shard(group, index, use_permit=not no_permit)
+        old = req.shard_group(group).shards[index].replaced[-1]
+    emit(
+        {"group": group, "index": index, "job_id": job_id, "replaced": old},
+        as_json,
+        [f"shard {index} of group {group}: job {job_id} created (replaces job {old})"],
+    )
+
+
+@command(app, "wait-group", conn=RequesterOptions)
+def wait_group(
+    group: Annotated[int, typer.Argument(help="The shard group (its first job id).", min=1)],
+    until: UntilOpt = "terminal",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 3_600,
+    *,
+    conn: RequesterOptions,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wait until every shard of a group is final, with one progress display over all of them;
+    exits 1 when a shard ended without a result (resubmit it with `resubmit-shard`)."""
+    goal = _goal(until)
+    with errors(), conn.open(watch_only=True) as req:
+        states = _wait_shards_with_progress(req, group, timeout, as_json, goal)
+        ids = req.shard_group(group).job_ids
+    emit(
+        {"group": group, "job_ids": ids, "states": [s.name.lower() for s in states]},
+        as_json,
+        [f"group {group}: " + ", ".join(_shard_line(ids, states))],
+    )
+    if any(s.name in ("REFUNDED", "EXPIRED") for s in states):
         raise typer.Exit(1)
 
 

@@ -67,7 +67,7 @@ MAX_PROFILE_CHARS: Final = 128
 MAX_MODEL_CHARS: Final = 256
 MAX_PARAMETER_KEY_CHARS: Final = 64
 
-JobKind = Literal["embed", "torchscript", "matmul"]
+JobKind = Literal["embed", "torchscript", "matmul", "export"]
 KINDS: Final[tuple[str, ...]] = get_args(JobKind)
 
 ParamScalar = str | int | float | bool | None
@@ -88,7 +88,8 @@ _FIELD_HELP: Final[dict[str, str]] = {
     "kind": "one of " + ", ".join(repr(k) for k in KINDS),
     "model": (
         "a model reference: 'sentence-transformers/all-MiniLM-L6-v2' for embed, the sha256 of "
-        "the TorchScript artifact for torchscript, '' for matmul"
+        "the TorchScript artifact for torchscript or of the .pt2 program for export, '' for "
+        "matmul"
     ),
     "inputs": f"a list of input artifact hashes, each {_HASH_FIX}",
     "parameters": 'an object of JSON scalars or flat lists of scalars, e.g. {"n": 1024}',
@@ -138,7 +139,7 @@ class JobSpec(BaseModel):
     version: StrictInt
     #: Which workload the provider runs.
     kind: JobKind
-    #: Model reference: hub name (embed), artifact sha256 (torchscript) or "" (matmul).
+    #: Model reference: hub name (embed), artifact sha256 (torchscript, export) or "" (matmul).
     model: str
     #: sha256 hex of each input artifact, in the order the workload consumes them.
     inputs: tuple[str, ...]
@@ -249,15 +250,16 @@ class JobSpec(BaseModel):
             if not inputs:
                 raise ValueError("embed needs at least one input: the hash of the text artifact")
             _int_param(parameters, kind, "batch_size", 1, MAX_BATCH_SIZE, required=False)
-        elif kind == "torchscript":
+        elif kind in ("torchscript", "export"):
+            what = "TorchScript" if kind == "torchscript" else "torch.export program (.pt2)"
             if not _SHA256_HEX.fullmatch(model):
                 raise ValueError(
-                    f"torchscript needs model, the TorchScript artifact's hash as {_HASH_FIX}; "
+                    f"{kind} needs model, the {what} artifact's hash as {_HASH_FIX}; "
                     f"got {_short(model)}"
                 )
             if not inputs:
                 raise ValueError(
-                    "torchscript needs at least one input: the hash of a safetensors artifact"
+                    f"{kind} needs at least one input: the hash of a safetensors artifact"
                 )
             _int_param(parameters, kind, "batch_size", 1, MAX_BATCH_SIZE, required=False)
         else:  # matmul

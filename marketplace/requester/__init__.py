@@ -31,9 +31,10 @@ from marketplace.requester.inputs import (
     prepare,
     read_sentences,
 )
-from marketplace.requester.result import JobResult
-from marketplace.requester.sdk import Requester
+from marketplace.requester.result import JobResult, ShardedResult
+from marketplace.requester.sdk import Requester, ShardPlan
 from marketplace.requester.settings import RequesterSettings, default_wallet_dir
+from marketplace.requester.shard import ShardGroup, ShardRecord
 from marketplace.requester.status import (
     AuditRoundStatus,
     Balances,
@@ -62,6 +63,10 @@ __all__ = [
     "RequesterSettings",
     "ResultRejected",
     "ResultUnavailable",
+    "ShardGroup",
+    "ShardPlan",
+    "ShardRecord",
+    "ShardedResult",
     "WaitTimeout",
     "WrongState",
     "default_units",

@@ -10,10 +10,12 @@ The provider runtime reads exactly these conventions:
   ``sentence-transformers/all-MiniLM-L6-v2``; ``batch_size`` is optional (the provider uses 32).
 - ``torchscript``: the model is the sha256 of an uploaded TorchScript module (a file is uploaded
   first); exactly one input, a safetensors file of the named arguments.
+- ``export``: the same with a torch.export program (``.pt2``, `torch.export.save`) as the model;
+  the input tensors are checked against the program's inputs (names, dtypes, static sizes).
 - ``matmul``: no model and no inputs; parameters ``n`` and ``seed``, optionally ``iterations``.
 
 Default units (what the job is priced in) when none are given: embed = the number of sentences,
-matmul = max(1, ceil(2 n^3 iterations / 1e9)) (GFLOP), torchscript = 1.
+matmul = max(1, ceil(2 n^3 iterations / 1e9)) (GFLOP), torchscript and export = 1.
 
 Every problem is raised here, before anything is uploaded or paid: an unreadable input is an
 `InputError` naming the file, a malformed spec a `SpecError` naming the field.
@@ -70,11 +72,12 @@ class JobDraft:
     kind: str
     #: Most the requester pays per unit, in the token's base units.
     max_price_per_unit: int
-    #: Input files (embed: .txt / .json; torchscript: one .safetensors).
+    #: Input files (embed: .txt / .json; torchscript, export: one .safetensors).
     inputs: tuple[Path, ...] = ()
     #: embed only: sentences given directly instead of input files.
     sentences: tuple[str, ...] | None = None
-    #: embed: model name; torchscript: the module file, or the sha256 of an uploaded one.
+    #: embed: model name; torchscript, export: the module or .pt2 file, or the sha256 of an
+    #: uploaded one.
     model: str | Path | None = None
     parameters: Mapping[str, ParamValue] = field(default_factory=dict)
     #: None: the kind's default (see the module docstring).
@@ -297,13 +300,16 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             raise InputError(
                 f"embed runs {EMBED_MODEL!r} only, not {model!r}; drop --model (or pass that name)"
             )
-    elif draft.kind == "torchscript":
+    elif draft.kind in ("torchscript", "export"):
+        what = "TorchScript module" if draft.kind == "torchscript" else "torch.export program"
         if draft.sentences is not None:
-            raise InputError("sentences are for embed jobs; torchscript takes a safetensors input")
+            raise InputError(
+                f"sentences are for embed jobs; {draft.kind} takes a safetensors input"
+            )
         if draft.model is None or draft.model == "":
             raise InputError(
-                "torchscript needs a model: the TorchScript module file (or the sha256 of one "
-                "already uploaded)"
+                f"{draft.kind} needs a model: the {what} file (or the sha256 of one already "
+                "uploaded)"
             )
         module: bytes | None = None
         if isinstance(draft.model, str) and _SHA256_HEX.fullmatch(draft.model):
@@ -311,21 +317,26 @@ def prepare(draft: JobDraft, *, public_key: str, profiles: Sequence[str]) -> Pre
             referenced.append(model)
         else:
             path = Path(draft.model)
-            module = _read(path, "TorchScript module")
-            _check_torchscript(path, module)
+            module = _read(path, what)
+            if draft.kind == "torchscript":
+                _check_torchscript(path, module)
             model = sha256_hex(module)
             artifacts[model] = module
         if len(draft.inputs) != 1:
             raise InputError(
-                f"torchscript takes exactly one input, a safetensors file; got {len(draft.inputs)}"
+                f"{draft.kind} takes exactly one input, a safetensors file; got {len(draft.inputs)}"
             )
         data = _read(draft.inputs[0], "input file")
         _check_safetensors(draft.inputs[0], data)
-        if module is not None:
+        if module is not None and draft.kind == "torchscript":
             # Tried on meta tensors before anything is paid (see marketplace.requester.dryrun).
             from marketplace.requester.dryrun import dry_run_torchscript
 
             dry_run_torchscript(module, data, source=str(draft.model))
+        elif module is not None:
+            from marketplace.requester.dryrun import check_export
+
+            check_export(module, data, source=str(draft.model))
         artifacts[sha256_hex(data)] = data
         inputs.append(sha256_hex(data))
     else:  # matmul

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, computed_field, field_serializer
 
 from marketplace.requester.wire import WireModel
 
-__all__ = ["JobResult"]
+__all__ = ["JobResult", "ShardedResult"]
 
 
 class JobResult(WireModel):
@@ -58,3 +58,27 @@ class JobResult(WireModel):
     @field_serializer("rejected", when_used="json")
     def _rejections(self, rejected: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
         return [{"provider": p, "reason": r} for p, r in rejected]
+
+
+class ShardedResult(WireModel):
+    """A shard group's results, each verified against its own job's commitment, merged in
+    shard order (see `marketplace.requester.shard`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    json_keys = ("group", "job_ids", "outputs", "unmerged", "path")
+
+    group: int
+    job_ids: tuple[int, ...]
+    #: Every output with a first dimension, shards concatenated along it.
+    outputs: Mapping[str, np.ndarray[Any, Any]]
+    #: Outputs that cannot be concatenated (no first dimension): read them per shard.
+    unmerged: tuple[str, ...] = ()
+    shards: tuple[JobResult, ...] = ()
+    path: Path | None = None
+
+    @field_serializer("outputs", when_used="json")
+    def _shapes(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"dtype": str(a.dtype), "shape": list(a.shape)}
+            for name, a in sorted(outputs.items())
+        }

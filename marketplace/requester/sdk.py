@@ -20,10 +20,13 @@ submission moves no funds and creates no job.
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -68,8 +71,15 @@ from marketplace.requester.errors import (
 )
 from marketplace.requester.files import write_outputs
 from marketplace.requester.inputs import DEFAULT_PROFILE, JobDraft, PreparedJob, prepare
-from marketplace.requester.result import JobResult
-from marketplace.requester.settings import RequesterSettings
+from marketplace.requester.result import JobResult, ShardedResult
+from marketplace.requester.settings import RequesterSettings, default_shard_dir
+from marketplace.requester.shard import (
+    ShardGroup,
+    ShardRecord,
+    ShardStore,
+    merge_outputs,
+    shard_drafts,
+)
 from marketplace.requester.status import (
     RESULT_STATES,
     Balances,
@@ -79,7 +89,7 @@ from marketplace.requester.status import (
     audit_rounds,
 )
 
-__all__ = ["Requester"]
+__all__ = ["Requester", "ShardPlan"]
 
 #: Seconds a permit signed for `createJobsWithPermit` stays valid.
 PERMIT_LIFETIME: Final = 3_600
@@ -93,6 +103,39 @@ Until = Literal["result", "terminal"]
 
 def _tx(receipt: Mapping[str, Any]) -> str:
     return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """A sharded job before it is paid: each shard's validated job and the batch's escrow."""
+
+    #: Pending folder of the shard inputs (adopted by the group once created).
+    folder: Path
+    jobs: tuple[PreparedJob, ...]
+    #: What the whole batch locks in escrow, in base units (the most it can cost).
+    escrow: int
+
+    @property
+    def units(self) -> list[int]:
+        return [j.request.units for j in self.jobs]
+
+
+def _rows(job: PreparedJob) -> int:
+    """Sentences (embed) or batch rows (safetensors) of a shard's input."""
+    (sha,) = job.spec.inputs
+    data = job.artifacts[sha]
+    if job.spec.kind == "embed":
+        return len(json.loads(data))
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    return max(
+        (int(e["shape"][0]) for n, e in header.items() if n != "__metadata__" and e["shape"]),
+        default=1,
+    )
+
+
+def _suffix(job: PreparedJob) -> str:
+    return ".json" if job.spec.kind == "embed" else ".safetensors"
 
 
 class Requester:
@@ -109,12 +152,14 @@ class Requester:
         http_timeout: float = 30.0,
         heads_url: str | None = None,
         fees: FeePolicy | None = None,
+        shard_dir: Path | None = None,
     ) -> None:
         """`account` is the wallet's key, or only its address for a watch-only requester
         (status, list, wait: no password needed; anything that signs or decrypts refuses).
         `heads_url` is a WebSocket endpoint whose new blocks end `wait`'s pauses at once
         (None: `wait` polls every `poll_interval` seconds); `fees` prices the wallet's
-        transactions (default: `FeePolicy()`)."""
+        transactions (default: `FeePolicy()`); `shard_dir` keeps the groups of sharded jobs
+        (default: `default_shard_dir()`)."""
         self.w3 = w3
         self.deployment = deployment
         self._key: LocalAccount | None = None if isinstance(account, str) else account
@@ -131,6 +176,12 @@ class Requester:
         self.relayer = RelayerClient(
             relayer_url, timeout=http_timeout, url_setting="DEPIN_REQUESTER_RELAYER_URL"
         )
+        #: The shard groups this requester submitted on this deployment.
+        self.shard_store = ShardStore(
+            shard_dir if shard_dir is not None else default_shard_dir(),
+            deployment.chain_id,
+            deployment.market,
+        )
 
     @classmethod
     def connect(
@@ -143,6 +194,7 @@ class Requester:
         poll_interval: float = 1.0,
         ws_url: str = "",
         fees: FeePolicy | None = None,
+        shard_dir: Path | None = None,
     ) -> Requester:
         """Connects to `rpc_url`, refusing a node that serves another chain than the deployment
         (ChainError naming both ids) or does not answer (ChainError). `ws_url` is as the
@@ -158,6 +210,7 @@ class Requester:
             poll_interval=poll_interval,
             heads_url=ws_url_for(rpc_url, ws_url),
             fees=fees,
+            shard_dir=shard_dir,
         )
 
     @classmethod
@@ -174,6 +227,7 @@ class Requester:
             poll_interval=settings.poll_interval,
             ws_url=settings.ws_url,
             fees=settings.fee_policy(),
+            shard_dir=settings.shard_dir,
         )
 
     def close(self) -> None:
@@ -259,7 +313,10 @@ class Requester:
         covers the escrow is used as it is."""
         if not drafts:
             raise InputError("no jobs to submit")
-        jobs = [self.prepare(d) for d in drafts]
+        return self._create([self.prepare(d) for d in drafts], use_permit=use_permit)
+
+    def _create(self, jobs: Sequence[PreparedJob], *, use_permit: bool) -> list[int]:
+        """Checks, uploads and creates prepared jobs in one transaction; returns their ids."""
         self._check_windows(jobs)
         total = sum(self.market.escrow_for(j.request) for j in jobs)
         self._check_funds(total)
@@ -338,6 +395,196 @@ class Requester:
 
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             list(pool.map(put, blobs.items()))
+
+    # ---------------------------------------------------------------- shards
+
+    def plan_shards(self, draft: JobDraft, shards: int) -> ShardPlan:
+        """Splits `draft`'s input set into `shards` jobs (see `marketplace.requester.shard`),
+        validates each and quotes the batch: nothing is uploaded or paid. The shard inputs are
+        written to a pending folder of the shard store; `submit_shards` adopts it."""
+        folder = self.shard_store.pending()
+        try:
+            drafts = shard_drafts(draft, shards, folder)
+            jobs = [self.prepare(d) for d in drafts]
+            escrow = sum(self.market.escrow_for(j.request) for j in jobs)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return ShardPlan(folder=folder, jobs=tuple(jobs), escrow=escrow)
+
+    def submit_shards(self, plan: ShardPlan, *, use_permit: bool = True) -> ShardGroup:
+        """Creates every shard of `plan` in one transaction and records the group, named by its
+        first job id, in the shard store; returns it."""
+        ids = self._create(plan.jobs, use_permit=use_permit)
+        first = plan.jobs[0]
+        request, spec = first.request, first.spec
+        group = ShardGroup(
+            group=ids[0],
+            chain_id=self.deployment.chain_id,
+            market=self.deployment.market,
+            requester=self.address,
+            kind=spec.kind,
+            model=spec.model,
+            parameters=dict(spec.parameters),
+            max_price_per_unit=request.max_price_per_unit,
+            replicas=request.replicas,
+            profile=spec.profile,
+            accept_window=request.accept_window,
+            exec_window=request.exec_window,
+            min_vram_gib=request.min_vram_gib,
+            shards=[
+                ShardRecord(
+                    index=i,
+                    job_id=job_id,
+                    rows=_rows(job),
+                    input=f"shard-{i}{_suffix(job)}",
+                    units=job.request.units,
+                )
+                for i, (job_id, job) in enumerate(zip(ids, plan.jobs, strict=True))
+            ],
+        )
+        self.shard_store.adopt(plan.folder, group)
+        return group
+
+    def submit_sharded(
+        self, draft: JobDraft, shards: int, *, use_permit: bool = True
+    ) -> ShardGroup:
+        """`plan_shards` then `submit_shards`: `shards` jobs in one transaction."""
+        return self.submit_shards(self.plan_shards(draft, shards), use_permit=use_permit)
+
+    def shard_group(self, group: int) -> ShardGroup:
+        """The recorded group whose first job is `group` (JobNotFound when none is kept)."""
+        found = self.shard_store.load(group)
+        if found.requester != self.address:
+            raise NotRequester(
+                f"shard group {group} belongs to {found.requester}; load that wallet instead"
+            )
+        return found
+
+    def shard_states(self, group: int) -> list[JobState]:
+        """The on-chain state of each shard's current job, in shard order."""
+        return [self._job(j).state for j in self.shard_group(group).job_ids]
+
+    def wait_shards(
+        self,
+        group: int,
+        *,
+        until: Until = "terminal",
+        timeout: float = 3_600.0,
+        poll_interval: float | None = None,
+        on_progress: Callable[[list[JobState]], None] | None = None,
+    ) -> list[JobState]:
+        """Polls until every shard's job is terminal (`until="result"`: terminal or with a
+        result announced); `on_progress` gets the shards' states whenever one changes. Raises
+        WaitTimeout after `timeout` seconds."""
+        interval = self.poll_interval if poll_interval is None else poll_interval
+        deadline = time.monotonic() + timeout
+        seen: list[JobState] | None = None
+        while True:
+            ids = self.shard_group(group).job_ids  # a resubmission may change them meanwhile
+            states = [self._job(j).state for j in ids]
+            if states != seen:
+                seen = states
+                if on_progress is not None:
+                    on_progress(states)
+            if all(self._shard_done(j, s, until) for j, s in zip(ids, states, strict=True)):
+                return states
+            if time.monotonic() >= deadline:
+                pending = [i for i, s in enumerate(states) if not s.terminal]
+                raise WaitTimeout(
+                    f"shards {pending} of group {group} are not done after {timeout:.0f} s; "
+                    f"wait longer, or cancel an open shard and `depin job resubmit-shard {group} "
+                    "INDEX` it"
+                )
+            time.sleep(interval)
+
+    def _shard_done(self, job_id: int, state: JobState, until: Until) -> bool:
+        if state.terminal:
+            return True
+        if until != "result" or state not in RESULT_STATES:
+            return False
+        try:
+            return bool(self._notices(job_id))
+        except (RelayerUnreachable, RelayerRefused):
+            return False
+
+    def resubmit_shard(self, group: int, index: int, *, use_permit: bool = True) -> int:
+        """Submits shard `index` of `group` again, alone, when its job ended without a usable
+        result (refunded, expired, or settled on a failure); records the new job in the group
+        and returns its id."""
+        found = self.shard_group(group)
+        if not 0 <= index < len(found.shards):
+            raise InputError(
+                f"group {group} has shards 0 to {len(found.shards) - 1}; no shard {index}"
+            )
+        shard = found.shards[index]
+        job = self._job(shard.job_id)
+        if not job.state.terminal:
+            raise WrongState(
+                f"shard {index} (job {shard.job_id}) is {job.state.name.lower()}; resubmit only "
+                f"a shard whose job ended without a result (cancel it first while it is open: "
+                f"`depin job cancel {shard.job_id}`)"
+            )
+        if (
+            job.state is JobState.SETTLED
+            and self._failures({shard.job_id: job})[shard.job_id] is None
+        ):
+            raise WrongState(
+                f"shard {index} (job {shard.job_id}) settled with a result; nothing to resubmit "
+                f"(`depin job result {group} --group` merges it)"
+            )
+        folder = self.shard_store.group_folder(group)
+        (job_id,) = self._create([self.prepare(found.draft(index, folder))], use_permit=use_permit)
+        shard.replaced.append(shard.job_id)
+        shard.job_id = job_id
+        self.shard_store.save(found)
+        return job_id
+
+    def shard_result(self, group: int, out: Path | None = None) -> ShardedResult:
+        """Every shard's result, each downloaded, decrypted and verified against its own job's
+        commitment (`result`), merged in shard order; written to `out` when given (see
+        `write_outputs`). ResultUnavailable names a shard without a usable result and how to
+        get one."""
+        found = self.shard_group(group)
+        results: list[JobResult] = []
+        for shard in found.shards:
+            job = self._job(shard.job_id)
+            if job.state in (JobState.REFUNDED, JobState.EXPIRED):
+                raise ResultUnavailable(
+                    f"shard {shard.index} (job {shard.job_id}) was {job.state.name.lower()} "
+                    f"without a result; resubmit it alone (`depin job resubmit-shard {group} "
+                    f"{shard.index}`), then merge again"
+                )
+            result = self.result(shard.job_id)
+            if not result.ok:
+                raise ResultUnavailable(
+                    f"shard {shard.index} (job {shard.job_id}) failed: {result.failure} "
+                    f"({result.message}); fix the input and resubmit the job, or resubmit the "
+                    f"shard (`depin job resubmit-shard {group} {shard.index}`)"
+                )
+            results.append(result)
+        outputs, unmerged = merge_outputs([r.outputs for r in results])
+        path = None
+        if out is not None:
+            path = write_outputs(
+                outputs,
+                out,
+                job_id=group,
+                metadata={
+                    "shard_group": str(group),
+                    "job_ids": ",".join(str(r.job_id) for r in results),
+                    "digests": ",".join("0x" + r.digest.hex() for r in results),
+                    "profile": found.profile,
+                },
+            )
+        return ShardedResult(
+            group=group,
+            job_ids=tuple(r.job_id for r in results),
+            outputs=outputs,
+            unmerged=unmerged,
+            shards=tuple(results),
+            path=path,
+        )
 
     # ---------------------------------------------------------------- follow
 

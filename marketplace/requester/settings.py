@@ -11,6 +11,8 @@
     DEPIN_REQUESTER_WALLET_DIR         where `depin wallet new|import` put keystores
                                        (~/.local/share/depin/wallets)
     DEPIN_REQUESTER_POLL_INTERVAL      seconds between two polls of `wait` (1.0)
+    DEPIN_REQUESTER_SHARD_DIR          where sharded jobs' groups are kept
+                                       (~/.local/share/depin/shards)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pydantic_settings import SettingsConfigDict
 from marketplace.protocol.places import data_dir, wallet_path
 from marketplace.protocol.settings import ChainSettings
 
-__all__ = ["ENV_PREFIX", "RequesterSettings", "default_wallet_dir"]
+__all__ = ["ENV_PREFIX", "RequesterSettings", "default_shard_dir", "default_wallet_dir"]
 
 ENV_PREFIX = "DEPIN_REQUESTER_"
 
@@ -32,6 +34,11 @@ ENV_PREFIX = "DEPIN_REQUESTER_"
 def default_wallet_dir() -> Path:
     """Where wallets live unless told otherwise (beside the other depin data)."""
     return data_dir() / "wallets"
+
+
+def default_shard_dir() -> Path:
+    """Where shard groups live unless told otherwise (beside the other depin data)."""
+    return data_dir() / "shards"
 
 
 class RequesterSettings(ChainSettings):
@@ -42,8 +49,9 @@ class RequesterSettings(ChainSettings):
     relayer_url: str = "http://127.0.0.1:8700"
     wallet_dir: Path = Field(default_factory=default_wallet_dir)
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    shard_dir: Path = Field(default_factory=default_shard_dir)
 
-    @field_validator("wallet_dir")
+    @field_validator("wallet_dir", "shard_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()

@@ -5,7 +5,8 @@ Each kind takes parsed inputs and returns ``dict[str, numpy.ndarray]`` ready for
 
 - `provider.runtime.matmul.matmul` — seeded n x n float32 matrix products (throughput bench);
 - `provider.runtime.embed.embed` — all-MiniLM-L6-v2 sentence embeddings;
-- `provider.runtime.torchscript.torchscript` — a TorchScript module on safetensors inputs.
+- `provider.runtime.torchscript.torchscript` — a TorchScript module on safetensors inputs;
+- `provider.runtime.export.export` — a torch.export program (.pt2) on safetensors inputs.
 
 This package root imports no torch, so the agent can catch `RuntimeJobError` cheaply; import
 the kinds from their modules.

@@ -85,3 +85,15 @@ def test_torchscript_garbage_module_is_input_invalid() -> None:
     with pytest.raises(JobFailed) as err:
         run_spec(spec, _fetch(store), PROFILE)
     assert err.value.code == "input-invalid"
+
+
+def test_export_takes_exactly_one_input_and_a_program() -> None:
+    spec = _spec("export", "c" * 64, ("a" * 64, "b" * 64))
+    with pytest.raises(JobFailed) as err:
+        run_spec(spec, _fetch({}), PROFILE)
+    assert err.value.code == "input-invalid"
+    spec = _spec("export", "c" * 64, ("a" * 64,))
+    store = {"c" * 64: b"not a .pt2 archive", "a" * 64: b"not safetensors"}
+    with pytest.raises(JobFailed, match=r"not a torch\.export program") as err:
+        run_spec(spec, _fetch(store), PROFILE)
+    assert err.value.code == "input-invalid"

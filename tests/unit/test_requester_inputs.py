@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -343,3 +344,45 @@ def test_format_tokens() -> None:
     assert format_tokens(15 * 10**17) == "1.5"
     assert format_tokens(1) == "0.000000000000000001"
     assert format_tokens(-25 * 10**16) == "-0.25"
+
+
+def _linear_program(path: Path, features: int = 3) -> Path:
+    """nn.Linear(features, 2) exported with a dynamic batch: it takes one tensor named `input`."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(
+        torch.nn.Linear(features, 2), (torch.zeros(2, features),), dynamic_shapes=({0: batch},)
+    )
+    torch.export.save(program, str(path))
+    return path
+
+
+def test_an_export_job_is_checked_against_the_program_before_paying(tmp_path: Path) -> None:
+    program = _linear_program(tmp_path / "m.pt2")
+    good = tmp_path / "x.safetensors"
+    good.write_bytes(st_save({"input": np.ones((5, 3), dtype=np.float32)}))
+    job = _prepare(JobDraft("export", PRICE, model=program, inputs=(good,)))
+    assert job.spec.kind == "export" and job.spec.units == 1
+    assert set(job.artifacts) == {job.spec.model, *job.spec.inputs}
+
+    fix = r"write a safetensors file of exactly input: float32\[\*, 3\]"
+    cases: dict[str, tuple[dict[str, np.ndarray[Any, Any]], str]] = {
+        "named": ({"x": np.ones((2, 3), dtype=np.float32)}, r"missing input tensors \['input'\]"),
+        "double": ({"input": np.ones((2, 3))}, "'input' is float64, the program takes float32"),
+        "wide": (
+            {"input": np.ones((2, 7), dtype=np.float32)},
+            r"'input' has shape \[2, 7\], the program takes \[\*, 3\]",
+        ),
+    }
+    for name, (tensors, message) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(st_save(tensors))
+        with pytest.raises(InputError, match=f"{message}.*{fix}"):
+            _prepare(JobDraft("export", PRICE, model=program, inputs=(path,)))
+
+    torchscript = _linear_module(tmp_path / "m.pt")
+    with pytest.raises(InputError, match=r"is not a torch\.export program .*torch\.export\.save"):
+        _prepare(JobDraft("export", PRICE, model=torchscript, inputs=(good,)))
+    with pytest.raises(InputError, match=r"export needs a model: the torch\.export program file"):
+        _prepare(JobDraft("export", PRICE, inputs=(good,)))

@@ -53,6 +53,11 @@ def torchscript(**overrides: Any) -> dict[str, Any]:
     return matmul(**{**base, **overrides})
 
 
+def exported(**overrides: Any) -> dict[str, Any]:
+    base = {"kind": "export", "model": MODEL, "inputs": [INPUT], "parameters": {}}
+    return matmul(**{**base, **overrides})
+
+
 def problem(data: dict[str, Any]) -> str:
     with pytest.raises(SpecError) as caught:
         JobSpec.from_dict(data)
@@ -133,7 +138,7 @@ def test_round_trip_through_canonical_json(extra: dict[str, Any]) -> None:
     assert hashlib.sha256(raw).digest() == spec.spec_hash()
 
 
-@pytest.mark.parametrize("build", [matmul, embed, torchscript])
+@pytest.mark.parametrize("build", [matmul, embed, torchscript, exported])
 def test_each_kind_round_trips_from_pretty_json(build: Any) -> None:
     data = build()
     pretty = json.dumps(data, indent=2)
@@ -185,6 +190,8 @@ def test_spec_error_is_a_depin_error_and_a_value_error() -> None:
         (torchscript(model="model.pt"), "torchscript needs model, the TorchScript artifact's hash"),
         (torchscript(model=MODEL.upper()), "64 lowercase hex characters"),
         (torchscript(inputs=[]), "torchscript needs at least one input"),
+        (exported(model="model.pt2"), "export needs model, the torch.export program (.pt2)"),
+        (exported(inputs=[]), "export needs at least one input: the hash of a safetensors"),
         (matmul(parameters={"seed": 1}), "matmul needs parameters.n, an integer from 1 to 8192"),
         (matmul(parameters={"n": 4}), "matmul needs parameters.seed"),
         (matmul(parameters={"n": 8193, "seed": 1}), "parameters.n of matmul jobs must be an"),

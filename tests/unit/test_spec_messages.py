@@ -68,7 +68,10 @@ def test_the_message_joins_every_problem() -> None:
             "extra: unknown field; remove it (a spec has version, kind, model, inputs, "
             "parameters, profile, units, requester_public_key)",
         ),
-        (matmul(kind=1), "kind: unknown kind 1; use one of 'embed', 'torchscript', 'matmul'"),
+        (
+            matmul(kind=1),
+            "kind: unknown kind 1; use one of 'embed', 'torchscript', 'matmul', 'export'",
+        ),
     ],
 )
 def test_a_problem_reads_exactly(data: dict[str, Any], expected: str) -> None:
@@ -100,7 +103,7 @@ def _error(kind: str, loc: tuple[int | str, ...], msg: str, **extra: Any) -> Any
         (
             _error("string_type", ("kind",), "Input should be a valid string"),
             "kind: Input should be a valid string, got 1; write one of 'embed', 'torchscript', "
-            "'matmul'",
+            "'matmul', 'export'",
         ),
         (
             _error("int_type", ("future",), "Input should be a valid integer"),
