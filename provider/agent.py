@@ -115,6 +115,9 @@ _UNDOABLE = (
 _RECONCILE_EVERY: Final = 30.0
 #: How far back (seconds of ledger updates) a rollback looks for duties to reconcile.
 _ROLLBACK_LOOKBACK: Final = 3_600.0
+#: Least seconds between two staffAudit calls of this agent for one job (see the keeper's
+#: STAFF_RETRY_SECONDS: each call's block wakes every loop).
+_STAFF_RETRY: Final = 5.0
 #: A queued task is lost once it was seen neither queued, nor held by a live worker, nor running
 #: this long: over one refresh of those keys, so a task between two refreshes is never taken
 #: for lost.
@@ -260,6 +263,8 @@ class Agent:
         self._last_reconcile = time.monotonic()
         #: Task id -> when (monotonic) it was first seen lost; cleared once seen again.
         self._lost_since: dict[str, float] = {}
+        #: Job id -> when (monotonic) this agent last called staffAudit for it.
+        self._staffed_at: dict[int, float] = {}
         self._last_heartbeat = 0.0
         #: The heartbeat interval the relayer announced (None until it answered one).
         self._relayer_interval: int | None = None
@@ -942,10 +947,14 @@ class Agent:
             return
         head = self.market.w3.eth.block_number
         now = self._chain_time()
+        clock = time.monotonic()
         for job_id in ids:
+            if clock - self._staffed_at.get(job_id, -_STAFF_RETRY) < _STAFF_RETRY:
+                continue  # a call landed moments ago; its block must not wake another at once
             job = self.market.job(job_id)
             if not job.needs_staffing or head < job.seed_block + wait or now > job.deadline:
                 continue
+            self._staffed_at[job_id] = clock
             try:
                 self.market.staff_audit(job_id)
             except (ContractRevert, TransactionFailed) as exc:

@@ -24,14 +24,18 @@ model misjudges is not retried forever (it is tried again as soon as anything ab
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from marketplace.protocol.client import FLAG_DRAWN, FLAG_RESEEDED, Job, JobState
 from marketplace.relayer.settings import MAX_BATCH, MAX_SKIPS
 
 #: Keeper call kinds, in the order they are sent.
 KINDS = ("draw_audits", "staff_audits", "finalize", "expire")
+#: Least seconds between two staffing calls for one job whose round the last call left open
+#: (no eligible verifier yet: a provider may still stake or come back).
+STAFF_RETRY_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -202,9 +206,13 @@ def plan(
     head: int,
     max_batch: int = MAX_BATCH,
     skips: SkipBook | None = None,
+    staff_resting: Collection[int] = (),
 ) -> KeeperPlan:
     """The keeper calls due at block time `now` with `head` the latest mined block, leaving out
-    the items `skips` says the contract keeps skipping."""
+    the items `skips` says the contract keeps skipping and the staffing of the jobs in
+    `staff_resting` (a staffing call for them landed less than `STAFF_RETRY_SECONDS` ago
+    without filling the round: each call is a transaction, and its block would wake the keeper
+    again at once)."""
     due: dict[str, list[int]] = {kind: [] for kind in KINDS}
     seen: set[int] = set()
     for view in sorted(views, key=lambda v: v.job_id):
@@ -212,6 +220,8 @@ def plan(
             continue
         seen.add(view.job_id)
         kind = action(view, now, head)
+        if kind == "staff_audits" and view.job_id in staff_resting:
+            continue
         if kind is not None and not (skips is not None and skips.blocked(view, kind)):
             due[kind].append(view.job_id)
     return KeeperPlan(

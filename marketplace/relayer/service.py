@@ -167,6 +167,10 @@ class Relayer:
         self._in_flight: dict[int, tuple[int, str]] = {}
         #: The live job ids the store named last: the keeper's worklist while it is down.
         self._live_ids: list[int] = []
+        #: job id -> when (monotonic) a staffing call for it last landed; the round may still
+        #: be open (no eligible verifier), so it rests `keeper.STAFF_RETRY_SECONDS` before the
+        #: next call.
+        self._staffed_at: dict[int, float] = {}
 
     def close(self) -> None:
         try:
@@ -250,14 +254,27 @@ class Relayer:
             return
         head = self.w3.eth.get_block("latest")
         views = read_job_views(self.market, live_ids)
+        clock = time.monotonic()
+        self._staffed_at = {
+            j: t
+            for j, t in self._staffed_at.items()
+            if clock - t < keeper.STAFF_RETRY_SECONDS and j in live_ids
+        }
         plan = keeper.plan(
-            views, int(head["timestamp"]), int(head["number"]), self.settings.max_batch, self.skips
+            views,
+            int(head["timestamp"]),
+            int(head["number"]),
+            self.settings.max_batch,
+            self.skips,
+            staff_resting=self._staffed_at.keys(),
         )
         if plan.empty:
             return
         result = self.submitter.submit_keeper(plan)
         report.drawn += result.landed_ids("draw_audits")
         report.staffed += result.landed_ids("staff_audits")
+        for job_id in result.landed_ids("staff_audits"):
+            self._staffed_at[job_id] = clock
         report.finalized += result.landed_ids("finalize")
         report.expired += result.landed_ids("expire")
         report.dropped.extend(result.dropped)

@@ -139,6 +139,16 @@ def test_skip_book_stops_retrying_the_same_view_and_resumes_on_change() -> None:
         SkipBook(0)
 
 
+def test_a_resting_round_is_not_staffed_again_but_its_other_calls_go_on() -> None:
+    resting, other = audit(1, 0), audit(2, 0)
+    p = plan([resting, other], NOW, HEAD, staff_resting={1})
+    assert p.ids("staff_audits") == [2]
+    # Resting holds back staffing only: a round past its deadline is still expired.
+    late = audit(1, 0, deadline=NOW - 1)
+    assert action(late, NOW, HEAD) == "expire"
+    assert plan([late], NOW, HEAD, staff_resting={1}).ids("expire") == [1]
+
+
 @pytest.mark.parametrize("state", [JobState.OPEN, JobState.ASSIGNED])
 def test_open_and_assigned_expire_after_deadline(state: JobState) -> None:
     assert action(view(1, state, deadline=NOW - 1), NOW, HEAD) == "expire"
