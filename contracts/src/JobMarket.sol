@@ -51,12 +51,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint256 private _totalBonds;
 
     mapping(uint256 jobId => JobLib.StoredJob) private _jobs;
+    /// @dev Seats 1 and on; seat 0 is stored in its job's slot 0 (JobLib.StoredJob).
     mapping(uint256 jobId => mapping(uint256 index => Participant)) private _participants;
     mapping(uint256 jobId => mapping(uint256 index => bytes32 digest)) private _digests;
     mapping(uint256 jobId => uint256 bond) private _bonds;
     mapping(uint256 jobId => mapping(address provider => bool)) private _excluded;
     mapping(address account => uint256 amount) private _credits;
     mapping(address account => bool) private _matchers;
+    /// @dev Jobs name requesters and providers by these ids; views and events report addresses.
+    JobLib.Accounts private _accounts;
 
     /// @dev Totals of one resolution, reported in JobClosed.
     struct Tally {
@@ -92,14 +95,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function createJob(JobRequest calldata request) external nonReentrant returns (uint256 jobId) {
         jobId = _jobCount + 1;
         _jobCount = uint64(jobId);
-        uint256 escrow = _create(jobId, request, _profileCount(request.profile));
+        uint256 escrow = _create(jobId, request, _profileCount(request.profile), _id(msg.sender));
         _token.safeTransferFrom(msg.sender, address(this), escrow);
     }
 
     /// @inheritdoc IJobMarket
     function createJobs(JobRequest[] calldata requests) external nonReentrant returns (uint256 firstJobId) {
         uint256 total;
-        (firstJobId, total) = _createMany(requests);
+        (firstJobId, total) = _createMany(requests, _id(msg.sender));
         _token.safeTransferFrom(msg.sender, address(this), total);
     }
 
@@ -115,7 +118,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         // A permit front-run by someone else has already set the allowance; the pull below decides.
         try IERC20Permit(address(_token)).permit(msg.sender, address(this), value, permitDeadline, v, r, s) {} catch {}
         uint256 total;
-        (firstJobId, total) = _createMany(requests);
+        (firstJobId, total) = _createMany(requests, _id(msg.sender));
         _token.safeTransferFrom(msg.sender, address(this), total);
     }
 
@@ -166,7 +169,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_ASSIGNED);
         // slither-disable-next-line reentrancy-no-eth -- MarketLib (delegatecalled) only calls the registry, the trusted contract fixed at construction; every entry point is nonReentrant
-        uint256 fee = MarketLib.release(j, _participants[jobId], _excluded[jobId], _registry, jobId);
+        uint256 fee = MarketLib.release(j, _participants[jobId], _excluded[jobId], _accounts, _registry, jobId);
         _auditPool += uint128(fee);
         // No seat left uncommitted: go on as after a commit deadline with nobody missing.
         if (j.activeMask & ~uint256(j.commitMask) == 0) {
@@ -194,22 +197,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_REVEALING);
         _requireBefore(jobId, j);
-        uint256 n = j.participants;
-        uint256 owed = j.commitMask & ~uint256(j.revealMask);
-        for (uint256 i; i < n; ++i) {
-            uint256 bit = 1 << i;
-            if (owed & bit == 0) continue;
-            Participant storage p = _participants[jobId][i];
-            if (p.provider != msg.sender) continue;
-            if (p.commitment != JobLib.commitmentOf(jobId, msg.sender, digest)) {
-                revert JobMarketRevealMismatch(jobId, msg.sender);
-            }
-            _digests[jobId][i] = digest;
-            j.revealMask = uint32(j.revealMask | bit);
-            emit ResultRevealed(jobId, msg.sender, digest);
-            return;
-        }
-        revert JobMarketNothingToReveal(jobId, msg.sender);
+        MarketLib.reveal(j, _participants[jobId], _digests[jobId], _accounts, jobId, digest);
     }
 
     // ================================================================ keepers
@@ -318,7 +306,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function job(uint256 jobId) external view returns (Job memory) {
-        return JobLib.toJob(_jobs[jobId]);
+        return JobLib.toJob(_jobs[jobId], _accounts);
     }
 
     /// @inheritdoc IJobMarket
@@ -326,7 +314,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint256 n = _jobs[jobId].participants;
         list = new Participant[](n);
         for (uint256 i; i < n; ++i) {
-            list[i] = _participants[jobId][i];
+            Participant storage s = _seat(jobId, i);
+            list[i] = Participant({provider: _providerOf(jobId, i), commitment: s.commitment, commitBlock: s.commitBlock});
         }
     }
 
@@ -344,7 +333,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function auditSelected(uint256 jobId) external view returns (bool) {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
-        return MarketLib.auditSelected(j, _params, _participants[jobId][0].commitBlock, jobId);
+        return MarketLib.auditSelected(j, _params, jobId);
     }
 
     /// @inheritdoc IJobMarket
@@ -412,12 +401,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     // ================================================================ creation and assignment
 
-    function _createMany(JobRequest[] calldata requests) private returns (uint256 firstJobId, uint256 total) {
+    function _createMany(JobRequest[] calldata requests, uint32 requester)
+        private
+        returns (uint256 firstJobId, uint256 total)
+    {
         uint256 n = requests.length;
         if (n == 0) revert JobMarketInvalidBatch(0, 0);
         firstJobId = _jobCount + 1;
         for (uint256 i; i < n; ++i) {
-            total += _create(firstJobId + i, requests[i], _profileCount(requests[i].profile));
+            total += _create(firstJobId + i, requests[i], _profileCount(requests[i].profile), requester);
         }
         _jobCount = uint64(firstJobId + n - 1);
     }
@@ -431,7 +423,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _profilesKnown = uint16(count);
     }
 
-    function _create(uint256 jobId, JobRequest calldata r, uint256 profiles) private returns (uint256 escrow) {
+    function _create(uint256 jobId, JobRequest calldata r, uint256 profiles, uint32 requester)
+        private
+        returns (uint256 escrow)
+    {
         Params storage p = _params;
         if (r.replicas == 0 || r.replicas > MAX_REPLICAS || r.replicas % 2 == 0) {
             revert JobMarketInvalidReplicas(r.replicas);
@@ -454,7 +449,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         escrow = JobLib.escrowOf(r.replicas, r.units, r.maxPricePerUnit, feeBps, minFee, premiumBps);
         uint32 acceptBy = uint32(block.timestamp) + r.acceptWindow;
         JobLib.StoredJob storage j = _jobs[jobId];
-        j.requester = msg.sender;
+        j.requester = requester;
         j.deadline = acceptBy;
         j.state = JobState.Open;
         j.replicas = r.replicas;
@@ -477,10 +472,23 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint256 n = providers.length;
         if (n != j.replicas) revert JobMarketWrongProviderCount(jobId, n, j.replicas);
         bool reopened = j.flags & FLAG_REOPENED != 0;
-        address requester = j.requester;
+        uint32 requesterId = j.requester;
+        // Seat 0 compares ids; the requester's address is read only when there are other seats.
+        address requester = n == 1 ? address(0) : _accounts.accountOf[requesterId];
         for (uint256 i; i < n; ++i) {
             address provider = providers[i];
-            if (provider == requester) revert JobMarketRequesterAsProvider(jobId, provider);
+            bool own;
+            if (i == 0) {
+                uint32 id = _id(provider);
+                own = id == requesterId;
+                // Seat 0's commitment0 and commitBlock0 are still zero: a job reopens only when
+                // nobody committed.
+                j.provider0 = id;
+            } else {
+                own = provider == requester;
+                _participants[jobId][i] = Participant({provider: provider, commitment: 0, commitBlock: 0});
+            }
+            if (own) revert JobMarketRequesterAsProvider(jobId, provider);
             for (uint256 k; k < i; ++k) {
                 if (providers[k] == provider) revert JobMarketDuplicateProvider(jobId, provider);
             }
@@ -501,7 +509,6 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         );
         uint32 deadline = uint32(block.timestamp) + j.execWindow;
         for (uint256 i; i < n; ++i) {
-            _participants[jobId][i] = Participant({provider: providers[i], commitment: 0, commitBlock: 0});
             emit ProviderAssigned(jobId, providers[i], uint8(i), clearing, deadline);
         }
         j.state = JobState.Assigned;
@@ -522,8 +529,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         // Executors commit while Assigned; during an audit only the current round's verifiers do.
         uint256 i = s == JobState.Auditing ? j.verifiersFrom : 0;
         for (; i < n; ++i) {
-            Participant storage p = _participants[jobId][i];
-            if (p.provider != msg.sender) continue;
+            if (!JobLib.holds(j, _participants[jobId], _accounts, i, msg.sender)) continue;
+            Participant storage p = _seat(jobId, i);
             uint256 active = j.activeMask;
             // A seat handed back (release) is no longer the provider's.
             if (active & (1 << i) == 0) continue;
@@ -571,19 +578,13 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_COMMITTED);
         if (j.flags & FLAG_DRAWN != 0) return false; // drawn already: not selected
-        uint8 outcome = MarketLib.drawAudit(j, _params, _participants[jobId][0].commitBlock, jobId);
-        if (outcome == MarketLib.DRAW_CLEAR) {
-            // Record a clear draw so that no later call can draw again.
-            j.flags |= FLAG_DRAWN;
-            emit AuditDrawn(jobId, false);
-        }
-        return outcome == MarketLib.DRAW_AUDITED;
+        return MarketLib.drawAudit(j, _params, jobId, true) == MarketLib.DRAW_AUDITED;
     }
 
     function _staffAudit(uint256 jobId) private returns (uint256 filled) {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_AUDITING);
-        return MarketLib.staffAudit(j, _participants[jobId], _registry, jobId, _params.verifierExecWindow);
+        return MarketLib.staffAudit(j, _participants[jobId], _accounts, _registry, jobId, _params.verifierExecWindow);
     }
 
     // ================================================================ advancing
@@ -603,7 +604,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (s == JobState.Auditing) return _auditTimedOut(jobId, j);
         if (j.flags & FLAG_DRAWN == 0) {
             // Nobody drew the audit during the window: draw it now.
-            uint8 outcome = MarketLib.drawAudit(j, _params, _participants[jobId][0].commitBlock, jobId);
+            uint8 outcome = MarketLib.drawAudit(j, _params, jobId, false);
             if (outcome != MarketLib.DRAW_CLEAR) return;
         }
         _settleUnverified(jobId, j);
@@ -674,7 +675,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint256 reward = 0;
         for (uint256 i = from; i < n; ++i) {
             if (missing & (1 << i) == 0) continue;
-            address provider = _participants[jobId][i].provider;
+            address provider = _providerOf(jobId, i);
             _excluded[jobId][provider] = true;
             reward += _slash(jobId, j, i, collateral, false, t);
         }
@@ -686,7 +687,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @dev The result was never checked by anyone else (no audit selected): the executor is paid.
     function _settleUnverified(uint256 jobId, JobLib.StoredJob storage j) private {
-        address executor = _participants[jobId][0].provider;
+        address executor = _accounts.accountOf[j.provider0];
         uint256 pay = JobLib.pay(j);
         _credit(jobId, executor, pay);
         // slither-disable-next-line reentrancy-no-eth -- the only external calls go to the registry and the token, trusted contracts fixed at construction; every entry point is nonReentrant
@@ -837,7 +838,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (amount == 0) return 0;
         for (uint256 i; mask >> i != 0; ++i) {
             if (mask & (1 << i) == 0) continue;
-            _credit(jobId, _participants[jobId][i].provider, amount);
+            _credit(jobId, _providerOf(jobId, i), amount);
             total += amount;
         }
     }
@@ -863,7 +864,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _release(uint256 jobId, JobLib.StoredJob storage j, uint256 index, uint96 collateral, bool completed) private {
         j.activeMask = uint32(j.activeMask & ~(uint256(1) << index));
-        _registry.releaseCollateral(jobId, _participants[jobId][index].provider, collateral, completed);
+        _registry.releaseCollateral(jobId, _providerOf(jobId, index), collateral, completed);
     }
 
     /// @dev Slashes participant `index`'s whole collateral: the requester share is credited to the
@@ -873,14 +874,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         private
         returns (uint256 reward)
     {
-        address provider = _participants[jobId][index].provider;
+        address provider = _providerOf(jobId, index);
         j.activeMask = uint32(j.activeMask & ~(uint256(1) << index));
         _registry.slash(jobId, provider, amount);
         emit ProviderSlashed(jobId, provider, amount);
         uint256 compensation = compensate ? amount * _params.requesterShareBps / BPS : 0;
         reward = amount * _params.rewardShareBps / BPS;
         uint256 burned = amount - compensation - reward;
-        _credit(jobId, j.requester, compensation);
+        _creditRequester(jobId, j, compensation);
         t.refunded += compensation;
         t.burned += burned;
         if (burned != 0) ERC20Burnable(address(_token)).burn(burned);
@@ -915,7 +916,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
                 refund += bond;
             }
         }
-        _credit(jobId, j.requester, refund);
+        _creditRequester(jobId, j, refund);
         t.refunded += refund;
         j.state = outcome;
         emit JobClosed(jobId, outcome, digest, t.paid, t.refunded, t.fees, t.burned);
@@ -925,6 +926,24 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (amount == 0) return;
         _credits[account] += amount;
         emit Credited(jobId, account, amount);
+    }
+
+    /// @dev The requester's address is read only when something is credited to it.
+    function _creditRequester(uint256 jobId, JobLib.StoredJob storage j, uint256 amount) private {
+        if (amount != 0) _credit(jobId, _accounts.accountOf[j.requester], amount);
+    }
+
+    /// @dev The id of `account`, assigned on its first job or seat.
+    function _id(address account) private returns (uint32) {
+        return JobLib.idOf(_accounts, account);
+    }
+
+    function _seat(uint256 jobId, uint256 i) private view returns (Participant storage) {
+        return JobLib.seat(_jobs[jobId], _participants[jobId], i);
+    }
+
+    function _providerOf(uint256 jobId, uint256 i) private view returns (address) {
+        return JobLib.providerOf(_jobs[jobId], _participants[jobId], _accounts, i);
     }
 
     function _emptyTally() private pure returns (Tally memory t) {}
@@ -964,7 +983,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     function _requesterJob(uint256 jobId, uint256 allowed) private view returns (JobLib.StoredJob storage j) {
         j = _jobs[jobId];
         _requireState(jobId, j.state, allowed);
-        if (j.requester != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
+        if (_accounts.accountOf[j.requester] != msg.sender) revert JobMarketNotRequester(jobId, msg.sender);
     }
 
     function _requireBefore(uint256 jobId, JobLib.StoredJob storage j) private view {

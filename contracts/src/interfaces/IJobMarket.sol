@@ -177,6 +177,9 @@ interface IJobMarket {
     error JobMarketOnlySelf(address caller);
     /// @notice Item `jobId` of a batched `operation` ran out of gas; send the batch with more gas.
     error JobMarketBatchItemOutOfGas(uint256 jobId, bytes4 operation);
+    /// @notice Every one of the 2^32 - 1 account ids the market keeps is taken: a new requester or
+    /// provider cannot be given one. Use accounts that already hold a job or a seat, or a new market.
+    error JobMarketAccountIdsExhausted();
 
     // ---------------------------------------------------------------- events
 

@@ -101,14 +101,14 @@ library MarketLib {
 
     /// @notice Whether the audit draw of Committed job `jobId` selects it (see
     /// IJobMarket.auditSelected); the caller has checked the state.
-    function auditSelected(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
+    function auditSelected(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint256 jobId)
         external
         view
         returns (bool)
     {
         uint8 flags = j.flags;
         if (flags & FLAG_DRAWN != 0) return false;
-        uint32 seedBlock = flags & FLAG_RESEEDED != 0 ? j.seedBlock : commitBlock;
+        uint32 seedBlock = flags & FLAG_RESEEDED != 0 ? j.seedBlock : j.commitBlock0;
         bytes32 seed = randomness(seedBlock);
         // slither-disable-next-line incorrect-equality -- a zero hash is how blockhash reports an unknown block; intended
         if (seed == bytes32(0)) revert IJobMarket.JobMarketAuditNotDrawable(jobId, seedBlock);
@@ -119,12 +119,14 @@ library MarketLib {
     /// block (or of the block a re-seed named). An aged-out hash is never read as a result either
     /// way: the draw is re-seeded from the current block, which the caller cannot know when it
     /// sends the transaction. When the draw selects the job, audit round 1 starts.
-    /// @return outcome DRAW_RESEEDED, DRAW_AUDITED or DRAW_CLEAR (the caller records a clear draw).
-    function drawAudit(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint32 commitBlock, uint256 jobId)
+    /// With `recordClear` a clear draw is recorded (FLAG_DRAWN, `AuditDrawn(jobId, false)`) so that
+    /// no later call can draw again; `finalize` settles at once instead.
+    /// @return outcome DRAW_RESEEDED, DRAW_AUDITED or DRAW_CLEAR.
+    function drawAudit(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint256 jobId, bool recordClear)
         external
         returns (uint8 outcome)
     {
-        uint32 seedBlock = j.flags & FLAG_RESEEDED != 0 ? j.seedBlock : commitBlock;
+        uint32 seedBlock = j.flags & FLAG_RESEEDED != 0 ? j.seedBlock : j.commitBlock0;
         bytes32 seed = randomness(seedBlock);
         // slither-disable-next-line incorrect-equality -- a zero hash is how blockhash reports an unknown block; intended
         if (seed == bytes32(0)) {
@@ -136,7 +138,13 @@ library MarketLib {
             emit IJobMarket.AuditReseeded(jobId, seedBlock);
             return DRAW_RESEEDED;
         }
-        if (!selects(seed, jobId, p.auditBps)) return DRAW_CLEAR;
+        if (!selects(seed, jobId, p.auditBps)) {
+            if (recordClear) {
+                j.flags |= FLAG_DRAWN;
+                emit IJobMarket.AuditDrawn(jobId, false);
+            }
+            return DRAW_CLEAR;
+        }
         startAudit(j, p, jobId, 1);
         emit IJobMarket.AuditDrawn(jobId, true);
         return DRAW_AUDITED;
@@ -168,13 +176,14 @@ library MarketLib {
         JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
         mapping(address => bool) storage excluded,
+        JobLib.Accounts storage accounts,
         IProviderRegistry registry,
         uint256 jobId
     ) external returns (uint256 fee) {
         if (block.timestamp > j.deadline) revert IJobMarket.JobMarketDeadlinePassed(jobId, j.deadline);
         uint256 replicas = j.replicas;
         for (uint256 i; i < replicas; ++i) {
-            if (parts[i].provider != msg.sender) continue;
+            if (!JobLib.holds(j, parts, accounts, i, msg.sender)) continue;
             uint256 bit = 1 << i;
             // A committed result stays: its audit draw is seeded after the commit.
             if (j.commitMask & bit != 0) revert IJobMarket.JobMarketAlreadyCommitted(jobId, msg.sender);
@@ -192,6 +201,33 @@ library MarketLib {
         revert IJobMarket.JobMarketNotParticipant(jobId, msg.sender);
     }
 
+    /// @notice Records the digest behind the caller's commitment in Revealing job `jobId` (see
+    /// IJobMarket.reveal); the market has checked the state and deadline.
+    function reveal(
+        JobLib.StoredJob storage j,
+        mapping(uint256 => IJobMarket.Participant) storage parts,
+        mapping(uint256 => bytes32) storage digests,
+        JobLib.Accounts storage accounts,
+        uint256 jobId,
+        bytes32 digest
+    ) external {
+        uint256 n = j.participants;
+        uint256 owed = j.commitMask & ~uint256(j.revealMask);
+        for (uint256 i; i < n; ++i) {
+            uint256 bit = 1 << i;
+            if (owed & bit == 0) continue;
+            if (!JobLib.holds(j, parts, accounts, i, msg.sender)) continue;
+            if (JobLib.seat(j, parts, i).commitment != JobLib.commitmentOf(jobId, msg.sender, digest)) {
+                revert IJobMarket.JobMarketRevealMismatch(jobId, msg.sender);
+            }
+            digests[i] = digest;
+            j.revealMask = uint32(j.revealMask | bit);
+            emit IJobMarket.ResultRevealed(jobId, msg.sender, digest);
+            return;
+        }
+        revert IJobMarket.JobMarketNothingToReveal(jobId, msg.sender);
+    }
+
     /// @notice Whether `seed` selects job `jobId` for an audit at probability `auditBps`.
     function selects(bytes32 seed, uint256 jobId, uint16 auditBps) internal pure returns (bool) {
         // slither-disable-next-line weak-prng -- the documented randomness seam (block hash of a block after the trigger); replace with a VRF on chains where block hashes are weak
@@ -203,6 +239,7 @@ library MarketLib {
     function staffAudit(
         JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
+        JobLib.Accounts storage accounts,
         IProviderRegistry registry,
         uint256 jobId,
         uint32 verifierExecWindow
@@ -227,7 +264,7 @@ library MarketLib {
             emit IJobMarket.AuditReseeded(jobId, seedBlock);
             return filled;
         }
-        address[] memory drawn = _drawVerifiers(j, parts, registry, jobId, seed, n, seats - filled);
+        address[] memory drawn = _drawVerifiers(j, parts, accounts, registry, jobId, seed, n, seats - filled);
         filled += drawn.length;
         // slither-disable-next-line incorrect-equality -- seat counts are small exact integers
         _seatVerifiers(j, parts, jobId, drawn, n, filled == seats ? verifierExecWindow : 0);
@@ -264,6 +301,7 @@ library MarketLib {
     function _drawVerifiers(
         JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
+        JobLib.Accounts storage accounts,
         IProviderRegistry registry,
         uint256 jobId,
         bytes32 seed,
@@ -272,9 +310,9 @@ library MarketLib {
     ) private returns (address[] memory drawn) {
         address[] memory excluded = new address[](n + 1);
         for (uint256 i; i < n; ++i) {
-            excluded[i] = parts[i].provider;
+            excluded[i] = JobLib.providerOf(j, parts, accounts, i);
         }
-        excluded[n] = j.requester;
+        excluded[n] = accounts.accountOf[j.requester];
         uint256 draws;
         (drawn, draws) = registry.drawVerifiers(jobId, _drawRequest(j, jobId, seed, need), excluded);
         j.draws = uint8(j.draws + draws);
@@ -300,13 +338,13 @@ library MarketLib {
 
     /// @dev `executions`: accept, execute, reassign and execute again; `staffAndExec`: one audit
     /// round's draw and commit windows.
-    function _lifetime(uint256 executions, uint256 challenge, uint256 reveal, uint256 staffAndExec)
+    function _lifetime(uint256 executions, uint256 challenge, uint256 revealTime, uint256 staffAndExec)
         private
         pure
         returns (uint256)
     {
-        uint256 first = challenge > reveal ? challenge : reveal;
-        return executions + first + 2 * (staffAndExec + reveal);
+        uint256 first = challenge > revealTime ? challenge : revealTime;
+        return executions + first + 2 * (staffAndExec + revealTime);
     }
 
     function _windowOk(uint32 w) private pure returns (bool) {

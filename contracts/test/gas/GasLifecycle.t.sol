@@ -26,7 +26,7 @@ contract GasLifecycleTest is MarketFixture {
         trio.push(newProvider("p1", PRICE));
         trio.push(newProvider("p2", PRICE));
         // Stake enough providers for the drawn verifiers of two rounds (3, then 7 fresh ones).
-        stakeVerifiers(12);
+        address[] memory verifiers = stakeVerifiers(12);
         // Unaudited paths steer the commit block's hash to one the draw does not select
         // (auditBps cannot be 0 in v2); the audited ones set auditBps to 10000.
         setAuditBps(0);
@@ -36,6 +36,17 @@ contract GasLifecycleTest is MarketFixture {
         commitAs(p0, id, GOOD);
         skipTime(10 minutes + 1);
         market.finalize(id);
+        // Every other provider has served a job too, so it holds a credit and the market's account
+        // id (assigned once per account, on its first seat; that one-time cost is not per job).
+        uint256[] memory warm = new uint256[](2 + verifiers.length);
+        for (uint256 i; i < warm.length; ++i) {
+            address p = i < 2 ? trio[i + 1] : verifiers[i - 2];
+            warm[i] = createJob(1);
+            assignJob(warm[i], one(p));
+            commitAs(p, warm[i], GOOD);
+        }
+        skipTime(10 minutes + 1);
+        market.finalizeBatch(warm);
     }
 
     // ---------------------------------------------------------------- replicas = 1, optimistic
