@@ -42,6 +42,10 @@ _HINTS: dict[str, str] = {
     "JobMarketUnexpectedState": "the job's state does not allow this; check `state(jobId)`",
     "JobMarketNotMatcher": "only a matcher may assign; the owner authorises one with setMatcher",
     "JobMarketNotRequester": "only the job's requester may do this; use the requester's key",
+    "JobMarketAccountIdsExhausted": (
+        "every account id of this market is taken; use an account that already has jobs or "
+        "seats here, or deploy a new market"
+    ),
     "JobMarketNotParticipant": "this key is not assigned to the job; sign as the assigned provider",
     "JobMarketInvalidReplicas": "replicas must be 1, 3 or 5 (odd, so a majority exists)",
     "JobMarketInvalidAmount": "units and max price must be non-zero and the collateral fit 96 bits",
