@@ -154,9 +154,17 @@ class Signer:
             self._nonce = self.w3.eth.get_transaction_count(self.account.address, "pending")
             params["gas"] = int(gas * _GAS_HEADROOM)
             params["nonce"] = Nonce(self._nonce)
-            max_fee, tip = self.fees.fees(self.w3)
-            params["maxFeePerGas"] = Wei(max_fee)
-            params["maxPriorityFeePerGas"] = Wei(tip)
+            if self.w3.eth.generate_gas_price(params) is None:
+                max_fee, tip = self.fees.fees(self.w3)
+                if max_fee == 0:
+                    # A chain without fees (a devnet with a zero base fee and gas price): web3
+                    # reads zero caps as missing ones; a legacy price of 0 says it plainly.
+                    params["gasPrice"] = Wei(0)
+                else:
+                    params["maxFeePerGas"] = Wei(max_fee)
+                    params["maxPriorityFeePerGas"] = Wei(tip)
+            # else: the caller's Web3 has its own gas price strategy (legacy pricing), which
+            # build_transaction applies; such a transaction is never replaced.
             tx = dict(call.build_transaction(params))
             tx_hash = self._broadcast(tx)
             self._nonce += 1
@@ -227,7 +235,7 @@ class Signer:
         """Sends a dropped `tx` again, priced anew when the chain's fees outgrew it (nodes evict
         transactions whose cap fell below the base fee)."""
         max_fee, tip = self.fees.fees(self.w3)
-        if max_fee > int(tx["maxFeePerGas"]):
+        if "maxFeePerGas" in tx and max_fee > int(tx["maxFeePerGas"]):
             tx["maxFeePerGas"], tx["maxPriorityFeePerGas"] = max_fee, tip
         try:
             return self._broadcast(tx)
@@ -240,6 +248,8 @@ class Signer:
     def _replace(self, tx: dict[str, Any]) -> Any | None:
         """Signs `tx` again with higher fee caps and sends it; None when the node keeps the
         old one (an older one was mined meanwhile, or the raise was not enough: next time)."""
+        if "maxFeePerGas" not in tx:
+            return None  # a chain without fees: nothing to outbid
         max_fee, tip = self.fees.bumped(
             self.w3, int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
         )
