@@ -75,6 +75,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     if chain:
+        api_metrics.watch_market(chain[-1].store)
         # The dashboard reads the same index; imported here so an app without it never loads it.
         from fastapi.staticfiles import StaticFiles
 

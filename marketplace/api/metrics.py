@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -22,7 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from marketplace.api.artifacts import ArtifactStore
 from marketplace.api.settings import ApiSettings
+from marketplace.protocol.client import JobState
 from marketplace.protocol.heartbeat import LivenessBook
+
+if TYPE_CHECKING:
+    from marketplace.index.store import Store
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "ApiMetrics", "RequestMetrics"]
 
@@ -97,6 +101,60 @@ class _WithoutCreated:
             yield metric
 
 
+class _MarketAtScrape:
+    """The market's figures from the relayer's chain index, read at each scrape: jobs per
+    state, the token totals of the events, and whether every closed job's payout was credited.
+    While the index's database is unavailable the scrape leaves them out (the API's own
+    figures still answer)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        from marketplace.index.outages import database_unavailable
+
+        try:
+            counts = self._store.state_counts()
+            totals = self._store.market_totals()
+        except Exception as exc:
+            if database_unavailable(exc):
+                return ()
+            raise
+        jobs, tokens, closed, balanced = self._families()
+        for state in JobState:
+            jobs.add_metric((state.name.lower(),), counts.get(state, 0))
+        for kind in ("escrowed", "paid", "refunded", "fees", "burned", "slashed", "credited"):
+            tokens.add_metric((kind,), getattr(totals, kind))
+        tokens.add_metric(("released_fees",), totals.released_fees)
+        closed.add_metric((), totals.closed)
+        balanced.add_metric((), 1 if totals.credits_balance else 0)
+        return jobs, tokens, closed, balanced
+
+    @staticmethod
+    def _families() -> tuple[
+        GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
+    ]:
+        return (
+            GaugeMetricFamily("depin_jobs", "Jobs in the index, by state.", labels=("state",)),
+            GaugeMetricFamily(
+                "depin_market_tokens",
+                "Token totals of the market's events, in base units: escrowed at creation; "
+                "paid, refunded, fees and burned at close; slashed collateral, release fees "
+                "and credits.",
+                labels=("kind",),
+            ),
+            GaugeMetricFamily("depin_jobs_closed", "Jobs with a JobClosed event.", labels=()),
+            GaugeMetricFamily(
+                "depin_market_credits_balanced",
+                "1 when every closed job's paid + refunded equals its Credited events, else 0.",
+                labels=(),
+            ),
+        )
+
+
 class ApiMetrics:
     """One app's metrics. Each app has its own registry (never prometheus_client's global
     one), so apps created side by side in one process count separately."""
@@ -145,6 +203,10 @@ class ApiMetrics:
         window = settings.heartbeat_interval * settings.heartbeat_missed
         r.register(_ReadAtScrape(store, book, window, clock))
         self._exposed = _WithoutCreated(r)
+
+    def watch_market(self, store: Store) -> None:
+        """Adds the market's figures read from the relayer's chain index at each scrape."""
+        self.registry.register(_MarketAtScrape(store))
 
     def render(self) -> bytes:
         """The /metrics body (media type `CONTENT_TYPE`)."""

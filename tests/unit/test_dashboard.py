@@ -123,6 +123,36 @@ def test_the_credits_check_names_a_job_whose_credits_differ(
     assert 'id="conservation" class="bad"' in html and '<a href="/ui/jobs/3">#3</a>' in html
 
 
+def test_metrics_carry_the_market_figures_of_the_index(
+    market: tuple[Store, Chain], tmp_path: Path
+) -> None:
+    store, chain = market
+    client = _client(store, tmp_path)
+    body = client.get("/metrics").text
+    for line in (
+        'depin_jobs{state="open"} 1.0',
+        'depin_jobs{state="settled"} 1.0',
+        'depin_jobs{state="refunded"} 1.0',
+        'depin_jobs{state="assigned"} 0.0',
+        'depin_market_tokens{kind="paid"} 1500.0',
+        'depin_market_tokens{kind="refunded"} 3380.0',
+        'depin_market_tokens{kind="burned"} 1000.0',
+        'depin_market_tokens{kind="credited"} 4880.0',
+        "depin_jobs_closed 2.0",
+        "depin_market_credits_balanced 1.0",
+    ):
+        assert line in body.splitlines(), (line, body[-2000:])
+    # A close whose payout was not credited in full turns the check off at the next scrape.
+    _assign(chain, 3, HONEST)
+    _commit(chain, 3, HONEST)
+    chain.emit("Credited", job_id=3, account=HONEST, amount=100)
+    _close(chain, 3, JobState.SETTLED, bytes(32), paid=200, refunded=0, fees=0, burned=0)
+    chain.mine(store)
+    body = client.get("/metrics").text
+    assert "depin_market_credits_balanced 0.0" in body.splitlines()
+    assert 'depin_jobs{state="settled"} 2.0' in body.splitlines()
+
+
 def test_jobs_table_filters_by_state_requester_and_provider(
     market: tuple[Store, Chain], tmp_path: Path
 ) -> None:
