@@ -259,7 +259,9 @@ def _scratch_copy(work: Path, targets: Sequence[Target]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
     shutil.copytree(ROOT / "marketplace", work / "marketplace", ignore=ignore)
     (work / "tests" / "unit").mkdir(parents=True)
-    shutil.copy2(ROOT / "tests" / "conftest.py", work / "tests" / "conftest.py")
+    # conftest.py and the fixture modules it imports (tests/pg_fixture.py).
+    for shared in (ROOT / "tests").glob("*.py"):
+        shutil.copy2(shared, work / "tests" / shared.name)
     for target in targets:
         for test in target.tests:
             shutil.copy2(ROOT / test, work / test)
