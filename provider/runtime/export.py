@@ -31,7 +31,7 @@ import torch.utils._pytree as pytree
 from provider.runtime import RuntimeJobError
 from provider.runtime.determinism import check_cpu_profile, make_deterministic, seed_all
 from provider.runtime.device import select_device
-from provider.runtime.torchscript import _threads, _to_numpy, load_inputs
+from provider.runtime.torchscript import _threads, load_inputs, tensor_outputs
 
 
 def export(
@@ -148,20 +148,9 @@ def check_inputs(
 
 def outputs(result: Any) -> dict[str, np.ndarray[Any, Any]]:
     """The job outputs of what the program returned (see the module docstring)."""
-    if isinstance(result, torch.Tensor):
-        return {"output": _to_numpy("output", result)}
-    if (
-        isinstance(result, dict)
-        and result
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in result.items())
-    ):
-        return {name: _to_numpy(name, tensor) for name, tensor in result.items()}
-    if (
-        isinstance(result, tuple | list)
-        and result
-        and all(isinstance(v, torch.Tensor) for v in result)
-    ):
-        return {f"output_{i}": _to_numpy(f"output_{i}", t) for i, t in enumerate(result)}
+    found = tensor_outputs(result, sequences=True)
+    if found is not None:
+        return found
     raise RuntimeJobError(
         f"the exported program returned {type(result).__name__}, which is not a job output; "
         "make forward return a tensor, a tuple of tensors or a dict of named tensors"

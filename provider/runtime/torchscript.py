@@ -120,7 +120,11 @@ def _check_arguments(module: torch.jit.ScriptModule, tensors: dict[str, torch.Te
         )
 
 
-def _outputs(result: Any) -> dict[str, np.ndarray[Any, Any]]:
+def tensor_outputs(
+    result: Any, *, sequences: bool = False
+) -> dict[str, np.ndarray[Any, Any]] | None:
+    """The job outputs of a Tensor ("output"), a non-empty dict of named tensors or, with
+    `sequences`, a non-empty tuple or list of tensors ("output_0", ...); None for anything else."""
     if isinstance(result, torch.Tensor):
         return {"output": _to_numpy("output", result)}
     if (
@@ -129,6 +133,20 @@ def _outputs(result: Any) -> dict[str, np.ndarray[Any, Any]]:
         and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in result.items())
     ):
         return {name: _to_numpy(name, tensor) for name, tensor in result.items()}
+    if (
+        sequences
+        and isinstance(result, tuple | list)
+        and result
+        and all(isinstance(v, torch.Tensor) for v in result)
+    ):
+        return {f"output_{i}": _to_numpy(f"output_{i}", t) for i, t in enumerate(result)}
+    return None
+
+
+def _outputs(result: Any) -> dict[str, np.ndarray[Any, Any]]:
+    found = tensor_outputs(result)
+    if found is not None:
+        return found
     raise RuntimeJobError(
         f"the module returned {type(result).__name__}, which is not a job output; "
         "make forward return a Tensor or a non-empty Dict[str, Tensor]"
