@@ -943,6 +943,8 @@ class Agent:
         if wait == 0:
             return
         ids = self.store.executed_jobs(self.me, JobState.AUDITING)
+        # Only jobs still in an audit need remembering.
+        self._staffed_at = {j: t for j, t in self._staffed_at.items() if j in ids}
         if not ids:
             return
         head = self.market.w3.eth.block_number
