@@ -96,9 +96,11 @@ bench: bootstrap
 	$(PY) -m bench.assign
 	$(PY) -m bench.provider
 	$(PY) -m bench.e2e
+	$(PY) -m bench.blocks
 	$(PY) -m bench.verification
 	$(PY) -m bench.scale
 	$(PY) -m bench.economics
+	$(PY) -m bench.shard
 
 # Mutation testing: plants small bugs in the contracts (slither-mutate) and the pure Python logic
 # (digest, hashing, spec, matcher, keeper plan) and runs the fast tests against each; prints a
