@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
-from marketplace.api.artifacts import ArtifactStore
+from marketplace.api.artifacts import open_store
 from marketplace.api.chain_routes import ChainRouter
 from marketplace.api.dependencies import ApiState, ProviderSource
 from marketplace.api.errors import ProviderSourceUnavailable, install_error_handler
@@ -44,7 +44,7 @@ def create_app(
     """The API app. `liveness` is the book the matcher reads (a fresh in-memory one if None);
     `routers` are included after the built-in routes (jobs, providers from chain)."""
     settings = settings if settings is not None else ApiSettings()
-    store = ArtifactStore(settings.artifact_root, max_bytes=settings.max_artifact_bytes)
+    store = open_store(settings.artifact_root, settings, max_bytes=settings.max_artifact_bytes)
     book = liveness if liveness is not None else MemoryLivenessBook(settings.max_providers)
     api_metrics = ApiMetrics(store, book, settings, clock)
     chain = [r.reads for r in routers if isinstance(r, ChainRouter)]

@@ -1,6 +1,19 @@
-"""The relayer's artifact store: content-addressed files on a local filesystem.
+"""The relayer's artifact store: content-addressed, verified on write and on read.
 
-Layout under `root`::
+`ArtifactStore` is the interface the API uses; `open_store` builds the configured backend:
+
+- `FileArtifactStore` (the default): files on a local filesystem, described below;
+- `S3ArtifactStore` (marketplace.api.artifacts_s3): any S3-compatible object store, chosen by an
+  s3:// `artifacts_url` (marketplace.protocol.artifact_backend), with the same guarantees.
+
+Both take uploads the same way (`PendingArtifact`): bytes stream to a local temp file in
+`tmp_dir` while their sha256 and size are counted, the size limit is enforced as they arrive,
+and only once the hash matches the name does `install` make them visible under it. Both read
+the same way: `open_verified` hashes the whole stored copy before returning it, and a copy that
+does not match its name is moved to quarantine and reported as StoredArtifactCorrupted, so the
+next upload of the true bytes restores it.
+
+Filesystem layout under `root`::
 
     ab/cdef...                 artifact abcdef... (first two hex characters name the directory)
     tmp/                       uploads in progress; each is renamed into place when complete
@@ -12,10 +25,8 @@ stale temp file (removed at the next start once an hour old), never a partial ar
 bytes that are already present is a no-op for the caller and rewrites the same content, which
 also repairs a copy that had rotted on disk.
 
-Reads verify: `get` and `open_verified` hash the whole file before returning it. A copy that does
-not match its name is moved to `quarantine/` and reported as StoredArtifactCorrupted, so the
-next upload of the true bytes restores it. Verifying costs one read of the file per request; the
-size limit (64 MiB by default) keeps that bounded.
+Verifying costs one read of the stored copy per request; the size limit (64 MiB by default)
+keeps that bounded.
 
 Thread-safe: the HTTP app runs store calls in worker threads.
 """
@@ -28,12 +39,14 @@ import os
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
+from marketplace.protocol.artifact_backend import ArtifactBackendSettings
 from marketplace.protocol.artifact_client import (
     DEFAULT_MAX_ARTIFACT_BYTES,
     ArtifactCorrupted,
@@ -49,9 +62,13 @@ __all__ = [
     "ArtifactNotFound",
     "ArtifactStore",
     "ArtifactTooLarge",
+    "FileArtifactStore",
     "PendingArtifact",
     "StoreStats",
     "StoredArtifactCorrupted",
+    "corrupt_error",
+    "not_found",
+    "open_store",
 ]
 
 _CHUNK: Final = 1024 * 1024
@@ -73,28 +90,26 @@ class StoreStats:
     quarantined: int
 
 
-class ArtifactStore:
-    """Content-addressed artifacts under directory `root`, each at most `max_bytes` long."""
+class ArtifactStore(ABC):
+    """Content-addressed artifacts, each at most `max_bytes` long; uploads stage in `tmp_dir`.
 
-    def __init__(self, root: Path, *, max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES) -> None:
+    A backend implements `install`, `exists`, `size`, `open_verified`, `delete`, `stats` and
+    `describe`; writing through `begin`/`put` and reading through `get`/`stream` are shared.
+    """
+
+    def __init__(self, tmp_dir: Path, *, max_bytes: int) -> None:
         if max_bytes < 1:
             raise ArtifactError(f"max_bytes must be at least 1, got {max_bytes}")
-        self.root = Path(root)
         self.max_bytes = max_bytes
-        self.tmp_dir = self.root / "tmp"
-        self._quarantine = self.root / "quarantine"
+        self.tmp_dir = Path(tmp_dir)
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            self._quarantine.mkdir(exist_ok=True)
         except OSError as exc:
             raise ArtifactError(
-                f"cannot create the artifact store at {self.root}: {exc}; "
+                f"cannot create the artifact upload directory {self.tmp_dir}: {exc}; "
                 "choose a writable directory (DEPIN_API_ARTIFACT_ROOT)"
             ) from exc
-        self._lock = threading.Lock()
         self._remove_stale_temps()
-        self._count, self._bytes = self._scan()
-        self._quarantined = sum(1 for _ in self._quarantine.iterdir())
 
     # ---------------------------------------------------------------- writing
 
@@ -110,11 +125,86 @@ class ArtifactStore:
             check_sha256(expected_sha256)
         return PendingArtifact(self, expected_sha256)
 
+    @abstractmethod
     def install(self, tmp: Path, sha256: str, size: int) -> bool:
-        """Moves verified temp file `tmp` into place; True if `sha256` was not stored before.
+        """Makes verified temp file `tmp` the artifact `sha256`; True if it was not stored
+        before. Used by PendingArtifact; `tmp` lies in `tmp_dir` and hashes to `sha256`."""
 
-        Used by PendingArtifact; `tmp` must lie in `tmp_dir` and hash to `sha256`.
-        """
+    # ---------------------------------------------------------------- reading
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool:
+        """Whether `sha256` is stored (without verifying its content)."""
+
+    @abstractmethod
+    def size(self, sha256: str) -> int:
+        """The stored size of `sha256` in bytes; ArtifactNotFound if absent."""
+
+    @abstractmethod
+    def open_verified(self, sha256: str) -> IO[bytes]:
+        """An open binary file of artifact `sha256`, verified and positioned at the start; a
+        real file (`fileno` works). The caller closes it."""
+
+    def get(self, sha256: str) -> bytes:
+        """The bytes of artifact `sha256`, verified against its hash."""
+        with self.open_verified(sha256) as f:
+            return f.read()
+
+    def stream(self, sha256: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        """Verified chunks of artifact `sha256` (verified before the first chunk is yielded)."""
+        f = self.open_verified(sha256)
+        with f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    # ---------------------------------------------------------------- admin
+
+    @abstractmethod
+    def delete(self, sha256: str) -> bool:
+        """Removes artifact `sha256`; True if it was stored. Not exposed over HTTP."""
+
+    @abstractmethod
+    def stats(self) -> StoreStats:
+        """What the store holds, for metrics."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the artifacts live, for log lines and messages."""
+
+    def _remove_stale_temps(self) -> None:
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for f in self.tmp_dir.iterdir():
+            try:
+                if f.stat().st_mtime < cutoff:
+                    f.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class FileArtifactStore(ArtifactStore):
+    """Content-addressed artifacts under directory `root`, each at most `max_bytes` long."""
+
+    def __init__(self, root: Path, *, max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES) -> None:
+        self.root = Path(root)
+        super().__init__(self.root / "tmp", max_bytes=max_bytes)
+        self._quarantine = self.root / "quarantine"
+        try:
+            self._quarantine.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot create the artifact store at {self.root}: {exc}; "
+                "choose a writable directory (DEPIN_API_ARTIFACT_ROOT)"
+            ) from exc
+        self._lock = threading.Lock()
+        self._count, self._bytes = self._scan()
+        self._quarantined = sum(1 for _ in self._quarantine.iterdir())
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    # ---------------------------------------------------------------- writing
+
+    def install(self, tmp: Path, sha256: str, size: int) -> bool:
         target = self.path(sha256)
         target.parent.mkdir(exist_ok=True)
         with self._lock:
@@ -139,32 +229,23 @@ class ArtifactStore:
         return self.root / sha256[:2] / sha256[2:]
 
     def exists(self, sha256: str) -> bool:
-        """Whether a file for `sha256` is stored (without verifying its content)."""
         return self.path(sha256).is_file()
 
     def size(self, sha256: str) -> int:
-        """The stored size of `sha256` in bytes; ArtifactNotFound if absent."""
         try:
             return self.path(sha256).stat().st_size
         except FileNotFoundError:
-            raise _not_found(sha256) from None
-
-    def get(self, sha256: str) -> bytes:
-        """The bytes of artifact `sha256`, verified against its hash."""
-        with self.open_verified(sha256) as f:
-            return f.read()
+            raise not_found(sha256) from None
 
     def open_verified(self, sha256: str) -> IO[bytes]:
-        """An open binary file of artifact `sha256`, verified and positioned at the start.
-
-        The caller closes it. Reading goes through the same open file that was verified, so
-        a concurrent rewrite of the path cannot swap the content under the reader.
+        """See `ArtifactStore.open_verified`. Reading goes through the same open file that was
+        verified, so a concurrent rewrite of the path cannot swap the content under the reader.
         """
         path = self.path(sha256)
         try:
             f = path.open("rb")
         except FileNotFoundError:
-            raise _not_found(sha256) from None
+            raise not_found(sha256) from None
         try:
             h = hashlib.sha256()
             while chunk := f.read(_CHUNK):
@@ -176,13 +257,6 @@ class ArtifactStore:
             f.close()
             raise
         return f
-
-    def stream(self, sha256: str, chunk_size: int = _CHUNK) -> Iterator[bytes]:
-        """Verified chunks of artifact `sha256` (verified before the first chunk is yielded)."""
-        f = self.open_verified(sha256)
-        with f:
-            while chunk := f.read(chunk_size):
-                yield chunk
 
     def _quarantine_corrupt(self, sha256: str, actual: str) -> StoredArtifactCorrupted:
         path = self.path(sha256)
@@ -199,15 +273,11 @@ class ArtifactStore:
                 self._bytes -= size
                 self._quarantined += 1
                 where = f"was moved to {dest}"
-        return StoredArtifactCorrupted(
-            f"the stored copy of artifact {sha256} hashes to {actual}: it is corrupt and "
-            f"{where} (quarantine); upload the artifact again (PUT /artifacts/{sha256})"
-        )
+        return corrupt_error(sha256, actual, where)
 
     # ---------------------------------------------------------------- admin
 
     def delete(self, sha256: str) -> bool:
-        """Removes artifact `sha256`; True if it was stored. Not exposed over HTTP."""
         path = self.path(sha256)
         with self._lock:
             try:
@@ -233,15 +303,6 @@ class ArtifactStore:
                     count += 1
                     total += f.stat().st_size
         return count, total
-
-    def _remove_stale_temps(self) -> None:
-        cutoff = time.time() - _STALE_TMP_SECONDS
-        for f in self.tmp_dir.iterdir():
-            try:
-                if f.stat().st_mtime < cutoff:
-                    f.unlink()
-            except FileNotFoundError:
-                pass
 
 
 class PendingArtifact:
@@ -296,9 +357,10 @@ class PendingArtifact:
             f.close()
         try:
             self.created = self._store.install(self._tmp_path, sha256, self.size)
-        except BaseException:
+        finally:
+            # The filesystem store moved it into place; a store that copies it elsewhere (S3)
+            # leaves it here, as does a failed install.
             self._tmp_path.unlink(missing_ok=True)
-            raise
         return sha256
 
     def abort(self) -> None:
@@ -333,7 +395,32 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _not_found(sha256: str) -> ArtifactNotFound:
+def open_store(
+    root: Path, backend: ArtifactBackendSettings, *, max_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+) -> ArtifactStore:
+    """The store `backend` configures: the filesystem under `root`, or S3 (its uploads and
+    reads still staged in `root`/tmp)."""
+    location = backend.s3_location
+    if location is None:
+        return FileArtifactStore(root, max_bytes=max_bytes)
+    # Imported here so a relayer on the filesystem store never loads the S3 client.
+    from marketplace.api.artifacts_s3 import S3ArtifactStore
+
+    return S3ArtifactStore.from_settings(
+        location, backend, tmp_dir=Path(root) / "tmp", max_bytes=max_bytes
+    )
+
+
+def corrupt_error(sha256: str, actual: str, where: str) -> StoredArtifactCorrupted:
+    """The report of a stored copy of `sha256` that hashed to `actual`, `where` saying what
+    became of it."""
+    return StoredArtifactCorrupted(
+        f"the stored copy of artifact {sha256} hashes to {actual}: it is corrupt and "
+        f"{where} (quarantine); upload the artifact again (PUT /artifacts/{sha256})"
+    )
+
+
+def not_found(sha256: str) -> ArtifactNotFound:
     return ArtifactNotFound(
         f"no artifact {sha256} is stored; upload it first (PUT /artifacts/{sha256})"
     )

@@ -2,6 +2,10 @@
 
     DEPIN_API_ARTIFACT_ROOT        artifact store directory (~/.local/share/depin/artifacts)
     DEPIN_API_MAX_ARTIFACT_BYTES   largest artifact accepted (67108864, 64 MiB)
+    DEPIN_API_ARTIFACTS_URL        s3://BUCKET[/PREFIX] keeps artifacts in an S3-compatible store
+                                   (with DEPIN_API_S3_ENDPOINT_URL, _S3_REGION, _S3_ACCESS_KEY,
+                                   _S3_SECRET_KEY: marketplace.protocol.artifact_backend);
+                                   empty: files under DEPIN_API_ARTIFACT_ROOT
     DEPIN_API_DEPLOYMENT_FILE      deployment JSON; supplies chain id and market when unset
     DEPIN_API_CHAIN_ID             chain the heartbeats must name
     DEPIN_API_MARKET_ADDRESS       JobMarket the heartbeats must name
@@ -23,6 +27,7 @@ from eth_utils.address import is_address, to_checksum_address
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from marketplace.protocol.artifact_backend import ArtifactBackendSettings
 from marketplace.protocol.artifact_client import DEFAULT_MAX_ARTIFACT_BYTES
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.heartbeat import (
@@ -31,7 +36,6 @@ from marketplace.protocol.heartbeat import (
     HEARTBEAT_MISSED,
 )
 from marketplace.protocol.places import data_dir
-from marketplace.protocol.settings import DepinSettings
 
 __all__ = ["ApiSettings"]
 
@@ -40,12 +44,13 @@ def _default_root() -> Path:
     return data_dir() / "artifacts"
 
 
-class ApiSettings(DepinSettings):
+class ApiSettings(ArtifactBackendSettings):
     """Configuration of `create_app`; every field has a `DEPIN_API_` environment variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_API_", extra="forbid")
 
-    #: Directory of the content-addressed artifact store (created if missing).
+    #: Directory of the content-addressed artifact store (created if missing); with an S3
+    #: store it holds the uploads and reads in progress.
     artifact_root: Path = Field(default_factory=_default_root)
     #: Largest artifact accepted, in bytes; larger uploads get 413.
     max_artifact_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ARTIFACT_BYTES

@@ -70,6 +70,11 @@ def api_app(relayer: Relayer) -> FastAPI:
         relayer.liveness = MemoryLivenessBook()
     api_settings = ApiSettings(
         artifact_root=settings.artifact_root,
+        artifacts_url=settings.artifacts_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key,
         chain_id=relayer.deployment.chain_id,
         market_address=relayer.deployment.market,
         heartbeat_interval=settings.heartbeat_interval,

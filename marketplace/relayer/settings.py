@@ -20,6 +20,11 @@
     DEPIN_RELAYER_API_HOST            interface `depin relayer run` serves its API on (127.0.0.1)
     DEPIN_RELAYER_API_PORT            port of that API (8700)
     DEPIN_RELAYER_ARTIFACT_ROOT       artifact store directory (~/.local/share/depin/artifacts)
+    DEPIN_RELAYER_ARTIFACTS_URL       s3://BUCKET[/PREFIX]: artifacts in an S3-compatible store,
+                                      with DEPIN_RELAYER_S3_ENDPOINT_URL, DEPIN_RELAYER_S3_REGION,
+                                      DEPIN_RELAYER_S3_ACCESS_KEY, DEPIN_RELAYER_S3_SECRET_KEY
+                                      (marketplace.protocol.artifact_backend); empty: files under
+                                      DEPIN_RELAYER_ARTIFACT_ROOT
 
 Exactly one key source is required by `RelayerSettings`: a keystore file with its password, or a
 private key. `StoreSettings` reads only the database URL (for read-only commands). Like every
@@ -35,6 +40,7 @@ from typing import Annotated, Final
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from marketplace.protocol.artifact_backend import ArtifactBackendSettings
 from marketplace.protocol.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_MISSED
 from marketplace.protocol.places import data_dir
 from marketplace.protocol.settings import ChainSettings, DepinSettings, default_db_url
@@ -66,7 +72,7 @@ class StoreSettings(DepinSettings):
         return None
 
 
-class RelayerSettings(ChainSettings, StoreSettings):
+class RelayerSettings(ChainSettings, StoreSettings, ArtifactBackendSettings):
     """Configuration of the relayer service; every field has a `DEPIN_RELAYER_` variable."""
 
     model_config = SettingsConfigDict(env_prefix="DEPIN_RELAYER_", extra="forbid")
@@ -92,7 +98,8 @@ class RelayerSettings(ChainSettings, StoreSettings):
     api_host: str = "127.0.0.1"
     #: Port of the HTTP API; 0 picks a free one.
     api_port: Annotated[int, Field(ge=0, le=65535)] = 8700
-    #: Directory of the API's content-addressed artifact store (created if missing).
+    #: Directory of the API's content-addressed artifact store (created if missing); with an S3
+    #: store (`artifacts_url`) it holds the uploads and reads in progress.
     artifact_root: Path = Field(default_factory=lambda: data_dir() / "artifacts")
 
     @field_validator("artifact_root")
