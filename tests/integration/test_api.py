@@ -3,6 +3,10 @@
 The server runs `uvicorn --factory marketplace.api.app:create_app` configured only through
 `DEPIN_API_*` variables, on a socket this module binds first (passed by file descriptor, so no
 port can be taken in between). Every wait is bounded; the process is killed at teardown.
+
+The artifact tests (`@both_backends`) run once with the filesystem store and once with the S3
+store on a real S3-compatible server (tests/s3_fixture.py); they reach the stored copies through
+`Server.stored`, as an operator or a rotting disk would.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -47,6 +51,7 @@ from marketplace.protocol.artifact_client import (
 )
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.heartbeat import MemoryLivenessBook, SignedHeartbeat, sign_heartbeat
+from tests.s3_fixture import S3Objects, S3Server, s3rver  # noqa: F401  (the S3 server fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +64,67 @@ STARTUP_SECONDS = 30.0
 # ---------------------------------------------------------------------- the server
 
 
+class Stored(Protocol):
+    """The stored copies of artifacts, reached around the API."""
+
+    def read(self, sha: str) -> bytes: ...
+    def write(self, sha: str, data: bytes) -> None: ...
+    def exists(self, sha: str) -> bool: ...
+    def names(self, under: str = "") -> list[str]: ...
+
+
+class FileObjects:
+    """`Stored` of the filesystem store under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha[2:]
+
+    def read(self, sha: str) -> bytes:
+        return self.path(sha).read_bytes()
+
+    def write(self, sha: str, data: bytes) -> None:
+        self.path(sha).write_bytes(data)
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).exists()
+
+    def names(self, under: str = "") -> list[str]:
+        return sorted(
+            str(p.relative_to(self.root)) for p in (self.root / under).rglob("*") if p.is_file()
+        )
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
     root: Path
     log: Path
+    stored: Stored
+
+
+BACKENDS = ("file", "s3")
+F = TypeVar("F")
+
+
+def both_backends(test: F) -> F:
+    """Runs `test` against the filesystem store and the S3 store (the others: filesystem)."""
+    test.both_backends = True  # type: ignore[attr-defined]
+    return test
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        both = getattr(metafunc.function, "both_backends", False)
+        backends = BACKENDS if both else BACKENDS[:1]
+        metafunc.parametrize("backend", backends, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
@@ -104,9 +165,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("api")
     root, log = base / "artifacts", base / "server.log"
+    extra: dict[str, str] = {}
+    stored: Stored = FileObjects(root)
+    if backend == "s3":
+        s3: S3Server = request.getfixturevalue("s3rver")
+        prefix = f"api-{base.name}"
+        extra = s3.env("API", prefix)
+        stored = S3Objects(s3, prefix)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
@@ -124,12 +194,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            command, env=_env(root), pass_fds=[sock.fileno()], stdout=out, stderr=out
+            command, env=_env(root, **extra), pass_fds=[sock.fileno()], stdout=out, stderr=out
         )
     sock.close()
     try:
         _wait_ready(url, proc, log)
-        yield Server(url=url, root=root, log=log)
+        yield Server(url=url, root=root, log=log, stored=stored)
     finally:
         _stop(proc)
 
@@ -151,19 +221,16 @@ def artifact(size: int = 4096) -> tuple[bytes, str]:
     return data, sha256_hex(data)
 
 
-def stored_path(server: Server, sha: str) -> Path:
-    return server.root / sha[:2] / sha[2:]
-
-
 # ---------------------------------------------------------------------- artifacts
 
 
+@both_backends
 def test_put_get_round_trip(server: Server, client: ArtifactClient, http: httpx.Client) -> None:
     data, sha = artifact(20_000)
     assert client.put(data) == sha
     assert client.get(sha) == data
     assert client.exists(sha)
-    assert stored_path(server, sha).read_bytes() == data
+    assert server.stored.read(sha) == data
 
     response = http.get(f"/artifacts/{sha}")
     assert response.status_code == 200
@@ -178,6 +245,7 @@ def test_put_get_round_trip(server: Server, client: ArtifactClient, http: httpx.
     assert head.content == b""
 
 
+@both_backends
 def test_download_streams_to_a_file(client: ArtifactClient, tmp_path: Path) -> None:
     data, sha = artifact(LIMIT)
     client.put(data)
@@ -186,12 +254,14 @@ def test_download_streams_to_a_file(client: ArtifactClient, tmp_path: Path) -> N
     assert [p.name for p in dest.parent.iterdir()] == ["input.bin"]
 
 
+@both_backends
 def test_empty_artifact_is_allowed(client: ArtifactClient) -> None:
     sha = client.put(b"")
     assert sha == sha256_hex(b"")
     assert client.get(sha) == b""
 
 
+@both_backends
 def test_same_content_twice_is_idempotent(
     server: Server, client: ArtifactClient, http: httpx.Client
 ) -> None:
@@ -207,9 +277,10 @@ def test_same_content_twice_is_idempotent(
     assert second.json()["created"] is False
     assert client.put(data) == sha
     assert http.get("/healthz").json()["artifacts"] == count
-    assert stored_path(server, sha).read_bytes() == data
+    assert server.stored.read(sha) == data
 
 
+@both_backends
 def test_wrong_hash_is_rejected(server: Server, http: httpx.Client) -> None:
     data, sha = artifact()
     _, other = artifact()
@@ -218,24 +289,27 @@ def test_wrong_hash_is_rejected(server: Server, http: httpx.Client) -> None:
     detail = response.json()["detail"]
     assert sha in detail and other in detail and "sha256 of exactly the bytes" in detail
     assert http.get(f"/artifacts/{other}").status_code == 404
-    assert not stored_path(server, other).exists()
+    assert not server.stored.exists(other)
     assert list((server.root / "tmp").iterdir()) == []
 
 
+@both_backends
 def test_artifact_at_the_limit_is_accepted(client: ArtifactClient) -> None:
     data, sha = artifact(LIMIT)
     assert client.put(data) == sha
 
 
+@both_backends
 def test_oversize_with_content_length_gets_413(server: Server, http: httpx.Client) -> None:
     data, sha = artifact(LIMIT + 1)
     response = http.put(f"/artifacts/{sha}", content=data)
     assert response.status_code == 413
     assert f"limit of {LIMIT} bytes" in response.json()["detail"]
     assert "DEPIN_API_MAX_ARTIFACT_BYTES" in response.json()["detail"]
-    assert not stored_path(server, sha).exists()
+    assert not server.stored.exists(sha)
 
 
+@both_backends
 def test_oversize_streamed_without_length_gets_413(server: Server, http: httpx.Client) -> None:
     data, sha = artifact(LIMIT + 10_000)
 
@@ -247,30 +321,32 @@ def test_oversize_streamed_without_length_gets_413(server: Server, http: httpx.C
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert response.status_code == 413
     assert "more than" in response.json()["detail"]
-    assert not stored_path(server, sha).exists()
+    assert not server.stored.exists(sha)
     assert list((server.root / "tmp").iterdir()) == []
 
 
+@both_backends
 def test_client_reports_oversize(client: ArtifactClient) -> None:
     with pytest.raises(ArtifactTooLarge, match=f"limit of {LIMIT} bytes"):
         client.put(os.urandom(LIMIT * 2))
 
 
+@both_backends
 def test_corrupted_file_is_detected_on_get(
     server: Server, client: ArtifactClient, http: httpx.Client
 ) -> None:
     data, sha = artifact()
     client.put(data)
-    path = stored_path(server, sha)
-    path.write_bytes(b"\x00" + data[1:])
+    server.stored.write(sha, b"\x00" + data[1:])
     before = _samples(http.get("/metrics").text).get("depin_artifact_corrupt_total", 0.0)
 
     response = http.get(f"/artifacts/{sha}")
     assert response.status_code == 500
     detail = response.json()["detail"]
     assert "corrupt" in detail and "quarantine" in detail and f"PUT /artifacts/{sha}" in detail
-    assert not path.exists()
-    assert [p.name.split(".")[0] for p in (server.root / "quarantine").iterdir()].count(sha) == 1
+    assert not server.stored.exists(sha)
+    quarantined = [name.split("/")[1].split(".")[0] for name in server.stored.names("quarantine")]
+    assert quarantined.count(sha) == 1
     after = _samples(http.get("/metrics").text)["depin_artifact_corrupt_total"]
     assert after == before + 1
 
@@ -281,25 +357,28 @@ def test_corrupted_file_is_detected_on_get(
     assert client.get(sha) == data
 
 
+@both_backends
 def test_corruption_reported_to_the_client(server: Server, client: ArtifactClient) -> None:
     data, sha = artifact()
     client.put(data)
-    stored_path(server, sha).write_bytes(data + b"!")
+    server.stored.write(sha, data + b"!")
     with pytest.raises(ArtifactCorrupted, match="quarantine"):
         client.get(sha)
     assert not client.exists(sha)
 
 
+@both_backends
 def test_corruption_detected_on_head(server: Server, client: ArtifactClient) -> None:
     data, sha = artifact()
     client.put(data)
-    stored_path(server, sha).write_bytes(data[:-1])
+    server.stored.write(sha, data[:-1])
     # HEAD verifies too, so a client that asks before uploading re-uploads a rotten copy.
     assert not client.exists(sha)
     client.put(data)
     assert client.exists(sha)
 
 
+@both_backends
 def test_unknown_hash_is_404(client: ArtifactClient, http: httpx.Client) -> None:
     _, sha = artifact()
     response = http.get(f"/artifacts/{sha}")
@@ -315,6 +394,7 @@ def test_unknown_hash_is_404(client: ArtifactClient, http: httpx.Client) -> None
     "name",
     ["abc", "0x" + "ab" * 32, "AB" * 32, "g" * 64, "a" * 65, "." * 64, "%00" + "a" * 63],
 )
+@both_backends
 def test_malformed_hash_is_400(http: httpx.Client, name: str) -> None:
     response = http.get(f"/artifacts/{name}")
     assert response.status_code == 400
@@ -325,6 +405,7 @@ def test_malformed_hash_is_400(http: httpx.Client, name: str) -> None:
     assert "64 lowercase hex" in head.headers["x-depin-error"]
 
 
+@both_backends
 @pytest.mark.parametrize("name", ["..%2F..%2Fserver.log", "..%2fartifacts%2ftmp", "%2e%2e"])
 def test_path_traversal_serves_nothing(http: httpx.Client, name: str) -> None:
     response = http.get(f"/artifacts/{name}")
@@ -332,6 +413,7 @@ def test_path_traversal_serves_nothing(http: httpx.Client, name: str) -> None:
     assert "detail" in response.json()
 
 
+@both_backends
 def test_client_refuses_malformed_hash_locally(client: ArtifactClient) -> None:
     with pytest.raises(ArtifactError, match="drop the 0x prefix"):
         client.get("0x" + "ab" * 32)
@@ -368,6 +450,7 @@ def test_client_download_leaves_nothing_on_mismatch(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@both_backends
 def test_client_caps_download_size(client: ArtifactClient, server: Server) -> None:
     data, sha = artifact(10_000)
     client.put(data)
@@ -543,6 +626,7 @@ def _samples(text: str) -> dict[str, float]:
     return samples
 
 
+@both_backends
 def test_metrics_parse_and_move(http: httpx.Client, client: ArtifactClient) -> None:
     response = http.get("/metrics")
     assert response.status_code == 200
