@@ -2,9 +2,10 @@
 
 `s3rver` (session scope) runs the npm package s3rver (pinned in package.json, installed in
 node_modules by the bootstrap) on a free port of 127.0.0.1, its objects in a temporary
-directory, with bucket `BUCKET` created at start. It checks SigV4 signatures with the fixed
-credentials below. Each user takes its own key prefix (`S3Server.url(prefix)`) so tests sharing
-the server see only their own objects. The server is stopped when the session ends.
+directory, with bucket `BUCKET` created at start. It knows one access key (below) and refuses
+others; unlike AWS it does not check the signature against the secret. Each user takes its own
+key prefix (`S3Server.url(prefix)`), so tests sharing the server see only their own objects.
+The server is stopped when the session ends; `start_s3rver` runs one a test can stop.
 """
 
 from __future__ import annotations
@@ -102,34 +103,49 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"s3rver did not listen within {_STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def s3rver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def start_s3rver(base: Path, port: int) -> subprocess.Popen[bytes]:
+    """s3rver on 127.0.0.1:`port` keeping its objects in `base`/data (kept across restarts),
+    ready with bucket BUCKET; stop it with `stop_s3rver`."""
     binary = _ROOT / "node_modules/.bin/s3rver"
     if not os.access(binary, os.X_OK):
         pytest.fail(
             f"{binary} is missing: install the npm toolchain (`npm ci`, which `make bootstrap` "
             "and .ci/run do)"
         )
-    base = tmp_path_factory.mktemp("s3rver")
     log = base / "s3rver.log"
-    port = free_port()
     command = [str(binary), "-d", str(base / "data"), "-a", "127.0.0.1", "-p", str(port)]
     command += ["--silent", "--configure-bucket", BUCKET]
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
     try:
         _wait_ready(port, proc, log)
-        server = S3Server(endpoint=f"http://127.0.0.1:{port}", port=port)
+        client = S3Server(endpoint=f"http://127.0.0.1:{port}", port=port).client()
         # The bucket is made just after the port opens: wait for it too.
         deadline = time.monotonic() + _STARTUP_SECONDS
-        while not server.client().bucket_exists(BUCKET):
+        while not client.bucket_exists(BUCKET):
             assert time.monotonic() < deadline, f"s3rver made no bucket:\n{log.read_text()}"
             time.sleep(0.05)
-        yield server
-    finally:
+    except BaseException:
+        stop_s3rver(proc)
+        raise
+    return proc
+
+
+def stop_s3rver(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", name="s3rver")
+def s3rver_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    port = free_port()
+    proc = start_s3rver(tmp_path_factory.mktemp("s3rver"), port)
+    try:
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}", port=port)
+    finally:
+        stop_s3rver(proc)

@@ -140,6 +140,7 @@ class S3ArtifactStore(ArtifactStore):
         *,
         tmp_dir: Path,
         max_bytes: int,
+        part_size: int = PART_SIZE,
     ) -> S3ArtifactStore:
         """The store `backend` describes (`artifacts_url` = `location`)."""
         endpoint = backend.s3_endpoint_url or _AWS
@@ -154,7 +155,14 @@ class S3ArtifactStore(ArtifactStore):
             region=backend.s3_region or _REGION,
             http_client=_http_client(),
         )
-        return cls(client, location, tmp_dir=tmp_dir, max_bytes=max_bytes, endpoint=endpoint)
+        return cls(
+            client,
+            location,
+            tmp_dir=tmp_dir,
+            max_bytes=max_bytes,
+            endpoint=endpoint,
+            part_size=part_size,
+        )
 
     def describe(self) -> str:
         return f"{self.location} at {self.endpoint}"

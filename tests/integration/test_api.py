@@ -51,7 +51,7 @@ from marketplace.protocol.artifact_client import (
 )
 from marketplace.protocol.deployment import Deployment
 from marketplace.protocol.heartbeat import MemoryLivenessBook, SignedHeartbeat, sign_heartbeat
-from tests.s3_fixture import S3Objects, S3Server, s3rver  # noqa: F401  (the S3 server fixture)
+from tests.s3_fixture import S3Objects, S3Server, s3rver_fixture  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
