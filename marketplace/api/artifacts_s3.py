@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -341,11 +342,12 @@ class S3ArtifactStore(ArtifactStore):
 
 def _http_client() -> urllib3.PoolManager:
     """Connections with bounded waits: a stalled S3 server fails a request in a minute instead
-    of holding the API's worker thread for the client's default five."""
+    of holding the API's worker thread for the client's default five. SSL_CERT_FILE names the
+    CA bundle of a server whose certificate a private CA signed."""
     return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=5.0, read=60.0),
         maxsize=16,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=certifi.where(),
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
         retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
     )
