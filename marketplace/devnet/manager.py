@@ -172,6 +172,10 @@ class DevnetConfig:
     #: Wake the relayer and the agents on new blocks (WebSocket) and finished tasks; False
     #: makes them poll only (DEPIN_*_WS_URL=off), the baseline of bench/e2e.py.
     wake_on_events: bool = True
+    #: Seconds one task may run in a provider's worker before Celery kills it (the agent
+    #: then runs it again, up to the worker's crash budget): raise it for jobs bigger than the
+    #: demo's, e.g. one shard of a 10,000-sentence corpus on a loaded CPU.
+    task_time_limit: int = 300
     #: Wipe a stopped devnet found in `dir` instead of refusing to start.
     fresh: bool = False
     #: Wait until every provider agent heartbeats to the relayer.
@@ -204,6 +208,8 @@ class DevnetConfig:
             )
         if not 0 <= self.confirmations <= 64:
             raise ConfigError(f"--confirmations {self.confirmations} is outside 0-64")
+        if self.task_time_limit < 1:
+            raise ConfigError("task_time_limit must be at least 1 second")
         out = ["lazy"] * self.lazy + ["copycat"] * self.copycat + ["no-show"] * self.no_show
         return out + ["honest"] * (self.providers - len(out))
 
@@ -991,8 +997,9 @@ class Devnet:
             "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
             "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
             "DEPIN_PROVIDER_CAPACITY": str(config.workers_per_provider),
-            "DEPIN_PROVIDER_TASK_TIME_LIMIT": "300",
-            "DEPIN_PROVIDER_VISIBILITY_TIMEOUT": "600",
+            "DEPIN_PROVIDER_TASK_TIME_LIMIT": str(config.task_time_limit),
+            # Redis must not hand a running task to a second worker: twice the time limit.
+            "DEPIN_PROVIDER_VISIBILITY_TIMEOUT": str(2 * config.task_time_limit),
             "DEPIN_PROVIDER_BEHAVIOR": behavior,
         }
         cli = [config.python, "-m", "marketplace.cli.main", "provider"]

@@ -38,6 +38,8 @@ def test_behaviors_fill_lazy_then_copycat_then_no_show_then_honest() -> None:
         ({"providers": 2, "lazy": 2, "copycat": 1}, "exceeds --providers"),
         ({"providers": 1, "lazy": -1}, "negative"),
         ({"providers": 1, "workers_per_provider": 0}, "workers-per-provider"),
+        ({"providers": 1, "confirmations": 65}, "outside 0-64"),
+        ({"providers": 1, "task_time_limit": 0}, "task_time_limit must be at least 1"),
     ],
 )
 def test_behaviors_reject_impossible_counts(kwargs: dict[str, int], message: str) -> None:
