@@ -1,12 +1,15 @@
 """Workloads end to end on one devnet (Anvil, Redis, the relayer, a provider agent and its Celery
 worker, the requester SDK and CLI): a torch.export program, and sharded batches merged from
-verified shards, one of them refunded and resubmitted; each result bit-exact with a local run.
+verified shards, one of them refunded and resubmitted, and a sharded submit whose process dies
+around its transaction; each result bit-exact with a local run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +251,108 @@ def test_sharded_embed_through_the_cli_is_bit_exact_with_one_local_run(
     # One sentence per forward pass: no padding, so no bit depends on which shard a sentence
     # ran in (with batches, a sentence is padded to its batch's longest: see docs/workloads.md).
     assert np.array_equal(got, embed(SENTENCES, batch_size=1)["embeddings"])
+
+
+# A sharded submit in its own process, killed (os._exit: no cleanup, no finally) at `crash`:
+# "record" right after the pending record is written, before the transaction is sent; "send"
+# right after the transaction is sent, before its receipt is read.
+_DYING_SUBMIT = """
+import json, os, sys
+from pathlib import Path
+from eth_account import Account
+from marketplace.protocol import chain
+from marketplace.requester import JobDraft, Requester
+from marketplace.requester.shard import ShardStore
+
+args = json.loads(sys.argv[1])
+if args["crash"] == "record":
+    record = ShardStore.record_pending
+    def record_then_die(self, pending, group):
+        record(self, pending, group)
+        os._exit(3)
+    ShardStore.record_pending = record_then_die
+else:
+    broadcast = chain.Signer._broadcast
+    def send_then_die(self, tx):
+        sent = broadcast(self, tx)
+        if tx["to"].lower() == args["market"].lower():  # createJobs, not an approve
+            os._exit(3)
+        return sent
+    chain.Signer._broadcast = send_then_die
+req = Requester.connect(
+    rpc_url=args["rpc"], deployment=Path(args["deployment"]),
+    account=Account.from_key(args["key"]), relayer_url=args["relayer"], ws_url="off",
+    shard_dir=Path(args["shards"]),
+)
+draft = JobDraft("export", args["price"], inputs=(Path(args["batch"]),),
+                 model=Path(args["program"]), exec_window=600)
+plan = req.plan_shards(draft, args["shards_n"])
+print(plan.escrow, flush=True)
+req.submit_shards(plan)
+sys.exit(0)
+"""
+
+
+def _submit_and_die(
+    world: World, req: Requester, program: Path, batch: Path, shards: int, crash: str
+) -> int:
+    """Runs `_DYING_SUBMIT`, checks it died where told; returns the escrow its plan quoted."""
+    args = {
+        "rpc": str(world.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
+        "deployment": str(world.base / "deployment.json"),
+        "key": "0x" + bytes(world.requester_key.key).hex(),
+        "relayer": world.api_url,
+        "shards": str(req.shard_store.folder.parent),
+        "price": scenarios.PRICE,
+        "batch": str(batch),
+        "program": str(program),
+        "shards_n": shards,
+        "crash": crash,
+        "market": world.cast.deployment.market,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _DYING_SUBMIT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    return int(done.stdout.split()[0])
+
+
+def test_a_sharded_submit_that_dies_around_its_transaction_loses_nothing(
+    world: World, req: Requester, program: Path, batch: Path
+) -> None:
+    tokens = req.market.balance_of(req.address)
+
+    # Died after writing its record, before sending: nothing paid, and the record says so.
+    _submit_and_die(world, req, program, batch, 2, "record")
+    assert req.market.balance_of(req.address) == tokens
+    (waiting,) = req.recover_shards()
+    assert waiting.outcome == "pending" and waiting.group.pending is not None
+    assert "nonce" in waiting.message and "the wallet's next transaction" in waiting.message
+    assert req.shard_store.groups() == []
+
+    # Died after sending, before reading the receipt: the jobs exist and are paid for, the
+    # record is still pending. That transaction used the nonce the first record waited for.
+    escrow = _submit_and_die(world, req, program, batch, 3, "send")
+    assert req.market.balance_of(req.address) == tokens - escrow
+    assert req.shard_store.groups() == []
+    abandoned, created = req.recover_shards()
+    assert abandoned.outcome == "abandoned" and "nothing was paid" in abandoned.message
+    assert abandoned.folder.name.startswith("abandoned-") and abandoned.folder.is_dir()
+    assert created.outcome == "created" and created.group.pending is None
+    group = created.group
+    assert group.job_ids == [group.group, group.group + 1, group.group + 2]
+    assert req.shard_store.groups() == [group.group]
+    assert req.recover_shards() == []  # settled for good
+    mine = {c.job_id: c for c in req.market.jobs_created(req.address, from_block=0)}
+    assert sum(mine[j].escrow for j in group.job_ids) == escrow
+
+    settle(world, group.job_ids)
+    merged = req.shard_result(group.group)
+    local = local_export(program, batch)
+    assert merged.job_ids == tuple(group.job_ids) and merged.unmerged == ()
+    for name, array in local.items():
+        assert np.array_equal(merged.outputs[name], array), name
