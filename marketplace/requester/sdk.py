@@ -81,6 +81,7 @@ from marketplace.requester.shard import (
     ShardStore,
     merge_outputs,
     resolve_pending,
+    resolve_resubmits,
     shard_drafts,
 )
 from marketplace.requester.status import (
@@ -481,12 +482,27 @@ class Requester:
             )
             self.shard_store.record_pending(plan.folder, group)
 
-        ids = self._create(plan.jobs, use_permit=use_permit, before_send=record)
+        try:
+            ids = self._create(plan.jobs, use_permit=use_permit, before_send=record)
+        except BaseException:
+            if group.pending is not None and self._unsent(group.pending.nonce):
+                # Refused before it reached the node (a revert on estimate): back to a plan
+                # that may be submitted again, with no record to settle.
+                self.shard_store.forget_pending(plan.folder)
+            raise
         for shard, job_id in zip(group.shards, ids, strict=True):
             shard.job_id = job_id
         group.group, group.pending = ids[0], None
         self.shard_store.adopt(plan.folder, group)
         return group
+
+    def _unsent(self, nonce: int) -> bool:
+        """Whether no transaction with `nonce` reached the node (mined or in its pool); False
+        when the node cannot tell, so a record is kept rather than lost."""
+        try:
+            return int(self.w3.eth.get_transaction_count(self.address, "pending")) <= nonce
+        except Exception:  # the node is unreachable: keep the record, recovery settles it
+            return False
 
     def recover_shards(self) -> list[Resolution]:
         """Settles the groups of this store whose submit stopped between sending the
@@ -520,6 +536,8 @@ class Requester:
             raise NotRequester(
                 f"shard group {group} belongs to {found.requester}; load that wallet instead"
             )
+        if any(s.pending is not None for s in found.shards):
+            resolve_resubmits(self.shard_store, self.market, found, chunk=LOG_CHUNK)
         return found
 
     def shard_states(self, group: int) -> list[JobState]:
@@ -579,6 +597,12 @@ class Requester:
                 f"group {group} has shards 0 to {len(found.shards) - 1}; no shard {index}"
             )
         shard = found.shards[index]
+        if shard.pending is not None:
+            raise WrongState(
+                f"shard {index} of group {group} has a resubmission whose transaction (nonce "
+                f"{shard.pending.nonce} of {self.address}) is not mined yet; wait for it, then "
+                f"`depin job wait-group {group}`"
+            )
         job = self._job(shard.job_id)
         if not job.state.terminal:
             raise WrongState(
@@ -595,9 +619,27 @@ class Requester:
                 f"(`depin job result {group} --group` merges it)"
             )
         folder = self.shard_store.group_folder(group)
-        (job_id,) = self._create([self.prepare(found.draft(index, folder))], use_permit=use_permit)
+        prepared = self.prepare(found.draft(index, folder))
+
+        def record(nonce: int, block: int) -> None:
+            shard.pending = PendingCreate(
+                nonce=nonce,
+                after_block=block,
+                spec_hashes=[prepared.spec.spec_hash().hex()],
+                inputs=[prepared.spec.inputs[0]],
+                recorded_at=time.time(),
+            )
+            self.shard_store.save(found)
+
+        try:
+            (job_id,) = self._create([prepared], use_permit=use_permit, before_send=record)
+        except BaseException:
+            if shard.pending is not None and self._unsent(shard.pending.nonce):
+                shard.pending = None
+                self.shard_store.save(found)
+            raise
         shard.replaced.append(shard.job_id)
-        shard.job_id = job_id
+        shard.job_id, shard.pending = job_id, None
         self.shard_store.save(found)
         return job_id
 

@@ -70,6 +70,7 @@ __all__ = [
     "ShardStore",
     "merge_outputs",
     "resolve_pending",
+    "resolve_resubmits",
     "shard_drafts",
     "split_rows",
     "split_safetensors",
@@ -292,20 +293,6 @@ def merge_outputs(
 # ---------------------------------------------------------------------------- the group
 
 
-class ShardRecord(BaseModel):
-    """One shard: its current job and the jobs it replaced (refunded or failed)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    index: int
-    job_id: int
-    rows: int
-    #: The shard's input file, relative to the group's folder.
-    input: str
-    units: int | None
-    replaced: list[int] = []
-
-
 class PendingCreate(BaseModel):
     """What identifies the createJobs transaction of a group recorded before it was sent."""
 
@@ -321,6 +308,22 @@ class PendingCreate(BaseModel):
     inputs: list[str]
     #: Unix time the record was written.
     recorded_at: float
+
+
+class ShardRecord(BaseModel):
+    """One shard: its current job and the jobs it replaced (refunded or failed). `pending` is
+    set while a resubmission of it is being sent (its job not known yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    job_id: int
+    rows: int
+    #: The shard's input file, relative to the group's folder.
+    input: str
+    units: int | None
+    replaced: list[int] = []
+    pending: PendingCreate | None = None
 
 
 class ShardGroup(BaseModel):
@@ -388,6 +391,12 @@ class ShardStore:
         if group.pending is None:
             raise ValueError("a pending record needs the transaction it waits for")
         self._write(pending, group)
+
+    def forget_pending(self, pending: Path) -> None:
+        """Drops the record of a group whose transaction never reached the node, leaving its
+        folder a plan again."""
+        (pending / "group.json").unlink(missing_ok=True)
+        _sync_dir(pending)
 
     def adopt(self, pending: Path, group: ShardGroup) -> None:
         """Completes a created group: its record (pending cleared) is written in the pending
@@ -602,3 +611,54 @@ def resolve_pending(
                 )
             )
     return out
+
+
+def resolve_resubmits(
+    store: ShardStore, market: Market, group: ShardGroup, *, chunk: int = 10_000
+) -> list[str]:
+    """Settles the shards of `group` whose resubmission stopped between sending its transaction
+    and recording its job, as `resolve_pending` does for a whole group: the job found in the
+    requester's JobCreated logs replaces the shard's; none there while the nonce was used by
+    another transaction clears the mark (nothing paid); else the mark stays. Saves the group
+    when anything changed; returns one message per shard still or just settled."""
+    marked = [s for s in group.shards if s.pending is not None]
+    if not marked:
+        return []
+    requester = group.requester
+    used_up_to = int(market.w3.eth.get_transaction_count(to_checksum_address(requester), "latest"))
+    first = min(s.pending.after_block for s in marked if s.pending is not None)
+    created = market.jobs_created(requester, from_block=first, chunk=chunk)
+    claimed = _claimed(store) | set(group.job_ids)
+    messages = []
+    for shard in marked:
+        sent = shard.pending
+        assert sent is not None
+        (want,) = sent.spec_hashes
+        found = next(
+            (c for c in created if c.job_id not in claimed and c.spec_hash.hex() == want),
+            None,
+        )
+        if found is not None:
+            shard.replaced.append(shard.job_id)
+            shard.job_id, shard.pending = found.job_id, None
+            claimed.add(found.job_id)
+            messages.append(
+                f"shard {shard.index} of group {group.group}: its resubmission (job "
+                f"{found.job_id}) recovered from the chain"
+            )
+        elif used_up_to > sent.nonce:
+            shard.pending = None
+            messages.append(
+                f"shard {shard.index} of group {group.group}: its resubmission stopped before "
+                "the job was created (nothing paid); resubmit it again"
+            )
+        else:
+            messages.append(
+                f"shard {shard.index} of group {group.group}: a resubmission stopped before "
+                f"recording its job and no transaction with nonce {sent.nonce} of {requester} "
+                "is mined yet: wait for it (or, if it was never sent, the wallet's next "
+                "transaction settles this), then run this again"
+            )
+    if any(s.pending is None for s in marked):
+        store.save(group)
+    return messages
