@@ -1,15 +1,20 @@
 """Workloads end to end on one devnet (Anvil, Redis, the relayer, a provider agent and its Celery
 worker, the requester SDK and CLI): a torch.export program, and sharded batches merged from
-verified shards, one of them refunded and resubmitted, and a sharded submit whose process dies
-around its transaction; each result bit-exact with a local run.
+verified shards, one of them refunded and resubmitted, a sharded submit whose process dies around
+its transaction, and a real model brought as a user would (Silero's voice activity detector,
+shipped in the silero-vad wheel); each result bit-exact with a local run.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import importlib.metadata
+import io
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,6 +289,10 @@ req = Requester.connect(
     account=Account.from_key(args["key"]), relayer_url=args["relayer"], ws_url="off",
     shard_dir=Path(args["shards"]),
 )
+if args["resubmit"] is not None:
+    print(0, flush=True)
+    req.resubmit_shard(*args["resubmit"])
+    sys.exit(0)
 draft = JobDraft("export", args["price"], inputs=(Path(args["batch"]),),
                  model=Path(args["program"]), exec_window=600)
 plan = req.plan_shards(draft, args["shards_n"])
@@ -294,9 +303,16 @@ sys.exit(0)
 
 
 def _submit_and_die(
-    world: World, req: Requester, program: Path, batch: Path, shards: int, crash: str
+    world: World,
+    req: Requester,
+    program: Path,
+    batch: Path,
+    shards: int,
+    crash: str,
+    resubmit: tuple[int, int] | None = None,
 ) -> int:
-    """Runs `_DYING_SUBMIT`, checks it died where told; returns the escrow its plan quoted."""
+    """Runs `_DYING_SUBMIT` (`resubmit`: resubmits that group's shard instead), checks it died
+    where told; returns the escrow its plan quoted."""
     args = {
         "rpc": str(world.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
         "deployment": str(world.base / "deployment.json"),
@@ -308,6 +324,7 @@ def _submit_and_die(
         "program": str(program),
         "shards_n": shards,
         "crash": crash,
+        "resubmit": resubmit,
         "market": world.cast.deployment.market,
     }
     done = subprocess.run(
@@ -350,9 +367,101 @@ def test_a_sharded_submit_that_dies_around_its_transaction_loses_nothing(
     mine = {c.job_id: c for c in req.market.jobs_created(req.address, from_block=0)}
     assert sum(mine[j].escrow for j in group.job_ids) == escrow
 
-    settle(world, group.job_ids)
+    # A shard refunded, then its resubmission dies after sending: the next open of the group
+    # finds the new job on the chain and records it.
+    refunded = group.job_ids[1]
+    req.cancel(refunded)
+    before = req.market.balance_of(req.address)
+    _submit_and_die(world, req, program, batch, 3, "send", resubmit=(group.group, 1))
+    assert req.market.balance_of(req.address) < before  # the new job is paid for
+    assert req.shard_store.load(group.group).shards[1].pending is not None
+    kept = req.shard_group(group.group)
+    again = kept.job_ids[1]
+    assert again > refunded and kept.shards[1].replaced == [refunded]
+    assert kept.shards[1].pending is None and req.shard_store.load(group.group) == kept
+    assert req.market.job(again).requester == req.address
+
+    settle(world, kept.job_ids)
     merged = req.shard_result(group.group)
     local = local_export(program, batch)
-    assert merged.job_ids == tuple(group.job_ids) and merged.unmerged == ()
+    assert merged.job_ids == tuple(kept.job_ids) and merged.unmerged == ()
     for name, array in local.items():
         assert np.array_equal(merged.outputs[name], array), name
+
+
+class SpeechPerWindow(torch.nn.Module):
+    """Silero VAD over whole clips: the shipped module's `audio_forward` runs each clip's 512-sample
+    windows in order, carrying its state, and gives the speech probability of every window.
+    (Returns a bare tensor, the job's `output`: TorchScript cannot read this file's postponed
+    annotations of a dict.)"""
+
+    def __init__(self, vad: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.vad = vad
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.vad.audio_forward(audio, 16000)  # type: ignore[no-any-return]
+
+
+def _shipped_vad() -> bytes:
+    """The VAD module file as the silero-vad wheel ships it, checked against the wheel's RECORD
+    (a file that differs from what was installed is refused)."""
+    (entry,) = [
+        f
+        for f in importlib.metadata.files("silero-vad") or []
+        if f.name == "silero_vad.jit" and f.hash is not None
+    ]
+    assert entry.hash is not None and entry.hash.mode == "sha256"
+    data = entry.read_binary()
+    assert base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode() == (
+        entry.hash.value
+    )
+    return data
+
+
+@pytest.fixture(scope="module")
+def vad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vad") / "speech_per_window.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+        shipped = torch.jit.load(io.BytesIO(_shipped_vad()))  # type: ignore[no-untyped-call]
+        scripted = torch.jit.script(SpeechPerWindow(shipped).eval())
+        torch.jit.save(scripted, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 2-second 16 kHz clips: a voiced tone from 0.7 s on, noise, and a wavering tone."""
+    path = tmp_path_factory.mktemp("clips") / "clips.safetensors"
+    t = torch.arange(32_000) / 16_000
+    noise = torch.randn(32_000, generator=torch.Generator().manual_seed(3))
+    audio = torch.stack(
+        [
+            0.3 * torch.sin(2 * torch.pi * 220 * t) * (t > 0.7),
+            0.05 * noise,
+            0.5 * torch.sin(2 * torch.pi * 440 * t) * torch.sin(2 * torch.pi * 3 * t),
+        ]
+    )
+    safetensors.torch.save_file({"audio": audio}, str(path))
+    return path
+
+
+def test_silero_vad_from_its_wheel_runs_on_a_provider_bit_exact_with_a_local_run(
+    world: World, req: Requester, vad: Path, clips: Path
+) -> None:
+    from provider.runtime.torchscript import torchscript
+
+    prepared = req.prepare(JobDraft("torchscript", scenarios.PRICE, inputs=(clips,), model=vad))
+    assert prepared.spec.model == hashlib.sha256(vad.read_bytes()).hexdigest()
+    job = req.submit("torchscript", model=vad, inputs=[clips], max_price_per_unit=scenarios.PRICE)
+    settle(world, [job])
+    result = req.result(job)
+    local = torchscript(vad.read_bytes(), clips.read_bytes(), torch.device("cpu"))
+    assert result.ok and sorted(result.outputs) == ["output"]
+    speech = result.outputs["output"]
+    assert speech.dtype == np.float32 and speech.shape == (3, 63)  # 32,000 / 512 windows, padded
+    assert np.array_equal(speech, local["output"])
+    assert digest(PROFILE, dict(result.outputs)) == digest(PROFILE, local)
+    # Tones and noise are not speech; the first clip's peak is its onset at 0.7 s (window 21-22).
+    assert speech.max() < 0.5 and int(speech[0].argmax()) in (21, 22)
