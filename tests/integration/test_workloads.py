@@ -258,6 +258,20 @@ def test_sharded_embed_through_the_cli_is_bit_exact_with_one_local_run(
     assert np.array_equal(got, embed(SENTENCES, batch_size=1)["embeddings"])
 
 
+def test_a_sharded_submit_without_a_permit_approves_before_recording_its_transaction(
+    world: World, req: Requester, batch: Path, program: Path
+) -> None:
+    market = world.cast.deployment.market
+    req.market.approve(market, 0)
+    draft = JobDraft("export", scenarios.PRICE, inputs=(batch,), model=program)
+    group = req.submit_shards(req.plan_shards(draft, 2), use_permit=False)
+    assert req.market.escrow_allowance(req.address) == 2**256 - 1  # approved, then created
+    assert req.shard_store.load(group.group) == group and group.pending is None
+    assert req.recover_shards() == []
+    for job_id in group.job_ids:
+        req.cancel(job_id)
+
+
 # A sharded submit in its own process, killed (os._exit: no cleanup, no finally) at `crash`:
 # "record" right after the pending record is written, before the transaction is sent; "send"
 # right after the transaction is sent, before its receipt is read.
