@@ -358,6 +358,7 @@ def _submit_sharded(
 ) -> None:
     """`depin job submit --shard N`: quote the batch, create it, optionally wait and merge."""
     with errors(), conn.open() as req:
+        _recover(req)
         plan = req.plan_shards(draft, shards)
         if not as_json:
             typer.echo(
@@ -392,6 +393,13 @@ def _submit_sharded(
     emit(data, as_json, lines)
     if wait and merged is None:
         raise typer.Exit(1)
+
+
+def _recover(req: Requester) -> None:
+    """Settles (and reports on stderr) the groups whose submit stopped between sending the
+    transaction and recording its jobs, before any group command reads the store."""
+    for found in req.recover_shards():
+        typer.echo(found.message, err=True)
 
 
 def _shard_line(job_ids: list[int], states: list[Any]) -> list[str]:
@@ -534,6 +542,7 @@ def result(
     """Download, decrypt and verify the job's result against the on-chain commitment."""
     if group:
         with errors(), conn.open() as req:
+            _recover(req)
             merged = req.shard_result(job_id, out)
         emit(merged.model_dump(mode="json"), as_json, _merged_lines(merged))
         return
@@ -558,6 +567,7 @@ def resubmit_shard(
     """Submit one shard of a group again, alone, after its job was refunded, expired or failed;
     the group's merge then uses the new job."""
     with errors(), conn.open() as req:
+        _recover(req)
         job_id = req.resubmit_shard(group, index, use_permit=not no_permit)
         old = req.shard_group(group).shards[index].replaced[-1]
     emit(
@@ -580,6 +590,7 @@ def wait_group(
     exits 1 when a shard ended without a result (resubmit it with `resubmit-shard`)."""
     goal = _goal(until)
     with errors(), conn.open(watch_only=True) as req:
+        _recover(req)
         states = _wait_shards_with_progress(req, group, timeout, as_json, goal)
         ids = req.shard_group(group).job_ids
     emit(

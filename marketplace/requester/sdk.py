@@ -74,10 +74,14 @@ from marketplace.requester.inputs import DEFAULT_PROFILE, JobDraft, PreparedJob,
 from marketplace.requester.result import JobResult, ShardedResult
 from marketplace.requester.settings import RequesterSettings, default_shard_dir
 from marketplace.requester.shard import (
+    PendingCreate,
+    Resolution,
     ShardGroup,
     ShardRecord,
     ShardStore,
     merge_outputs,
+    resolve_pending,
+    resolve_resubmits,
     shard_drafts,
 )
 from marketplace.requester.status import (
@@ -315,16 +319,37 @@ class Requester:
             raise InputError("no jobs to submit")
         return self._create([self.prepare(d) for d in drafts], use_permit=use_permit)
 
-    def _create(self, jobs: Sequence[PreparedJob], *, use_permit: bool) -> list[int]:
-        """Checks, uploads and creates prepared jobs in one transaction; returns their ids."""
+    def _create(
+        self,
+        jobs: Sequence[PreparedJob],
+        *,
+        use_permit: bool,
+        before_send: Callable[[int, int], None] | None = None,
+    ) -> list[int]:
+        """Checks, uploads and creates prepared jobs in one transaction; returns their ids.
+        `before_send(nonce, head block)` runs once nothing but the createJobs transaction is
+        left to send, with the nonce that transaction takes (a record written there survives a
+        crash between sending and reading the receipt)."""
         self._check_windows(jobs)
         total = sum(self.market.escrow_for(j.request) for j in jobs)
         self._check_funds(total)
         self._upload(jobs)
         requests = [j.request for j in jobs]
-        if not use_permit or self.market.escrow_allowance(self.address) >= total:
+        allowance = self.market.escrow_allowance(self.address)
+        permit = use_permit and allowance < total
+        if not permit and allowance < total:
+            # Approved first, so the nonce announced below is the createJobs transaction's.
+            self.market.approve(self.deployment.market, 2**256 - 1)
+        deadline = (
+            int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_LIFETIME if permit else 0
+        )
+        if before_send is not None:
+            before_send(
+                int(self.w3.eth.get_transaction_count(self.address, "pending")),
+                int(self.w3.eth.block_number),
+            )
+        if not permit:
             return self.market.create_jobs(requests)
-        deadline = int(self.w3.eth.get_block("latest")["timestamp"]) + PERMIT_LIFETIME
         return self.market.create_jobs_with_permit(requests, total, deadline)
 
     def _check_windows(self, jobs: Sequence[PreparedJob]) -> None:
@@ -414,12 +439,15 @@ class Requester:
 
     def submit_shards(self, plan: ShardPlan, *, use_permit: bool = True) -> ShardGroup:
         """Creates every shard of `plan` in one transaction and records the group, named by its
-        first job id, in the shard store; returns it."""
-        ids = self._create(plan.jobs, use_permit=use_permit)
+        first job id, in the shard store; returns it. The record is written, marked pending,
+        before the transaction is sent and completed after its receipt (see
+        `marketplace.requester.shard`): a submit that dies in between loses nothing, and the
+        next `recover_shards` (run by every group command) completes it from the chain."""
+        self.recover_shards()
         first = plan.jobs[0]
         request, spec = first.request, first.spec
         group = ShardGroup(
-            group=ids[0],
+            group=0,
             chain_id=self.deployment.chain_id,
             market=self.deployment.market,
             requester=self.address,
@@ -435,16 +463,55 @@ class Requester:
             shards=[
                 ShardRecord(
                     index=i,
-                    job_id=job_id,
+                    job_id=0,
                     rows=_rows(job),
                     input=f"shard-{i}{_suffix(job)}",
                     units=job.request.units,
                 )
-                for i, (job_id, job) in enumerate(zip(ids, plan.jobs, strict=True))
+                for i, job in enumerate(plan.jobs)
             ],
         )
+
+        def record(nonce: int, block: int) -> None:
+            group.pending = PendingCreate(
+                nonce=nonce,
+                after_block=block,
+                spec_hashes=[j.spec.spec_hash().hex() for j in plan.jobs],
+                inputs=[j.spec.inputs[0] for j in plan.jobs],
+                recorded_at=time.time(),
+            )
+            self.shard_store.record_pending(plan.folder, group)
+
+        try:
+            ids = self._create(plan.jobs, use_permit=use_permit, before_send=record)
+        except BaseException:
+            if group.pending is not None and self._unsent(group.pending.nonce):
+                # Refused before it reached the node (a revert on estimate): back to a plan
+                # that may be submitted again, with no record to settle.
+                self.shard_store.forget_pending(plan.folder)
+            raise
+        for shard, job_id in zip(group.shards, ids, strict=True):
+            shard.job_id = job_id
+        group.group, group.pending = ids[0], None
         self.shard_store.adopt(plan.folder, group)
         return group
+
+    def _unsent(self, nonce: int) -> bool:
+        """Whether no transaction with `nonce` reached the node (mined or in its pool); False
+        when the node cannot tell, so a record is kept rather than lost."""
+        try:
+            return int(self.w3.eth.get_transaction_count(self.address, "pending")) <= nonce
+        except Exception:  # the node is unreachable: keep the record, recovery settles it
+            return False
+
+    def recover_shards(self) -> list[Resolution]:
+        """Settles the groups of this store whose submit stopped between sending the
+        transaction and recording its jobs: completed from the chain, set aside when they were
+        never created (nothing paid), or left pending while their transaction may still be
+        mined (see `marketplace.requester.shard.resolve_pending`). Returns what happened."""
+        if not self.shard_store.unresolved():
+            return []
+        return resolve_pending(self.shard_store, self.market, self.address, chunk=LOG_CHUNK)
 
     def submit_sharded(
         self, draft: JobDraft, shards: int, *, use_permit: bool = True
@@ -453,12 +520,24 @@ class Requester:
         return self.submit_shards(self.plan_shards(draft, shards), use_permit=use_permit)
 
     def shard_group(self, group: int) -> ShardGroup:
-        """The recorded group whose first job is `group` (JobNotFound when none is kept)."""
-        found = self.shard_store.load(group)
+        """The recorded group whose first job is `group` (JobNotFound when none is kept, naming
+        any submit still pending)."""
+        try:
+            found = self.shard_store.load(group)
+        except JobNotFound as exc:
+            waiting = [r for r in self.recover_shards() if r.outcome == "pending"]
+            try:
+                found = self.shard_store.load(group)
+            except JobNotFound:
+                if waiting:
+                    raise JobNotFound(f"{exc}; besides, {waiting[0].message}") from None
+                raise
         if found.requester != self.address:
             raise NotRequester(
                 f"shard group {group} belongs to {found.requester}; load that wallet instead"
             )
+        if any(s.pending is not None for s in found.shards):
+            resolve_resubmits(self.shard_store, self.market, found, chunk=LOG_CHUNK)
         return found
 
     def shard_states(self, group: int) -> list[JobState]:
@@ -518,6 +597,12 @@ class Requester:
                 f"group {group} has shards 0 to {len(found.shards) - 1}; no shard {index}"
             )
         shard = found.shards[index]
+        if shard.pending is not None:
+            raise WrongState(
+                f"shard {index} of group {group} has a resubmission whose transaction (nonce "
+                f"{shard.pending.nonce} of {self.address}) is not mined yet; wait for it, then "
+                f"`depin job wait-group {group}`"
+            )
         job = self._job(shard.job_id)
         if not job.state.terminal:
             raise WrongState(
@@ -534,9 +619,27 @@ class Requester:
                 f"(`depin job result {group} --group` merges it)"
             )
         folder = self.shard_store.group_folder(group)
-        (job_id,) = self._create([self.prepare(found.draft(index, folder))], use_permit=use_permit)
+        prepared = self.prepare(found.draft(index, folder))
+
+        def record(nonce: int, block: int) -> None:
+            shard.pending = PendingCreate(
+                nonce=nonce,
+                after_block=block,
+                spec_hashes=[prepared.spec.spec_hash().hex()],
+                inputs=[prepared.spec.inputs[0]],
+                recorded_at=time.time(),
+            )
+            self.shard_store.save(found)
+
+        try:
+            (job_id,) = self._create([prepared], use_permit=use_permit, before_send=record)
+        except BaseException:
+            if shard.pending is not None and self._unsent(shard.pending.nonce):
+                shard.pending = None
+                self.shard_store.save(found)
+            raise
         shard.replaced.append(shard.job_id)
-        shard.job_id = job_id
+        shard.job_id, shard.pending = job_id, None
         self.shard_store.save(found)
         return job_id
 

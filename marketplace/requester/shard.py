@@ -29,6 +29,16 @@ requester, not on the chain: ``<shard dir>/<chain id>-<market>/group-<first job 
 ``group.json`` and one input file per shard. A shard whose job was refunded, expired or
 settled on a failure is resubmitted alone (`Requester.resubmit_shard`); the group then names
 the new job and the merge uses it.
+
+Crash safety: the group's record is written before its createJobs transaction is sent, into a
+``pending-*`` folder, marked pending with what identifies the transaction (the wallet's nonce for
+it, the block before it, each shard's spec and input hash); after the receipt it is completed
+(job ids filled in) and the folder renamed to ``group-<first job id>``. A submit that died in
+between leaves a pending record that `resolve_pending` settles from the chain: the requester's
+JobCreated logs since the recorded block holding the shards' spec hashes, in order, on consecutive
+job ids, complete it; none there while the recorded nonce is used by another transaction means
+the batch was never created (nothing paid) and the record is set aside as ``abandoned-*``; with
+the nonce still free the transaction may yet be mined, and the record stays pending.
 """
 
 from __future__ import annotations
@@ -43,18 +53,24 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict
 
+from marketplace.protocol.client import JobCreated, Market
 from marketplace.protocol.spec import ParamValue
 from marketplace.requester.errors import InputError, JobNotFound
 from marketplace.requester.inputs import JobDraft, read_sentences
 
 __all__ = [
     "MAX_SHARDS",
+    "PendingCreate",
+    "Resolution",
     "ShardGroup",
     "ShardRecord",
     "ShardStore",
     "merge_outputs",
+    "resolve_pending",
+    "resolve_resubmits",
     "shard_drafts",
     "split_rows",
     "split_safetensors",
@@ -277,8 +293,26 @@ def merge_outputs(
 # ---------------------------------------------------------------------------- the group
 
 
+class PendingCreate(BaseModel):
+    """What identifies the createJobs transaction of a group recorded before it was sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The wallet's nonce the transaction takes (its next one when the record was written).
+    nonce: int
+    #: The head block when the record was written: the transaction is mined after it.
+    after_block: int
+    #: Each shard's spec hash (hex), in shard order: what its JobCreated event carries.
+    spec_hashes: list[str]
+    #: Each shard's input sha256 (hex), in shard order.
+    inputs: list[str]
+    #: Unix time the record was written.
+    recorded_at: float
+
+
 class ShardRecord(BaseModel):
-    """One shard: its current job and the jobs it replaced (refunded or failed)."""
+    """One shard: its current job and the jobs it replaced (refunded or failed). `pending` is
+    set while a resubmission of it is being sent (its job not known yet)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -289,10 +323,12 @@ class ShardRecord(BaseModel):
     input: str
     units: int | None
     replaced: list[int] = []
+    pending: PendingCreate | None = None
 
 
 class ShardGroup(BaseModel):
-    """A sharded job as the requester keeps it (see the module docstring)."""
+    """A sharded job as the requester keeps it (see the module docstring). While `pending` is
+    set the jobs are not known yet: `group` and every shard's `job_id` are 0."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -311,6 +347,7 @@ class ShardGroup(BaseModel):
     exec_window: int
     min_vram_gib: int
     shards: list[ShardRecord]
+    pending: PendingCreate | None = None
 
     @property
     def job_ids(self) -> list[int]:
@@ -348,28 +385,61 @@ class ShardStore:
     def group_folder(self, group: int) -> Path:
         return self.folder / f"group-{group}"
 
+    def record_pending(self, pending: Path, group: ShardGroup) -> None:
+        """Writes the record of a group about to be created (`group.pending` set) into its
+        pending folder, durably, before the transaction is sent."""
+        if group.pending is None:
+            raise ValueError("a pending record needs the transaction it waits for")
+        self._write(pending, group)
+
+    def forget_pending(self, pending: Path) -> None:
+        """Drops the record of a group whose transaction never reached the node, leaving its
+        folder a plan again."""
+        (pending / "group.json").unlink(missing_ok=True)
+        _sync_dir(pending)
+
     def adopt(self, pending: Path, group: ShardGroup) -> None:
-        """Moves the pending folder to the group's own and writes its record. A folder already
-        there is from an earlier chain with the same id and market address (a restarted devnet):
-        it is kept aside, renamed, rather than refused after the jobs exist."""
-        target = self.group_folder(group.group)
+        """Completes a created group: its record (pending cleared) is written in the pending
+        folder first, then the folder is renamed to the group's own, so a crash at any point
+        leaves either a pending record or a complete one. A folder already there is from an
+        earlier chain with the same id and market address (a restarted devnet): it is kept
+        aside, renamed, rather than refused after the jobs exist."""
+        if group.pending is not None:
+            raise ValueError("adopt a group once its jobs are known (pending cleared)")
+        self._write(pending, group)
+        self._rename(pending, group.group)
+
+    def _rename(self, pending: Path, group: int) -> None:
+        target = self.group_folder(group)
         if target.exists():
             stale = target.with_name(f"{target.name}.earlier-{time.time_ns()}")
             os.replace(target, stale)
         os.replace(pending, target)
-        self.save(group)
+        _sync_dir(self.folder)
+
+    def abandon(self, pending: Path) -> Path:
+        """Sets aside the folder of a group the chain shows was never created (nothing paid);
+        its inputs stay readable there."""
+        target = pending.with_name("abandoned-" + pending.name.removeprefix("pending-"))
+        os.replace(pending, target)
+        return target
 
     def save(self, group: ShardGroup) -> None:
-        """Writes the group's record atomically (temp file + rename)."""
-        folder = self.group_folder(group.group)
+        """Writes a created group's record atomically (temp file + rename)."""
+        self._write(self.group_folder(group.group), group)
+
+    def _write(self, folder: Path, group: ShardGroup) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".group.", suffix=".part", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(group.model_dump_json(indent=2))
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, folder / "group.json")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _sync_dir(folder)
 
     def load(self, group: int) -> ShardGroup:
         path = self.group_folder(group) / "group.json"
@@ -390,3 +460,205 @@ class ShardStore:
             for p in self.folder.glob("group-*")
             if p.name.removeprefix("group-").isdigit()
         )
+
+    def unresolved(self) -> list[tuple[Path, ShardGroup]]:
+        """The pending folders holding a record: groups whose submit did not finish. A pending
+        folder without one was never sent (the record precedes the transaction)."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.glob("pending-*/group.json")):
+            out.append((path.parent, ShardGroup.model_validate_json(path.read_bytes())))
+        return out
+
+
+def _sync_dir(folder: Path) -> None:
+    """Makes a rename or a new file in `folder` survive a power cut (POSIX needs the directory
+    itself synced)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- recovery
+
+
+class Resolution(BaseModel):
+    """What `resolve_pending` found for one pending group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: "created": completed from the chain; "abandoned": never created, nothing paid;
+    #: "pending": its transaction is not mined yet (or was never sent).
+    outcome: str
+    folder: Path
+    group: ShardGroup
+    message: str
+
+
+def _claimed(store: ShardStore) -> set[int]:
+    ids: set[int] = set()
+    for number in store.groups():
+        try:
+            found = store.load(number)
+        except (JobNotFound, ValueError):
+            continue
+        for shard in found.shards:
+            ids.add(shard.job_id)
+            ids.update(shard.replaced)
+    return ids
+
+
+def _find_run(
+    created: Sequence[JobCreated], group: ShardGroup, claimed: set[int]
+) -> list[int] | None:
+    """The first run of consecutive job ids, none claimed by another group, whose spec hashes
+    and units are the group's shards' in order: one createJobs transaction of this batch."""
+    assert group.pending is not None
+    want = [bytes.fromhex(h) for h in group.pending.spec_hashes]
+    units = [s.units for s in group.shards]
+    by_id = {c.job_id: c for c in created}
+    for first in sorted(by_id):
+        ids = list(range(first, first + len(want)))
+        run = [by_id.get(i) for i in ids]
+        if any(
+            c is None or c.spec_hash != h or (u is not None and c.request.units != u)
+            for c, h, u in zip(run, want, units, strict=True)
+        ):
+            continue
+        if claimed.isdisjoint(ids):
+            return ids
+    return None
+
+
+def resolve_pending(
+    store: ShardStore, market: Market, requester: str, *, chunk: int = 10_000
+) -> list[Resolution]:
+    """Settles every pending group of `store` from the chain (see the module docstring): a
+    created one is completed and renamed to its group folder, a never created one set aside;
+    returns what happened to each, oldest record first."""
+    out: list[Resolution] = []
+    for folder, group in sorted(
+        store.unresolved(), key=lambda fg: fg[1].pending.recorded_at if fg[1].pending else 0.0
+    ):
+        sent = group.pending
+        if sent is None:  # completed, then the submit died before the rename
+            store.adopt(folder, group)
+            out.append(
+                Resolution(
+                    outcome="created",
+                    folder=store.group_folder(group.group),
+                    group=group,
+                    message=f"shard group {group.group} recovered (jobs {group.job_ids})",
+                )
+            )
+            continue
+        # The nonce is read before the logs: once it is used, the batch's logs (if it was
+        # the transaction that used it) are already on the chain the scan reads.
+        used = (
+            int(market.w3.eth.get_transaction_count(to_checksum_address(requester), "latest"))
+            > sent.nonce
+        )
+        created = market.jobs_created(requester, from_block=sent.after_block, chunk=chunk)
+        ids = _find_run(created, group, _claimed(store))
+        if ids is not None:
+            for shard, job_id in zip(group.shards, ids, strict=True):
+                shard.job_id = job_id
+            group.group, group.pending = ids[0], None
+            store.adopt(folder, group)
+            out.append(
+                Resolution(
+                    outcome="created",
+                    folder=store.group_folder(group.group),
+                    group=group,
+                    message=(
+                        f"shard group {group.group} recovered from the chain (jobs "
+                        f"{group.job_ids}): its submit stopped after sending the transaction"
+                    ),
+                )
+            )
+        elif used:
+            aside = store.abandon(folder)
+            out.append(
+                Resolution(
+                    outcome="abandoned",
+                    folder=aside,
+                    group=group,
+                    message=(
+                        f"a sharded submit of {len(group.shards)} {group.kind} shards stopped "
+                        f"before its jobs were created: nonce {sent.nonce} of {requester} was "
+                        "used by another transaction and no such jobs exist, so nothing was "
+                        f"paid; submit it again (its shard inputs are kept in {aside})"
+                    ),
+                )
+            )
+        else:
+            out.append(
+                Resolution(
+                    outcome="pending",
+                    folder=folder,
+                    group=group,
+                    message=(
+                        f"a sharded submit of {len(group.shards)} {group.kind} shards stopped "
+                        f"before recording its jobs, and no transaction with nonce {sent.nonce} "
+                        f"of {requester} is mined yet: either it is still waiting in the node's "
+                        "pool (wait, then run this again) or it was never sent (nothing was "
+                        "paid; the wallet's next transaction settles this, after which this "
+                        "record is set aside). Do not submit the same batch again before then"
+                    ),
+                )
+            )
+    return out
+
+
+def resolve_resubmits(
+    store: ShardStore, market: Market, group: ShardGroup, *, chunk: int = 10_000
+) -> list[str]:
+    """Settles the shards of `group` whose resubmission stopped between sending its transaction
+    and recording its job, as `resolve_pending` does for a whole group: the job found in the
+    requester's JobCreated logs replaces the shard's; none there while the nonce was used by
+    another transaction clears the mark (nothing paid); else the mark stays. Saves the group
+    when anything changed; returns one message per shard still or just settled."""
+    marked = [s for s in group.shards if s.pending is not None]
+    if not marked:
+        return []
+    requester = group.requester
+    used_up_to = int(market.w3.eth.get_transaction_count(to_checksum_address(requester), "latest"))
+    first = min(s.pending.after_block for s in marked if s.pending is not None)
+    created = market.jobs_created(requester, from_block=first, chunk=chunk)
+    claimed = _claimed(store) | set(group.job_ids)
+    messages = []
+    for shard in marked:
+        sent = shard.pending
+        assert sent is not None
+        (want,) = sent.spec_hashes
+        found = next(
+            (c for c in created if c.job_id not in claimed and c.spec_hash.hex() == want),
+            None,
+        )
+        if found is not None:
+            shard.replaced.append(shard.job_id)
+            shard.job_id, shard.pending = found.job_id, None
+            claimed.add(found.job_id)
+            messages.append(
+                f"shard {shard.index} of group {group.group}: its resubmission (job "
+                f"{found.job_id}) recovered from the chain"
+            )
+        elif used_up_to > sent.nonce:
+            shard.pending = None
+            messages.append(
+                f"shard {shard.index} of group {group.group}: its resubmission stopped before "
+                "the job was created (nothing paid); resubmit it again"
+            )
+        else:
+            messages.append(
+                f"shard {shard.index} of group {group.group}: a resubmission stopped before "
+                f"recording its job and no transaction with nonce {sent.nonce} of {requester} "
+                "is mined yet: wait for it (or, if it was never sent, the wallet's next "
+                "transaction settles this), then run this again"
+            )
+    if any(s.pending is None for s in marked):
+        store.save(group)
+    return messages
