@@ -76,7 +76,7 @@ from marketplace.protocol.heartbeat import sign_heartbeat
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.relayer_http import RelayerClient, RelayerUnreachable
 from marketplace.protocol.results import sign_result_notice
-from marketplace.protocol.wakeup import Wakeup, following
+from marketplace.protocol.wakeup import NewHeads, RedisChannels, Wakeup
 from provider.behaviors import Strategy, strategy_for
 from provider.deadline import ChainClock
 from provider.ledger import DutyRow, DutyStatus, Ledger
@@ -325,6 +325,24 @@ class Agent:
             )
         return report
 
+    def deliver(self) -> AgentReport:
+        """The hand-off of finished tasks, run when the worker announces a result: results
+        into the ledger, then the commit (with every check of `_commit`, read from the chain),
+        then the result notices; the rest of the step (following the chain, new seats,
+        reveals, heartbeats) waits for the next wake-up. The ledger is written before each
+        transaction, as in `step`."""
+        report = AgentReport()
+        if self._up(self.broker, _BROKER_ERRORS, self.redis.ping):
+            self._guard(self.broker, _BROKER_ERRORS, lambda: self._collect(report))
+        if not report.computed:
+            return report
+        rpc = self._up(self.rpc, _RPC_ERRORS, lambda: self.market.w3.eth.block_number)
+        if rpc and self._chain_steps((self._commit,), report):
+            relayer = self._up(self.relayer, _RELAYER_ERRORS, lambda: self.http.get("/healthz"))
+            if relayer:
+                self._guard(self.relayer, _RELAYER_ERRORS, self._announce)
+        return report
+
     def _chain_steps(
         self, steps: tuple[Callable[[AgentReport], None], ...], report: AgentReport
     ) -> bool:
@@ -372,20 +390,40 @@ class Agent:
         goes on after a pause."""
         log.info("agent of %s started (%s)", self.me, self.strategy.name)
         # A new block (an assignment, a close) or a finished task (Celery's Redis backend
-        # publishes each result on its key) ends the wait at once.
+        # publishes each result on its key) ends the wait at once; a finished task also sets
+        # `results`, so the loop hands the result on before anything else.
         prefix = self.celery.backend.get_key_for_task("*")
         pattern = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
-        with following(
-            self.settings.heads_url(),
-            redis_url=self.settings.broker_url if self.settings.wake_on_results else None,
-            redis_pattern=pattern,
-        ) as wakeup:
-            self._run(stop, wakeup)
+        wakeup, results = Wakeup(), Wakeup()
+        sources: list[NewHeads | RedisChannels] = []
+        heads_url = self.settings.heads_url()
+        if heads_url is not None:
+            sources.append(NewHeads(heads_url, [wakeup]))
+        if self.settings.wake_on_results:
+            sources.append(RedisChannels(self.settings.broker_url, pattern, [wakeup, results]))
+        for source in sources:
+            source.start()
+        try:
+            self._run(stop, wakeup, results)
+        finally:
+            for source in sources:
+                source.close()
 
-    def _run(self, stop: threading.Event, wakeup: Wakeup) -> None:
+    def _run(self, stop: threading.Event, wakeup: Wakeup, results: Wakeup | None = None) -> None:
+        delivered = results.count if results is not None else 0
         while not stop.is_set():
             try:
-                report = self.step()
+                handed_on = False
+                if results is not None and results.count != delivered:
+                    delivered = results.count
+                    report = self.deliver()
+                    self._log_report(report)
+                    # The whole step follows at the next wake-up (this one's, or the commit's
+                    # block); a result that brought no commit (a skip, a job given up) is
+                    # the whole step's now.
+                    handed_on = bool(report.committed)
+                if not handed_on:
+                    self._log_report(self.step())
             except Exception as exc:  # the agent must outlive any single failure
                 if not self._unexpected.down:
                     log.exception("agent cycle failed; going on after a pause")
@@ -394,29 +432,31 @@ class Agent:
                 stop.wait(pause)
                 continue
             self._unexpected.ok()
-            if (
-                report.queued
-                or report.committed
-                or report.revealed
-                or report.abandoned
-                or report.released
-                or report.resent
-                or report.reconciled
-            ):
-                log.info(
-                    "queued %s committed %s revealed %s abandoned %s released %s resent %s "
-                    "reconciled %s",
-                    report.queued,
-                    report.committed,
-                    report.revealed,
-                    report.abandoned,
-                    report.released,
-                    report.resent,
-                    report.reconciled,
-                )
-            if report.staffed:
-                log.info("staffed the audits of own jobs %s", report.staffed)
             wakeup.wait(stop, self.settings.poll_interval)
+
+    def _log_report(self, report: AgentReport) -> None:
+        if (
+            report.queued
+            or report.committed
+            or report.revealed
+            or report.abandoned
+            or report.released
+            or report.resent
+            or report.reconciled
+        ):
+            log.info(
+                "queued %s committed %s revealed %s abandoned %s released %s resent %s "
+                "reconciled %s",
+                report.queued,
+                report.committed,
+                report.revealed,
+                report.abandoned,
+                report.released,
+                report.resent,
+                report.reconciled,
+            )
+        if report.staffed:
+            log.info("staffed the audits of own jobs %s", report.staffed)
 
     # ------------------------------------------------------------------ following the chain
 
@@ -879,6 +919,8 @@ class Agent:
         for d, tx in landed:
             self.ledger.update(d.task_id, status=DutyStatus.COMMITTED, commit_tx=tx)
             report.committed.append(d.job_id)
+        if landed:
+            log.info("commit landed for jobs %s", [d.job_id for d, _ in landed])
 
     def _announce(self) -> None:
         """Signed notices of where the encrypted results are, for committed duties (also those

@@ -88,7 +88,12 @@ _GAS_HEADROOM = 1.25
 
 def connect(rpc_url: str, expected_chain_id: int | None = None) -> Web3:
     """A Web3 connected to `rpc_url`, checked to serve `expected_chain_id` when given."""
+    # web3's HTTPProvider keeps one requests.Session (kept-alive connections) per thread.
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    # web3's validation middleware asks the node for its chain id before every eth_call and
+    # eth_estimateGas (a second round trip each), only to check a chainId field these calls
+    # never carry; the chain id is checked once below, and signed transactions carry it.
+    w3.middleware_onion.remove("validation")
     try:
         chain_id = w3.eth.chain_id
     except Exception as exc:  # requests raises several types; all mean unreachable
@@ -121,6 +126,9 @@ class Signer:
         self.fees = fees if fees is not None else FeePolicy()
         self._lock = threading.Lock()
         self._nonce: int | None = None
+        #: The chain's id, read at the first transaction (a node on another chain behind the
+        #: same URL refuses a transaction signed for this one).
+        self._chain_id: int | None = None
 
     @property
     def address(self) -> str:
@@ -165,6 +173,9 @@ class Signer:
                     params["maxPriorityFeePerGas"] = Wei(tip)
             # else: the caller's Web3 has its own gas price strategy (legacy pricing), which
             # build_transaction applies; such a transaction is never replaced.
+            if self._chain_id is None:
+                self._chain_id = int(self.w3.eth.chain_id)
+            params["chainId"] = self._chain_id
             tx = dict(call.build_transaction(params))
             tx_hash = self._broadcast(tx)
             self._nonce += 1
@@ -268,9 +279,11 @@ class Signer:
         )
 
     def reset_nonce(self) -> None:
-        """Forget the tracked nonce (after a node restart or an external send from this key)."""
+        """Forget the tracked nonce and chain id (after a node restart or an external send
+        from this key)."""
         with self._lock:
             self._nonce = None
+            self._chain_id = None
 
 
 def _revert_data(exc: ContractLogicError) -> Any:

@@ -2,7 +2,8 @@
 
 - One ordered queue per key: every Submitter sharing a key (the client's Signer address) takes
   the same lock, so that key's transactions go out one at a time, in call order.
-- Batching: items are sent in batches of at most `max_batch` per transaction.
+- Batching: items are sent in batches of at most `max_batch` per transaction; a lone
+  assignment goes out as a plain `assign` (one gas estimate instead of two).
 - Skips: the JobMarket's batched calls skip an item that reverts and say so in a
   BatchItemSkipped event (its reason decoded from the ABI). Skipped items are dropped from the
   landed ids and returned with their decoded error, like items of a reverted batch.
@@ -187,6 +188,10 @@ class Submitter:
         providers = {job_id: list(ps) for job_id, ps in assignments}
 
         def send(ids: list[int]) -> TxReceipt:
+            if len(ids) == 1:
+                # A batch of one costs an estimate per item on top of the batch's own; the plain
+                # call needs one, and its revert is handled as a one-item batch's would be.
+                return self.market.assign(ids[0], providers[ids[0]])
             return self.market.assign_batch([(j, providers[j]) for j in ids])
 
         with self._lock:

@@ -108,6 +108,27 @@ def test_an_offender_the_error_does_not_name_is_found_by_bisection(
     assert cast.owner.state(jobs[5]) == JobState.OPEN
 
 
+def test_a_lone_assignment_goes_out_as_a_plain_assign(cast: scenarios.Cast) -> None:
+    alice = cast.providers["alice"].address
+    (job,) = make_jobs(cast, 1)
+    result = Submitter(cast.matcher).submit_assignments([(job, [alice])])
+    assert result.landed_ids("assign") == [job] and result.dropped == []
+    sent = cast.w3.eth.get_transaction(result.landed[0].receipt["transactionHash"])
+    plain = cast.matcher.market.encode_abi("assign", [job, [alice]])
+    assert "0x" + bytes(sent["input"]).hex() == plain  # not assignBatch's selector
+    assert cast.owner.state(job) == JobState.ASSIGNED
+
+
+def test_a_lone_stale_assignment_is_dropped_with_its_error(cast: scenarios.Cast) -> None:
+    alice, bob = cast.providers["alice"].address, cast.providers["bob"].address
+    (job,) = make_jobs(cast, 1)
+    cast.matcher.assign(job, [bob])  # assigned behind the submitter's back
+    result = Submitter(cast.matcher).submit_assignments([(job, [alice])])
+    assert result.landed == [] and result.dropped_ids() == [job]
+    assert result.dropped[0].error == "JobMarketUnexpectedState"
+    assert cast.owner.participants(job)[0].provider == bob
+
+
 # ---------------------------------------------------------------------- keeper
 
 
