@@ -159,7 +159,9 @@ def test_the_dashboard_follows_the_demo(browser: Any, demo: _Demo, tmp_path: Pat
         page.evaluate("window.untouched = true")
         page.wait_for_function(
             f"document.querySelectorAll('tr[data-job]').length === {JOBS}",
-            timeout=RELAYER_SECONDS * 1000,
+            # The batch is created only once every provider heartbeats, which on a loaded
+            # machine takes longer than the relayer takes to answer.
+            timeout=BATCH_SECONDS * 1000,
         )
         page.wait_for_function(
             "[...document.querySelectorAll('tr[data-job]')].every("
