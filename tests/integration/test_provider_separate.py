@@ -9,6 +9,11 @@ worker` there with only DEPIN_PROVIDER_* settings. It registers, heartbeats, is 
 embed job with the devnet's two, computes it, commits and is paid; the job settles, the
 requester decrypts and verifies the separated provider's result, tokens are conserved to the
 wei, and the separated provider's task and result are in its Redis, not in the devnet's.
+
+It runs twice: with its Redis as broker and result backend, and with a RabbitMQ server of its
+own as the broker and its Redis as the result backend (DEPIN_PROVIDER_BROKER_URL=amqp://...,
+DEPIN_PROVIDER_RESULT_BACKEND_URL=redis://...). The second needs Debian's `rabbitmq-server`
+package (`apt-get install -y rabbitmq-server`) and is skipped without it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +50,8 @@ from marketplace.requester.sdk import Requester
 
 pytestmark = pytest.mark.integration
 
+#: Where Debian's package puts the server's own start script (not the root-only wrapper).
+RABBITMQ = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 #: Bound of the provider's start (imports, the model's preload) and of the job's run.
 READY_SECONDS = 120.0
 JOB_SECONDS = 120.0
@@ -59,6 +67,8 @@ class Host:
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.procs: list[subprocess.Popen[bytes]] = []
+        #: The Erlang port mapper RabbitMQ starts as a daemon (its own port), if any.
+        self.epmd_port: int | None = None
         self.logs: list[Path] = []
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -98,6 +108,36 @@ class Host:
                 time.sleep(0.1)
         client.close()
 
+    def start_rabbitmq(self) -> str:
+        """A RabbitMQ node of this host's own (its directories, ports and Erlang cookie under
+        the host's directory); returns its AMQP URL once it accepts connections."""
+        base = self.root / "rabbitmq"
+        base.mkdir()
+        (base / "rabbitmq.conf").write_text("loopback_users = none\n")
+        port = free_port()
+        self.epmd_port = free_port()
+        env = self.env(
+            {
+                "ERL_EPMD_PORT": str(self.epmd_port),
+                "RABBITMQ_NODENAME": f"depin{port}@localhost",
+                "RABBITMQ_NODE_PORT": str(port),
+                "RABBITMQ_DIST_PORT": str(free_port()),
+                "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(base / "log"),
+                "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "plugins"),
+                "RABBITMQ_ENABLED_PLUGINS": "",
+            }
+        )
+        self.spawn("rabbitmq", [str(RABBITMQ)], env)
+        url = f"amqp://guest:guest@127.0.0.1:{port}//"
+        deadline = time.monotonic() + 60
+        while not _amqp_answers(port):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the provider's RabbitMQ did not start\n{self.tails()}")
+            time.sleep(0.5)
+        return url
+
     def env(self, settings: dict[str, str]) -> dict[str, str]:
         """The environment of a process on this host: nothing of the test's DEPIN_* settings,
         its own HOME and data directory (so every default path, the ledger's included, is
@@ -123,6 +163,14 @@ class Host:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        if self.epmd_port is not None:
+            epmd = shutil.which("epmd") or next(Path("/usr/lib/erlang").glob("erts-*/bin/epmd"))
+            subprocess.run(
+                [str(epmd), "-port", str(self.epmd_port), "-kill"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
 
 
 @pytest.fixture
@@ -144,7 +192,12 @@ def host(tmp_path: Path) -> Iterator[Host]:
         machine.stop()
 
 
-def test_a_provider_on_its_own_host_runs_a_job_to_settlement(devnet: Devnet, host: Host) -> None:
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_provider_on_its_own_host_runs_a_job_to_settlement(
+    devnet: Devnet, host: Host, broker: str
+) -> None:
+    if broker == "amqp" and not RABBITMQ.exists():
+        pytest.skip(f"no RabbitMQ ({RABBITMQ}): apt-get install -y rabbitmq-server")
     owner = devnet.owner()
     key = funded_account(devnet.w3)
     owner.mint(key.address, PROVIDER_STAKE)
@@ -163,18 +216,21 @@ def test_a_provider_on_its_own_host_runs_a_job_to_settlement(devnet: Devnet, hos
     deployment_file = host.root / "deployment.json"
     shutil.copy(devnet.deployment_file, deployment_file)
     host.start_redis()
+    broker_url = host.start_rabbitmq() if broker == "amqp" else host.redis_url
     settings = {
         "DEPIN_PROVIDER_RPC_URL": devnet.state.rpc_url,
         "DEPIN_PROVIDER_DEPLOYMENT_FILE": str(deployment_file),
         "DEPIN_PROVIDER_PRIVATE_KEY": "0x" + key.key.hex(),
         "DEPIN_PROVIDER_RELAYER_URL": devnet.api_url,
-        "DEPIN_PROVIDER_BROKER_URL": host.redis_url,
+        "DEPIN_PROVIDER_BROKER_URL": broker_url,
         "DEPIN_PROVIDER_CONFIRMATIONS": "0",
         "DEPIN_PROVIDER_POLL_INTERVAL": "0.25",
         "DEPIN_PROVIDER_HEARTBEAT_INTERVAL": "2",
         "DEPIN_PROVIDER_TASK_TIME_LIMIT": "300",
         "DEPIN_PROVIDER_VISIBILITY_TIMEOUT": "600",
     }
+    if broker == "amqp":
+        settings["DEPIN_PROVIDER_RESULT_BACKEND_URL"] = host.redis_url
     cli = [sys.executable, "-m", "marketplace.cli.main", "provider"]
     host.spawn("agent", [*cli, "run"], host.env(settings))
     host.spawn("worker", [*cli, "worker", "--concurrency", "1"], host.env(settings))
@@ -226,6 +282,17 @@ def test_a_provider_on_its_own_host_runs_a_job_to_settlement(devnet: Devnet, hos
     finally:
         mine.close()
         theirs.close()
+
+
+def _amqp_answers(port: int) -> bool:
+    """Whether an AMQP 0-9-1 server on `port` answers the protocol header (with a method
+    frame, type 1: Connection.Start)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"AMQP\x00\x00\x09\x01")
+            return conn.recv(1) == b"\x01"
+    except OSError:
+        return False
 
 
 def _live(devnet: Devnet, address: str) -> bool:
