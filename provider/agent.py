@@ -229,8 +229,18 @@ class Agent:
         self.store = store
         self.ledger = ledger
         self.celery = celery if celery is not None else make_celery(settings)
+        #: The result backend's Redis: results, and the workers' delivery keys.
         self.redis = redis.Redis.from_url(
-            settings.broker_url, socket_timeout=5.0, socket_connect_timeout=5.0
+            settings.backend_url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        #: The broker's Redis, whose queue lists show the tasks waiting; None for another broker
+        #: (a task's loss is then found by `resend_after` alone).
+        self.broker_redis = (
+            redis.Redis.from_url(
+                settings.broker_url, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+            if settings.broker_is_redis
+            else None
         )
         self.clock = clock
         #: What differs between the honest agent and the test aids (`provider.behaviors`).
@@ -242,7 +252,7 @@ class Agent:
             settings.relayer_url, timeout=10.0, url_setting="DEPIN_PROVIDER_RELAYER_URL"
         )
         self.rpc = Outage(f"RPC {settings.rpc_url}", log)
-        self.broker = Outage(f"Redis {_redacted(settings.broker_url)}", log)
+        self.broker = Outage(f"Redis {_redacted(settings.backend_url)}", log)
         self.relayer = Outage(
             f"relayer {settings.relayer_url}", log, first_delay=2.0, max_delay=30.0
         )
@@ -292,6 +302,8 @@ class Agent:
     def close(self) -> None:
         self.http.close()
         self.redis.close()
+        if self.broker_redis is not None:
+            self.broker_redis.close()
         self.store.close()
         self.ledger.close()
 
@@ -400,7 +412,7 @@ class Agent:
         if heads_url is not None:
             sources.append(NewHeads(heads_url, [wakeup]))
         if self.settings.wake_on_results:
-            sources.append(RedisChannels(self.settings.broker_url, pattern, [wakeup, results]))
+            sources.append(RedisChannels(self.settings.backend_url, pattern, [wakeup, results]))
         for source in sources:
             source.start()
         try:
@@ -646,7 +658,7 @@ class Agent:
             finished = self._result(duty.task_id)
             if finished is None:
                 if broker is None:
-                    broker = _BrokerView.read(self.redis, self.settings.queue)
+                    broker = _BrokerView.read(self.broker_redis, self.settings.queue)
                 if self._lost(duty, broker):
                     log.warning(
                         "job %d: task %s is lost (not queued, not held by a worker, not "
@@ -732,7 +744,8 @@ class Agent:
         tid = duty.task_id
         now = time.monotonic()
         gone = (
-            tid not in broker.queued
+            broker.queued is not None
+            and tid not in broker.queued
             and duty.sent_at is not None
             and self.clock() - duty.sent_at > _LOST_AFTER
             and not self.redis.exists(alive_key(tid), held_key(tid))
@@ -1090,10 +1103,13 @@ class _BrokerView:
     took is held in kombu's `unacked` hash until acknowledged, also when that worker died:
     the worker's `depin:held:<task id>` key, not that hash, tells whether it still lives.)"""
 
-    queued: frozenset[str]
+    #: None when the broker is not Redis: what waits there is not known.
+    queued: frozenset[str] | None
 
     @classmethod
-    def read(cls, client: redis.Redis, queue: str) -> _BrokerView:
+    def read(cls, client: redis.Redis | None, queue: str) -> _BrokerView:
+        if client is None:
+            return cls(None)
         # kombu keeps a queue's messages of priority > 0 in lists suffixed "\x06\x16<step>".
         lists = [queue] + [f"{queue}\x06\x16{p}" for p in (3, 6, 9)]
         queued: set[str] = set()

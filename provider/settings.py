@@ -9,8 +9,12 @@
                                         `depin wallet new|import` writes)
     DEPIN_PROVIDER_RELAYER_URL          relayer API: artifacts, heartbeats, result notices
                                         (http://127.0.0.1:8700)
-    DEPIN_PROVIDER_BROKER_URL           Redis URL of the Celery broker and result backend
-                                        (redis://127.0.0.1:6379/0)
+    DEPIN_PROVIDER_BROKER_URL           URL of the Celery broker: Redis (redis://) or
+                                        RabbitMQ (amqp://) (redis://127.0.0.1:6379/0)
+    DEPIN_PROVIDER_RESULT_BACKEND_URL   Redis URL of the Celery result backend, where the
+                                        agent reads results and the workers keep their
+                                        delivery keys (the broker URL when it is redis://;
+                                        required with an amqp:// broker)
     DEPIN_PROVIDER_QUEUE                Celery queue of this provider's jobs (depin-jobs)
     DEPIN_PROVIDER_DB_URL               agent database (sqlite in ~/.local/share/depin/)
     DEPIN_PROVIDER_CONFIRMATIONS        blocks left unapplied behind the head (1)
@@ -43,7 +47,9 @@
                                         test aids for the demo and the tests)
 
 Two providers may share one Redis server when their queues differ; `depin devnet up` names a
-queue per provider.
+queue per provider. With RabbitMQ as the broker the result backend stays Redis (the agent
+subscribes to its result channels and reads the workers' keys there): set
+DEPIN_PROVIDER_BROKER_URL=amqp://... and DEPIN_PROVIDER_RESULT_BACKEND_URL=redis://....
 """
 
 from __future__ import annotations
@@ -61,11 +67,19 @@ from marketplace.protocol.settings import ChainSettings, sqlite_url
 
 __all__ = ["Behavior", "ProviderSettings"]
 
+#: URL schemes of a Redis server (TCP, TLS, Unix socket).
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 Behavior = Literal["honest", "lazy", "copycat", "no-show"]
 
 
 def _data_dir() -> Path:
     return data_dir()
+
+
+def _scheme(url: str) -> str:
+    """A URL's scheme, for messages (the rest may hold a password)."""
+    return url.split("://", 1)[0] + "://..." if "://" in url else "not a URL"
 
 
 class ProviderSettings(ChainSettings):
@@ -78,6 +92,8 @@ class ProviderSettings(ChainSettings):
     wallet_dir: Path = Field(default_factory=lambda: _data_dir() / "wallets")
     relayer_url: str = "http://127.0.0.1:8700"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    #: None: the broker's URL, which must then be Redis's.
+    result_backend_url: str | None = None
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] = "depin-jobs"
     #: SQLAlchemy URL of the agent's database; by default one file per provider address.
     db_url: str | None = None
@@ -110,8 +126,31 @@ class ProviderSettings(ChainSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @property
+    def backend_url(self) -> str:
+        """The Redis URL of the result backend (checked when the settings are made)."""
+        return self.result_backend_url if self.result_backend_url is not None else self.broker_url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """Whether the broker is Redis, whose queues the agent can read to find lost tasks."""
+        return self.broker_url.startswith(_REDIS_SCHEMES)
+
     @model_validator(mode="after")
     def _check(self) -> ProviderSettings:
+        if not self.backend_url.startswith(_REDIS_SCHEMES):
+            if self.result_backend_url is None:
+                raise ValueError(
+                    f"the broker {_scheme(self.broker_url)} is not Redis, so it cannot also be "
+                    "the result backend: set DEPIN_PROVIDER_RESULT_BACKEND_URL to a Redis URL "
+                    "(redis://host:6379/0), which the agent and the workers share"
+                )
+            raise ValueError(
+                f"DEPIN_PROVIDER_RESULT_BACKEND_URL is {_scheme(self.result_backend_url)}, not "
+                "Redis: the agent subscribes to the result backend's channels and reads the "
+                "workers' delivery keys there, which only Redis offers; set it to a Redis URL "
+                "(redis://host:6379/0)"
+            )
         if self.visibility_timeout <= self.task_time_limit:
             raise ValueError(
                 f"DEPIN_PROVIDER_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must exceed "

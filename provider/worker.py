@@ -1,10 +1,11 @@
 """The provider's Celery app and its one task, `depin.execute`.
 
-Delivery rules (DESIGN section 4): the broker and result backend are Redis; a task is
-acknowledged only after it finished (`acks_late`), a worker takes one task at a time
-(`prefetch 1`), a task whose worker process died is put back (`reject_on_worker_lost`), and an
-unacknowledged task returns to the queue after `visibility_timeout`, which the settings keep
-above the task time limit.
+Delivery rules (DESIGN section 4): the broker is Redis (or RabbitMQ) and the result backend
+Redis; a task is acknowledged only after it finished (`acks_late`), a worker takes one task at a
+time (`prefetch 1`), a task whose worker process died is put back (`reject_on_worker_lost`), and
+an unacknowledged task returns to the queue after `visibility_timeout` (Redis; RabbitMQ when the
+worker's connection drops), which the settings keep above the task time limit. The delivery keys
+below live in the result backend's Redis.
 
 Budgets are by time, not by count. A transient failure (relayer, RPC unreachable) is retried
 inside the task with capped backoff for as long as the job's on-chain deadline can still be
@@ -227,7 +228,7 @@ def deliveries_key(tid: str) -> str:
 
 def make_celery(settings: ProviderSettings) -> Celery:
     """The Celery app of `settings`' broker and queue, with `depin.execute` registered."""
-    app = Celery("depin-provider", broker=settings.broker_url, backend=settings.broker_url)
+    app = Celery("depin-provider", broker=settings.broker_url, backend=settings.backend_url)
     transport = {"visibility_timeout": settings.visibility_timeout}
     app.conf.update(
         task_acks_late=True,
@@ -261,7 +262,7 @@ def make_celery(settings: ProviderSettings) -> Celery:
         # Runs in each pool process right after the fork, before it takes a task.
         worker_process_init.connect(preload, weak=False)
 
-    holding = _Holding(settings.broker_url)
+    holding = _Holding(settings.backend_url)
 
     def start_holding(**_: Any) -> None:
         holding.start()
@@ -301,7 +302,7 @@ class _WorkerState:
 
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.settings.broker_url)
+            self._redis = redis.Redis.from_url(self.settings.backend_url)
         return self._redis
 
     def profile(self) -> str:
@@ -516,8 +517,8 @@ def _abandoned(
 class _Holding:
     """Keeps `depin:held:<task id>` for every task the worker's main process holds."""
 
-    def __init__(self, broker_url: str) -> None:
-        self.broker_url = broker_url
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -532,7 +533,7 @@ class _Holding:
     def _run(self) -> None:
         from celery.worker import state
 
-        client = redis.Redis.from_url(self.broker_url, socket_timeout=5.0)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5.0)
         host = socket.gethostname()
         while not self._stop.wait(ALIVE_REFRESH):
             try:

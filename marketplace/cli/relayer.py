@@ -52,7 +52,8 @@ DbOpt = Annotated[str | None, typer.Option("--db-url", help="Database URL (DEPIN
 
 def api_app(relayer: Relayer) -> FastAPI:
     """The HTTP API of `relayer`, configured by its settings: heartbeats land in
-    `relayer.liveness` (created if None, so the matcher reads the same book), checked against
+    `relayer.liveness` (the book the matcher reads: by default in the relayer's database, so
+    a standby reads what its leader's API recorded), checked against
     its deployment and its registered providers and judged live by the same window; jobs,
     providers and status come from its store. While the store is unavailable its endpoints
     answer 503 with Retry-After (the outage logged once); artifacts and heartbeats of known
@@ -62,12 +63,9 @@ def api_app(relayer: Relayer) -> FastAPI:
     from marketplace.api.settings import ApiSettings
     from marketplace.api.store_providers import StoreProviders
     from marketplace.index.outages import safe_url
-    from marketplace.protocol.heartbeat import MemoryLivenessBook
     from marketplace.protocol.outage import Outage
 
     settings = relayer.settings
-    if relayer.liveness is None:
-        relayer.liveness = MemoryLivenessBook()
     api_settings = ApiSettings(
         artifact_root=settings.artifact_root,
         artifacts_url=settings.artifacts_url,
@@ -126,7 +124,6 @@ def run(
     """Follow the chain, assign open jobs, run the keeper and serve the HTTP API (artifacts,
     heartbeats, jobs, metrics) until Ctrl-C or SIGTERM."""
     from marketplace.index.outages import database_unavailable, reason, safe_url
-    from marketplace.protocol.heartbeat import MemoryLivenessBook
     from marketplace.relayer.service import Relayer  # web3 import kept off `--help`
 
     def on_lead(leading: bool) -> None:
@@ -149,7 +146,7 @@ def run(
     with errors():
         settings = RelayerSettings(**overrides)
         try:
-            relayer = Relayer(settings, liveness=MemoryLivenessBook(), on_lead=on_lead)
+            relayer = Relayer(settings, on_lead=on_lead)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -176,7 +173,8 @@ def run(
     elif settings.require_heartbeats:
         logging.getLogger(__name__).warning(
             "--no-api with require_heartbeats: providers are matched only on heartbeats "
-            "recorded in the database; set DEPIN_RELAYER_REQUIRE_HEARTBEATS=false otherwise"
+            "another relayer on this database records; set DEPIN_RELAYER_REQUIRE_HEARTBEATS="
+            "false otherwise"
         )
 
     stop = threading.Event()

@@ -343,6 +343,19 @@ class ProviderRow(Base):
         )
 
 
+class HeartbeatRow(Base):
+    """The latest verified heartbeat of a provider (not chain data: the API writes it, one row
+    per provider updated in place, so relayers sharing the database share liveness)."""
+
+    __tablename__ = "heartbeats"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    #: The heartbeat's own timestamp (unix seconds); a row only moves forward.
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    #: The heartbeat's canonical JSON (marketplace.protocol.heartbeat.Heartbeat).
+    message: Mapped[str] = mapped_column(Text)
+
+
 #: The tables events derive (emptied and refilled by a rebuild), children first.
 PROJECTIONS: tuple[type[Base], ...] = (
     HistoryRow,

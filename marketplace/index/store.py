@@ -35,6 +35,8 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace.index import migrate
@@ -44,6 +46,7 @@ from marketplace.index.schema import (
     AuditRoundRow,
     Block,
     Checkpoint,
+    HeartbeatRow,
     HistoryRow,
     JobRow,
     MarketParamsRow,
@@ -63,6 +66,7 @@ __all__ = [
     "AuditRoundRow",
     "Block",
     "CheckpointView",
+    "HeartbeatRow",
     "HistoryRow",
     "JobRow",
     "JobTiming",
@@ -330,6 +334,44 @@ class Store:
         with self._sessions.begin() as s:
             row = provider_row(s, address)
             row.last_heartbeat = max(at, row.last_heartbeat or 0.0)
+
+    def save_heartbeat(self, address: str, timestamp: int, message: str) -> bool:
+        """Keeps `message` (a verified heartbeat's canonical JSON, dated `timestamp`) as
+        `address`'s latest if it is newer than the one held; returns whether. One row per
+        provider, updated in place in one statement, so a heartbeat every few seconds never
+        grows the database and two relayers writing at once keep the newer one."""
+        key = to_checksum_address(address)
+        values = {"address": key, "timestamp": timestamp, "message": message}
+        dialect = self.engine.dialect.name
+        with self._sessions.begin() as s:
+            if dialect not in ("sqlite", "postgresql"):
+                # Other databases: read, then write under the row's lock.
+                row = s.get(HeartbeatRow, key, with_for_update=True)
+                if row is not None and row.timestamp >= timestamp:
+                    return False
+                s.merge(HeartbeatRow(**values))
+                return True
+            stmt = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(HeartbeatRow)
+            stmt = stmt.values(**values)
+            excluded = stmt.excluded
+            # RETURNING tells whether a row was written: drivers differ in their row counts.
+            written = s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[HeartbeatRow.address],
+                    set_={"timestamp": excluded.timestamp, "message": excluded.message},
+                    where=HeartbeatRow.timestamp < excluded.timestamp,
+                ).returning(HeartbeatRow.address)
+            )
+            return written.first() is not None
+
+    def saved_heartbeats(self, address: str | None = None) -> dict[str, str]:
+        """The latest heartbeat (canonical JSON) of `address`, or of every provider when None,
+        by checksummed address."""
+        query = select(HeartbeatRow.address, HeartbeatRow.message)
+        if address is not None:
+            query = query.where(HeartbeatRow.address == to_checksum_address(address))
+        with self._sessions() as s:
+            return {str(a): str(m) for a, m in s.execute(query)}
 
     def processed_count(self, chain_id: int) -> int:
         with self._sessions() as s:

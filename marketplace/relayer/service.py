@@ -56,13 +56,14 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from marketplace.index.listener import Listener
+from marketplace.index.liveness import StoreLivenessBook
 from marketplace.index.outages import RPC_ERRORS, database_unavailable, reason, safe_url
 from marketplace.index.store import Store
 from marketplace.matching.matcher import VALID_REPLICAS, OpenJob, ProviderView, match
 from marketplace.protocol.client import JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError
-from marketplace.protocol.heartbeat import LivenessBook
+from marketplace.protocol.heartbeat import Heartbeat, LivenessBook
 from marketplace.protocol.outage import Outage
 from marketplace.protocol.wakeup import Wakeup, following
 from marketplace.relayer import keeper
@@ -117,8 +118,8 @@ class StepReport:
 class Relayer:
     """The relayer of one deployment, configured by `settings` alone: its chain, matcher key,
     database and every knob. `liveness` is the heartbeat book it shares with the HTTP API
-    (None: the store's heartbeats only); `clock` tells liveness time; `on_lead(leading)` hears
-    of each change of lead."""
+    (None: a `StoreLivenessBook` in its database, which relayers sharing that database share);
+    `clock` tells liveness time; `on_lead(leading)` hears of each change of lead."""
 
     def __init__(
         self,
@@ -138,7 +139,9 @@ class Relayer:
         self.store = _open_store(settings)
         #: Who leads among the relayers on this database (always this one on SQLite).
         self.leadership = Leadership(self.store, self.deployment, on_lead)
-        self.liveness = liveness
+        self.liveness: LivenessBook = (
+            liveness if liveness is not None else StoreLivenessBook(self.store)
+        )
         self.clock = clock
         endpoint = getattr(self.w3.provider, "endpoint_uri", None) or "the chain"
         #: The RPC and the database, each logged once per outage (shared with the submitter).
@@ -322,22 +325,22 @@ class Relayer:
     def _provider_views(self) -> list[ProviderView]:
         loads = self.store.provider_loads()
         now = int(self.clock())
+        # One read of the book per cycle, not one per provider (it may be a database table).
+        heard = self.liveness.snapshot() if self.settings.require_heartbeats else {}
         views = [
             p.view(
-                live=self._live(p.address, p.last_heartbeat, now),
+                live=self._live(heard.get(p.address), p.last_heartbeat, now),
                 load=loads.get(p.address, 0),
             )
             for p in self.store.providers()
         ]
         return views
 
-    def _live(self, address: str, last_heartbeat: float | None, now: int) -> bool:
+    def _live(self, hb: Heartbeat | None, last_heartbeat: float | None, now: int) -> bool:
         s = self.settings
         if not s.require_heartbeats:
             return True
-        if self.liveness is not None and self.liveness.is_live(
-            address, now, s.heartbeat_interval, s.heartbeat_missed
-        ):
+        if hb is not None and now - hb.timestamp <= s.heartbeat_window:
             return True
         return last_heartbeat is not None and now - last_heartbeat <= s.heartbeat_window
 

@@ -2,10 +2,15 @@
 other stands by serving the API from the shared index; the leader is killed with SIGKILL as
 soon as an assignment has landed and before its index has it, the standby leads within seconds,
 assigns the jobs that come next, keeps every job to its end, and the chain shows one
-ProviderAssigned per seat and exact token conservation."""
+ProviderAssigned per seat and exact token conservation.
+
+Heartbeats are required, and each provider sends one, to the leader only, before any job: the
+standby knows them live from the shared database (its own API shows them), and assigns right
+after it takes the lead, long before any provider would heartbeat again."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +32,8 @@ from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, free_port, funded_account
 from marketplace.devnet.books import conservation, read_books
 from marketplace.index.schema import TERMINAL_STATES
-from marketplace.protocol.client import JobRequest, JobState
+from marketplace.protocol.client import JobRequest, JobState, Market
+from marketplace.protocol.heartbeat import sign_heartbeat
 from tests.conftest import reverted
 from tests.pg_fixture import PostgresServer
 
@@ -40,6 +46,11 @@ READY_SECONDS = 120.0
 TAKEOVER_SECONDS = 10.0
 #: Bound of every other wait.
 WAIT_SECONDS = 30.0
+#: Seconds between the providers' heartbeats: longer than the test, so the one heartbeat each
+#: sends is all the relayers ever hear from them.
+HEARTBEAT_INTERVAL = 300
+#: How soon after taking the lead the standby must have assigned the jobs only it can assign.
+ASSIGN_SECONDS = 10.0
 
 
 def _request(tag: int) -> JobRequest:
@@ -109,6 +120,36 @@ def _until(what: str, done: Callable[[], bool], seconds: float, *logs: RelayerPr
     return time.monotonic() - start
 
 
+def _heartbeat(cast: scenarios.Cast, provider: Market, url: str) -> bool:
+    """Whether the relayer at `url` accepts a fresh heartbeat of `provider` (it refuses one
+    until its index has the provider's registration)."""
+    assert provider.signer is not None
+    hb = sign_heartbeat(
+        provider.signer.account,
+        chain_id=cast.deployment.chain_id,
+        market=cast.deployment.market,
+        timestamp=int(time.time()),
+        load=0,
+        capacity=4,
+        profiles=[0],
+    )
+    try:
+        r = httpx.post(f"{url}/heartbeats", content=hb.model_dump_json(), timeout=5)
+    except httpx.TransportError:
+        return False
+    if r.status_code == 409:  # one already accepted this second
+        time.sleep(1.0)
+    return r.status_code == 200
+
+
+def _live(relayer: RelayerProcess) -> set[str]:
+    try:
+        book = httpx.get(f"{relayer.url}/providers/liveness", timeout=5).json()
+    except httpx.TransportError:
+        return set()
+    return {p["provider"] for p in book["providers"] if p["live"]}
+
+
 def _served(relayer: RelayerProcess) -> dict[int, str]:
     try:
         page = httpx.get(f"{relayer.url}/jobs", params={"limit": 500}, timeout=5).json()
@@ -142,7 +183,8 @@ def test_the_standby_takes_over_from_a_killed_leader(
         DEPIN_RELAYER_DB_URL=postgres.new_database("standby"),
         DEPIN_RELAYER_CONFIRMATIONS="0",
         DEPIN_RELAYER_POLL_INTERVAL="0.2",
-        DEPIN_RELAYER_REQUIRE_HEARTBEATS="false",
+        DEPIN_RELAYER_REQUIRE_HEARTBEATS="true",
+        DEPIN_RELAYER_HEARTBEAT_INTERVAL=str(HEARTBEAT_INTERVAL),
         DEPIN_RELAYER_ARTIFACT_ROOT=str(tmp_path / "artifacts"),
     )
     holders = [
@@ -168,6 +210,22 @@ def test_the_standby_takes_over_from_a_killed_leader(
         assert sorted(r.leading() is True for r in both) == [False, True], "not one leader"
         leader, b = both if both[0].leading() else both[::-1]
 
+        # One heartbeat per provider, to the leader only; the standby reads them from the
+        # database they share.
+        for provider in cast.providers.values():
+            _until(
+                f"the leader accepts a heartbeat of {provider.address}",
+                functools.partial(_heartbeat, cast, provider, leader.url),
+                WAIT_SECONDS,
+                *both,
+            )
+        _until(
+            "the standby's API shows every provider live",
+            lambda: _live(b) == set(providers),
+            WAIT_SECONDS,
+            *both,
+        )
+
         # The leader assigns; the standby's API serves the index the leader writes.
         early = cast.requester.create_jobs([_request(i) for i in range(2)])
         _until(
@@ -191,10 +249,10 @@ def test_the_standby_takes_over_from_a_killed_leader(
         # Jobs only the new leader can assign.
         after = cast.requester.create_jobs([_request(20 + i) for i in range(2)])
         jobs = early + late + after
-        _until(
-            "every job assigned",
+        assigning = _until(
+            "every job assigned, without a heartbeat since the takeover",
             lambda: all(cast.owner.state(j) == JobState.ASSIGNED for j in jobs),
-            WAIT_SECONDS,
+            ASSIGN_SECONDS,
             b,
         )
 
@@ -224,7 +282,10 @@ def test_the_standby_takes_over_from_a_killed_leader(
             relayer.kill()
 
     assert taken < TAKEOVER_SECONDS
-    print(f"standby led {taken:.2f} s after the leader was killed")
+    print(
+        f"standby led {taken:.2f} s after the leader was killed and assigned the new jobs "
+        f"{assigning:.2f} s later (heartbeat interval {HEARTBEAT_INTERVAL} s)"
+    )
     assert b.assigned() >= set(after)
     assert {cast.owner.state(j) for j in jobs} == {JobState.SETTLED}
     assigned = cast.owner.event_args("ProviderAssigned", from_block=first)

@@ -176,9 +176,15 @@ def test_opening_twice_changes_nothing_and_both_share_one_file(new_db_url: NewUr
     )
 
 
+def _made_before_versioning(url: str) -> None:
+    """An index as the models made it before versioning: the tables of the first revision."""
+    _created(url, Base.metadata)
+    _sql(url, "DROP TABLE heartbeats")
+
+
 def test_an_index_made_by_create_all_is_adopted_with_its_rows(new_db_url: NewUrl) -> None:
     url = new_db_url("relayer")
-    _created(url, Base.metadata)
+    _made_before_versioning(url)
     _sql(url, "INSERT INTO checkpoint VALUES (31337, '0xM', '0xR', 41, NULL)")
     store = Store(url)
     try:
@@ -186,7 +192,8 @@ def test_an_index_made_by_create_all_is_adopted_with_its_rows(new_db_url: NewUrl
         assert checkpoint is not None and checkpoint.block_number == 41
     finally:
         store.close()
-    assert _revision(url, INDEX) == INDEX.base()
+    # Adopted at the first revision, then upgraded to the newest.
+    assert _revision(url, INDEX) == INDEX.head()
     assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(new_db_url, INDEX)
 
 
@@ -198,7 +205,7 @@ def _shape_of_new(new_db_url: NewUrl, migrations: Migrations) -> Shape:
 
 def test_an_older_index_lacking_indexes_and_a_table_gets_them(new_db_url: NewUrl) -> None:
     url = new_db_url("relayer")
-    _created(url, Base.metadata)
+    _made_before_versioning(url)
     _sql(url, "DROP INDEX ix_jobs_requester", "DROP TABLE skipped_items")
     Store(url).close()
     assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(new_db_url, INDEX)
@@ -337,7 +344,7 @@ def test_an_opener_waits_for_an_upgrade_in_progress(tmp_path: Path) -> None:
     opener.join(timeout=60)
     # It read the database once the other was done, found that table and adopted it.
     assert errors == [] and opened.is_set()
-    assert _revision(path, INDEX) == INDEX.base()
+    assert _revision(path, INDEX) == INDEX.head()
     assert _shape(path, ignore=(INDEX.version_table,)) == _shape_of_new(
         lambda name: f"sqlite:///{tmp_path / name}.sqlite3", INDEX
     )
@@ -377,7 +384,7 @@ def test_a_postgresql_opener_waits_for_the_migration_lock(postgres: PostgresServ
     opener.join(timeout=60)
     # It read the database once the other was done, found that table and adopted it.
     assert errors == [] and opened.is_set()
-    assert _revision(url, INDEX) == INDEX.base()
+    assert _revision(url, INDEX) == INDEX.head()
     assert _shape(url, ignore=(INDEX.version_table,)) == _shape_of_new(postgres.new_database, INDEX)
 
 
@@ -393,14 +400,16 @@ def test_new_revision_follows_the_head_and_upgrades(tmp_path: Path) -> None:
         version_table=INDEX.version_table,
         unadoptable=INDEX.unadoptable,
     )
+    head = INDEX.head()
+    following = f"{int(head) + 1:04d}"
     written = migrate.new_revision(copy, "nothing changed")
     assert written.parent == directory / "versions"
-    assert written.name == "r0002_nothing_changed.py"
+    assert written.name == f"r{following}_nothing_changed.py"
     text = written.read_text()
-    assert "down_revision = '0001'" in text or 'down_revision = "0001"' in text
-    assert copy.head() == "0002"
+    assert f"down_revision = '{head}'" in text or f'down_revision = "{head}"' in text
+    assert copy.head() == following
     _migrated(tmp_path / "db.sqlite3", copy)
-    assert _revision(tmp_path / "db.sqlite3", copy) == "0002"
+    assert _revision(tmp_path / "db.sqlite3", copy) == following
 
 
 def test_a_ledger_stores_duties_after_upgrading(new_db_url: NewUrl) -> None:
