@@ -70,7 +70,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     modifier onlyMatcher() {
-        if (!_matchers[msg.sender]) revert JobMarketNotMatcher(msg.sender);
+        _checkMatcher();
         _;
     }
 
@@ -83,7 +83,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _token = token_;
         _registry = registry_;
         _treasury = treasury_;
-        _checkParams(p, false);
+        MarketLib.check(p, 0);
         _params = p;
         emit TreasurySet(treasury_);
         emit ParamsSet(p);
@@ -197,7 +197,17 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobLib.StoredJob storage j = _jobs[jobId];
         _requireState(jobId, j.state, S_REVEALING);
         _requireBefore(jobId, j);
-        MarketLib.reveal(j, _participants[jobId], _digests[jobId], _accounts, jobId, digest);
+        // In the market, not MarketLib: every audit path reveals once per seat, and a library call
+        // is a cold account (2.6k) in each of those transactions.
+        uint256 n = j.participants;
+        uint256 i = _callerSeat(jobId, j, j.commitMask & ~uint256(j.revealMask), n);
+        if (i == n) revert JobMarketNothingToReveal(jobId, msg.sender);
+        if (_seat(jobId, i).commitment != JobLib.commitmentOf(jobId, msg.sender, digest)) {
+            revert JobMarketRevealMismatch(jobId, msg.sender);
+        }
+        _digests[jobId][i] = digest;
+        j.revealMask = uint32(j.revealMask | (1 << i));
+        emit ResultRevealed(jobId, msg.sender, digest);
     }
 
     // ================================================================ keepers
@@ -278,7 +288,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function setParams(Params calldata p) external onlyOwner {
-        _checkParams(p, true);
+        MarketLib.checkUpdate(p, _registry);
         _params = p;
         emit ParamsSet(p);
     }
@@ -310,13 +320,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IJobMarket
-    function participants(uint256 jobId) external view returns (Participant[] memory list) {
-        uint256 n = _jobs[jobId].participants;
-        list = new Participant[](n);
-        for (uint256 i; i < n; ++i) {
-            Participant storage s = _seat(jobId, i);
-            list[i] = Participant({provider: _providerOf(jobId, i), commitment: s.commitment, commitBlock: s.commitBlock});
-        }
+    function participants(uint256 jobId) external view returns (Participant[] memory) {
+        return MarketLib.participants(_jobs[jobId], _participants[jobId], _accounts);
     }
 
     /// @inheritdoc IJobMarket
@@ -331,9 +336,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function auditSelected(uint256 jobId) external view returns (bool) {
-        JobLib.StoredJob storage j = _jobs[jobId];
-        _requireState(jobId, j.state, S_COMMITTED);
-        return MarketLib.auditSelected(j, _params, jobId);
+        return MarketLib.auditSelected(_jobs[jobId], _params, jobId);
     }
 
     /// @inheritdoc IJobMarket
@@ -526,25 +529,21 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _requireState(jobId, s, S_ASSIGNED | S_AUDITING);
         _requireBefore(jobId, j);
         uint256 n = j.participants;
+        uint256 active = j.activeMask;
         // Executors commit while Assigned; during an audit only the current round's verifiers do.
-        uint256 i = s == JobState.Auditing ? j.verifiersFrom : 0;
-        for (; i < n; ++i) {
-            if (!JobLib.holds(j, _participants[jobId], _accounts, i, msg.sender)) continue;
-            Participant storage p = _seat(jobId, i);
-            uint256 active = j.activeMask;
-            // A seat handed back (release) is no longer the provider's.
-            if (active & (1 << i) == 0) continue;
-            uint256 mask = j.commitMask;
-            if (mask & (1 << i) != 0) revert JobMarketAlreadyCommitted(jobId, msg.sender);
-            p.commitment = JobLib.commitment(resultHash, seal);
-            p.commitBlock = uint32(block.number);
-            mask |= 1 << i;
-            j.commitMask = uint32(mask);
-            emit ResultCommitted(jobId, msg.sender, resultHash, seal);
-            _afterCommit(jobId, j, mask, active, n);
-            return;
-        }
-        revert JobMarketNotParticipant(jobId, msg.sender);
+        // A seat handed back (release) is no longer the provider's.
+        uint256 from = s == JobState.Auditing ? j.verifiersFrom : 0;
+        uint256 i = _callerSeat(jobId, j, active >> from << from, n);
+        if (i == n) revert JobMarketNotParticipant(jobId, msg.sender);
+        uint256 mask = j.commitMask;
+        if (mask & (1 << i) != 0) revert JobMarketAlreadyCommitted(jobId, msg.sender);
+        Participant storage p = _seat(jobId, i);
+        p.commitment = JobLib.commitment(resultHash, seal);
+        p.commitBlock = uint32(block.number);
+        mask |= 1 << i;
+        j.commitMask = uint32(mask);
+        emit ResultCommitted(jobId, msg.sender, resultHash, seal);
+        _afterCommit(jobId, j, mask, active, n);
     }
 
     function _afterCommit(uint256 jobId, JobLib.StoredJob storage j, uint256 mask, uint256 active, uint256 n) private {
@@ -942,6 +941,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         return JobLib.seat(_jobs[jobId], _participants[jobId], i);
     }
 
+    /// @dev The first seat below `n` among the seats in `mask` that the caller holds; `n` when none.
+    /// The caller's id is read only if seat 0 is in `mask`.
+    function _callerSeat(uint256 jobId, JobLib.StoredJob storage j, uint256 mask, uint256 n)
+        private
+        view
+        returns (uint256 i)
+    {
+        for (; i < n; ++i) {
+            if (mask & (1 << i) != 0 && JobLib.holds(j, _participants[jobId], _accounts, i, msg.sender)) return i;
+        }
+    }
+
     function _providerOf(uint256 jobId, uint256 i) private view returns (address) {
         return JobLib.providerOf(_jobs[jobId], _participants[jobId], _accounts, i);
     }
@@ -974,6 +985,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     // ================================================================ guards and params
 
+    function _checkMatcher() private view {
+        if (!_matchers[msg.sender]) revert JobMarketNotMatcher(msg.sender);
+    }
+
     /// @dev The one state guard: reverts with the job, its state and the allowed-state bitmap.
     function _requireState(uint256 jobId, JobState current, uint256 allowed) private pure {
         if ((1 << uint8(current)) & allowed == 0) revert JobMarketUnexpectedState(jobId, current, allowed);
@@ -998,9 +1013,5 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _premiumBps(Params storage p, uint8 replicas) private view returns (uint16) {
         return replicas == 1 ? uint16(uint256(p.auditBps) * p.verifiers) : 0;
-    }
-
-    function _checkParams(Params memory p, bool checkUnbonding) private view {
-        MarketLib.check(p, checkUnbonding ? _registry.unbondingPeriod() : 0);
     }
 }

@@ -9,8 +9,8 @@ import {SortitionTree} from "./SortitionTree.sol";
 /// @title MarketLib
 /// @notice JobMarket logic deployed once and linked (delegatecalled), so the market stays within
 /// the 24 KiB code-size limit of every EVM chain: the parameter bounds, the longest job lifetime
-/// they allow, the audit draw, the on-chain draw of an audit round's verifiers, and an executor's
-/// release of its seat.
+/// they allow, the audit draw, the on-chain draw of an audit round's verifiers, an executor's
+/// release of its seat, and the `participants` view.
 library MarketLib {
     uint256 internal constant BPS = 10_000;
     uint256 internal constant MAX_VERIFIERS = 5;
@@ -31,6 +31,17 @@ library MarketLib {
     /// @notice Reverts with `JobMarketInvalidParams` naming the first parameter out of bounds.
     /// @param unbondingPeriod The registry's unbonding period; 0 skips the lifetime check.
     function check(IJobMarket.Params memory p, uint256 unbondingPeriod) external pure {
+        _check(p, unbondingPeriod);
+    }
+
+    /// @notice `check` of parameters the owner sets on a running market, against `registry`'s
+    /// unbonding period (the market's `setParams`; the copy and the registry call live here, off
+    /// the market's code-size budget).
+    function checkUpdate(IJobMarket.Params calldata p, IProviderRegistry registry) external view {
+        _check(p, registry.unbondingPeriod());
+    }
+
+    function _check(IJobMarket.Params memory p, uint256 unbondingPeriod) private pure {
         if (p.feeBps > 1000) revert IJobMarket.JobMarketInvalidParams("feeBps above 1000");
         if (p.auditShareBps > BPS) revert IJobMarket.JobMarketInvalidParams("auditShareBps above 10000");
         if (p.auditBps > BPS) revert IJobMarket.JobMarketInvalidParams("auditBps above 10000");
@@ -100,12 +111,16 @@ library MarketLib {
     }
 
     /// @notice Whether the audit draw of Committed job `jobId` selects it (see
-    /// IJobMarket.auditSelected); the caller has checked the state.
+    /// IJobMarket.auditSelected); reverts with the market's state error in any other state.
     function auditSelected(JobLib.StoredJob storage j, IJobMarket.Params storage p, uint256 jobId)
         external
         view
         returns (bool)
     {
+        IJobMarket.JobState s = j.state;
+        if (s != IJobMarket.JobState.Committed) {
+            revert IJobMarket.JobMarketUnexpectedState(jobId, s, 1 << uint8(IJobMarket.JobState.Committed));
+        }
         uint8 flags = j.flags;
         if (flags & FLAG_DRAWN != 0) return false;
         uint32 seedBlock = flags & FLAG_RESEEDED != 0 ? j.seedBlock : j.commitBlock0;
@@ -201,31 +216,23 @@ library MarketLib {
         revert IJobMarket.JobMarketNotParticipant(jobId, msg.sender);
     }
 
-    /// @notice Records the digest behind the caller's commitment in Revealing job `jobId` (see
-    /// IJobMarket.reveal); the market has checked the state and deadline.
-    function reveal(
+    /// @notice Every seat of job `j` in order, seat 0's id turned back into its address (the
+    /// market's `participants` view; kept here, off the market's code-size budget).
+    function participants(
         JobLib.StoredJob storage j,
         mapping(uint256 => IJobMarket.Participant) storage parts,
-        mapping(uint256 => bytes32) storage digests,
-        JobLib.Accounts storage accounts,
-        uint256 jobId,
-        bytes32 digest
-    ) external {
+        JobLib.Accounts storage accounts
+    ) external view returns (IJobMarket.Participant[] memory list) {
         uint256 n = j.participants;
-        uint256 owed = j.commitMask & ~uint256(j.revealMask);
+        list = new IJobMarket.Participant[](n);
         for (uint256 i; i < n; ++i) {
-            uint256 bit = 1 << i;
-            if (owed & bit == 0) continue;
-            if (!JobLib.holds(j, parts, accounts, i, msg.sender)) continue;
-            if (JobLib.seat(j, parts, i).commitment != JobLib.commitmentOf(jobId, msg.sender, digest)) {
-                revert IJobMarket.JobMarketRevealMismatch(jobId, msg.sender);
-            }
-            digests[i] = digest;
-            j.revealMask = uint32(j.revealMask | bit);
-            emit IJobMarket.ResultRevealed(jobId, msg.sender, digest);
-            return;
+            IJobMarket.Participant storage s = JobLib.seat(j, parts, i);
+            list[i] = IJobMarket.Participant({
+                provider: JobLib.providerOf(j, parts, accounts, i),
+                commitment: s.commitment,
+                commitBlock: s.commitBlock
+            });
         }
-        revert IJobMarket.JobMarketNothingToReveal(jobId, msg.sender);
     }
 
     /// @notice Whether `seed` selects job `jobId` for an audit at probability `auditBps`.
