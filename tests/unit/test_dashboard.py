@@ -6,12 +6,13 @@ verdict, providers with a slashed one, and the event stream that tells a page th
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from eth_utils.address import to_checksum_address
 from fastapi.testclient import TestClient
 
@@ -321,24 +322,43 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, P
 def test_ten_thousand_jobs_page_on_the_server(crowded: tuple[Store, Path]) -> None:
     store, tmp = crowded
     client = _client(store, tmp)
-    last = -(-JOBS // PAGE_SIZE)
-    for page, first in ((1, JOBS), (100, JOBS - 99 * PAGE_SIZE), (last, PAGE_SIZE)):
-        started = time.perf_counter()
-        html = client.get("/ui/jobs", params={"page": page}).text
-        took = time.perf_counter() - started
+    # Paged by the database, not in Python: each page's job query carries LIMIT and OFFSET.
+    # (How fast that is belongs to a benchmark, not to a test.)
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        statements.append((sql, params))
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        last = -(-JOBS // PAGE_SIZE)
+        for page, first in ((1, JOBS), (100, JOBS - 99 * PAGE_SIZE), (last, PAGE_SIZE)):
+            statements.clear()
+            html = client.get("/ui/jobs", params={"page": page}).text
+            ids = [int(i) for i in re.findall(r'<tr data-job="(\d+)"', html)]
+            assert ids == list(range(first, first - PAGE_SIZE, -1)), page
+            assert f"page {page} of {last} · {JOBS} jobs" in html
+            paged = [
+                (sql, params) for sql, params in statements if "LIMIT" in sql and "OFFSET" in sql
+            ]
+            assert paged, f"page {page} was not paged by the database: {statements}"
+            assert any((page - 1) * PAGE_SIZE in _values(params) for _, params in paged), page
+        html = client.get(
+            "/ui/jobs", params={"provider": HONEST, "state": "assigned", "page": 3}
+        ).text
         ids = [int(i) for i in re.findall(r'<tr data-job="(\d+)"', html)]
-        assert ids == list(range(first, first - PAGE_SIZE, -1)), page
-        assert f"page {page} of {last} · {JOBS} jobs" in html
-        assert took < 1.0, f"page {page} took {took:.2f} s"
-    started = time.perf_counter()
-    html = client.get("/ui/jobs", params={"provider": HONEST, "state": "assigned", "page": 3}).text
-    ids = [int(i) for i in re.findall(r'<tr data-job="(\d+)"', html)]
-    assert ids == list(range(9_999 - 2 * PAGE_SIZE * 3, 9_999 - 3 * PAGE_SIZE * 3, -3))
-    assert time.perf_counter() - started < 1.0
-    started = time.perf_counter()
-    overview = client.get("/").text
-    assert 'id="jobs-total">10000<' in overview
-    assert time.perf_counter() - started < 2.0
+        assert ids == list(range(9_999 - 2 * PAGE_SIZE * 3, 9_999 - 3 * PAGE_SIZE * 3, -3))
+        overview = client.get("/").text
+        assert 'id="jobs-total">10000<' in overview
+    finally:
+        sqlalchemy.event.remove(store.engine, "before_cursor_execute", seen)
+
+
+def _values(params: Any) -> list[Any]:
+    """The bound values of one statement, whatever shape the driver was given them in."""
+    if isinstance(params, dict):
+        return list(params.values())
+    return list(params or ())
 
 
 # ---------------------------------------------------------------------- live updates
