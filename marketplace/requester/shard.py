@@ -533,6 +533,14 @@ def _find_run(
     return None
 
 
+def _adopted(store: ShardStore, folder: Path, group: ShardGroup, message: str) -> Resolution:
+    """Completes `group`'s record from `folder` into its group folder."""
+    store.adopt(folder, group)
+    return Resolution(
+        outcome="created", folder=store.group_folder(group.group), group=group, message=message
+    )
+
+
 def resolve_pending(
     store: ShardStore, market: Market, requester: str, *, chunk: int = 10_000
 ) -> list[Resolution]:
@@ -545,13 +553,12 @@ def resolve_pending(
     ):
         sent = group.pending
         if sent is None:  # completed, then the submit died before the rename
-            store.adopt(folder, group)
             out.append(
-                Resolution(
-                    outcome="created",
-                    folder=store.group_folder(group.group),
-                    group=group,
-                    message=f"shard group {group.group} recovered (jobs {group.job_ids})",
+                _adopted(
+                    store,
+                    folder,
+                    group,
+                    f"shard group {group.group} recovered (jobs {group.job_ids})",
                 )
             )
             continue
@@ -567,16 +574,13 @@ def resolve_pending(
             for shard, job_id in zip(group.shards, ids, strict=True):
                 shard.job_id = job_id
             group.group, group.pending = ids[0], None
-            store.adopt(folder, group)
             out.append(
-                Resolution(
-                    outcome="created",
-                    folder=store.group_folder(group.group),
-                    group=group,
-                    message=(
-                        f"shard group {group.group} recovered from the chain (jobs "
-                        f"{group.job_ids}): its submit stopped after sending the transaction"
-                    ),
+                _adopted(
+                    store,
+                    folder,
+                    group,
+                    f"shard group {group.group} recovered from the chain (jobs "
+                    f"{group.job_ids}): its submit stopped after sending the transaction",
                 )
             )
         elif used:
