@@ -337,7 +337,7 @@ def test_corrupted_file_is_detected_on_get(
 ) -> None:
     data, sha = artifact()
     client.put(data)
-    server.stored.write(sha, b"\x00" + data[1:])
+    server.stored.write(sha, bytes([data[0] ^ 0xFF]) + data[1:])
     before = _samples(http.get("/metrics").text).get("depin_artifact_corrupt_total", 0.0)
 
     response = http.get(f"/artifacts/{sha}")
@@ -884,7 +884,7 @@ def test_metrics_read_by_the_reference_parser(tmp_path: Path) -> None:
     data, sha = artifact(1000)
     assert _call(app, "PUT", f"/artifacts/{sha}", content=data).status_code == 201
     assert _call(app, "GET", f"/artifacts/{sha}").content == data
-    (tmp_path / "artifacts" / sha[:2] / sha[2:]).write_bytes(b"\x00" + data[1:])
+    (tmp_path / "artifacts" / sha[:2] / sha[2:]).write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
     assert _call(app, "GET", f"/artifacts/{sha}").status_code == 500
     body = heartbeat(Account.create()).model_dump_json()
     assert _call(app, "POST", "/heartbeats", content=body).status_code == 200

@@ -129,7 +129,7 @@ def test_corrupt_object_is_quarantined_and_the_counts_survive_a_restart(
     objects = S3Objects(s3rver, prefix)
     good, bad = os.urandom(3000), os.urandom(4000)
     keep, rot = store.put(good), store.put(bad)
-    objects.write(rot, b"\x00" + bad[1:])
+    objects.write(rot, bytes([bad[0] ^ 0xFF]) + bad[1:])
     with pytest.raises(StoredArtifactCorrupted, match=f"s3://{BUCKET}/{prefix}/quarantine/{rot}"):
         store.get(rot)
     assert not store.exists(rot)
