@@ -56,6 +56,9 @@ _T = TypeVar("_T")
 #: Seconds after a provider goes silent before the relayer stops matching it: three missed
 #: devnet heartbeats (2 s each) and a margin.
 OFFLINE_NOTICED = 8.0
+#: Seconds between Anvil's state dumps on the chaos devnet: a batch settles in seconds once
+#: assigned, so the rollback must find a dump taken while the batch is still in flight.
+STATE_INTERVAL = 1
 
 __all__ = ["FAULTS", "ChaosConfig", "ChaosError", "Fault", "Trial", "main", "run_chaos"]
 
@@ -79,8 +82,8 @@ class Fault:
     #: Seconds after the batch is submitted before the fault is injected (then it waits until
     #: a job of the batch left Open, so the fault hits work in flight).
     delay: float = 4.0
-    #: Inject right after Anvil's next periodic state dump, so the dump holds the batch and a
-    #: rollback drops what the providers did with it, not the batch itself.
+    #: Inject right after Anvil's next periodic state dump once the batch is assigned, so the
+    #: dump holds the batch and a rollback drops what the providers did with it.
     after_dump: bool = False
     #: Providers (by index into the devnet's list) the fault takes offline for the whole trial;
     #: their no-show slashes are the protocol working, not an honest provider slashed. Such a
@@ -315,19 +318,23 @@ def _states(market: Market, ids: Sequence[int]) -> dict[int, JobState]:
 def _wait_in_flight(
     market: Market, ids: Sequence[int], seconds: float, dump: Path | None = None
 ) -> None:
-    """Waits `seconds`, then for Anvil's next state dump when `dump` is given, then until one
-    job of the batch left Open (work is running), for a minute at most."""
+    """Waits `seconds`, then until one job of the batch left Open (work is running), for a
+    minute at most, then for Anvil's next state dump when `dump` is given: the dump holds the
+    batch assigned, and what the providers do after it is what a rollback drops."""
     started = time.monotonic()
-    mtime = dump.stat().st_mtime if dump is not None and dump.exists() else 0.0
     time.sleep(seconds)
-    while dump is not None and time.monotonic() - started < seconds + 30.0:
-        if dump.exists() and dump.stat().st_mtime != mtime:
-            break
-        time.sleep(0.2)
     while time.monotonic() - started < seconds + 60.0:
         if any(s != JobState.OPEN for s in _states(market, ids).values()):
+            break
+        time.sleep(0.2)
+    if dump is None:
+        return
+    mtime = dump.stat().st_mtime if dump.exists() else 0.0
+    waited = time.monotonic()
+    while time.monotonic() - waited < 2 * STATE_INTERVAL + 5.0:
+        if dump.exists() and dump.stat().st_mtime != mtime:
             return
-        time.sleep(0.5)
+        time.sleep(0.05)
 
 
 def _drain(market: Market, ids: Sequence[int], timeout: float) -> tuple[dict[int, JobState], float]:
@@ -445,6 +452,7 @@ def run_chaos(config: ChaosConfig, console: Console) -> list[Trial]:
             dir=directory / "devnet",
             providers=config.providers,
             audit_bps=config.audit_bps,
+            state_interval=STATE_INTERVAL,
             fresh=True,
         ),
         progress=lambda line: console.print(f"  {line}"),

@@ -176,6 +176,9 @@ class DevnetConfig:
     #: then runs it again, up to the worker's crash budget): raise it for jobs bigger than the
     #: demo's, e.g. one shard of a 10,000-sentence corpus on a loaded CPU.
     task_time_limit: int = 300
+    #: Seconds between Anvil's dumps of the chain to disk: a crash of Anvil loses at most
+    #: this much of the chain (and `make chaos` rolls the chain back to the last dump).
+    state_interval: int = 10
     #: Wipe a stopped devnet found in `dir` instead of refusing to start.
     fresh: bool = False
     #: Wait until every provider agent heartbeats to the relayer.
@@ -210,6 +213,8 @@ class DevnetConfig:
             raise ConfigError(f"--confirmations {self.confirmations} is outside 0-64")
         if self.task_time_limit < 1:
             raise ConfigError("task_time_limit must be at least 1 second")
+        if self.state_interval < 1:
+            raise ConfigError("state_interval must be at least 1 second")
         out = ["lazy"] * self.lazy + ["copycat"] * self.copycat + ["no-show"] * self.no_show
         return out + ["honest"] * (self.providers - len(out))
 
@@ -863,7 +868,7 @@ class Devnet:
             "--chain-id", str(CHAIN_ID),
             *mining,
             "--state", str(self.dir / "anvil-state.json"),
-            "--state-interval", "10",
+            "--state-interval", str(config.state_interval),
         ]  # fmt: skip
         proc, log = self._spawn("anvil", "anvil", command, {})
         self._wait(

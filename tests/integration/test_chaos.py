@@ -18,8 +18,19 @@ def test_every_fault_leaves_honest_providers_unslashed(tmp_path: Path) -> None:
     trials = run_chaos(config, console)
     console.print(table(trials))
     assert [t.fault for t in trials] == [f.name for f in FAULTS]
+    # Every field `Trial.ok` reads, so a failure in CI says which promise broke.
     failed = {
-        t.fault: (t.error, t.not_terminal, t.honest_slashes, t.double_commits, t.double_pays)
+        t.fault: {
+            "error": t.error,
+            "in_flight": t.in_flight,
+            "states": dict(t.states),
+            "not_terminal": t.not_terminal,
+            "double_commits": t.double_commits,
+            "double_pays": t.double_pays,
+            "conservation": t.conservation,
+            "honest_slashes": t.honest_slashes,
+            "honest_releases": t.honest_releases,
+        }
         for t in trials
         if not t.ok
     }
