@@ -52,7 +52,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from types import FrameType
@@ -492,9 +492,11 @@ class Agent:
             report.rollback = True
             self.signer.reset_nonce()
             self._reconcile(self._rollback_candidates(), report)
+            self._sweep_seats(self.store.live_job_ids(), report)
             self._last_reconcile = time.monotonic()
         elif time.monotonic() - self._last_reconcile > _RECONCILE_EVERY:
             self._reconcile(self._live_candidates(), report)
+            self._sweep_seats(self.store.unstaffed_audit_job_ids(), report)
             self._last_reconcile = time.monotonic()
 
     def _rollback_candidates(self) -> list[DutyRow]:
@@ -601,31 +603,83 @@ class Agent:
 
     def _discover(self, report: AgentReport) -> None:
         for seat in self._my_open_seats():
-            request = self._request(seat)
-            tid = self._task_id(request)
-            if self.ledger.get(tid) is not None:
+            self._take_seat(seat, report)
+
+    def _take_seat(self, seat: Seat, report: AgentReport) -> None:
+        """Adds a duty for `seat` unless the ledger has one, and sends its task."""
+        request = self._request(seat)
+        tid = self._task_id(request)
+        if self.ledger.get(tid) is not None:
+            return
+        job = self.store.job(seat.job_id)
+        if job is None:  # rolled back since the seat was read: the next pass sees it again
+            return
+        start = self.strategy.start(seat.job_id, replicas=job.replicas, verifier=seat.verifier)
+        duty = DutyRow(
+            task_id=tid,
+            job_id=seat.job_id,
+            round=seat.round,
+            role=request.role,
+            index=seat.index,
+            spec_hash=request.spec_hash,
+            status=start.status,
+            digest=start.digest,
+            note=start.note,
+            sends=0,
+            notice_posted=False,
+        )
+        self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
+        if start.runs:
+            report.queued.append(seat.job_id)
+            self._send(duty)
+
+    def _seats_on_chain(self, job_ids: Sequence[int]) -> list[Seat]:
+        """This provider's seats in `job_ids` as the chain's state shows them (uncommitted,
+        active, in a state that takes their commit), whatever the index holds: a rolled-back
+        chain can come back with a block's state but not its events (a node restarted from a
+        state dump), and a seat whose ProviderAssigned never arrives is slashed as a no-show."""
+        seats: list[Seat] = []
+        for job_id in job_ids:
+            row = self.store.job(job_id)
+            if row is None:
                 continue
-            job = self.store.job(seat.job_id)
-            if job is None:  # rolled back since the seat was read: the next pass sees it again
+            job = self.market.job(job_id)
+            if job.state not in _COMMIT_STATES:
                 continue
-            start = self.strategy.start(seat.job_id, replicas=job.replicas, verifier=seat.verifier)
-            duty = DutyRow(
-                task_id=tid,
-                job_id=seat.job_id,
-                round=seat.round,
-                role=request.role,
-                index=seat.index,
-                spec_hash=request.spec_hash,
-                status=start.status,
-                digest=start.digest,
-                note=start.note,
-                sends=0,
-                notice_posted=False,
-            )
-            self.ledger.add(duty)  # written before the send: a crash re-sends, never loses
-            if start.runs:
-                report.queued.append(seat.job_id)
-                self._send(duty)
+            for index, part in enumerate(self.market.participants(job_id)):
+                verifier = index >= job.replicas
+                takes_commit = (
+                    index >= job.verifiers_from if job.state == JobState.AUDITING else not verifier
+                )
+                if (
+                    part.provider.lower() == self.me.lower()
+                    and part.commit_block == 0
+                    and job.active_mask >> index & 1
+                    and takes_commit
+                ):
+                    seats.append(
+                        Seat(
+                            job_id=job_id,
+                            state=job.state,
+                            spec_hash=row.spec_hash,
+                            round=job.round,
+                            index=index,
+                            verifier=verifier,
+                        )
+                    )
+        return seats
+
+    def _sweep_seats(self, job_ids: Sequence[int], report: AgentReport) -> None:
+        for seat in self._seats_on_chain(job_ids):
+            if self.ledger.get(self._task_id(self._request(seat))) is None:
+                log.warning(
+                    "job %d: seat %d is this provider's on the chain but no event of it was "
+                    "seen; taking it",
+                    seat.job_id,
+                    seat.index,
+                )
+                report.reconciled.append(seat.job_id)
+                self._take_seat(seat, report)
 
     def _send(self, duty: DutyRow) -> None:
         request = TaskRequest(

@@ -407,6 +407,23 @@ class Store:
         with self._sessions() as s:
             return list(s.scalars(query))
 
+    def unstaffed_audit_job_ids(self) -> list[int]:
+        """Ids of the Auditing jobs whose current audit round the index has not seen staffed,
+        by id: a verifier seat drawn for them may be on the chain without its event here."""
+        query = (
+            select(JobRow.job_id)
+            .join(
+                AuditRoundRow,
+                (AuditRoundRow.job_id == JobRow.job_id)
+                & (AuditRoundRow.job_round == JobRow.round)
+                & (AuditRoundRow.round == JobRow.audit_round),
+            )
+            .where(JobRow.state == JobState.AUDITING, AuditRoundRow.staffed_block.is_(None))
+            .order_by(JobRow.job_id)
+        )
+        with self._sessions() as s:
+            return list(s.scalars(query))
+
     def participants(self, job_id: int, round_: int | None = None) -> list[ParticipantRow]:
         """Participants of the job's current round (or of `round_`), by index."""
         with self._sessions() as s:

@@ -7,6 +7,7 @@ import pytest
 
 from marketplace.devnet import scenarios
 from marketplace.protocol.client import JobState, ProviderTerms
+from provider import agent as agent_module
 from tests.provider.conftest import PARAMS, World, direct_digest
 
 pytestmark = pytest.mark.integration
@@ -156,3 +157,59 @@ def test_with_no_keeper_the_executors_agent_staffs_its_audit_and_drawn_verifiers
         assert world.cast.owner.credits(world.cast.providers[name].address) > 0
         digest = world.result_digest(job, world.cast.providers[name].address)
         assert digest == direct_digest(48, 3)
+
+
+@pytest.mark.providers(4)
+def test_a_verifier_seat_whose_events_never_arrived_is_taken_from_the_chain(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node restarted from a state dump can serve a block's state without its events: the
+    drawn verifiers' indexes go past the staffing with no ProviderAssigned, and their agents
+    find the seats in the chain's state instead of being slashed as no-shows."""
+    monkeypatch.setattr(agent_module, "_RECONCILE_EVERY", 0.0)
+    world.relayer.step = lambda: None  # type: ignore[method-assign]  # the test is the keeper
+    scenarios.set_audit_rate(world.cast, 10_000)
+    world.audits = True
+    world.start_worker()
+    world.agent("alice")
+    names = ("bob", "carol", "dave")
+    verifiers = [world.agent(name) for name in names]
+    job = world.submit_matmul(48, seed=13)
+    world.cast.matcher.assign(job, [world.cast.providers["alice"].address])
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, what="the commit")
+    world.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    world.cast.keeper.draw_audit(job)
+    world.drive(
+        lambda: all(
+            (row := a.store.job(job)) is not None and row.state == JobState.AUDITING
+            for a in verifiers
+        ),
+        agents=verifiers,
+        what="the verifiers' indexes to see the audit drawn",
+    )
+
+    world.cast.keeper.staff_audit(job)
+    head = world.w3.eth.get_block("latest")
+    chain_id = world.cast.deployment.chain_id
+    for agent in verifiers:  # past the staffing block, without its events
+        agent.store.apply(
+            chain_id, [], block_number=head["number"], block_hash=head["hash"].to_0x_hex()
+        )
+        assert agent.store.uncommitted_seats(agent.me, [JobState.AUDITING]) == []
+    assert set(scenarios.drawn_verifiers(world.cast.owner, job)[0][1]) == {
+        world.cast.providers[n].address for n in names
+    }
+
+    world.drive(
+        lambda: (
+            (j := world.cast.owner.job(job)).state == JobState.REVEALING
+            and j.reveal_mask == j.commit_mask
+        ),
+        what="every drawn verifier to commit and reveal",
+    )
+    world.cast.keeper.finalize(job)
+    assert world.state(job) == JobState.SETTLED
+    for name, agent in zip(names, verifiers, strict=True):
+        assert _slashed(world, name) == 0
+        assert [(d.job_id, d.role) for d in agent.ledger.all()] == [(job, "verifier")]
+        assert world.result_digest(job, world.cast.providers[name].address) == direct_digest(48, 13)
