@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -81,6 +82,9 @@ class Execution:
     #: Failure code, "" when the job ran.
     failure: str
     seconds: float
+    #: Seconds of each part of the run, in order: spec (GET and parse), inputs (GETs), run
+    #: (torch), seal (digest and encryption), upload (result PUT). For the worker's log.
+    phases: tuple[tuple[str, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -154,28 +158,73 @@ def execute(job_id: int, spec_hash: bytes, artifacts: ArtifactClient, profile: s
     """Runs job `job_id` whose on-chain spec hash is `spec_hash`, uploads the encrypted result
     and returns what to commit. Raises TransientError for problems worth a retry."""
     start = time.perf_counter()
+    clock = _PhaseClock()
     spec: JobSpec | None = None
+    fetch = _fetcher(artifacts)
+
+    def timed_fetch(sha256: str) -> bytes:
+        with clock.pause("inputs"):
+            return fetch(sha256)
+
     try:
         spec = _load_spec(spec_hash, artifacts)
-        payload = ResultPayload(job_id, profile, run_spec(spec, _fetcher(artifacts), profile))
+        clock.lap("spec")
+        payload = ResultPayload(job_id, profile, run_spec(spec, timed_fetch, profile))
+        clock.lap("run")
     except JobFailed as exc:
         log.info("job %d failed deterministically: %s (%s)", job_id, exc.code, exc)
         payload = ResultPayload.failed(job_id, profile, exc.code, str(exc))
     except (RelayerUnreachable, ArtifactCorrupted) as exc:
         raise TransientError(f"job {job_id}: {exc}") from exc
+    digest = payload.digest()
     artifact = ""
     if spec is not None:
+        sealed = encrypt_result(spec.requester_public_key, payload)
+        clock.lap("seal")
         try:
-            artifact = artifacts.put(encrypt_result(spec.requester_public_key, payload))
+            artifact = artifacts.put(sealed)
         except (RelayerUnreachable, ArtifactCorrupted) as exc:
             raise TransientError(f"job {job_id}: uploading the result: {exc}") from exc
+        clock.lap("upload")
     return Execution(
         job_id=job_id,
-        digest=payload.digest(),
+        digest=digest,
         artifact=artifact,
         failure=payload.failure,
         seconds=time.perf_counter() - start,
+        phases=clock.phases(),
     )
+
+
+class _PhaseClock:
+    """Seconds per named phase: `lap(name)` charges the time since the last lap to `name`,
+    less what `pause(other)` charged to `other` meanwhile (inputs fetched inside the run)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._seconds: dict[str, float] = {}
+        self._paused = 0.0
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._add(name, now - self._last - self._paused)
+        self._last, self._paused = now, 0.0
+
+    @contextmanager
+    def pause(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - began
+            self._add(name, spent)
+            self._paused += spent
+
+    def _add(self, name: str, seconds: float) -> None:
+        self._seconds[name] = self._seconds.get(name, 0.0) + seconds
+
+    def phases(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self._seconds.items())
 
 
 def _load_spec(spec_hash: bytes, artifacts: ArtifactClient) -> JobSpec:

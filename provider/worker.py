@@ -428,10 +428,11 @@ class _WorkerState:
 
     def _done(self, request: TaskRequest, execution: Execution) -> TaskOutcome:
         log.info(
-            "job %d (%s) done in %.2f s%s",
+            "job %d (%s) done in %.2f s (%s)%s",
             request.job_id,
             request.role,
             execution.seconds,
+            ", ".join(f"{name} {seconds:.3f}" for name, seconds in execution.phases),
             f", failed: {execution.failure}" if execution.failure else "",
         )
         return TaskOutcome.done(execution, socket.gethostname())
