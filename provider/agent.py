@@ -68,7 +68,7 @@ from eth_utils.address import to_checksum_address
 from web3.exceptions import Web3Exception
 
 from marketplace.index.listener import Listener, RPCUnavailable
-from marketplace.index.store import CheckpointView, Seat, Store
+from marketplace.index.store import Seat, Store
 from marketplace.protocol.client import Job, JobState, Market
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ChainError, ConfigError, ContractRevert, TransactionFailed
@@ -190,22 +190,6 @@ class AgentReport:
     heartbeat: bool = False
 
 
-class _RollbackListener(Listener):
-    """The relayer's listener, counting the reorgs it rolled its store back for."""
-
-    rollbacks = 0
-
-    def _resolve_reorg(self, head: int) -> CheckpointView:
-        before = self.store.checkpoint(self.chain_id)
-        after = super()._resolve_reorg(head)
-        if before is not None and (before.block_number, before.block_hash) != (
-            after.block_number,
-            after.block_hash,
-        ):
-            self.rollbacks += 1
-        return after
-
-
 class Agent:
     """The agent of one provider key on one deployment."""
 
@@ -245,7 +229,7 @@ class Agent:
         self.clock = clock
         #: What differs between the honest agent and the test aids (`provider.behaviors`).
         self.strategy: Strategy = strategy_for(settings.behavior)
-        self.listener = _RollbackListener(
+        self.listener = Listener(
             market.w3, self.deployment, store, confirmations=settings.confirmations
         )
         self.http = RelayerClient(

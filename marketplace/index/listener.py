@@ -80,6 +80,9 @@ class Listener:
         self.decoder = Decoder(deployment)
         self.chain_id = deployment.chain_id
         self._chain_checked = False
+        #: Reorgs this listener rolled its store back for: readers caching what the chain
+        #: said (the keeper's views, the agent's duties) compare it to drop their caches.
+        self.rollbacks = 0
         store.bind(deployment)
 
     # ------------------------------------------------------------------ polling
@@ -159,6 +162,7 @@ class Listener:
             ancestor,
         )
         self.store.rollback(self.chain_id, ancestor, ancestor_hash, self.decoder)
+        self.rollbacks += 1
         return CheckpointView(self.chain_id, ancestor, ancestor_hash)
 
     def _process(

@@ -407,6 +407,18 @@ class Store:
         with self._sessions() as s:
             return list(s.scalars(query))
 
+    def live_job_blocks(self) -> dict[int, int | None]:
+        """The jobs not in a terminal state, by id, each with the block of the last event the
+        index applied to it: a reader caching what the chain says of a job re-reads it once
+        this moves (an event, or a rollback that took one away)."""
+        query = (
+            select(JobRow.job_id, JobRow.last_block)
+            .where(JobRow.state.not_in(TERMINAL_STATES))
+            .order_by(JobRow.job_id)
+        )
+        with self._sessions() as s:
+            return {int(job_id): last for job_id, last in s.execute(query)}
+
     def unstaffed_audit_job_ids(self) -> list[int]:
         """Ids of the Auditing jobs whose current audit round the index has not seen staffed,
         by id: a verifier seat drawn for them may be on the chain without its event here."""

@@ -48,8 +48,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -74,6 +75,10 @@ from marketplace.relayer.submitter import Dropped, Submitter, read_job_views
 __all__ = ["Relayer", "StepReport"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a cached view of a live job serves the keeper at most: bounds what a missed or
+#: not yet confirmed event can leave stale (the chain decides every call anyway).
+VIEW_REFRESH_SECONDS: Final = 10.0
 
 
 @dataclass
@@ -174,6 +179,11 @@ class Relayer:
         #: be open (no eligible verifier), so it rests `keeper.STAFF_RETRY_SECONDS` before the
         #: next call.
         self._staffed_at: dict[int, float] = {}
+        #: job id -> (the index's last event block for it when read, the chain's view of it):
+        #: the keeper's reads of live jobs, which otherwise cost two calls per job per block.
+        self._views: dict[int, tuple[int | None, keeper.JobView]] = {}
+        self._views_read_at = 0.0
+        self._rollbacks_seen = 0
 
     def close(self) -> None:
         try:
@@ -196,20 +206,24 @@ class Relayer:
                 report.leading = False
                 return report
             self._follow_and_match(report)
-            live_ids = self.store.live_job_ids()
+            live = self.store.live_job_blocks()
         except Exception as exc:
             if database_unavailable(exc) and self._live_ids:
                 # The chain is the keeper's truth; only its worklist came from the store.
                 with contextlib.suppress(*RPC_ERRORS):
                     self._keep(report, self._live_ids)
             raise
+        live_ids = list(live)
         self._live_ids = live_ids
         self.skips.forget(live_ids)
-        self._keep(report, live_ids)
+        self._keep(report, live_ids, live)
         return report
 
     def _follow_and_match(self, report: StepReport) -> None:
         report.events = self.listener.poll_once()
+        if self.listener.rollbacks != self._rollbacks_seen:
+            self._rollbacks_seen = self.listener.rollbacks
+            self._views.clear()
         checkpoint = self.store.checkpoint(self.deployment.chain_id)
         report.checkpoint = checkpoint.block_number if checkpoint is not None else 0
         self._settle_in_flight(report.checkpoint)
@@ -250,13 +264,20 @@ class Relayer:
             )
             self._in_flight = {j: b for j, b in self._in_flight.items() if j not in lost}
 
-    def _keep(self, report: StepReport, live_ids: list[int]) -> None:
+    def _keep(
+        self,
+        report: StepReport,
+        live_ids: list[int],
+        last_blocks: Mapping[int, int | None] | None = None,
+    ) -> None:
         """The keeper's pass: every draw, staffing, finalization and expiry due now, read from
-        the chain's view of `live_ids`, in one plan (so an outage is caught up in one pass)."""
+        the chain's view of `live_ids`, in one plan (so an outage is caught up in one pass).
+        With `last_blocks` (the index's last event block per job) a job's view is read again
+        only once that moves, the keeper acted on the job, or `VIEW_REFRESH_SECONDS` passed."""
         if not live_ids:
             return
         head = self.w3.eth.get_block("latest")
-        views = read_job_views(self.market, live_ids)
+        views = self._job_views(live_ids, last_blocks)
         clock = time.monotonic()
         self._staffed_at = {
             j: t
@@ -273,6 +294,9 @@ class Relayer:
         )
         if plan.empty:
             return
+        for kind in keeper.KINDS:  # acted on: the chain decides what they are now
+            for job_id in plan.ids(kind):
+                self._views.pop(job_id, None)
         result = self.submitter.submit_keeper(plan)
         report.drawn += result.landed_ids("draw_audits")
         report.staffed += result.landed_ids("staff_audits")
@@ -290,6 +314,29 @@ class Relayer:
                 s.job_id == d.job_id for _, s in result.skipped(d.kind)
             ):
                 self.skips.record(by_id[d.job_id], d.kind)
+
+    def _job_views(
+        self, live_ids: list[int], last_blocks: Mapping[int, int | None] | None
+    ) -> list[keeper.JobView]:
+        """The chain's views of `live_ids`: all read now without `last_blocks` (the database
+        is down), else each read again only when its entry in `_views` is stale."""
+        if last_blocks is None:
+            self._views.clear()
+            return read_job_views(self.market, live_ids)
+        clock = time.monotonic()
+        if clock - self._views_read_at > VIEW_REFRESH_SECONDS:
+            self._views.clear()
+            self._views_read_at = clock
+        stale = [
+            j
+            for j in live_ids
+            if (cached := self._views.get(j)) is None or cached[0] != last_blocks.get(j)
+        ]
+        for view in read_job_views(self.market, stale):
+            self._views[view.job_id] = (last_blocks.get(view.job_id), view)
+        live = set(live_ids)
+        self._views = {j: v for j, v in self._views.items() if j in live}
+        return [self._views[j][1] for j in live_ids]
 
     def run(self, stop: threading.Event) -> None:
         """Runs `step()` on every new block (`settings.heads_url()`) and at least every

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -21,6 +22,7 @@ from marketplace.devnet import scenarios
 from marketplace.devnet.anvil import Anvil, advance, funded_account, mine
 from marketplace.index.store import Store
 from marketplace.protocol.client import JobRequest, JobState
+from marketplace.relayer import service
 from marketplace.relayer.service import Relayer
 from marketplace.relayer.settings import RelayerSettings
 from tests.conftest import reverted
@@ -137,6 +139,41 @@ def test_relayer_assigns_restarts_finalizes_and_expires(
     assert status["jobs"] == {"settled": len(every), "expired": 1}
     assert status["checkpoints"][0]["market"] == cast.deployment.market
     assert len(status["providers"]) == 7
+
+
+def test_the_keeper_reads_a_live_job_again_only_once_the_index_sees_it_move(
+    cast: scenarios.Cast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relayer = Relayer(settings_for(cast, tmp_path))
+    jobs = cast.requester.create_jobs([request(1, 300 + i) for i in range(4)])
+    assert sorted(relayer.step().assigned) == sorted(jobs)
+    read: list[int] = []
+    job = relayer.market.job
+
+    def counted(job_id: int) -> Any:
+        read.append(job_id)
+        return job(job_id)
+
+    monkeypatch.setattr(relayer.market, "job", counted)
+    relayer.step()  # the assignments reach the index: every job is read again
+    assert sorted(read) == sorted(jobs)
+    read.clear()
+    relayer.step()
+    relayer.step()
+    assert read == []  # nothing moved: no call per job per block
+
+    (seat,) = cast.owner.participants(jobs[0])
+    by_address = {p.address: p for p in cast.providers.values()}
+    by_address[seat.provider].commit(jobs[0], scenarios.GOOD)
+    relayer.step()
+    assert set(read) == {jobs[0]}
+
+    # A view is never older than VIEW_REFRESH_SECONDS, whatever the index saw.
+    monkeypatch.setattr(service, "VIEW_REFRESH_SECONDS", 0.0)
+    read.clear()
+    relayer.step()
+    assert sorted(set(read)) == sorted(jobs)
+    relayer.close()
 
 
 def test_relayer_staffs_a_challenged_audit_with_drawn_verifiers(
