@@ -190,6 +190,20 @@ class AgentReport:
     heartbeat: bool = False
 
 
+def _finished(meta: dict[str, Any]) -> _Finished | None:
+    """A task's stored meta (Celery's result backend) as a finished run; None while pending."""
+    status = meta.get("status")
+    if status not in states.READY_STATES:
+        return None
+    value = meta.get("result")
+    if status != states.SUCCESS:
+        return _Finished(returned=False, outcome=None, problem=_short(value))
+    try:
+        return _Finished(returned=True, outcome=TaskOutcome.from_json(value), problem="")
+    except UnreadableOutcome as exc:
+        return _Finished(returned=True, outcome=None, problem=str(exc))
+
+
 class Agent:
     """The agent of one provider key on one deployment."""
 
@@ -684,6 +698,7 @@ class Agent:
 
     def _collect(self, report: AgentReport) -> None:
         queued = self.ledger.with_status(DutyStatus.QUEUED)
+        results = self._results([d.task_id for d in queued if d.sent_at is not None])
         broker: _BrokerView | None = None
         for duty in queued:
             if duty.sent_at is None:
@@ -693,7 +708,7 @@ class Agent:
                 self._forget_stale(duty)
                 self._send(duty)
                 continue
-            finished = self._result(duty.task_id)
+            finished = results[duty.task_id]
             if finished is None:
                 if broker is None:
                     broker = _BrokerView.read(self.broker_redis, self.settings.queue)
@@ -755,17 +770,19 @@ class Agent:
         Read from the result backend directly: Celery's AsyncResult also subscribes to the
         result channel and unsubscribes when collected, and after a Redis outage its result
         consumer gives up for good ("the Celery application must be restarted")."""
-        meta = self.celery.backend.get_task_meta(tid, cache=False)
-        status = meta.get("status")
-        if status not in states.READY_STATES:
-            return None
-        value = meta.get("result")
-        if status != states.SUCCESS:
-            return _Finished(returned=False, outcome=None, problem=_short(value))
-        try:
-            return _Finished(returned=True, outcome=TaskOutcome.from_json(value), problem="")
-        except UnreadableOutcome as exc:
-            return _Finished(returned=True, outcome=None, problem=str(exc))
+        return self._results([tid])[tid]
+
+    def _results(self, tids: Sequence[str]) -> dict[str, _Finished | None]:
+        """`_result` of every task in `tids`, read in one round trip (a wake-up reads every
+        queued duty's result, and wake-ups come with every block)."""
+        if not tids:
+            return {}
+        backend = self.celery.backend
+        raw = self.redis.mget([backend.get_key_for_task(tid) for tid in tids])
+        out: dict[str, _Finished | None] = {}
+        for tid, payload in zip(tids, raw, strict=True):
+            out[tid] = None if payload is None else _finished(backend.decode_result(payload))
+        return out
 
     def _forget_stale(self, duty: DutyRow) -> None:
         finished = self._result(duty.task_id)
@@ -807,6 +824,8 @@ class Agent:
             row = self.store.job(duty.job_id)
             if row is None or row.state != JobState.ASSIGNED or row.deadline is None:
                 continue
+            if now + self.settings.run_margin <= row.deadline:
+                continue  # time enough either way: no need to ask whether it runs
             running = self._running(duty)
             lead = self.settings.run_margin / 3 if running else self.settings.run_margin
             if now + lead > row.deadline:
