@@ -101,6 +101,9 @@ PERMIT_LIFETIME: Final = 3_600
 UPLOAD_THREADS: Final = 8
 #: Blocks per eth_getLogs request when scanning for the requester's jobs (public RPCs cap it).
 LOG_CHUNK: Final = 10_000
+#: Seconds `wait` first waits for a result notice once it sees the commit without one (then
+#: twice as long each time, up to its poll interval).
+NOTICE_POLL_FIRST: Final = 0.02
 
 Until = Literal["result", "terminal"]
 
@@ -816,6 +819,8 @@ class Requester:
         deadline = time.monotonic() + timeout
         seen: JobState | None = None
         never = threading.Event()
+        #: Relayer reads since the commit was seen without its notice.
+        misses = 0
         while True:
             state = self._job(job_id).state
             if state != seen:
@@ -824,12 +829,18 @@ class Requester:
                     on_state(state)
             if state.terminal:
                 break
+            wait = interval
             if until == "result" and state in RESULT_STATES:
                 try:
                     if self._notices(job_id):
                         break
                 except (RelayerUnreachable, RelayerRefused):
                     pass  # the relayer may come back before the timeout
+                else:
+                    # The provider posts its notice right after its commit lands: the next
+                    # block may be a second away, the notice only milliseconds.
+                    wait = min(interval, NOTICE_POLL_FIRST * 2**misses)
+                    misses += 1
             if time.monotonic() >= deadline:
                 what = "a result" if until == "result" else "a terminal state"
                 raise WaitTimeout(
@@ -837,7 +848,7 @@ class Requester:
                     f"for {what}; wait longer (`depin job status {job_id}`) or cancel it while "
                     "it is open"
                 )
-            wakeup.wait(never, min(interval, max(deadline - time.monotonic(), 0.0)))
+            wakeup.wait(never, min(wait, max(deadline - time.monotonic(), 0.0)))
         return self.status(job_id)
 
     # ---------------------------------------------------------------- results

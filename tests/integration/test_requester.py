@@ -503,6 +503,25 @@ def test_challenge_posts_the_bond(world: World, req: Requester) -> None:
     assert before - m.balance_of(req.address) == bond == m.total_bonds() - bonds
 
 
+def test_wait_sees_a_notice_that_follows_the_commit_without_waiting_for_a_block(
+    world: World, req: Requester
+) -> None:
+    job_id = matmul_job(req, world, "alice")
+    payload = payload_for(job_id, seed=4)
+    world.cast.providers["alice"].commit(job_id, payload.digest())
+    # The notice comes after the commit and no block follows it: the wait must not sleep
+    # through its (here long) poll interval to see it.
+    late = threading.Timer(0.5, deliver, (world, job_id, "alice", payload))
+    late.start()
+    started = time.monotonic()
+    try:
+        status = req.wait(job_id, timeout=120, poll_interval=60)
+    finally:
+        late.join()
+    assert status.result_available
+    assert time.monotonic() - started < 30
+
+
 def test_wait_times_out_with_the_state(world: World, req: Requester) -> None:
     job_id = matmul_job(req, world)
     with pytest.raises(WaitTimeout, match=f"job {job_id} is still open after"):
