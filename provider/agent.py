@@ -4,9 +4,11 @@ workers, commits and reveals on time, and heartbeats to the relayer.
 Each `step()`:
 
 1. the head is read; a head that went backwards, or a reorg the listener rolled back, is a
-   rollback: the signer forgets its tracked nonce and every recent duty is reconciled with
-   what the chain now shows (a slow reconcile of live duties also runs every
-   `_RECONCILE_EVERY` seconds as a safety net);
+   rollback: the signer forgets its tracked nonce, every recent duty is reconciled with what
+   the chain now shows, and every live job's seats are read from the chain's state, so a seat
+   whose event the rollback lost is still taken (a slow reconcile of live duties, and of the
+   seats of audit rounds the index has not seen staffed, also runs every `_RECONCILE_EVERY`
+   seconds as a safety net);
 2. the listener (the relayer's, with this agent's own database: explicit block ranges, a
    checkpoint, reorg rollback, events applied once) applies what became final;
 3. every participation of this provider that still needs a commit becomes a duty in the ledger
