@@ -48,6 +48,12 @@ def _settle(world: World, job: int) -> None:
     world.drive(lambda: world.state(job).terminal, what=f"job {job} to close")
 
 
+def _all_revealed(world: World, job: int) -> bool:
+    """Whether the job is Revealing and every seat that committed has revealed."""
+    j = world.cast.owner.job(job)
+    return j.state == JobState.REVEALING and j.reveal_mask == j.commit_mask
+
+
 def _slashed(world: World, name: str) -> int:
     return world.cast.owner.provider(world.cast.providers[name].address).jobs_slashed
 
@@ -142,13 +148,7 @@ def test_with_no_keeper_the_executors_agent_staffs_its_audit_and_drawn_verifiers
     assert round_ == 1 and set(drawn) == others  # 3 seats, 3 providers outside the job
 
     # The drawn verifiers' agents run the job, commit while Auditing and reveal.
-    world.drive(
-        lambda: (
-            (j := world.cast.owner.job(job)).state == JobState.REVEALING
-            and j.reveal_mask == j.commit_mask
-        ),
-        what="every reveal",
-    )
+    world.drive(lambda: _all_revealed(world, job), what="every reveal")
     world.cast.keeper.finalize(job)
     assert world.state(job) == JobState.REFUNDED
     assert _slashed(world, "alice") == 1
@@ -200,13 +200,7 @@ def test_a_verifier_seat_whose_events_never_arrived_is_taken_from_the_chain(
         world.cast.providers[n].address for n in names
     }
 
-    world.drive(
-        lambda: (
-            (j := world.cast.owner.job(job)).state == JobState.REVEALING
-            and j.reveal_mask == j.commit_mask
-        ),
-        what="every drawn verifier to commit and reveal",
-    )
+    world.drive(lambda: _all_revealed(world, job), what="every drawn verifier to commit and reveal")
     world.cast.keeper.finalize(job)
     assert world.state(job) == JobState.SETTLED
     for name, agent in zip(names, verifiers, strict=True):
