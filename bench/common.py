@@ -12,13 +12,16 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -76,8 +79,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @contextlib.contextmanager
 def devnet(config: DevnetConfig | None = None, **overrides: Any) -> Iterator[Devnet]:
-    """A fresh devnet in a temporary directory, stopped and deleted at the end."""
-    with tempfile.TemporaryDirectory(prefix="depin-bench-") as tmp:
+    """A fresh devnet in a temporary directory, stopped and deleted at the end, also when the
+    bench is stopped with SIGTERM (a leftover devnet's processes would load the next run)."""
+    with tempfile.TemporaryDirectory(prefix="depin-bench-") as tmp, _exit_on_sigterm():
         base = config or DevnetConfig()
         values = {**base.__dict__, "dir": Path(tmp) / "devnet", **overrides}
         net = Devnet.up(DevnetConfig(**values))
@@ -85,6 +89,23 @@ def devnet(config: DevnetConfig | None = None, **overrides: Any) -> Iterator[Dev
             yield net
         finally:
             net.down()
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises SystemExit inside the block, so its cleanup runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def requester(net: Devnet) -> Requester:
