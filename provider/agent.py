@@ -7,8 +7,8 @@ Each `step()`:
    rollback: the signer forgets its tracked nonce, every recent duty is reconciled with what
    the chain now shows, and every live job's seats are read from the chain's state, so a seat
    whose event the rollback lost is still taken (a slow reconcile of live duties, and of the
-   seats of audit rounds the index has not seen staffed, also runs every `_RECONCILE_EVERY`
-   seconds as a safety net);
+   seats of audit rounds the index has not seen staffed and of jobs it has shown Open for
+   `_OPEN_SWEEP_BLOCKS` blocks, also runs every `_RECONCILE_EVERY` seconds as a safety net);
 2. the listener (the relayer's, with this agent's own database: explicit block ranges, a
    checkpoint, reorg rollback, events applied once) applies what became final;
 3. every participation of this provider that still needs a commit becomes a duty in the ledger
@@ -120,6 +120,10 @@ _ROLLBACK_LOOKBACK: Final = 3_600.0
 #: Least seconds between two staffAudit calls of this agent for one job (see the keeper's
 #: STAFF_RETRY_SECONDS: each call's block wakes every loop).
 _STAFF_RETRY: Final = 5.0
+#: Blocks a job may stay Open in the index before the periodic reconcile reads its seats from
+#: the chain, and how many such jobs one reconcile reads.
+_OPEN_SWEEP_BLOCKS: Final = 10
+_OPEN_SWEEP_MAX: Final = 32
 #: A queued task is lost once it was seen neither queued, nor held by a live worker, nor running
 #: this long: over one refresh of those keys, so a task between two refreshes is never taken
 #: for lost.
@@ -273,6 +277,8 @@ class Agent:
         self._last_reconcile = time.monotonic()
         #: Task id -> when (monotonic) it was first seen lost; cleared once seen again.
         self._lost_since: dict[str, float] = {}
+        #: The last job id `_stale_open` read; it goes on from there.
+        self._open_cursor = 0
         #: Job id -> when (monotonic) this agent last called staffAudit for it.
         self._staffed_at: dict[int, float] = {}
         self._last_heartbeat = 0.0
@@ -496,7 +502,7 @@ class Agent:
             self._last_reconcile = time.monotonic()
         elif time.monotonic() - self._last_reconcile > _RECONCILE_EVERY:
             self._reconcile(self._live_candidates(), report)
-            self._sweep_seats(self.store.unstaffed_audit_job_ids(), report)
+            self._sweep_seats(self.store.unstaffed_audit_job_ids() + self._stale_open(), report)
             self._last_reconcile = time.monotonic()
 
     def _rollback_candidates(self) -> list[DutyRow]:
@@ -668,6 +674,18 @@ class Agent:
                         )
                     )
         return seats
+
+    def _stale_open(self) -> list[int]:
+        """Up to `_OPEN_SWEEP_MAX` of the jobs the index has shown Open for over
+        `_OPEN_SWEEP_BLOCKS` blocks, the next ones on each call (a market with many unmatched
+        jobs is read a slice per reconcile, not whole)."""
+        ids = self.store.open_job_ids(
+            created_by=self._head - _OPEN_SWEEP_BLOCKS,
+            after=self._open_cursor,
+            limit=_OPEN_SWEEP_MAX,
+        )
+        self._open_cursor = ids[-1] if len(ids) == _OPEN_SWEEP_MAX else 0
+        return ids
 
     def _sweep_seats(self, job_ids: Sequence[int], report: AgentReport) -> None:
         for seat in self._seats_on_chain(job_ids):

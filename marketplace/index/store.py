@@ -419,6 +419,23 @@ class Store:
         with self._sessions() as s:
             return {int(job_id): last for job_id, last in s.execute(query)}
 
+    def open_job_ids(self, *, created_by: int, after: int = 0, limit: int = 100) -> list[int]:
+        """Ids above `after` of the jobs the index shows Open that were created at or before
+        block `created_by`, by id, at most `limit`: jobs the matcher normally assigns within a
+        block or two, so one still Open here may be assigned on-chain without its event."""
+        query = (
+            select(JobRow.job_id)
+            .where(
+                JobRow.state == JobState.OPEN,
+                JobRow.created_block <= created_by,
+                JobRow.job_id > after,
+            )
+            .order_by(JobRow.job_id)
+            .limit(limit)
+        )
+        with self._sessions() as s:
+            return list(s.scalars(query))
+
     def unstaffed_audit_job_ids(self) -> list[int]:
         """Ids of the Auditing jobs whose current audit round the index has not seen staffed,
         by id: a verifier seat drawn for them may be on the chain without its event here."""

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from marketplace.protocol.client import JobState
+from provider import agent as agent_module
 from tests.provider.conftest import PARAMS, World
 
 pytestmark = pytest.mark.integration
@@ -60,3 +61,33 @@ def test_commit_and_settlement_rolled_back_are_redone_without_a_slash(world: Wor
     receipt = world.w3.eth.get_transaction_receipt(again.commit_tx)  # type: ignore[arg-type]
     assert receipt["status"] == 1 and receipt["blockNumber"] > snapshot_block
     assert first_commit is not None
+
+
+def test_an_executor_seat_whose_event_never_arrived_is_taken_from_the_chain(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assignment's state without its ProviderAssigned (a node restarted from a state dump
+    taken as the block was mined): the agent's index still shows the job Open, and its periodic
+    reconcile reads the seat from the chain instead of leaving it to a no-show slash."""
+    monkeypatch.setattr(agent_module, "_RECONCILE_EVERY", 0.0)
+    world.start_worker()
+    alice = world.agent("alice")
+    provider = world.cast.providers["alice"].address
+    job = world.submit_matmul(64, seed=53)
+    alice.step()
+    row = alice.store.job(job)
+    assert row is not None and row.state == JobState.OPEN
+
+    world.cast.matcher.assign(job, [provider])
+    for _ in range(agent_module._OPEN_SWEEP_BLOCKS):
+        world.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    head = world.w3.eth.get_block("latest")
+    chain_id = world.cast.deployment.chain_id
+    alice.store.apply(
+        chain_id, [], block_number=head["number"], block_hash=head["hash"].to_0x_hex()
+    )
+    assert alice.store.uncommitted_seats(alice.me, [JobState.ASSIGNED]) == []
+
+    world.drive(lambda: world.state(job) == JobState.COMMITTED, agents=[alice], what="the commit")
+    assert world.commits(job) == [provider]
+    assert [(d.job_id, d.role) for d in alice.ledger.all()] == [(job, "executor")]
