@@ -677,8 +677,8 @@ class Agent:
 
     def _stale_open(self) -> list[int]:
         """Up to `_OPEN_SWEEP_MAX` of the jobs the index has shown Open for over
-        `_OPEN_SWEEP_BLOCKS` confirmed blocks, the next ones on each call (a market with many unmatched
-        jobs is read a slice per reconcile, not whole)."""
+        `_OPEN_SWEEP_BLOCKS` confirmed blocks, the next ones on each call (a market with many
+        unmatched jobs is read a slice per reconcile, not whole)."""
         # Past the confirmations the index waits for: a seat merely not yet confirmed is not
         # one whose event was lost.
         ids = self.store.open_job_ids(
