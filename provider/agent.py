@@ -611,15 +611,16 @@ class Agent:
         for seat in self._my_open_seats():
             self._take_seat(seat, report)
 
-    def _take_seat(self, seat: Seat, report: AgentReport) -> None:
-        """Adds a duty for `seat` unless the ledger has one, and sends its task."""
+    def _take_seat(self, seat: Seat, report: AgentReport) -> bool:
+        """Adds a duty for `seat` unless the ledger has one, and sends its task; returns
+        whether it added one."""
         request = self._request(seat)
         tid = self._task_id(request)
         if self.ledger.get(tid) is not None:
-            return
+            return False
         job = self.store.job(seat.job_id)
         if job is None:  # rolled back since the seat was read: the next pass sees it again
-            return
+            return False
         start = self.strategy.start(seat.job_id, replicas=job.replicas, verifier=seat.verifier)
         duty = DutyRow(
             task_id=tid,
@@ -638,6 +639,7 @@ class Agent:
         if start.runs:
             report.queued.append(seat.job_id)
             self._send(duty)
+        return True
 
     def _seats_on_chain(self, job_ids: Sequence[int]) -> list[Seat]:
         """This provider's seats in `job_ids` as the chain's state shows them (uncommitted,
@@ -691,15 +693,14 @@ class Agent:
 
     def _sweep_seats(self, job_ids: Sequence[int], report: AgentReport) -> None:
         for seat in self._seats_on_chain(job_ids):
-            if self.ledger.get(self._task_id(self._request(seat))) is None:
+            if self._take_seat(seat, report):
                 log.warning(
                     "job %d: seat %d is this provider's on the chain but no event of it was "
-                    "seen; taking it",
+                    "seen; took it",
                     seat.job_id,
                     seat.index,
                 )
                 report.reconciled.append(seat.job_id)
-                self._take_seat(seat, report)
 
     def _send(self, duty: DutyRow) -> None:
         request = TaskRequest(

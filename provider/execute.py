@@ -172,6 +172,7 @@ def execute(job_id: int, spec_hash: bytes, artifacts: ArtifactClient, profile: s
         payload = ResultPayload(job_id, profile, run_spec(spec, timed_fetch, profile))
         clock.lap("run")
     except JobFailed as exc:
+        clock.lap("spec" if spec is None else "run")
         log.info("job %d failed deterministically: %s (%s)", job_id, exc.code, exc)
         payload = ResultPayload.failed(job_id, profile, exc.code, str(exc))
     except (RelayerUnreachable, ArtifactCorrupted) as exc:

@@ -399,13 +399,7 @@ class Store:
     def live_job_ids(self) -> list[int]:
         """Ids of the jobs not in a terminal state, by id: read from the state index, so the
         cost follows the live jobs, not every job ever seen."""
-        query = (
-            select(JobRow.job_id)
-            .where(JobRow.state.not_in(TERMINAL_STATES))
-            .order_by(JobRow.job_id)
-        )
-        with self._sessions() as s:
-            return list(s.scalars(query))
+        return list(self.live_job_blocks())
 
     def live_job_blocks(self) -> dict[int, int | None]:
         """The jobs not in a terminal state, by id, each with the block of the last event the

@@ -330,10 +330,10 @@ class Relayer:
         stale = [
             j
             for j in live_ids
-            if (cached := self._views.get(j)) is None or cached[0] != last_blocks.get(j)
+            if (cached := self._views.get(j)) is None or cached[0] != last_blocks[j]
         ]
         for view in read_job_views(self.market, stale):
-            self._views[view.job_id] = (last_blocks.get(view.job_id), view)
+            self._views[view.job_id] = (last_blocks[view.job_id], view)
         live = set(live_ids)
         self._views = {j: v for j, v in self._views.items() if j in live}
         return [self._views[j][1] for j in live_ids]
