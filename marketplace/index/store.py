@@ -28,6 +28,8 @@ SQL against these tables. The tables are in `schema`, how events update them in 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -764,11 +766,29 @@ class Store:
             return list(s.scalars(query))
 
 
+#: How long a SQLite connection waits on another's lock before failing.
+_SQLITE_BUSY_MS = 5000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets the API read while the listener writes; wait on a lock instead of failing.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Wait on a lock instead of failing.
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    # WAL lets the API read while the listener writes. Switching a new file to WAL answers
+    # "database is locked" at once, without waiting, while another process holds any lock on
+    # it (several processes opening one new database): try again until the wait runs out.
+    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                cursor.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
     # The index is rebuilt from the chain: a power loss may drop its last commits (each one
     # moves the checkpoint with the events it applied, so the listener reads them again), never
     # corrupt it. Durability costs an fsync per commit. Per connection: the provider's ledger,

@@ -3,6 +3,7 @@ its holder lets go or its database session ends; on SQLite always held (the rela
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,16 +51,30 @@ def test_a_holder_whose_session_ends_loses_the_lock_to_the_next(
     assert first.hold() is True
     # What a killed leader or a dropped connection leaves: the server ends the session.
     url = first.engine.url.render_as_string(hide_password=False)
-    postgres.sql(
+    ended = postgres.sql(
         url,
-        "SELECT pg_terminate_backend(pid) FROM pg_locks "
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_locks "
         "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
     )
+    assert len(ended) == 1 and ended[0][1] is True
+    # pg_terminate_backend only signals the session: the lock goes when its process has exited.
+    _wait_for_exit(postgres, url, ended[0][0])
     assert second.hold() is True
     assert first.hold() is False  # its dead session noticed, the lock taken by the other
     second.release()
     assert first.hold() is True
     first.release()
+
+
+def _wait_for_exit(postgres: PostgresServer, url: str, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    alive = (
+        f"SELECT 1 FROM pg_stat_activity WHERE pid = {int(pid)} "
+        f"UNION ALL SELECT 1 FROM pg_locks WHERE pid = {int(pid)}"
+    )
+    while postgres.sql(url, alive):
+        assert time.monotonic() < deadline, f"session {pid} still running 10 s after its end"
+        time.sleep(0.01)
 
 
 def test_other_deployments_have_their_own_lock(engines: Callable[[], Engine]) -> None:

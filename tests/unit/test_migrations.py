@@ -315,6 +315,30 @@ def test_threads_opening_one_new_database_at_once_leave_one_whole_schema(
     assert _revision(url, INDEX) == INDEX.head()
 
 
+def test_an_opener_waits_to_switch_a_locked_new_file_to_wal(tmp_path: Path) -> None:
+    # A file another process has just created and still holds the write lock on: switching it
+    # to WAL answers "database is locked" at once, without SQLite's busy wait.
+    path = tmp_path / "relayer.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+
+    def commit() -> None:
+        holder.execute("COMMIT")
+        holder.close()
+
+    release = threading.Timer(0.5, commit)
+    release.start()
+    try:
+        Store(f"sqlite:///{path}").close()
+    finally:
+        release.join()
+    assert _revision(path, INDEX) == INDEX.head()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_an_opener_waits_for_an_upgrade_in_progress(tmp_path: Path) -> None:
     path = tmp_path / "relayer.sqlite3"
     # Another opener (one made before versioning) midway: it holds the write lock and has
