@@ -38,8 +38,9 @@ __all__ = [
 
 #: Roles in start order; `stop_groups` stops them in the reverse order.
 ROLE_ORDER: tuple[str, ...] = ("anvil", "redis", "relayer", "agent", "worker")
-#: Seconds `stop_groups` waits for exited processes to be reaped (by init: ~2 s in some containers).
-ZOMBIE_GRACE = 3.0
+#: Seconds `stop_groups` waits for exited processes to be reaped (by init: ~2 s in some
+#: containers, longer on a loaded machine).
+ZOMBIE_GRACE = 10.0
 
 
 def redis_binary() -> str:

@@ -25,9 +25,9 @@ from tests.conftest import reverted
 
 pytestmark = pytest.mark.integration
 
-READY_SECONDS = 20.0
-ASSIGN_SECONDS = 20.0
-STOP_SECONDS = 10.0
+READY_SECONDS = 120.0
+ASSIGN_SECONDS = 60.0
+STOP_SECONDS = 40.0
 
 
 def _request(tag: int) -> JobRequest:

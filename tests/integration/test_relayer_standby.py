@@ -43,14 +43,14 @@ pytestmark = pytest.mark.integration
 #: machine.
 READY_SECONDS = 120.0
 #: How long after the leader's death the standby must lead.
-TAKEOVER_SECONDS = 10.0
+TAKEOVER_SECONDS = 30.0
 #: Bound of every other wait.
 WAIT_SECONDS = 30.0
 #: Seconds between the providers' heartbeats: longer than the test, so the one heartbeat each
 #: sends is all the relayers ever hear from them.
 HEARTBEAT_INTERVAL = 300
 #: How soon after taking the lead the standby must have assigned the jobs only it can assign.
-ASSIGN_SECONDS = 10.0
+ASSIGN_SECONDS = 30.0
 
 
 def _request(tag: int) -> JobRequest:

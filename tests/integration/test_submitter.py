@@ -242,7 +242,7 @@ def test_an_anvil_restart_is_ridden_out(tmp_path: Path, caplog: pytest.LogCaptur
         cast = scenarios.setup(w3, funded_account(w3), providers=1)
         alice = cast.providers["alice"].address
         jobs = make_jobs(cast, 4)
-        sub = Submitter(cast.matcher, max_batch=2, retries=10, backoff=0.2, max_backoff=1.0)
+        sub = Submitter(cast.matcher, max_batch=2, retries=40, backoff=0.2, max_backoff=1.0)
         sub.submit_assignments([(jobs[0], [alice])])
         anvil.stop()  # dumps the chain to `state`
         assert state.exists()

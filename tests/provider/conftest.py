@@ -68,7 +68,7 @@ PARAMS = MarketParams(
     collateral_multiple=10,
     audit_bps=910,
 )
-STEP_TIMEOUT = 120.0
+STEP_TIMEOUT = 300.0
 
 
 @dataclass

