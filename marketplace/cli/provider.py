@@ -32,7 +32,14 @@ from marketplace.cli.common import (
     relayer_url_option,
     rpc_url_option,
 )
-from marketplace.protocol.client import Market, ProviderRecord, ProviderTerms
+from marketplace.protocol.client import (
+    Job,
+    JobState,
+    Market,
+    Participant,
+    ProviderRecord,
+    ProviderTerms,
+)
 from marketplace.protocol.deployment import Deployment, connect_deployment
 from marketplace.protocol.errors import ConfigError, DepinError
 from marketplace.protocol.places import wallet_path
@@ -497,6 +504,83 @@ def withdraw(
     if pending is not None:
         text += f"; {pending['amount']} tokens of stake unlock at {pending['unlock_time']}"
     emit(data, as_json, text)
+
+
+@command(app, "release", chain=_ChainOptions)
+def release(
+    job_id: Annotated[
+        int, typer.Argument(min=1, help="The Assigned job whose executor seat to hand back.")
+    ],
+    *,
+    chain: _ChainOptions,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand back your executor seat of an Assigned job you cannot run before its deadline.
+
+    The release fee, one job's pay (units x clearing price), goes from the seat's collateral to
+    the audit pool; the rest of the collateral is unlocked at once, and the job is never
+    assigned to you again. A seat left without a commit is slashed its whole collateral at the
+    deadline instead. A running agent releases on its own the seats its worker cannot finish in
+    time; a committed result and a verifier seat cannot be released.
+    """
+    with _errors():
+        market = chain.market()
+        me = market.address
+        job = market.job(job_id)
+        _check_release(me, job_id, job, market.participants(job_id), _chain_time(market))
+        receipt = market.release(job_id)
+        after = market.job(job_id)
+        record = market.provider(me)
+    data = {
+        "job": job_id,
+        "address": me,
+        "fee": format_tokens(job.pay),
+        "unlocked": format_tokens(job.collateral - job.pay),
+        "job_state": after.state.name.lower(),
+        "free_stake": format_tokens(record.free_stake),
+        "tx": _tx(receipt),
+    }
+    emit(
+        data,
+        as_json,
+        f"released your seat of job {job_id}: fee {data['fee']} tokens to the audit pool, "
+        f"{data['unlocked']} unlocked ({data['free_stake']} free); the job is "
+        f"{data['job_state']} now",
+    )
+
+
+def _check_release(
+    me: str, job_id: int, job: Job, seats: list[Participant], chain_time: int
+) -> None:
+    """The market's release checks, said with what to do instead."""
+    if job.state == JobState.NONE:
+        raise ConfigError(f"job {job_id} does not exist; check the job id")
+    mine = [i for i, seat in enumerate(seats) if to_checksum_address(seat.provider) == me]
+    executor = [i for i in mine if i < job.replicas]
+    if not executor:
+        if mine:
+            raise ConfigError(
+                f"your seat of job {job_id} is a verifier's, which cannot be released (an "
+                "audit round would be left short); keep your agent running to commit it"
+            )
+        raise ConfigError(f"{me} holds no executor seat of job {job_id}; check the job id")
+    index = executor[0]
+    if job.commit_mask >> index & 1:
+        raise ConfigError(
+            f"your seat of job {job_id} has committed its result, which stays (its audit draw "
+            "is seeded after the commit); keep your agent running to reveal it when asked"
+        )
+    if not job.active_mask >> index & 1:
+        raise ConfigError(f"your seat of job {job_id} was already released")
+    if job.state != JobState.ASSIGNED:
+        raise ConfigError(
+            f"job {job_id} is {job.state.name.lower()}: only an assigned job's seat can be released"
+        )
+    if chain_time > job.deadline:
+        raise ConfigError(
+            f"the commit deadline of job {job_id} ({_when(job.deadline)}) has passed: the seat "
+            "can no longer be released and is slashed as a no-show when the job is closed"
+        )
 
 
 @command(app, "status", chain=_ChainOptions)

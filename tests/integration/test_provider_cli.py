@@ -239,6 +239,61 @@ def test_withdraw_moves_earnings_of_a_settled_job(chain: Chain, provider: Provid
     assert "nothing to withdraw" in cli(env, "withdraw", "--earnings-only")
 
 
+def test_release_hands_an_executor_seat_back_for_one_jobs_pay(
+    chain: Chain, provider: Provider
+) -> None:
+    env, me = provider.env, provider.account.address
+    cli(env, "register", "--price", "0.001", "--profile", CPU_PROFILE)
+    cli(env, "stake", "100")
+    requester = chain.admin.as_account(funded_account(chain.w3))
+    chain.admin.mint(requester.address, 10 * TOKEN)
+
+    def assigned(tag: str) -> int:
+        job = requester.create_job(
+            JobRequest(
+                spec_hash=hashlib.sha256(tag.encode()).digest(),
+                units=100,
+                max_price_per_unit=10**15,
+            )
+        )
+        chain.matcher.assign(job, [me])
+        return job
+
+    assert "does not exist" in cli(env, "release", "999", code=1)
+    other = requester.create_job(
+        JobRequest(spec_hash=hashlib.sha256(b"other").digest(), units=1, max_price_per_unit=1)
+    )
+    assert "holds no executor seat" in cli(env, "release", str(other), code=1)
+
+    job = assigned("release-me")
+    seat = chain.admin.job(job)
+    before = chain.admin.provider(me)
+    assert before.locked == seat.collateral > seat.pay > 0
+    released = cli_json(env, "release", str(job))
+    after = chain.admin.provider(me)
+    # One job's pay is slashed to the audit pool; the rest of the collateral is free again.
+    assert released["fee"] == format_tokens(seat.pay)
+    assert released["unlocked"] == format_tokens(seat.collateral - seat.pay)
+    assert (after.stake, after.locked) == (before.stake - seat.pay, 0)
+    assert released["free_stake"] == format_tokens(after.free_stake)
+    # Its only executor gone, the job is open to the others.
+    assert released["job_state"] == "open" == chain.admin.job(job).state.name.lower()
+    again = cli(env, "release", str(job), code=1)
+    assert "holds no executor seat" in again  # the reopened job has no seats yet
+
+    committed = assigned("committed")
+    chain.admin.as_account(provider.account).commit(committed, hashlib.sha256(b"out").digest())
+    assert "has committed its result" in cli(env, "release", str(committed), code=1)
+
+    late = assigned("late")
+    advance(
+        chain.w3,
+        chain.admin.job(late).deadline - int(chain.w3.eth.get_block("latest")["timestamp"]) + 1,
+    )
+    assert "has passed" in cli(env, "release", str(late), code=1)
+    assert chain.admin.job(late).active_mask == 1  # nothing sent
+
+
 def test_keystore_key_and_keyless_status(
     chain: Chain, provider: Provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
