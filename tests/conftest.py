@@ -45,10 +45,7 @@ os.environ["PATH"] = os.pathsep.join(
 # Mutation runs (tools/mutate_python.py) only need to know that a property fails, not its
 # smallest counterexample: without shrinking, a killed mutant costs one failing example.
 settings.register_profile(
-    "mutation",
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    database=None,
-    deadline=None,
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None
 )
 # No per-example deadline: on a loaded machine the OS can stall any one example past
 # Hypothesis' 200 ms, which it reports as a failure of the property.
