@@ -164,6 +164,8 @@ class Uncommittable(Enum):
     ROUND_OVER = auto()
     #: The job's current commit deadline passed.
     DEADLINE_PASSED = auto()
+    #: The seat no longer holds collateral: handed back (`depin provider release`) or slashed.
+    INACTIVE = auto()
 
 
 @dataclass(frozen=True)
@@ -568,8 +570,11 @@ class Agent:
         return self.strategy.restart()
 
     def _may_commit(self, duty: DutyRow, job: Job) -> bool:
-        """Whether the job accepts this duty's commit now (state, role, round, deadline)."""
+        """Whether the job accepts this duty's commit now (state, role, round, active seat,
+        deadline)."""
         if job.state not in _COMMIT_STATES:
+            return False
+        if not job.active_mask >> duty.index & 1:
             return False
         if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
             return False
@@ -959,6 +964,12 @@ class Agent:
             )
         if self._seat_holder(duty) != self.me:
             return NoCommit(Uncommittable.SEAT_TAKEN, _SEAT_TAKEN)
+        if not job.active_mask >> duty.index & 1:
+            # The market takes commits from active seats only.
+            return NoCommit(
+                Uncommittable.INACTIVE,
+                "the seat was released (or slashed); the market takes no commit",
+            )
         if self._chain_time() > job.deadline:
             return NoCommit(
                 Uncommittable.DEADLINE_PASSED, f"the commit deadline {job.deadline} passed"

@@ -10,6 +10,7 @@ import pytest
 from marketplace.protocol.client import JobState
 from marketplace.protocol.digest import digest
 from provider.execute import EMBED_MODEL
+from provider.ledger import DutyStatus
 from tests.provider.conftest import PARAMS, PROFILE, World
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,29 @@ def test_malformed_input_settles_with_the_same_failure_on_every_replica(world: W
     for name in ("alice", "bob", "carol"):
         record = world.cast.owner.provider(world.cast.providers[name].address)
         assert (record.jobs_done, record.jobs_slashed) == (1, 0)
+
+
+@pytest.mark.providers(3)
+def test_a_seat_its_operator_released_by_hand_is_not_committed(world: World) -> None:
+    agents = [world.agent(name) for name in ("alice", "bob", "carol")]
+    alice = agents[0]
+    job = world.submit_matmul(8, 11, replicas=3)
+    world.relayer.step()
+    for agent in agents:
+        agent.step()
+    (queued,) = alice.ledger.all()
+    assert queued.job_id == job and queued.status == DutyStatus.QUEUED
+    # The operator hands the seat back while its task waits for a worker.
+    world.cast.providers["alice"].release(job)
+    world.start_worker()
+    world.drive(lambda: world.state(job) == JobState.SETTLED, what="settlement")
+    me = world.cast.providers["alice"].address
+    assert me not in world.commits(job) and len(world.commits(job)) == 2
+    (duty,) = alice.ledger.all()
+    assert (duty.status, duty.note) == (
+        DutyStatus.SKIPPED,
+        "the seat was released (or slashed); the market takes no commit",
+    )
 
 
 def test_embed_job_matches_the_model_run_directly(world: World) -> None:
