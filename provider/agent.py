@@ -561,29 +561,42 @@ class Agent:
         if not mine or job.state in (JobState.NONE, JobState.OPEN):
             # The assignment itself is gone (or the seat is another provider's now).
             return DutyStatus.SKIPPED if orphaned else None
-        if not self._may_commit(duty, job):
+        if self._commit_blocker(duty, job) is not None:
+            # A released seat is inactive: it stays RELEASED.
             return DutyStatus.SKIPPED if orphaned else None
-        if duty.status == DutyStatus.RELEASED and self._released_on_chain(duty, job):
-            return None
         if duty.digest is not None:
             return DutyStatus.COMPUTED
         return self.strategy.restart()
 
-    def _may_commit(self, duty: DutyRow, job: Job) -> bool:
-        """Whether the job accepts this duty's commit now (state, role, round, active seat,
-        deadline)."""
+    def _commit_blocker(self, duty: DutyRow, job: Job) -> NoCommit | None:
+        """Why `job` takes no commit of `duty`'s seat now (state, role, round, active seat,
+        deadline); None when it does."""
         if job.state not in _COMMIT_STATES:
-            return False
-        if not job.active_mask >> duty.index & 1:
-            return False
+            return NoCommit(Uncommittable.CLOSED, f"job is {job.state.name}; commits closed")
         if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
-            return False
+            return NoCommit(
+                Uncommittable.OTHER_PHASE,
+                f"job is {job.state.name}; a {duty.role} cannot commit now",
+            )
         if duty.role == "verifier" and duty.index < job.verifiers_from:
-            return False
-        return self._chain_time() <= job.deadline
+            return NoCommit(
+                Uncommittable.ROUND_OVER,
+                f"audit round {job.round} has other verifiers; this seat's round is over",
+            )
+        if self._seat_inactive(duty, job):
+            # The market takes commits from active seats only.
+            return NoCommit(
+                Uncommittable.INACTIVE,
+                "the seat was released (or slashed); the market takes no commit",
+            )
+        if self._chain_time() > job.deadline:
+            return NoCommit(
+                Uncommittable.DEADLINE_PASSED, f"the commit deadline {job.deadline} passed"
+            )
+        return None
 
-    def _released_on_chain(self, duty: DutyRow, job: Job) -> bool:
-        """Whether this provider's release of `duty` is on-chain (its seat no longer active)."""
+    def _seat_inactive(self, duty: DutyRow, job: Job) -> bool:
+        """Whether `duty`'s seat no longer holds collateral: released, or slashed."""
         return not job.active_mask >> duty.index & 1
 
     # ------------------------------------------------------------------ duties
@@ -904,7 +917,7 @@ class Agent:
             return _SEAT_TAKEN
         if job.commit_mask >> duty.index & 1:
             return "the seat already committed"
-        if self._released_on_chain(duty, job):
+        if self._seat_inactive(duty, job):
             return "already released"
         if self._chain_time() > job.deadline:
             return f"the commit deadline {job.deadline} passed"
@@ -946,35 +959,14 @@ class Agent:
         seats, and the commit deadline of AuditStaffed (now + verifierExecWindow) once every
         seat is filled, so a verifier drawn early is never given up too soon."""
         job = self.market.job(duty.job_id)
+        mine = self._seat_holder(duty) == self.me
         if job.commit_mask >> duty.index & 1:
-            if self._seat_holder(duty) == self.me:
+            if mine:
                 return NoCommit(Uncommittable.ON_CHAIN, _FOUND_ON_CHAIN)
             return NoCommit(Uncommittable.SEAT_TAKEN, _SEAT_TAKEN)
-        if job.state not in _COMMIT_STATES:
-            return NoCommit(Uncommittable.CLOSED, f"job is {job.state.name}; commits closed")
-        if (job.state == JobState.AUDITING) != (duty.role == "verifier"):
-            return NoCommit(
-                Uncommittable.OTHER_PHASE,
-                f"job is {job.state.name}; a {duty.role} cannot commit now",
-            )
-        if duty.role == "verifier" and duty.index < job.verifiers_from:
-            return NoCommit(
-                Uncommittable.ROUND_OVER,
-                f"audit round {job.round} has other verifiers; this seat's round is over",
-            )
-        if self._seat_holder(duty) != self.me:
+        if not mine:
             return NoCommit(Uncommittable.SEAT_TAKEN, _SEAT_TAKEN)
-        if not job.active_mask >> duty.index & 1:
-            # The market takes commits from active seats only.
-            return NoCommit(
-                Uncommittable.INACTIVE,
-                "the seat was released (or slashed); the market takes no commit",
-            )
-        if self._chain_time() > job.deadline:
-            return NoCommit(
-                Uncommittable.DEADLINE_PASSED, f"the commit deadline {job.deadline} passed"
-            )
-        return None
+        return self._commit_blocker(duty, job)
 
     def _seat_holder(self, duty: DutyRow) -> str | None:
         parts = self.market.participants(duty.job_id)
